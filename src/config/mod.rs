@@ -1,0 +1,541 @@
+//! The configuration: where it is looked up, how it is read, and what it means.
+//!
+//! The default configuration is `config/cachekeeper.toml`, embedded in the binary, so the
+//! commented file users read is exactly what runs when they have none. A user's file is laid
+//! over the defaults key by key.
+//!
+//! Invariants:
+//! - Nothing runs on a config that did not validate: every error names the file, line, column
+//!   and key, says what was expected, and the caller exits with code 2.
+//! - Validation reads no disk and no clock ([`Env`] carries the few facts it needs); budgets
+//!   given as percentages are resolved later, against the filesystem they apply to.
+
+mod reader;
+pub mod value;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use value::SizeSpec;
+
+use reader::{Doc, Section};
+
+/// The default configuration, documented line by line.
+pub const DEFAULT_TOML: &str = include_str!("../../config/cachekeeper.toml");
+
+/// Where the configuration in force came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    Embedded,
+    File(PathBuf),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Embedded => f.write_str("built-in defaults"),
+            Source::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub source: Source,
+    pub cargo: CargoConfig,
+    pub disk: DiskConfig,
+}
+
+#[derive(Clone, Debug)]
+pub struct CargoConfig {
+    /// Directories searched for target dirs.
+    pub roots: Vec<PathBuf>,
+    /// Glob patterns (matched against absolute paths) of directories never searched.
+    pub exclude: Vec<String>,
+    /// How deep below a root the search goes.
+    pub max_depth: usize,
+    /// Budget of one target dir.
+    pub target_budget: Option<SizeSpec>,
+    /// Budget of all target dirs together.
+    pub total_budget: Option<SizeSpec>,
+    pub stale_after: Duration,
+    /// Nothing used or written more recently than this is ever removed.
+    pub min_age: Duration,
+    pub incremental_max_age: Duration,
+    /// rustc binaries that count as installed besides rustup's toolchains and `rustc` on PATH.
+    pub extra_rustc: Vec<PathBuf>,
+    pub rules: Rules,
+}
+
+/// Switches for the cleaning rules, in the order they apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(clippy::struct_excessive_bools)]
+pub struct Rules {
+    pub incremental: bool,
+    pub toolchains: bool,
+    pub stale: bool,
+    pub budgets: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct DiskConfig {
+    /// Free-space watermark of every filesystem holding a target dir.
+    pub min_free: Option<SizeSpec>,
+}
+
+/// The facts from the environment that validation needs.
+#[derive(Clone, Debug, Default)]
+pub struct Env {
+    pub home: Option<PathBuf>,
+    pub cachekeeper_config: Option<PathBuf>,
+    pub xdg_config_home: Option<PathBuf>,
+}
+
+impl Env {
+    #[must_use]
+    pub fn from_process() -> Env {
+        let var = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        Env {
+            home: var("HOME"),
+            cachekeeper_config: var("CACHEKEEPER_CONFIG"),
+            xdg_config_home: var("XDG_CONFIG_HOME"),
+        }
+    }
+}
+
+/// A config that did not validate, located in its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    /// The dotted key (`cargo.stale-after`), or empty for a syntax error.
+    pub key: String,
+    pub message: String,
+    /// The offending source line, for display.
+    pub snippet: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        if !self.key.is_empty() {
+            write!(f, "key `{}`: ", self.key)?;
+        }
+        write!(f, "{}", self.message)?;
+        if !self.snippet.is_empty() {
+            let pad = " ".repeat(self.line.to_string().len());
+            write!(
+                f,
+                "\n{pad} |\n{} | {}\n{pad} | {}^",
+                self.line,
+                self.snippet,
+                " ".repeat(self.column.saturating_sub(1))
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Errors of finding and reading a config file (before its content is looked at).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(#[from] ConfigError),
+}
+
+/// Finds the config file to use: `explicit` (from `--config`), `$CACHEKEEPER_CONFIG`,
+/// `$XDG_CONFIG_HOME/cachekeeper/config.toml` (or `~/.config/...`),
+/// `/etc/cachekeeper/config.toml`; `None` means the embedded defaults.
+/// An explicitly named file must exist; the conventional places are used only if present.
+#[must_use]
+pub fn locate(explicit: Option<&Path>, env: &Env) -> Option<PathBuf> {
+    if let Some(p) = explicit {
+        return Some(p.to_path_buf());
+    }
+    if let Some(p) = &env.cachekeeper_config {
+        return Some(p.clone());
+    }
+    let user_dir = env
+        .xdg_config_home
+        .clone()
+        .or_else(|| env.home.as_ref().map(|h| h.join(".config")));
+    let candidates = user_dir
+        .map(|d| d.join("cachekeeper/config.toml"))
+        .into_iter()
+        .chain(std::iter::once(PathBuf::from(
+            "/etc/cachekeeper/config.toml",
+        )));
+    candidates.into_iter().find(|p| p.is_file())
+}
+
+/// Loads the config in force: the located file laid over the embedded defaults.
+pub fn load(explicit: Option<&Path>, env: &Env) -> Result<Config, LoadError> {
+    match locate(explicit, env) {
+        None => Ok(parse(DEFAULT_TOML, Source::Embedded, env)?),
+        Some(path) => {
+            let text = std::fs::read_to_string(&path).map_err(|source| LoadError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            Ok(parse(&text, Source::File(path), env)?)
+        }
+    }
+}
+
+/// Parses `text` as a config laid over the embedded defaults.
+pub fn parse(text: &str, source: Source, env: &Env) -> Result<Config, ConfigError> {
+    let mut config = defaults(env);
+    config.source = source.clone();
+    let name = match &source {
+        Source::Embedded => "<built-in defaults>".to_string(),
+        Source::File(p) => p.display().to_string(),
+    };
+    apply(&Doc::new(&name, text), &mut config, env)?;
+    Ok(config)
+}
+
+/// The embedded defaults, validated.
+#[must_use]
+pub fn defaults(env: &Env) -> Config {
+    let mut config = Config {
+        source: Source::Embedded,
+        cargo: CargoConfig {
+            roots: Vec::new(),
+            exclude: Vec::new(),
+            max_depth: 0,
+            target_budget: None,
+            total_budget: None,
+            stale_after: Duration::ZERO,
+            min_age: Duration::ZERO,
+            incremental_max_age: Duration::ZERO,
+            extra_rustc: Vec::new(),
+            rules: Rules {
+                incremental: false,
+                toolchains: false,
+                stale: false,
+                budgets: false,
+            },
+        },
+        disk: DiskConfig { min_free: None },
+    };
+    // The embedded file is tested to validate (see the tests below), so this cannot fail.
+    apply(
+        &Doc::new("<built-in defaults>", DEFAULT_TOML),
+        &mut config,
+        env,
+    )
+    .expect("the embedded default config validates");
+    config
+}
+
+const TOP_KEYS: &[&str] = &["cargo", "disk"];
+const CARGO_KEYS: &[&str] = &[
+    "roots",
+    "exclude",
+    "max-depth",
+    "target-budget",
+    "total-budget",
+    "stale-after",
+    "min-age",
+    "incremental-max-age",
+    "extra-rustc",
+    "rules",
+];
+const RULE_KEYS: &[&str] = &["incremental", "toolchains", "stale", "budgets"];
+const DISK_KEYS: &[&str] = &["min-free"];
+
+fn apply(doc: &Doc<'_>, config: &mut Config, env: &Env) -> Result<(), ConfigError> {
+    let root = doc.parse()?;
+    let top = Section::root(doc, &root, TOP_KEYS)?;
+
+    if let Some(cargo) = top.table("cargo", CARGO_KEYS)? {
+        let c = &mut config.cargo;
+        if let Some(roots) = cargo.path_list("roots", env)? {
+            c.roots = roots;
+        }
+        if let Some(exclude) = cargo.glob_list("exclude", env)? {
+            c.exclude = exclude;
+        }
+        if let Some(d) = cargo.count("max-depth", 1, 64)? {
+            c.max_depth = d;
+        }
+        if let Some(b) = cargo.budget("target-budget")? {
+            c.target_budget = b;
+        }
+        if let Some(b) = cargo.budget("total-budget")? {
+            c.total_budget = b;
+        }
+        if let Some(d) = cargo.duration("stale-after", true)? {
+            c.stale_after = d;
+        }
+        if let Some(d) = cargo.duration("min-age", false)? {
+            c.min_age = d;
+        }
+        if let Some(d) = cargo.duration("incremental-max-age", true)? {
+            c.incremental_max_age = d;
+        }
+        if let Some(p) = cargo.path_list("extra-rustc", env)? {
+            c.extra_rustc = p;
+        }
+        if let Some(rules) = cargo.table("rules", RULE_KEYS)? {
+            let r = &mut c.rules;
+            for (key, slot) in [
+                ("incremental", &mut r.incremental),
+                ("toolchains", &mut r.toolchains),
+                ("stale", &mut r.stale),
+                ("budgets", &mut r.budgets),
+            ] {
+                if let Some(on) = rules.bool(key)? {
+                    *slot = on;
+                }
+            }
+        }
+    }
+    if let Some(disk) = top.table("disk", DISK_KEYS)? {
+        if let Some(b) = disk.budget("min-free")? {
+            config.disk.min_free = b;
+        }
+    }
+    Ok(())
+}
+
+/// Expands a leading `~` and requires the result to be absolute.
+fn expand_home(raw: &str, env: &Env) -> Result<PathBuf, String> {
+    let expanded = if raw == "~" || raw.starts_with("~/") {
+        let home = env
+            .home
+            .as_ref()
+            .ok_or_else(|| format!("{raw:?} starts with ~ but HOME is not set"))?;
+        home.join(raw.trim_start_matches('~').trim_start_matches('/'))
+    } else {
+        PathBuf::from(raw)
+    };
+    if expanded.is_absolute() {
+        Ok(expanded)
+    } else {
+        Err(format!(
+            "{raw:?} is a relative path: expected an absolute path or one starting with ~/"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> Env {
+        Env {
+            home: Some(PathBuf::from("/home/dev")),
+            ..Env::default()
+        }
+    }
+
+    fn err(text: &str) -> ConfigError {
+        parse(text, Source::File("/etc/ck.toml".into()), &env()).unwrap_err()
+    }
+
+    #[test]
+    fn embedded_defaults_validate_and_match_the_brief() {
+        let c = defaults(&env());
+        assert_eq!(c.cargo.roots, vec![PathBuf::from("/home/dev")]);
+        assert_eq!(c.cargo.stale_after, Duration::from_secs(30 * 86_400));
+        assert_eq!(c.cargo.min_age, Duration::from_secs(3600));
+        assert!(matches!(c.cargo.target_budget, Some(SizeSpec::Percent(_))));
+        assert!(matches!(c.disk.min_free, Some(SizeSpec::Percent(_))));
+        assert!(c.cargo.rules.incremental && c.cargo.rules.stale);
+    }
+
+    #[test]
+    fn a_user_file_overrides_key_by_key() {
+        let c = parse(
+            "[cargo]\nroots = [\"~/src\", \"/srv/ci\"]\ntarget-budget = \"10GiB\"\nmin-age = \"2h\"\n[cargo.rules]\nstale = false\n",
+            Source::Embedded,
+            &env(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.cargo.roots,
+            vec![PathBuf::from("/home/dev/src"), PathBuf::from("/srv/ci")]
+        );
+        assert_eq!(c.cargo.target_budget, Some(SizeSpec::Bytes(10 << 30)));
+        assert_eq!(c.cargo.min_age, Duration::from_secs(7200));
+        assert!(!c.cargo.rules.stale);
+        // Untouched keys keep their defaults.
+        assert_eq!(c.cargo.stale_after, Duration::from_secs(30 * 86_400));
+        assert!(c.cargo.rules.incremental);
+    }
+
+    #[test]
+    fn budgets_can_be_switched_off() {
+        let c = parse(
+            "[cargo]\ntotal-budget = \"none\"\n[disk]\nmin-free = \"none\"\n",
+            Source::Embedded,
+            &env(),
+        )
+        .unwrap();
+        assert_eq!(c.cargo.total_budget, None);
+        assert_eq!(c.disk.min_free, None);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_column_and_suggests() {
+        let e = err("[cargo]\nroots = [\"/x\"]\nstale-afte = \"3d\"\n");
+        assert_eq!((e.file.as_str(), e.line, e.column), ("/etc/ck.toml", 3, 1));
+        assert_eq!(e.key, "cargo.stale-afte");
+        assert!(
+            e.message.contains("unknown key `stale-afte` in [cargo]"),
+            "{}",
+            e.message
+        );
+        assert!(
+            e.message.contains("did you mean `stale-after`?"),
+            "{}",
+            e.message
+        );
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with("/etc/ck.toml:3:1: key `cargo.stale-afte`: unknown key"),
+            "{shown}"
+        );
+        assert!(shown.contains("3 | stale-afte = \"3d\""), "{shown}");
+    }
+
+    #[test]
+    fn unknown_section_is_an_error() {
+        let e = err("[cargoo]\n");
+        assert_eq!(e.key, "cargoo");
+        assert!(e.message.contains("did you mean `cargo`?"), "{}", e.message);
+    }
+
+    #[test]
+    fn wrong_type_says_what_is_expected() {
+        let e = err("[cargo]\nmax-depth = \"deep\"\n");
+        assert_eq!((e.line, e.column), (2, 13));
+        assert_eq!(e.key, "cargo.max-depth");
+        assert!(
+            e.message
+                .contains("expected an integer from 1 to 64, found a string"),
+            "{}",
+            e.message
+        );
+
+        let e = err("[cargo]\nroots = \"/src\"\n");
+        assert!(
+            e.message.contains("expected a list of paths"),
+            "{}",
+            e.message
+        );
+
+        let e = err("[cargo.rules]\nstale = \"yes\"\n");
+        assert_eq!(e.key, "cargo.rules.stale");
+        assert!(
+            e.message.contains("expected true or false"),
+            "{}",
+            e.message
+        );
+
+        let e = err("cargo = 3\n");
+        assert!(e.message.contains("expected a table"), "{}", e.message);
+    }
+
+    #[test]
+    fn impossible_values_are_errors() {
+        let e = err("[cargo]\ntarget-budget = \"12 parsecs\"\n");
+        assert_eq!(
+            (e.line, e.column, e.key.as_str()),
+            (2, 17, "cargo.target-budget")
+        );
+        assert!(
+            e.message.contains("unknown unit \"parsecs\""),
+            "{}",
+            e.message
+        );
+
+        let e = err("[disk]\nmin-free = \"140%\"\n");
+        assert!(e.message.contains("at most 100%"), "{}", e.message);
+
+        let e = err("[cargo]\nstale-after = \"0d\"\n");
+        assert!(
+            e.message.contains("must be longer than zero"),
+            "{}",
+            e.message
+        );
+
+        let e = err("[cargo]\nmin-age = \"soon\"\n");
+        assert!(
+            e.message.contains("invalid duration \"soon\""),
+            "{}",
+            e.message
+        );
+
+        let e = err("[cargo]\nmax-depth = 0\n");
+        assert!(e.message.contains("from 1 to 64"), "{}", e.message);
+
+        let e = err("[cargo]\nroots = [\"src\"]\n");
+        assert!(e.message.contains("relative path"), "{}", e.message);
+
+        let e = err("[cargo]\nexclude = [\"**/[bad\"]\n");
+        assert!(e.message.contains("invalid glob"), "{}", e.message);
+
+        let e = err("[cargo]\ntarget-budget = -5\n");
+        assert!(e.message.contains("must not be negative"), "{}", e.message);
+    }
+
+    #[test]
+    fn plain_byte_counts_are_sizes() {
+        let c = parse(
+            "[cargo]\ntarget-budget = 123456\n",
+            Source::Embedded,
+            &env(),
+        )
+        .unwrap();
+        assert_eq!(c.cargo.target_budget, Some(SizeSpec::Bytes(123_456)));
+    }
+
+    #[test]
+    fn syntax_errors_are_located() {
+        let e = err("[cargo]\nroots = [\n");
+        assert_eq!(e.line, 2);
+        assert!(e.key.is_empty());
+        assert!(e.message.contains("TOML syntax"), "{}", e.message);
+    }
+
+    #[test]
+    fn lookup_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let xdg = dir.path().join("xdg");
+        std::fs::create_dir_all(xdg.join("cachekeeper")).unwrap();
+        let mut env = Env {
+            home: Some(dir.path().join("home")),
+            cachekeeper_config: None,
+            xdg_config_home: Some(xdg.clone()),
+        };
+        // Nothing present at the conventional places (and no /etc file on a test machine
+        // is assumed): explicit beats everything.
+        assert_eq!(
+            locate(Some(Path::new("/x.toml")), &env),
+            Some(PathBuf::from("/x.toml"))
+        );
+        std::fs::write(xdg.join("cachekeeper/config.toml"), "").unwrap();
+        assert_eq!(
+            locate(None, &env),
+            Some(xdg.join("cachekeeper/config.toml"))
+        );
+        env.cachekeeper_config = Some(PathBuf::from("/from/env.toml"));
+        assert_eq!(locate(None, &env), Some(PathBuf::from("/from/env.toml")));
+    }
+}

@@ -1,0 +1,345 @@
+//! Typed, located access to a parsed TOML document.
+//!
+//! Every accessor returns `Ok(None)` for an absent key, the value for a good one, and a
+//! [`ConfigError`] pointing at the value (or the key) for a bad one. Unknown keys are found
+//! when a section is opened, so a misspelt key is reported before anything else in it.
+
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::value::{self, SizeSpec};
+use super::{ConfigError, Env, expand_home};
+
+pub(super) struct Doc<'a> {
+    name: &'a str,
+    text: &'a str,
+}
+
+impl<'a> Doc<'a> {
+    pub(super) fn new(name: &'a str, text: &'a str) -> Doc<'a> {
+        Doc { name, text }
+    }
+
+    pub(super) fn parse(&self) -> Result<Spanned<DeTable<'a>>, ConfigError> {
+        DeTable::parse(self.text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            self.error(span, "", format!("TOML syntax error: {}", e.message()))
+        })
+    }
+
+    pub(super) fn error(&self, span: Range<usize>, key: &str, message: String) -> ConfigError {
+        let start = span.start.min(self.text.len());
+        let before = &self.text[..start];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = self.text[line_start..start].chars().count() + 1;
+        let snippet = self.text[line_start..]
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string();
+        ConfigError {
+            file: self.name.to_string(),
+            line,
+            column,
+            key: key.to_string(),
+            message,
+            snippet,
+        }
+    }
+}
+
+pub(super) struct Section<'d, 't> {
+    doc: &'d Doc<'d>,
+    table: &'t DeTable<'t>,
+    /// Dotted path of this table (`cargo.rules`), empty at the top.
+    path: String,
+}
+
+fn kind(v: &DeValue<'_>) -> &'static str {
+    match v {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a date",
+        DeValue::Array(_) => "a list",
+        DeValue::Table(_) => "a table",
+    }
+}
+
+fn int_value(i: &toml::de::DeInteger<'_>) -> Option<i64> {
+    let digits: String = i.as_str().chars().filter(|c| *c != '_').collect();
+    let digits = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0o"))
+        .or_else(|| digits.strip_prefix("0b"))
+        .unwrap_or(&digits);
+    i64::from_str_radix(digits, i.radix()).ok()
+}
+
+/// Edit distance, for "did you mean" hints.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+impl<'d, 't> Section<'d, 't> {
+    pub(super) fn root(
+        doc: &'d Doc<'d>,
+        table: &'t Spanned<DeTable<'t>>,
+        known: &[&str],
+    ) -> Result<Self, ConfigError> {
+        let s = Section {
+            doc,
+            table: table.get_ref(),
+            path: String::new(),
+        };
+        s.check_keys(known)?;
+        Ok(s)
+    }
+
+    fn key_path(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    fn display_name(&self) -> String {
+        if self.path.is_empty() {
+            "the top level".to_string()
+        } else {
+            format!("[{}]", self.path)
+        }
+    }
+
+    fn check_keys(&self, known: &[&str]) -> Result<(), ConfigError> {
+        for (k, _) in self.table {
+            let name: &str = k.get_ref();
+            if known.contains(&name) {
+                continue;
+            }
+            let mut message = format!(
+                "unknown key `{name}` in {}; expected one of: {}",
+                self.display_name(),
+                known.join(", ")
+            );
+            if let Some(best) = known
+                .iter()
+                .min_by_key(|c| distance(name, c))
+                .filter(|c| distance(name, c) <= 3)
+            {
+                message.push_str(&format!(" (did you mean `{best}`?)"));
+            }
+            return Err(self.doc.error(k.span(), &self.key_path(name), message));
+        }
+        Ok(())
+    }
+
+    fn get(&self, key: &str) -> Option<&'t Spanned<DeValue<'t>>> {
+        self.table
+            .iter()
+            .find(|(k, _)| {
+                let name: &str = k.get_ref();
+                name == key
+            })
+            .map(|(_, v)| v)
+    }
+
+    fn fail(&self, key: &str, span: Range<usize>, message: String) -> ConfigError {
+        self.doc.error(span, &self.key_path(key), message)
+    }
+
+    fn wrong_type(&self, key: &str, v: &Spanned<DeValue<'_>>, expected: &str) -> ConfigError {
+        self.fail(
+            key,
+            v.span(),
+            format!("expected {expected}, found {}", kind(v.get_ref())),
+        )
+    }
+
+    pub(super) fn table(
+        &self,
+        key: &str,
+        known: &[&str],
+    ) -> Result<Option<Section<'d, 't>>, ConfigError> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        match v.get_ref() {
+            DeValue::Table(t) => {
+                let s = Section {
+                    doc: self.doc,
+                    table: t,
+                    path: self.key_path(key),
+                };
+                s.check_keys(known)?;
+                Ok(Some(s))
+            }
+            _ => Err(self.wrong_type(key, v, "a table")),
+        }
+    }
+
+    pub(super) fn bool(&self, key: &str) -> Result<Option<bool>, ConfigError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => match v.get_ref() {
+                DeValue::Boolean(b) => Ok(Some(*b)),
+                _ => Err(self.wrong_type(key, v, "true or false")),
+            },
+        }
+    }
+
+    pub(super) fn count(
+        &self,
+        key: &str,
+        min: i64,
+        max: i64,
+    ) -> Result<Option<usize>, ConfigError> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        let expected = format!("an integer from {min} to {max}");
+        match v.get_ref() {
+            DeValue::Integer(i) => match int_value(i) {
+                Some(n) if (min..=max).contains(&n) => {
+                    // In range and non-negative, so the conversion cannot fail.
+                    Ok(Some(usize::try_from(n).expect("checked range")))
+                }
+                _ => Err(self.fail(key, v.span(), format!("expected {expected}, found {i}"))),
+            },
+            _ => Err(self.wrong_type(key, v, &expected)),
+        }
+    }
+
+    fn string(
+        &self,
+        key: &str,
+        expected: &str,
+    ) -> Result<Option<(&'t str, Range<usize>)>, ConfigError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => match v.get_ref() {
+                DeValue::String(s) => Ok(Some((s.as_ref(), v.span()))),
+                _ => Err(self.wrong_type(key, v, expected)),
+            },
+        }
+    }
+
+    pub(super) fn duration(
+        &self,
+        key: &str,
+        nonzero: bool,
+    ) -> Result<Option<Duration>, ConfigError> {
+        let Some((text, span)) = self.string(key, value::DURATION_EXPECTED)? else {
+            return Ok(None);
+        };
+        let d = value::parse_duration(text).map_err(|m| self.fail(key, span.clone(), m))?;
+        if nonzero && d.is_zero() {
+            return Err(self.fail(key, span, format!("{text:?} must be longer than zero")));
+        }
+        Ok(Some(d))
+    }
+
+    /// A size, a percentage, or `"none"` (no budget): `Some(None)` is "none".
+    pub(super) fn budget(&self, key: &str) -> Result<Option<Option<SizeSpec>>, ConfigError> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        let expected = format!("{} or \"none\"", value::SIZE_EXPECTED);
+        match v.get_ref() {
+            DeValue::Integer(i) => match int_value(i) {
+                Some(n) if n >= 0 => Ok(Some(Some(SizeSpec::Bytes(n.unsigned_abs())))),
+                Some(_) => {
+                    Err(self.fail(key, v.span(), format!("{i}: a size must not be negative")))
+                }
+                None => Err(self.fail(key, v.span(), format!("{i}: too large"))),
+            },
+            DeValue::String(s) if s.trim().eq_ignore_ascii_case("none") => Ok(Some(None)),
+            DeValue::String(s) => value::parse_size(s)
+                .map(|spec| Some(Some(spec)))
+                .map_err(|m| self.fail(key, v.span(), m)),
+            _ => Err(self.wrong_type(key, v, &expected)),
+        }
+    }
+
+    fn strings(
+        &self,
+        key: &str,
+        expected: &str,
+    ) -> Result<Option<Vec<(&'t str, Range<usize>)>>, ConfigError> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        let DeValue::Array(items) = v.get_ref() else {
+            return Err(self.wrong_type(key, v, expected));
+        };
+        items
+            .iter()
+            .map(|item| match item.get_ref() {
+                DeValue::String(s) => Ok((s.as_ref(), item.span())),
+                _ => Err(self.wrong_type(key, item, "a string in this list")),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
+    pub(super) fn path_list(
+        &self,
+        key: &str,
+        env: &Env,
+    ) -> Result<Option<Vec<PathBuf>>, ConfigError> {
+        let Some(items) = self.strings(key, "a list of paths, like [\"~/src\"]")? else {
+            return Ok(None);
+        };
+        items
+            .into_iter()
+            .map(|(s, span)| expand_home(s, env).map_err(|m| self.fail(key, span, m)))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
+    /// Glob patterns; a leading `~` is expanded, and each pattern must compile.
+    pub(super) fn glob_list(
+        &self,
+        key: &str,
+        env: &Env,
+    ) -> Result<Option<Vec<String>>, ConfigError> {
+        let Some(items) =
+            self.strings(key, "a list of glob patterns, like [\"**/node_modules\"]")?
+        else {
+            return Ok(None);
+        };
+        let mut out = Vec::new();
+        for (s, span) in items {
+            let pattern = if s.starts_with('~') {
+                expand_home(s, env)
+                    .map_err(|m| self.fail(key, span.clone(), m))?
+                    .display()
+                    .to_string()
+            } else {
+                s.to_string()
+            };
+            globset::Glob::new(&pattern)
+                .map_err(|e| self.fail(key, span, format!("invalid glob {s:?}: {}", e.kind())))?;
+            out.push(pattern);
+        }
+        Ok(Some(out))
+    }
+}

@@ -1,0 +1,221 @@
+//! Parsing of the human units the config accepts: sizes (`"10GiB"`, `"500 MB"`, `123456`),
+//! percentages of a filesystem (`"15%"`) and durations (`"14d"`, `"36h"`, `"1d12h"`).
+//!
+//! These functions read no file and no clock: they turn text into values or into an error
+//! sentence that says what was expected. The caller adds the file, line and key.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A size in the config: an absolute number of bytes or a share of a filesystem.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SizeSpec {
+    Bytes(u64),
+    /// Percent of the filesystem's size, in `(0, 100]`.
+    Percent(f64),
+}
+
+impl SizeSpec {
+    /// Resolves the spec against a filesystem of `fs_bytes` bytes.
+    #[must_use]
+    pub fn resolve(self, fs_bytes: u64) -> u64 {
+        match self {
+            SizeSpec::Bytes(b) => b,
+            // Truncation is intended: budgets are whole bytes and a filesystem is < 2^53 bytes.
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                clippy::cast_precision_loss
+            )]
+            SizeSpec::Percent(p) => ((fs_bytes as f64) * p / 100.0) as u64,
+        }
+    }
+}
+
+impl fmt::Display for SizeSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SizeSpec::Bytes(b) => f.write_str(&crate::report::human_bytes(*b)),
+            SizeSpec::Percent(p) => write!(f, "{p}% of the filesystem"),
+        }
+    }
+}
+
+pub const SIZE_EXPECTED: &str = "a size like \"10GiB\", \"500 MB\", \"123456 B\" or 123456 (bytes), or a percentage of the filesystem like \"15%\"";
+pub const DURATION_EXPECTED: &str =
+    "a duration like \"30d\", \"36h\", \"90m\", \"2w\" or \"1d12h\" (units: s, m, h, d, w)";
+
+/// Parses a size with an optional unit. Decimal units (kB, MB, GB, TB) are powers of 1000,
+/// binary units (KiB, MiB, GiB, TiB) and the bare letters (K, M, G, T, like `du` and docker)
+/// are powers of 1024. Units are case-insensitive.
+pub fn parse_size(text: &str) -> Result<SizeSpec, String> {
+    let t = text.trim();
+    if let Some(num) = t.strip_suffix('%') {
+        let p: f64 = num
+            .trim()
+            .parse()
+            .map_err(|_| format!("invalid percentage {text:?}: expected {SIZE_EXPECTED}"))?;
+        if !(p > 0.0 && p <= 100.0) {
+            return Err(format!(
+                "invalid percentage {text:?}: a share of the filesystem must be above 0% and at most 100%"
+            ));
+        }
+        return Ok(SizeSpec::Percent(p));
+    }
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    if num.is_empty() {
+        return Err(format!("invalid size {text:?}: expected {SIZE_EXPECTED}"));
+    }
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "mb" => 1000_u64.pow(2),
+        "gb" => 1000_u64.pow(3),
+        "tb" => 1000_u64.pow(4),
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "invalid size {text:?}: unknown unit {:?}; expected {SIZE_EXPECTED}",
+                unit.trim()
+            ));
+        }
+    };
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {text:?}: expected {SIZE_EXPECTED}"))?;
+    #[allow(clippy::cast_precision_loss)]
+    let bytes = value * factor as f64;
+    #[allow(clippy::cast_precision_loss)]
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(format!("invalid size {text:?}: too large"));
+    }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Ok(SizeSpec::Bytes(bytes.round() as u64))
+}
+
+/// Parses a duration made of one or more `<number><unit>` parts.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let err = || format!("invalid duration {text:?}: expected {DURATION_EXPECTED}");
+    if t.is_empty() {
+        return Err(err());
+    }
+    let mut total: u64 = 0;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(err());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| err())?;
+        rest = rest[digits..].trim_start();
+        let unit_len = rest
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(rest.len());
+        let secs: u64 = match &rest[..unit_len] {
+            "s" | "sec" | "secs" => 1,
+            "m" | "min" | "mins" => 60,
+            "h" | "hour" | "hours" => 3600,
+            "d" | "day" | "days" => 86_400,
+            "w" | "week" | "weeks" => 7 * 86_400,
+            "" => {
+                return Err(format!(
+                    "invalid duration {text:?}: a number needs a unit; expected {DURATION_EXPECTED}"
+                ));
+            }
+            _ => return Err(err()),
+        };
+        total = n
+            .checked_mul(secs)
+            .and_then(|s| total.checked_add(s))
+            .ok_or_else(|| format!("invalid duration {text:?}: too large"))?;
+        rest = rest[unit_len..].trim_start();
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// Formats a duration the way the config writes it (`"30d"`, `"1d12h"`, `"90s"`).
+#[must_use]
+pub fn format_duration(d: Duration) -> String {
+    let mut secs = d.as_secs();
+    if secs == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (unit, len) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if secs >= len {
+            out.push_str(&format!("{}{unit}", secs / len));
+            secs %= len;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_in_every_unit() {
+        assert_eq!(parse_size("10GiB"), Ok(SizeSpec::Bytes(10 << 30)));
+        assert_eq!(parse_size("500 MB"), Ok(SizeSpec::Bytes(500_000_000)));
+        assert_eq!(parse_size("123456 B"), Ok(SizeSpec::Bytes(123_456)));
+        assert_eq!(parse_size("123456"), Ok(SizeSpec::Bytes(123_456)));
+        assert_eq!(parse_size("1.5 kib"), Ok(SizeSpec::Bytes(1536)));
+        assert_eq!(parse_size("2G"), Ok(SizeSpec::Bytes(2 << 30)));
+        assert_eq!(parse_size("15%"), Ok(SizeSpec::Percent(15.0)));
+        assert_eq!(parse_size(" 2.5 % "), Ok(SizeSpec::Percent(2.5)));
+    }
+
+    #[test]
+    fn bad_sizes_say_what_is_expected() {
+        let e = parse_size("10 parsecs").unwrap_err();
+        assert!(e.contains("unknown unit \"parsecs\""), "{e}");
+        assert!(e.contains("\"10GiB\""), "{e}");
+        assert!(parse_size("GiB").unwrap_err().contains("invalid size"));
+        assert!(parse_size("0%").unwrap_err().contains("above 0%"));
+        assert!(parse_size("150%").unwrap_err().contains("at most 100%"));
+        assert!(parse_size("1e30 TB").is_err());
+    }
+
+    #[test]
+    fn percent_resolves_against_the_filesystem() {
+        assert_eq!(SizeSpec::Percent(10.0).resolve(1000), 100);
+        assert_eq!(SizeSpec::Bytes(7).resolve(1000), 7);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("14d"), Ok(Duration::from_secs(14 * 86_400)));
+        assert_eq!(parse_duration("36h"), Ok(Duration::from_secs(36 * 3600)));
+        assert_eq!(
+            parse_duration("1d12h"),
+            Ok(Duration::from_secs(86_400 + 12 * 3600))
+        );
+        assert_eq!(parse_duration("2w"), Ok(Duration::from_secs(14 * 86_400)));
+        assert_eq!(parse_duration("90 m"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("14").unwrap_err().contains("needs a unit"));
+        assert!(parse_duration("14 fortnights").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(
+            parse_duration("99999999999999999w")
+                .unwrap_err()
+                .contains("too large")
+        );
+    }
+
+    #[test]
+    fn durations_round_trip_through_format() {
+        for text in ["30d", "1d12h", "1m30s", "1h1m1s"] {
+            assert_eq!(format_duration(parse_duration(text).unwrap()), text);
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! cachekeeper: keeps cargo target dirs (and, later, the BuildKit cache) within budgets by
+//! removing what builds no longer use, with cargo-clean semantics.
+//!
+//! The crate is laid out the way a run flows:
+//! [`config`] → [`discover`] (find target dirs) → [`inventory`] (measure and understand them,
+//! through [`walk`] and [`safefs`]) → [`policy`] (pure: measurements + budgets + now → plan)
+//! → [`sweep`] (carry the plan out, or dry-run it, under cargo's locks) → [`report`].
+
+pub mod config;
+pub mod report;
+pub mod safefs;
+pub mod walk;

@@ -1,0 +1,332 @@
+//! A parallel directory walker that stats every entry once, relative to its parent's fd.
+//!
+//! The walker knows nothing about cargo: a [`Visitor`] classifies each entry, accounts for it
+//! in a per-thread accumulator, and says whether to descend. Errors (an entry that vanished, a
+//! directory we may not read) are handed to the visitor as values; the walk never aborts.
+//!
+//! Performance: each directory is read with `getdents64` into one buffer, every entry is
+//! `fstatat`-ed against the open directory (no path resolution), and threads take directories
+//! from a shared LIFO stack, which keeps the number of open fds near depth × threads.
+//! Memory is flat in the number of files: nothing per file is kept here.
+//!
+//! Invariant: symlinks are never followed (`AT_SYMLINK_NOFOLLOW`, `O_NOFOLLOW`).
+
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+
+use rustix::fs::{Dir, FileType};
+
+use crate::safefs::{self, Meta};
+
+pub trait Visitor: Sync {
+    /// What the visitor knows about a directory from its ancestors.
+    type Ctx: Send;
+    /// Per-thread results, merged by the caller.
+    type Acc: Send;
+
+    fn new_acc(&self) -> Self::Acc;
+
+    /// Accounts for entry `name` of the directory `dir_rel` (open as `dirfd`, with context
+    /// `parent`). Returns the context to descend with, for a directory to walk into.
+    fn entry(
+        &self,
+        acc: &mut Self::Acc,
+        parent: &Self::Ctx,
+        dir_rel: &Path,
+        dirfd: BorrowedFd<'_>,
+        name: &OsStr,
+        meta: &Meta,
+    ) -> Option<Self::Ctx>;
+
+    /// An entry at `rel` could not be read or opened.
+    fn error(&self, acc: &mut Self::Acc, rel: &Path, err: &io::Error);
+}
+
+struct Job<C> {
+    parent: Option<Arc<Dir>>,
+    name: CString,
+    rel: PathBuf,
+    ctx: C,
+}
+
+struct Queue<C> {
+    jobs: Vec<Job<C>>,
+    active: usize,
+}
+
+/// How many threads to walk with: `$CACHEKEEPER_THREADS`, else the CPU count (at most 8).
+#[must_use]
+pub fn default_threads() -> usize {
+    std::env::var("CACHEKEEPER_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(2, std::num::NonZero::get)
+                .clamp(1, 8)
+        })
+}
+
+/// Walks everything below the directory open as `root` (the root itself is not visited),
+/// returning one accumulator per thread.
+pub fn walk<V: Visitor>(
+    visitor: &V,
+    root: OwnedFd,
+    root_ctx: V::Ctx,
+    threads: usize,
+) -> Vec<V::Acc> {
+    let root_dir = match Dir::new(root) {
+        Ok(d) => Arc::new(d),
+        Err(e) => {
+            let mut acc = visitor.new_acc();
+            visitor.error(&mut acc, Path::new(""), &e.into());
+            return vec![acc];
+        }
+    };
+    let queue = Mutex::new(Queue {
+        jobs: Vec::new(),
+        active: 0,
+    });
+    let wake = Condvar::new();
+    // The root is already open: read it on this thread's first turn.
+    let first = Job {
+        parent: None,
+        name: CString::default(),
+        rel: PathBuf::new(),
+        ctx: root_ctx,
+    };
+    queue
+        .lock()
+        .expect("walker queue lock is never poisoned: workers do not panic while holding it")
+        .jobs
+        .push(first);
+    let root_dir = Mutex::new(Some(root_dir));
+
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut acc = visitor.new_acc();
+                    worker(visitor, &mut acc, &queue, &wake, &root_dir);
+                    acc
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("walker threads do not panic"))
+            .collect()
+    })
+}
+
+fn worker<V: Visitor>(
+    visitor: &V,
+    acc: &mut V::Acc,
+    queue: &Mutex<Queue<V::Ctx>>,
+    wake: &Condvar,
+    root_dir: &Mutex<Option<Arc<Dir>>>,
+) {
+    let mut found = Vec::new();
+    loop {
+        let job = {
+            let mut q = queue.lock().expect("walker queue lock is never poisoned");
+            loop {
+                if let Some(job) = q.jobs.pop() {
+                    q.active += 1;
+                    break Some(job);
+                }
+                if q.active == 0 {
+                    break None;
+                }
+                q = wake.wait(q).expect("walker queue lock is never poisoned");
+            }
+        };
+        let Some(job) = job else {
+            wake.notify_all();
+            return;
+        };
+        let dir = match &job.parent {
+            None => root_dir.lock().expect("never poisoned").take(),
+            Some(parent) => parent
+                .fd()
+                .map_err(io::Error::from)
+                .and_then(|pfd| safefs::open_dir_at(pfd, &job.name))
+                .and_then(|fd| Dir::new(fd).map_err(io::Error::from))
+                .map_err(|e| visitor.error(acc, &job.rel, &e))
+                .ok()
+                .map(Arc::new),
+        };
+        if let Some(dir) = dir {
+            read_dir(visitor, acc, dir, &job, &mut found);
+        }
+        let mut q = queue.lock().expect("walker queue lock is never poisoned");
+        q.active -= 1;
+        let pushed = !found.is_empty();
+        q.jobs.append(&mut found);
+        drop(q);
+        if pushed {
+            wake.notify_all();
+        } else {
+            wake.notify_one();
+        }
+    }
+}
+
+fn read_dir<V: Visitor>(
+    visitor: &V,
+    acc: &mut V::Acc,
+    mut dir: Arc<Dir>,
+    job: &Job<V::Ctx>,
+    found: &mut Vec<Job<V::Ctx>>,
+) {
+    // Read all names first: the Dir is then shared (read-only) with the child jobs.
+    let mut names: Vec<(CString, FileType)> = Vec::new();
+    {
+        let d = Arc::get_mut(&mut dir).expect("a freshly opened Dir has one owner");
+        while let Some(entry) = d.read() {
+            match entry {
+                Ok(e) => {
+                    let n = e.file_name();
+                    if n != c"." && n != c".." {
+                        names.push((n.to_owned(), e.file_type()));
+                    }
+                }
+                Err(e) => {
+                    visitor.error(acc, &job.rel, &e.into());
+                    break;
+                }
+            }
+        }
+    }
+    let Ok(dirfd) = dir.fd() else { return };
+    for (name, _hint) in names {
+        let os = OsStr::from_bytes(name.to_bytes());
+        match safefs::stat_at_c(dirfd.as_fd(), &name) {
+            Ok(meta) => {
+                if let Some(ctx) = visitor.entry(acc, &job.ctx, &job.rel, dirfd, os, &meta) {
+                    if meta.kind == safefs::Kind::Dir {
+                        found.push(Job {
+                            parent: Some(Arc::clone(&dir)),
+                            rel: job.rel.join(os),
+                            name,
+                            ctx,
+                        });
+                    }
+                }
+            }
+            Err(e) => visitor.error(acc, &job.rel.join(os), &e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// Counts files and bytes per top-level directory, and errors.
+    struct Count;
+    impl Visitor for Count {
+        type Ctx = String;
+        type Acc = (BTreeMap<String, (u64, u64)>, Vec<PathBuf>);
+        fn new_acc(&self) -> Self::Acc {
+            Default::default()
+        }
+        fn entry(
+            &self,
+            acc: &mut Self::Acc,
+            parent: &String,
+            _dir_rel: &Path,
+            _dirfd: BorrowedFd<'_>,
+            name: &OsStr,
+            meta: &Meta,
+        ) -> Option<String> {
+            let top = if parent.is_empty() {
+                name.to_string_lossy().into_owned()
+            } else {
+                parent.clone()
+            };
+            let e = acc.0.entry(top.clone()).or_default();
+            e.0 += 1;
+            if meta.kind != safefs::Kind::Dir {
+                e.1 += meta.apparent;
+            }
+            Some(top)
+        }
+        fn error(&self, acc: &mut Self::Acc, rel: &Path, _err: &io::Error) {
+            acc.1.push(rel.to_path_buf());
+        }
+    }
+
+    #[test]
+    fn walks_everything_once_without_following_symlinks() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        for i in 0..50 {
+            let d = t.path().join(format!("a/{}/{}", i % 7, i));
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("f"), vec![0u8; 10]).unwrap();
+        }
+        std::fs::create_dir(t.path().join("b")).unwrap();
+        std::fs::write(outside.path().join("big"), vec![0u8; 1000]).unwrap();
+        std::os::unix::fs::symlink(outside.path(), t.path().join("b/link")).unwrap();
+
+        for threads in [1, 4] {
+            let accs = walk(
+                &Count,
+                safefs::open_dir(t.path()).unwrap(),
+                String::new(),
+                threads,
+            );
+            let mut total: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+            for (m, errs) in accs {
+                assert!(errs.is_empty());
+                for (k, (n, b)) in m {
+                    let e = total.entry(k).or_default();
+                    e.0 += n;
+                    e.1 += b;
+                }
+            }
+            // a: itself, 7 dirs, 50 dirs, 50 files
+            assert_eq!(total["a"].0, 1 + 7 + 50 + 50);
+            // b: itself and the link (never the 1000-byte file behind it)
+            assert_eq!(total["b"].0, 2);
+            assert!(total["b"].1 < 1000);
+        }
+    }
+
+    #[test]
+    fn unreadable_dirs_are_reported_not_fatal() {
+        if rustix::process::geteuid().is_root() {
+            // root reads any directory; the permission case is covered by the CLI tests
+            // that drop privileges.
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("locked/inner")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            t.path().join("locked"),
+            std::fs::Permissions::from_mode(0o000),
+        )
+        .unwrap();
+        let accs = walk(
+            &Count,
+            safefs::open_dir(t.path()).unwrap(),
+            String::new(),
+            2,
+        );
+        std::fs::set_permissions(
+            t.path().join("locked"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        let errors: Vec<_> = accs.into_iter().flat_map(|a| a.1).collect();
+        assert_eq!(errors, vec![PathBuf::from("locked")]);
+    }
+}
