@@ -6,7 +6,14 @@
 //! through [`walk`] and [`safefs`]) → [`policy`] (pure: measurements + budgets + now → plan)
 //! → [`sweep`] (carry the plan out, or dry-run it, under cargo's locks) → [`report`].
 
+pub mod cargo_lock;
 pub mod config;
+pub mod discover;
+pub mod disk;
+pub mod inventory;
+pub mod lastuse;
+pub mod policy;
 pub mod report;
 pub mod safefs;
+pub mod toolchain;
 pub mod walk;

@@ -1,0 +1,709 @@
+//! What a target dir holds: its profiles, units, incremental dirs and orphaned outputs,
+//! measured in one parallel walk.
+//!
+//! A *unit* is what cargo compiles once and reuses: one crate target in one profile with one
+//! set of features and flags, named by a 16-hex hash `H`. Its files are spread over the
+//! profile (fingerprint dir, `deps/` outputs, `build/` dirs, uplifted hardlinks in the profile
+//! dir) or, in cargo's new layout, gathered in `build/<pkg>/<H>/`. The inventory gathers them
+//! so a unit is always removed whole.
+//!
+//! Besides sizes it records what the policy needs: when each unit was last used (the newest
+//! access or write of its fingerprint files; cargo reads every unit's fingerprint on every
+//! build that involves it), which rustc built it, which units it depends on, and which
+//! incremental dirs belong to it.
+//!
+//! Invariants:
+//! - Scanning changes nothing: files are read with `O_NOATIME` and never written.
+//! - Only a dir carrying cargo's `CACHEDIR.TAG` is scanned.
+//! - Sizes are allocated bytes (`du`), with every inode counted once.
+
+mod names;
+mod visitor;
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::cargo_lock;
+use crate::safefs::{self, Meta};
+use visitor::{Acc, Ctx, InventoryVisitor, Owner};
+
+pub use names::crate_name;
+
+/// Bytes and files.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    /// Allocated on disk (what `du` reports, what removal gives back).
+    pub bytes: u64,
+    /// Apparent size (what `du -b` reports).
+    pub apparent_bytes: u64,
+    pub files: u64,
+}
+
+impl Usage {
+    #[must_use]
+    pub fn of(meta: &Meta) -> Usage {
+        Usage {
+            bytes: meta.bytes,
+            apparent_bytes: meta.apparent,
+            files: 1,
+        }
+    }
+
+    pub fn merge(&mut self, o: &Usage) {
+        self.bytes += o.bytes;
+        self.apparent_bytes += o.apparent_bytes;
+        self.files += o.files;
+    }
+}
+
+/// What part of a build a byte belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// Compiled outputs: `.rlib`, `.rmeta`, executables, dep-info.
+    Deps,
+    /// Build scripts, compiled and run (`OUT_DIR`).
+    Build,
+    Incremental,
+    Fingerprint,
+    /// Uplifted copies, lock files, docs, anything else.
+    Other,
+}
+
+/// Usage split by [`Kind`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ByKind {
+    pub deps: Usage,
+    pub build: Usage,
+    pub incremental: Usage,
+    pub fingerprint: Usage,
+    pub other: Usage,
+}
+
+impl ByKind {
+    pub fn get_mut(&mut self, kind: Kind) -> &mut Usage {
+        match kind {
+            Kind::Deps => &mut self.deps,
+            Kind::Build => &mut self.build,
+            Kind::Incremental => &mut self.incremental,
+            Kind::Fingerprint => &mut self.fingerprint,
+            Kind::Other => &mut self.other,
+        }
+    }
+
+    pub fn merge(&mut self, o: &ByKind) {
+        for (a, b) in self.parts_mut().into_iter().zip(o.parts()) {
+            a.merge(&b);
+        }
+    }
+
+    fn parts(&self) -> [Usage; 5] {
+        [
+            self.deps,
+            self.build,
+            self.incremental,
+            self.fingerprint,
+            self.other,
+        ]
+    }
+
+    fn parts_mut(&mut self) -> [&mut Usage; 5] {
+        [
+            &mut self.deps,
+            &mut self.build,
+            &mut self.incremental,
+            &mut self.fingerprint,
+            &mut self.other,
+        ]
+    }
+
+    #[must_use]
+    pub fn total(&self) -> Usage {
+        let mut t = Usage::default();
+        for p in self.parts() {
+            t.merge(&p);
+        }
+        t
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layout {
+    /// `.fingerprint/`, `deps/`, `build/<pkg>-<H>/` (cargo up to 1.99).
+    Legacy,
+    /// `build/<pkg>/<H>/` (cargo's build-dir layout, default from 1.100).
+    New,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UnitKey {
+    pub profile: u16,
+    pub hash: u64,
+    pub layout: Layout,
+}
+
+/// Errors met while scanning: counted, a few kept as examples, never fatal.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ScanErrors {
+    /// Entries that disappeared while we looked (a build or `cargo clean` racing us).
+    pub vanished: u64,
+    pub permission_denied: u64,
+    pub other: u64,
+    pub examples: Vec<String>,
+}
+
+impl ScanErrors {
+    const EXAMPLES: usize = 5;
+
+    pub fn record(&mut self, rel: &Path, err: &io::Error) {
+        if safefs::is_vanished(err) {
+            self.vanished += 1;
+            return;
+        }
+        if safefs::is_permission(err) {
+            self.permission_denied += 1;
+        } else {
+            self.other += 1;
+        }
+        if self.examples.len() < Self::EXAMPLES {
+            self.examples.push(format!("{}: {err}", rel.display()));
+        }
+    }
+
+    pub fn merge(&mut self, o: ScanErrors) {
+        self.vanished += o.vanished;
+        self.permission_denied += o.permission_denied;
+        self.other += o.other;
+        for e in o.examples {
+            if self.examples.len() < Self::EXAMPLES {
+                self.examples.push(e);
+            }
+        }
+    }
+
+    /// Errors that hide data from us (vanished entries do not: they are gone).
+    #[must_use]
+    pub fn serious(&self) -> u64 {
+        self.permission_denied + self.other
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProfileState {
+    Idle,
+    /// A build holds cargo's lock.
+    Busy,
+    /// No cargo lock file, or it cannot be opened: never cleaned.
+    Unlockable,
+}
+
+#[derive(Clone, Debug)]
+pub struct Profile {
+    /// Relative to the target dir: `debug`, `x86_64-unknown-linux-gnu/release`.
+    pub rel: PathBuf,
+    pub layouts: Vec<Layout>,
+    pub usage: ByKind,
+    pub state: ProfileState,
+}
+
+#[derive(Clone, Debug)]
+pub struct Unit {
+    pub key: UnitKey,
+    pub package: String,
+    /// Fingerprint hash file names: `lib-serde`, `test-bin-app`, `run-build-script-build-script-build`.
+    pub targets: Vec<String>,
+    /// Fingerprint values (what dependents name this unit by).
+    pub fingerprints: Vec<u64>,
+    /// Hashes of `rustc -vV` of the compiler that built it.
+    pub rustc: Vec<u64>,
+    /// Fingerprint values of the units it depends on.
+    pub deps: Vec<u64>,
+    /// Indices (into [`TargetDir::units`]) of the units that depend on this one.
+    pub dependents: Vec<usize>,
+    pub build_script: bool,
+    /// Top-level paths relative to the target dir, fingerprint dir first.
+    pub paths: Vec<PathBuf>,
+    pub fingerprint_dir: PathBuf,
+    pub usage: ByKind,
+    /// Bytes that removing the unit (with its uplifted links) gives back.
+    pub reclaimable: u64,
+    /// Newest access or write of a fingerprint file: the last build that used it.
+    pub last_used: SystemTime,
+    /// Newest write of a fingerprint file: the last build that compiled it.
+    pub last_built: SystemTime,
+    pub invoked: Option<SystemTime>,
+    pub finished: Option<SystemTime>,
+    /// Fingerprint files that could not be read or parsed.
+    pub unreadable: u32,
+}
+
+impl Unit {
+    /// `serde-054e37a5e5b0dc4b`: how cargo itself names the unit's dirs.
+    #[must_use]
+    pub fn name(&self) -> String {
+        format!("{}-{:016x}", self.package, self.key.hash)
+    }
+
+    /// Crate names of the unit's targets, as rustc names its incremental dirs.
+    #[must_use]
+    pub fn crate_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .targets
+            .iter()
+            .filter_map(|t| names::fingerprint_target(t))
+            .map(names::crate_name)
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct IncrementalDir {
+    pub profile: u16,
+    pub name: String,
+    pub crate_name: String,
+    /// Relative to the target dir.
+    pub path: PathBuf,
+    pub usage: Usage,
+    pub reclaimable: u64,
+    /// When rustc started the newest session (from its name): the last compile of the crate.
+    pub newest_session: Option<SystemTime>,
+    pub newest_mtime: SystemTime,
+    pub session_locks: Vec<String>,
+    /// Units whose compile produced the newest session (indices into [`TargetDir::units`]).
+    pub owners: Vec<usize>,
+}
+
+impl IncrementalDir {
+    /// When this data was last written.
+    #[must_use]
+    pub fn last_written(&self) -> SystemTime {
+        self.newest_session
+            .map_or(self.newest_mtime, |s| s.max(self.newest_mtime))
+    }
+}
+
+/// Compiled outputs of a unit hash that has no fingerprint: cargo cannot reuse them.
+#[derive(Clone, Debug)]
+pub struct Orphan {
+    pub key: UnitKey,
+    pub paths: Vec<PathBuf>,
+    pub usage: ByKind,
+    pub reclaimable: u64,
+    pub newest_mtime: SystemTime,
+}
+
+#[derive(Clone, Debug)]
+pub struct TargetDir {
+    pub path: PathBuf,
+    pub dev: u64,
+    pub ino: u64,
+    pub profiles: Vec<Profile>,
+    pub units: Vec<Unit>,
+    pub incremental: Vec<IncrementalDir>,
+    pub orphans: Vec<Orphan>,
+    /// Everything, every inode once.
+    pub usage: ByKind,
+    pub errors: ScanErrors,
+    /// `rustc -vV` output cargo last cached in `.rustc_info.json`.
+    pub rustc_vv: Option<String>,
+}
+
+impl TargetDir {
+    #[must_use]
+    pub fn bytes(&self) -> u64 {
+        self.usage.total().bytes
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path} is not a cargo target dir (no CACHEDIR.TAG written by cargo)")]
+    NotTagged { path: PathBuf },
+}
+
+/// Tolerance when matching an incremental session's start to a unit's compile: file times
+/// come from the kernel's coarse clock, session names from the precise one.
+const SESSION_SLACK: Duration = Duration::from_secs(2);
+
+/// Measures and understands one target dir.
+pub fn scan(path: &Path, threads: usize) -> Result<TargetDir, ScanError> {
+    let open_err = |source| ScanError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let root = safefs::open_dir(path).map_err(open_err)?;
+    if !safefs::is_cargo_tagged(root.as_fd()) {
+        return Err(ScanError::NotTagged {
+            path: path.to_path_buf(),
+        });
+    }
+    let root_meta = safefs::stat_fd(root.as_fd()).map_err(open_err)?;
+    let profile_rels = find_profiles(root.as_fd());
+    let rustc_vv = read_rustc_vv(root.as_fd());
+
+    let mut containers: Vec<PathBuf> = Vec::new();
+    for rel in &profile_rels {
+        let mut a = rel.parent();
+        while let Some(p) = a.filter(|p| !p.as_os_str().is_empty()) {
+            containers.push(p.to_path_buf());
+            a = p.parent();
+        }
+    }
+    let visitor = InventoryVisitor {
+        profiles: profile_rels
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.clone(), u16::try_from(i).unwrap_or(u16::MAX)))
+            .collect(),
+        containers,
+    };
+    let walk_root = rustix::io::fcntl_dupfd_cloexec(&root, 0).map_err(|e| open_err(e.into()))?;
+    let accs = crate::walk::walk(&visitor, walk_root, Ctx::Root, threads);
+
+    let mut target = assemble(path, &root_meta, &profile_rels, accs, rustc_vv);
+    for profile in &mut target.profiles {
+        profile.state = probe_lock(root.as_fd(), &profile.rel);
+    }
+    Ok(target)
+}
+
+fn probe_lock(root: std::os::fd::BorrowedFd<'_>, rel: &Path) -> ProfileState {
+    match safefs::open_rel_dir(root, rel).and_then(|fd| cargo_lock::try_lock(fd.as_fd())) {
+        Ok(cargo_lock::Outcome::Locked(_)) => ProfileState::Idle,
+        Ok(cargo_lock::Outcome::Busy) => ProfileState::Busy,
+        Ok(cargo_lock::Outcome::NoLockFile) | Err(_) => ProfileState::Unlockable,
+    }
+}
+
+/// Profile dirs are recognised by what cargo creates in each: a lock file or `.fingerprint`.
+/// They sit at the top (`debug`, `release`, custom profiles) or one level down
+/// (`<triple>/<profile>`, a nested target such as rust-analyzer's).
+fn find_profiles(root: std::os::fd::BorrowedFd<'_>) -> Vec<PathBuf> {
+    fn is_profile(dir: std::os::fd::BorrowedFd<'_>) -> bool {
+        [
+            ".cargo-lock",
+            ".cargo-build-lock",
+            ".cargo-artifact-lock",
+            ".fingerprint",
+        ]
+        .iter()
+        .any(|m| safefs::stat_at(dir, OsStr::new(m)).is_ok())
+    }
+    fn subdirs(dir: std::os::fd::BorrowedFd<'_>) -> Vec<(PathBuf, std::os::fd::OwnedFd)> {
+        let Ok(list) = rustix::fs::Dir::read_from(dir) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for entry in list.flatten() {
+            let name = entry.file_name();
+            if name == c"." || name == c".." {
+                continue;
+            }
+            if let Ok(fd) = safefs::open_dir_at(dir, name) {
+                use std::os::unix::ffi::OsStrExt;
+                out.push((PathBuf::from(OsStr::from_bytes(name.to_bytes())), fd));
+            }
+        }
+        out
+    }
+    let mut found = Vec::new();
+    for (name, fd) in subdirs(root) {
+        if is_profile(fd.as_fd()) {
+            found.push(name);
+            continue;
+        }
+        for (sub, sfd) in subdirs(fd.as_fd()) {
+            if is_profile(sfd.as_fd()) {
+                found.push(name.join(sub));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The `rustc -vV` output cargo cached in `.rustc_info.json`, to verify our rustc hashing.
+fn read_rustc_vv(root: std::os::fd::BorrowedFd<'_>) -> Option<String> {
+    let bytes = safefs::read_small_at(root, OsStr::new(".rustc_info.json"), 1 << 20).ok()?;
+    let info: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    info.get("outputs")?
+        .as_object()?
+        .values()
+        .filter_map(|o| o.get("stdout")?.as_str())
+        .find(|s| s.starts_with("rustc ") && s.contains("\nrelease: "))
+        .map(str::to_string)
+}
+
+fn assemble(
+    path: &Path,
+    root_meta: &Meta,
+    profile_rels: &[PathBuf],
+    accs: Vec<Acc>,
+    rustc_vv: Option<String>,
+) -> TargetDir {
+    let mut all = Acc::default();
+    for a in accs {
+        for (k, u) in a.units {
+            all.units.entry(k).or_default().merge(u);
+        }
+        for (k, i) in a.incr {
+            all.incr.entry(k).or_default().merge(i);
+        }
+        for (p, u) in a.profiles {
+            all.profiles.entry(p).or_default().merge(&u);
+        }
+        all.target.merge(&a.target);
+        all.links.extend(a.links);
+        all.errors.merge(a.errors);
+    }
+    all.target.merge(&Usage::of(root_meta));
+    resolve_links(&mut all);
+
+    let epoch = SystemTime::UNIX_EPOCH;
+    let mut units = Vec::new();
+    let mut orphans = Vec::new();
+    let mut keys: Vec<UnitKey> = all.units.keys().copied().collect();
+    keys.sort();
+    for key in keys {
+        let mut u = all.units.remove(&key).expect("key taken from the map");
+        // Fingerprint dir first: cargo must never see a fingerprint whose outputs are gone.
+        u.paths.sort();
+        u.paths.dedup();
+        let Some(fp_dir) = u.fingerprint_dir.clone().filter(|_| !u.targets.is_empty()) else {
+            orphans.push(Orphan {
+                key,
+                paths: u.paths,
+                usage: u.usage,
+                reclaimable: u.reclaimable,
+                newest_mtime: u.newest_mtime.unwrap_or(epoch),
+            });
+            continue;
+        };
+        if let Some(i) = u.paths.iter().position(|p| fp_dir.starts_with(p)) {
+            let first = u.paths.remove(i);
+            u.paths.insert(0, first);
+        }
+        if u.build_script && key.layout == Layout::New {
+            // New layout: a build script's `out/` is its OUT_DIR or binary, not a crate output.
+            let deps = std::mem::take(&mut u.usage.deps);
+            u.usage.build.merge(&deps);
+        }
+        let last_built = u.last_built.unwrap_or(epoch);
+        units.push(Unit {
+            key,
+            package: u.package.unwrap_or_default(),
+            targets: u.targets,
+            fingerprints: u.fingerprints,
+            rustc: u.rustc,
+            deps: u.deps,
+            dependents: Vec::new(),
+            build_script: u.build_script,
+            paths: u.paths,
+            fingerprint_dir: fp_dir,
+            usage: u.usage,
+            reclaimable: u.reclaimable,
+            last_used: u.last_used.unwrap_or(last_built),
+            last_built,
+            invoked: u.invoked,
+            finished: u.finished,
+            unreadable: u.unreadable,
+        });
+    }
+    link_dependents(&mut units);
+
+    let mut incremental: Vec<IncrementalDir> = all
+        .incr
+        .into_iter()
+        .filter_map(|((p, name), i)| {
+            Some(IncrementalDir {
+                profile: p,
+                crate_name: names::incremental_crate(&name)?.to_string(),
+                name: name.to_string(),
+                path: i.path?,
+                usage: i.usage,
+                reclaimable: i.reclaimable,
+                newest_session: i.newest_session,
+                newest_mtime: i.newest_mtime.unwrap_or(epoch),
+                session_locks: i.session_locks,
+                owners: Vec::new(),
+            })
+        })
+        .collect();
+    incremental.sort_by(|a, b| a.path.cmp(&b.path));
+    match_incremental_owners(&units, &mut incremental);
+
+    let mut profiles: Vec<Profile> = profile_rels
+        .iter()
+        .map(|rel| Profile {
+            rel: rel.clone(),
+            layouts: Vec::new(),
+            usage: ByKind::default(),
+            state: ProfileState::Idle,
+        })
+        .collect();
+    for (p, u) in &all.profiles {
+        if let Some(profile) = profiles.get_mut(usize::from(*p)) {
+            profile.usage.merge(u);
+        }
+    }
+    for u in &units {
+        let profile = &mut profiles[usize::from(u.key.profile)];
+        profile.usage.merge(&u.usage);
+        if !profile.layouts.contains(&u.key.layout) {
+            profile.layouts.push(u.key.layout);
+        }
+    }
+    for o in &orphans {
+        profiles[usize::from(o.key.profile)].usage.merge(&o.usage);
+    }
+    for i in &incremental {
+        profiles[usize::from(i.profile)]
+            .usage
+            .incremental
+            .merge(&i.usage);
+    }
+    let mut usage = ByKind::default();
+    usage.other.merge(&all.target);
+    for p in &mut profiles {
+        p.layouts.sort();
+        usage.merge(&p.usage);
+    }
+    TargetDir {
+        path: path.to_path_buf(),
+        dev: root_meta.dev,
+        ino: root_meta.ino,
+        profiles,
+        units,
+        incremental,
+        orphans,
+        usage,
+        errors: all.errors,
+        rustc_vv,
+    }
+}
+
+/// Counts each multiply-linked inode once and ties uplifted links to their unit.
+///
+/// The inode's bytes go to one owner: a unit if any link is in one, else an incremental dir,
+/// else the profile or target dir. Links in a profile dir itself (cargo's uplifted binaries
+/// and libraries) are added to that unit's paths so they go with it. The bytes count as
+/// reclaimable only if every link of the inode goes with the owner: a link elsewhere (another
+/// unit, outside the target dir) would keep the inode alive.
+fn resolve_links(all: &mut Acc) {
+    let mut by_inode: HashMap<(u64, u64), Vec<visitor::Link>> = HashMap::new();
+    for l in std::mem::take(&mut all.links) {
+        by_inode.entry((l.dev, l.ino)).or_default().push(l);
+    }
+    for (_, mut links) in by_inode {
+        links.sort_by(|a, b| a.rel.cmp(&b.rel));
+        let rank = |o: &Owner| match o {
+            Owner::Unit(..) => 0,
+            Owner::Incr(..) => 1,
+            Owner::Profile(..) => 2,
+            Owner::Target => 3,
+        };
+        let primary = links
+            .iter()
+            .min_by_key(|l| rank(&l.owner))
+            .map(|l| l.owner.clone())
+            .expect("a group has at least one link");
+        let nlink = links[0].nlink;
+        let mut goes_with_primary = 0u64;
+        for l in &links {
+            let attach = matches!(l.owner, Owner::Profile(..) | Owner::Target);
+            if l.owner == primary || same_owner(&l.owner, &primary) {
+                goes_with_primary += 1;
+            } else if attach {
+                if let Owner::Unit(key, _) = &primary {
+                    all.units.entry(*key).or_default().paths.push(l.rel.clone());
+                    goes_with_primary += 1;
+                }
+            }
+        }
+        let reclaim = goes_with_primary == nlink;
+        all.account(&primary, &links[0].usage, reclaim);
+    }
+}
+
+fn same_owner(a: &Owner, b: &Owner) -> bool {
+    match (a, b) {
+        (Owner::Unit(x, _), Owner::Unit(y, _)) => x == y,
+        (Owner::Incr(p, n), Owner::Incr(q, m)) => p == q && n == m,
+        _ => false,
+    }
+}
+
+/// Fills in `dependents` from the fingerprint values each unit's JSON names.
+fn link_dependents(units: &mut [Unit]) {
+    let mut by_fingerprint: HashMap<u64, usize> = HashMap::new();
+    for (i, u) in units.iter().enumerate() {
+        for f in &u.fingerprints {
+            by_fingerprint.insert(*f, i);
+        }
+    }
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); units.len()];
+    for (i, u) in units.iter().enumerate() {
+        for d in &u.deps {
+            if let Some(&j) = by_fingerprint.get(d) {
+                if j != i && !dependents[j].contains(&i) {
+                    dependents[j].push(i);
+                }
+            }
+        }
+    }
+    for (u, d) in units.iter_mut().zip(dependents) {
+        u.dependents = d;
+    }
+}
+
+/// An incremental crate dir belongs to the unit whose compile created its newest session:
+/// same profile, same crate name, and the session started between the unit's
+/// `invoked.timestamp` and the write of its fingerprint. A dir no unit claims was left by a
+/// superseded crate id (rustc never removes those). Ambiguous matches keep every candidate as
+/// owner, so the dir goes only when all of them go.
+fn match_incremental_owners(units: &[Unit], dirs: &mut [IncrementalDir]) {
+    let mut by_crate: HashMap<(u16, String), Vec<usize>> = HashMap::new();
+    for (i, u) in units.iter().enumerate() {
+        for c in u.crate_names() {
+            by_crate.entry((u.key.profile, c)).or_default().push(i);
+        }
+    }
+    for d in dirs {
+        let Some(session) = d.newest_session else {
+            continue;
+        };
+        let Some(candidates) = by_crate.get(&(d.profile, d.crate_name.clone())) else {
+            continue;
+        };
+        d.owners = candidates
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let u = &units[i];
+                match (u.invoked, u.finished) {
+                    (Some(start), Some(end)) => {
+                        session + SESSION_SLACK >= start && session <= end + SESSION_SLACK
+                    }
+                    _ => false,
+                }
+            })
+            .collect();
+    }
+}
