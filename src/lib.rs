@@ -7,13 +7,17 @@
 //! → [`sweep`] (carry the plan out, or dry-run it, under cargo's locks) → [`report`].
 
 pub mod cargo_lock;
+pub mod cli;
 pub mod config;
 pub mod discover;
 pub mod disk;
 pub mod inventory;
 pub mod lastuse;
 pub mod policy;
+pub mod progress;
 pub mod report;
 pub mod safefs;
+pub mod survey;
+pub mod sweep;
 pub mod toolchain;
 pub mod walk;

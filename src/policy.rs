@@ -96,16 +96,8 @@ impl Rule {
     ];
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(tag = "kind", content = "index", rename_all = "kebab-case")]
-pub enum Item {
-    /// Index into [`TargetDir::units`].
-    Unit(usize),
-    /// Index into [`TargetDir::incremental`].
-    Incremental(usize),
-    /// Index into [`TargetDir::orphans`].
-    Orphan(usize),
-}
+/// What an action removes.
+pub use crate::inventory::Part as Item;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Action {
@@ -177,9 +169,8 @@ struct State<'a> {
     eff: Vec<Vec<SystemTime>>,
     /// Why a unit may not go, per target.
     protected: Vec<Vec<Option<String>>>,
-    removed_units: Vec<HashSet<usize>>,
-    removed_incr: Vec<HashSet<usize>>,
-    removed_orphans: Vec<HashSet<usize>>,
+    /// Parts already planned for removal, per target.
+    removed: Vec<HashSet<Item>>,
     plan: Plan,
 }
 
@@ -195,9 +186,7 @@ pub fn plan(input: &Input<'_>) -> Plan {
             .map(|t| effective_last_use(t))
             .collect(),
         protected: Vec::new(),
-        removed_units: vec![HashSet::new(); n],
-        removed_incr: vec![HashSet::new(); n],
-        removed_orphans: vec![HashSet::new(); n],
+        removed: vec![HashSet::new(); n],
         plan: Plan {
             targets: vec![TargetPlan::default(); n],
             ..Plan::default()
@@ -327,7 +316,7 @@ impl State<'_> {
         while let Some((u, next)) = stack.pop() {
             if let Some(&d) = units[u].dependents.get(next) {
                 stack.push((u, next + 1));
-                if !self.removed_units[t].contains(&d) && seen.insert(d) {
+                if !self.removed[t].contains(&Item::Unit(d)) && seen.insert(d) {
                     stack.push((d, 0));
                 }
             } else {
@@ -341,6 +330,33 @@ impl State<'_> {
         group.iter().any(|&u| self.protected[t][u].is_some())
     }
 
+    /// Plans the removal of one part. Its bytes are what it frees alone, plus every shared
+    /// inode whose last owner it is.
+    fn take(&mut self, t: usize, item: Item, rule: Rule, reason: String) -> u64 {
+        self.removed[t].insert(item);
+        let dir = self.input.targets[t].dir;
+        let mut bytes = match item {
+            Item::Unit(u) => dir.units[u].reclaimable,
+            Item::Incremental(i) => dir.incremental[i].reclaimable,
+            Item::Orphan(o) => dir.orphans[o].reclaimable,
+        };
+        for shared in &dir.shared {
+            if shared.owners.contains(&item)
+                && shared.owners.iter().all(|o| self.removed[t].contains(o))
+            {
+                bytes += shared.bytes;
+            }
+        }
+        self.plan.actions.push(Action {
+            target: t,
+            item,
+            rule,
+            reason,
+            bytes,
+        });
+        bytes
+    }
+
     /// Removes a unit with its dependents and the incremental dirs that only they own.
     /// Returns the bytes expected back.
     fn remove_group(&mut self, t: usize, unit: usize, rule: Rule, reason: &str) -> u64 {
@@ -349,41 +365,28 @@ impl State<'_> {
         let root_name = dir.units[unit].name();
         let mut bytes = 0;
         for &u in &group {
-            self.removed_units[t].insert(u);
             let why = if u == unit {
                 reason.to_string()
             } else {
                 format!("depends on {root_name}, which goes ({reason})")
             };
-            let b = dir.units[u].reclaimable;
-            bytes += b;
-            self.plan.actions.push(Action {
-                target: t,
-                item: Item::Unit(u),
-                rule,
-                reason: why,
-                bytes: b,
-            });
+            bytes += self.take(t, Item::Unit(u), rule, why);
         }
         for (i, inc) in dir.incremental.iter().enumerate() {
-            if self.removed_incr[t].contains(&i)
+            if self.removed[t].contains(&Item::Incremental(i))
                 || inc.owners.is_empty()
-                || !inc.owners.iter().all(|o| self.removed_units[t].contains(o))
+                || !inc
+                    .owners
+                    .iter()
+                    .all(|o| self.removed[t].contains(&Item::Unit(*o)))
             {
                 continue;
             }
-            self.removed_incr[t].insert(i);
-            bytes += inc.reclaimable;
-            self.plan.actions.push(Action {
-                target: t,
-                item: Item::Incremental(i),
-                rule,
-                reason: format!(
-                    "incremental data of {}, which goes",
-                    dir.units[inc.owners[0]].name()
-                ),
-                bytes: inc.reclaimable,
-            });
+            let why = format!(
+                "incremental data of {}, which goes",
+                dir.units[inc.owners[0]].name()
+            );
+            bytes += self.take(t, Item::Incremental(i), rule, why);
         }
         bytes
     }
@@ -412,14 +415,7 @@ impl State<'_> {
                 } else {
                     continue;
                 };
-                self.removed_incr[t].insert(i);
-                self.plan.actions.push(Action {
-                    target: t,
-                    item: Item::Incremental(i),
-                    rule: Rule::Incremental,
-                    reason,
-                    bytes: inc.reclaimable,
-                });
+                self.take(t, Item::Incremental(i), Rule::Incremental, reason);
             }
             for (i, o) in dir.orphans.iter().enumerate() {
                 if self.profile_free(t, o.key.profile).is_err()
@@ -427,17 +423,11 @@ impl State<'_> {
                 {
                     continue;
                 }
-                self.removed_orphans[t].insert(i);
-                self.plan.actions.push(Action {
-                    target: t,
-                    item: Item::Orphan(i),
-                    rule: Rule::Orphaned,
-                    reason: format!(
-                        "outputs of unit {:016x} that no fingerprint refers to",
-                        o.key.hash
-                    ),
-                    bytes: o.reclaimable,
-                });
+                let reason = format!(
+                    "outputs of unit {:016x} that no fingerprint refers to",
+                    o.key.hash
+                );
+                self.take(t, Item::Orphan(i), Rule::Orphaned, reason);
             }
         }
     }
@@ -491,7 +481,7 @@ impl State<'_> {
             let dir = self.input.targets[t].dir;
             for u in 0..dir.units.len() {
                 let unit = &dir.units[u];
-                if self.removed_units[t].contains(&u)
+                if self.removed[t].contains(&Item::Unit(u))
                     || unit.rustc.is_empty()
                     || unit.rustc.iter().any(|r| installed.is_installed(*r))
                 {
@@ -523,7 +513,7 @@ impl State<'_> {
             let dir = self.input.targets[t].dir;
             for u in 0..dir.units.len() {
                 let idle = self.since(self.eff[t][u]);
-                if self.removed_units[t].contains(&u) || idle <= s.stale_after {
+                if self.removed[t].contains(&Item::Unit(u)) || idle <= s.stale_after {
                     continue;
                 }
                 let group = self.group(t, u);
@@ -547,8 +537,9 @@ impl State<'_> {
             let fs_total = fss.get(target.fs).map_or(0, |f| f.total_bytes);
             self.plan.targets[t].budget = s.target_budget.map(|b| b.resolve(fs_total));
         }
-        let largest = fss.iter().map(|f| f.total_bytes).max().unwrap_or(0);
-        self.plan.total_budget = s.total_budget.map(|b| b.resolve(largest));
+        // A share of "the largest filesystem" means nothing when no target dir was found.
+        let largest = fss.iter().map(|f| f.total_bytes).max();
+        self.plan.total_budget = largest.and_then(|l| s.total_budget.map(|b| b.resolve(l)));
         self.plan.min_free = fss
             .iter()
             .map(|f| s.min_free.map(|b| b.resolve(f.total_bytes)))
@@ -570,7 +561,7 @@ impl State<'_> {
         let mut candidates: Vec<(SystemTime, usize, usize)> = Vec::new();
         for t in (0..self.input.targets.len()).filter(|t| scope(*t)) {
             for u in 0..self.input.targets[t].dir.units.len() {
-                if !self.removed_units[t].contains(&u) && self.protected[t][u].is_none() {
+                if !self.removed[t].contains(&Item::Unit(u)) && self.protected[t][u].is_none() {
                     candidates.push((self.eff[t][u], t, u));
                 }
             }
@@ -580,7 +571,7 @@ impl State<'_> {
             if over == 0 {
                 break;
             }
-            if self.removed_units[t].contains(&u) {
+            if self.removed[t].contains(&Item::Unit(u)) {
                 continue;
             }
             let group = self.group(t, u);
@@ -602,7 +593,7 @@ impl State<'_> {
         let mut bytes = 0;
         for t in (0..self.input.targets.len()).filter(|t| scope(*t)) {
             for (u, unit) in self.input.targets[t].dir.units.iter().enumerate() {
-                if !self.removed_units[t].contains(&u) && self.protected[t][u].is_some() {
+                if !self.removed[t].contains(&Item::Unit(u)) && self.protected[t][u].is_some() {
                     n += 1;
                     bytes += unit.reclaimable;
                 }
@@ -763,6 +754,7 @@ mod tests {
             units,
             incremental: Vec::new(),
             orphans: Vec::new(),
+            shared: Vec::new(),
             usage,
             errors: ScanErrors::default(),
             rustc_vv: Some("rustc 9.9.9\nrelease: 9.9.9\n".into()),
@@ -1086,5 +1078,35 @@ mod tests {
         s.target_budget = Some(SizeSpec::Bytes(150));
         let p = run_with(&t, &s, &fs(900_000), None, Signal::BuildTimeOnly);
         assert_eq!(removed(&p, &t), vec![(0, 1, Rule::TargetBudget)]);
+    }
+
+    #[test]
+    fn a_shared_inode_counts_when_its_last_owner_goes() {
+        let mut t = target(
+            "/t",
+            vec![
+                unit(1, 40 * DAY, 100),
+                unit(2, 40 * DAY, 100),
+                unit(3, DAY, 100),
+            ],
+        );
+        t.shared = vec![
+            crate::inventory::SharedInode {
+                bytes: 50,
+                owners: vec![Item::Unit(0), Item::Unit(1)],
+            },
+            crate::inventory::SharedInode {
+                bytes: 70,
+                owners: vec![Item::Unit(0), Item::Unit(2)],
+            },
+        ];
+        let t = vec![t];
+        let p = run(&t, &settings(), &fs(900_000), None);
+        // Units 1 and 2 are stale; the inode they share comes back with the second one, the
+        // one shared with the kept unit 3 never does.
+        assert_eq!(
+            p.actions.iter().map(|a| a.bytes).collect::<Vec<_>>(),
+            vec![100, 150]
+        );
     }
 }

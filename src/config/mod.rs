@@ -109,7 +109,7 @@ impl Env {
 }
 
 /// A config that did not validate, located in its file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ConfigError {
     pub file: String,
     pub line: usize,

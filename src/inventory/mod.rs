@@ -312,6 +312,8 @@ pub struct TargetDir {
     pub units: Vec<Unit>,
     pub incremental: Vec<IncrementalDir>,
     pub orphans: Vec<Orphan>,
+    /// Inodes freed only when all of several parts go.
+    pub shared: Vec<SharedInode>,
     /// Everything, every inode once.
     pub usage: ByKind,
     pub errors: ScanErrors,
@@ -474,7 +476,7 @@ fn assemble(
         all.errors.merge(a.errors);
     }
     all.target.merge(&Usage::of(root_meta));
-    resolve_links(&mut all);
+    let shared_links = resolve_links(&mut all);
 
     let epoch = SystemTime::UNIX_EPOCH;
     let mut units = Vec::new();
@@ -548,6 +550,7 @@ fn assemble(
         .collect();
     incremental.sort_by(|a, b| a.path.cmp(&b.path));
     match_incremental_owners(&units, &mut incremental);
+    let shared = map_shared(shared_links, &units, &orphans, &incremental, profile_rels);
 
     let mut profiles: Vec<Profile> = profile_rels
         .iter()
@@ -593,53 +596,130 @@ fn assemble(
         units,
         incremental,
         orphans,
+        shared,
         usage,
         errors: all.errors,
         rustc_vv,
     }
 }
 
+/// Names the owners of shared inodes by their index in the assembled lists.
+fn map_shared(
+    links: Vec<(u64, Vec<Owner>)>,
+    units: &[Unit],
+    orphans: &[Orphan],
+    incremental: &[IncrementalDir],
+    profile_rels: &[PathBuf],
+) -> Vec<SharedInode> {
+    let unit_idx: HashMap<UnitKey, Part> = units
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (u.key, Part::Unit(i)))
+        .chain(
+            orphans
+                .iter()
+                .enumerate()
+                .map(|(i, o)| (o.key, Part::Orphan(i))),
+        )
+        .collect();
+    let incr_idx: HashMap<PathBuf, usize> = incremental
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.path.clone(), i))
+        .collect();
+    links
+        .into_iter()
+        .filter_map(|(bytes, owners)| {
+            let owners = owners
+                .iter()
+                .map(|o| match o {
+                    Owner::Unit(key, _) => unit_idx.get(key).copied(),
+                    Owner::Incr(p, name) => {
+                        let path = profile_rels
+                            .get(usize::from(*p))?
+                            .join("incremental")
+                            .join(&**name);
+                        incr_idx.get(&path).map(|i| Part::Incremental(*i))
+                    }
+                    _ => None,
+                })
+                .collect::<Option<Vec<Part>>>()?;
+            Some(SharedInode { bytes, owners })
+        })
+        .collect()
+}
+
+/// An inode whose links lie in several parts (a unit's output hardlinked into an
+/// incremental session, two units sharing a file): it is freed only when all of them go.
+#[derive(Clone, Debug)]
+pub struct SharedInode {
+    pub bytes: u64,
+    pub owners: Vec<Part>,
+}
+
+/// A removable part of a target dir.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(tag = "kind", content = "index", rename_all = "kebab-case")]
+pub enum Part {
+    /// Index into [`TargetDir::units`].
+    Unit(usize),
+    /// Index into [`TargetDir::incremental`].
+    Incremental(usize),
+    /// Index into [`TargetDir::orphans`].
+    Orphan(usize),
+}
+
 /// Counts each multiply-linked inode once and ties uplifted links to their unit.
 ///
 /// The inode's bytes go to one owner: a unit if any link is in one, else an incremental dir,
 /// else the profile or target dir. Links in a profile dir itself (cargo's uplifted binaries
-/// and libraries) are added to that unit's paths so they go with it. The bytes count as
-/// reclaimable only if every link of the inode goes with the owner: a link elsewhere (another
-/// unit, outside the target dir) would keep the inode alive.
-fn resolve_links(all: &mut Acc) {
+/// and libraries) are added to that unit's paths so they go with it. Removing the owner
+/// gives the bytes back only if every link goes with it; when the links are spread over
+/// several units or incremental dirs the inode is returned as shared, freed when all go;
+/// a link anywhere else (outside the target dir, or loose in it) keeps it forever.
+fn resolve_links(all: &mut Acc) -> Vec<(u64, Vec<Owner>)> {
     let mut by_inode: HashMap<(u64, u64), Vec<visitor::Link>> = HashMap::new();
     for l in std::mem::take(&mut all.links) {
         by_inode.entry((l.dev, l.ino)).or_default().push(l);
     }
+    let rank = |o: &Owner| match o {
+        Owner::Unit(..) => 0,
+        Owner::Incr(..) => 1,
+        Owner::Profile(..) => 2,
+        Owner::Target => 3,
+    };
+    let mut shared = Vec::new();
     for (_, mut links) in by_inode {
-        links.sort_by(|a, b| a.rel.cmp(&b.rel));
-        let rank = |o: &Owner| match o {
-            Owner::Unit(..) => 0,
-            Owner::Incr(..) => 1,
-            Owner::Profile(..) => 2,
-            Owner::Target => 3,
-        };
-        let primary = links
-            .iter()
-            .min_by_key(|l| rank(&l.owner))
-            .map(|l| l.owner.clone())
-            .expect("a group has at least one link");
-        let nlink = links[0].nlink;
-        let mut goes_with_primary = 0u64;
+        links.sort_by(|a, b| rank(&a.owner).cmp(&rank(&b.owner)).then(a.rel.cmp(&b.rel)));
+        let usage = links[0].usage;
+        let mut owners: Vec<Owner> = Vec::new();
+        let mut loose = Vec::new();
         for l in &links {
-            let attach = matches!(l.owner, Owner::Profile(..) | Owner::Target);
-            if l.owner == primary || same_owner(&l.owner, &primary) {
-                goes_with_primary += 1;
-            } else if attach {
-                if let Owner::Unit(key, _) = &primary {
-                    all.units.entry(*key).or_default().paths.push(l.rel.clone());
-                    goes_with_primary += 1;
+            match &l.owner {
+                Owner::Unit(..) | Owner::Incr(..) => {
+                    if !owners.iter().any(|o| same_owner(o, &l.owner)) {
+                        owners.push(l.owner.clone());
+                    }
                 }
+                Owner::Profile(..) | Owner::Target => loose.push(l.rel.clone()),
             }
         }
-        let reclaim = goes_with_primary == nlink;
-        all.account(&primary, &links[0].usage, reclaim);
+        let Some(primary) = owners.first().cloned() else {
+            all.account(&links[0].owner, &usage, false);
+            continue;
+        };
+        let mut reclaimable = links.len() as u64 == links[0].nlink;
+        if let Owner::Unit(key, _) = &primary {
+            all.units.entry(*key).or_default().paths.extend(loose);
+        } else if !loose.is_empty() {
+            reclaimable = false;
+        }
+        all.account(&primary, &usage, reclaimable && owners.len() == 1);
+        if reclaimable && owners.len() > 1 {
+            shared.push((usage.bytes, owners));
+        }
     }
+    shared
 }
 
 fn same_owner(a: &Owner, b: &Owner) -> bool {

@@ -1,0 +1,376 @@
+//! Tables and sentences for people.
+
+use std::fmt::Write;
+
+use super::{ActionView, CleanView, SurveyView, TargetView, human_bytes};
+use crate::inventory::ProfileState;
+use crate::policy::Rule;
+use crate::sweep::Status;
+
+/// Aligns columns; the first is left-aligned, the others right-aligned.
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let width: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            let pad = width[c] - cell.chars().count();
+            if c == 0 {
+                line.push_str(cell);
+                line.push_str(&" ".repeat(pad));
+            } else {
+                line.push_str("  ");
+                line.push_str(&" ".repeat(pad));
+                line.push_str(cell);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn by_rule(map: &std::collections::BTreeMap<Rule, u64>) -> String {
+    let parts: Vec<String> = map
+        .iter()
+        .filter(|(_, b)| **b > 0)
+        .map(|(r, b)| format!("{} {}", r.name(), human_bytes(*b)))
+        .collect();
+    if parts.is_empty() {
+        "nothing".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn budget(b: Option<u64>) -> String {
+    b.map_or_else(|| "none".into(), human_bytes)
+}
+
+fn layouts(t: &TargetView) -> String {
+    let names: Vec<&str> = t
+        .layouts
+        .iter()
+        .map(|l| match l {
+            crate::inventory::Layout::Legacy => "legacy",
+            crate::inventory::Layout::New => "build-dir",
+        })
+        .collect();
+    if names.is_empty() {
+        "empty".into()
+    } else {
+        names.join(" + ")
+    }
+}
+
+fn footer(v: &SurveyView, out: &mut String) {
+    for f in &v.failed {
+        let _ = writeln!(out, "error: {}: {}", f.path.display(), f.error);
+    }
+    for r in &v.missing_roots {
+        let _ = writeln!(out, "note: root {} does not exist", r.display());
+    }
+    if !v.search_errors.is_empty() {
+        let _ = writeln!(
+            out,
+            "note: {} directories could not be searched, e.g. {}",
+            v.search_errors.len(),
+            v.search_errors[0]
+        );
+    }
+    for s in &v.shortfalls {
+        let _ = writeln!(
+            out,
+            "warning: {} ({}) cannot be met: {} short; {}",
+            s.scope,
+            human_bytes(s.limit_bytes),
+            human_bytes(s.missing_bytes),
+            s.why
+        );
+    }
+}
+
+fn filesystems(v: &SurveyView, out: &mut String) {
+    if v.filesystems.is_empty() {
+        return;
+    }
+    let mut rows = vec![vec![
+        "FILESYSTEM OF".to_string(),
+        "FREE".into(),
+        "SIZE".into(),
+        "MIN-FREE".into(),
+        String::new(),
+    ]];
+    for f in &v.filesystems {
+        rows.push(vec![
+            f.path.display().to_string(),
+            human_bytes(f.free_bytes),
+            human_bytes(f.total_bytes),
+            budget(f.min_free_bytes),
+            if f.below_min_free {
+                "BELOW".into()
+            } else {
+                "ok".into()
+            },
+        ]);
+    }
+    out.push_str(&table(&rows));
+}
+
+/// `cachekeeper scan`: each target dir in detail.
+#[must_use]
+pub fn scan(v: &SurveyView) -> String {
+    let mut out = String::new();
+    if v.targets.is_empty() {
+        out.push_str("No cargo target dirs found.\n");
+    }
+    for t in &v.targets {
+        let _ = writeln!(
+            out,
+            "{}\n  {} on disk ({} apparent), {} files, {} units; {} layout; last use from {}",
+            t.path.display(),
+            human_bytes(t.bytes),
+            human_bytes(t.apparent_bytes),
+            t.files,
+            t.units,
+            layouts(t),
+            t.last_use_signal.describe(),
+        );
+        let mut rows = vec![vec![
+            "  PROFILE".to_string(),
+            "UNITS".into(),
+            "DEPS".into(),
+            "BUILD".into(),
+            "INCREMENTAL".into(),
+            "FINGERPRINT".into(),
+            "OTHER".into(),
+            "TOTAL".into(),
+            String::new(),
+        ]];
+        for p in &t.profiles {
+            let k = &p.by_kind;
+            rows.push(vec![
+                format!("  {}", p.name),
+                p.units.to_string(),
+                human_bytes(k.deps.bytes),
+                human_bytes(k.build.bytes),
+                human_bytes(k.incremental.bytes),
+                human_bytes(k.fingerprint.bytes),
+                human_bytes(k.other.bytes),
+                human_bytes(p.bytes),
+                match p.state {
+                    ProfileState::Idle => String::new(),
+                    ProfileState::Busy => "BUSY (build running)".into(),
+                    ProfileState::Unlockable => "no cargo lock: never cleaned".into(),
+                },
+            ]);
+        }
+        out.push_str(&table(&rows));
+        let _ = writeln!(
+            out,
+            "  budget {}; reclaimable now {} ({})",
+            budget(t.budget_bytes),
+            human_bytes(t.reclaimable_bytes),
+            by_rule(&t.reclaimable_by_rule)
+        );
+        if t.protected_bytes > 0 {
+            let _ = writeln!(
+                out,
+                "  protected now: {} (used within min-age, or a build runs)",
+                human_bytes(t.protected_bytes)
+            );
+        }
+        for n in &t.notes {
+            let _ = writeln!(out, "  note: {n}");
+        }
+        let e = &t.errors;
+        if e.serious() + e.vanished > 0 {
+            let _ = writeln!(
+                out,
+                "  scan errors: {} permission denied, {} other, {} vanished during the scan{}",
+                e.permission_denied,
+                e.other,
+                e.vanished,
+                e.examples
+                    .first()
+                    .map(|x| format!(" (e.g. {x})"))
+                    .unwrap_or_default()
+            );
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "Total: {} target dirs, {} on disk; total budget {}; reclaimable now {} ({})",
+        v.targets.len(),
+        human_bytes(v.total.bytes),
+        budget(v.total.budget_bytes),
+        human_bytes(v.total.reclaimable_bytes),
+        by_rule(&v.total.reclaimable_by_rule)
+    );
+    filesystems(v, &mut out);
+    footer(v, &mut out);
+    out
+}
+
+/// `cachekeeper status`: every target dir against its budget, in one table.
+#[must_use]
+pub fn status(v: &SurveyView) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "cachekeeper status (measured directly; config: {})",
+        v.config
+    );
+    let mut rows = vec![vec![
+        "TARGET DIR".to_string(),
+        "USED".into(),
+        "BUDGET".into(),
+        "RECLAIMABLE".into(),
+        String::new(),
+    ]];
+    let over = |b: Option<u64>, over: u64| match b {
+        Some(_) if over > 0 => format!("over by {}", human_bytes(over)),
+        Some(_) => "ok".into(),
+        None => String::new(),
+    };
+    for t in &v.targets {
+        let busy = t.profiles.iter().any(|p| p.state == ProfileState::Busy);
+        let mut state = over(t.budget_bytes, t.over_budget_bytes);
+        if busy {
+            state.push_str(" (build running)");
+        }
+        rows.push(vec![
+            t.path.display().to_string(),
+            human_bytes(t.bytes),
+            budget(t.budget_bytes),
+            human_bytes(t.reclaimable_bytes),
+            state.trim().to_string(),
+        ]);
+    }
+    rows.push(vec![
+        format!("total ({} target dirs)", v.targets.len()),
+        human_bytes(v.total.bytes),
+        budget(v.total.budget_bytes),
+        human_bytes(v.total.reclaimable_bytes),
+        over(v.total.budget_bytes, v.total.over_budget_bytes),
+    ]);
+    out.push_str(&table(&rows));
+    filesystems(v, &mut out);
+    let _ = writeln!(
+        out,
+        "Last runs: none recorded (run history is kept by the daemon)."
+    );
+    let _ = writeln!(
+        out,
+        "Next run would reclaim {} ({}).",
+        human_bytes(v.total.reclaimable_bytes),
+        by_rule(&v.total.reclaimable_by_rule)
+    );
+    footer(v, &mut out);
+    out
+}
+
+fn action_line(a: &ActionView) -> Vec<String> {
+    let status = match a.status {
+        Status::Removed | Status::WouldRemove => String::new(),
+        Status::SkippedBusy => "skipped: build running".into(),
+        Status::SkippedUsed => "skipped: used since planned".into(),
+        Status::SkippedDependentKept => "skipped: a dependent was kept".into(),
+        Status::SkippedChanged => "skipped: target dir changed".into(),
+        Status::Stopped => "stopped".into(),
+        Status::Partial => format!("PARTIAL: {}", a.errors.first().cloned().unwrap_or_default()),
+    };
+    vec![
+        format!("  {}", a.rule.name()),
+        format!("{}/{}", a.target.display(), a.profile),
+        a.name.clone(),
+        human_bytes(a.reclaimed_bytes.max(a.planned_bytes)),
+        a.reason.clone(),
+        status,
+    ]
+}
+
+/// `cachekeeper clean`.
+#[must_use]
+pub fn clean(v: &CleanView) -> String {
+    let mut out = String::new();
+    if v.actions.is_empty() {
+        out.push_str("Nothing to clean: every target dir is within its rules and budgets.\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "{} ({} actions):",
+            if v.dry_run {
+                "Plan (dry run)"
+            } else {
+                "Cleaned"
+            },
+            v.actions.len()
+        );
+        let rows: Vec<Vec<String>> = v.actions.iter().map(action_line).collect();
+        // Reason and status are free text: align only the first four columns.
+        for line in table(&rows.iter().map(|r| r[..4].to_vec()).collect::<Vec<_>>())
+            .lines()
+            .zip(&rows)
+        {
+            let (aligned, r) = line;
+            let extra = [r[4].as_str(), r[5].as_str()]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join("  ");
+            let _ = writeln!(out, "{aligned}  {extra}");
+        }
+    }
+    if v.dry_run {
+        let _ = writeln!(
+            out,
+            "Would reclaim {} in {} files ({}). Dry run: nothing was removed.",
+            human_bytes(v.reclaimed_bytes),
+            v.removed_files,
+            by_rule(&v.reclaimed_by_rule)
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "Reclaimed {} in {} files ({}).",
+            human_bytes(v.reclaimed_bytes),
+            v.removed_files,
+            by_rule(&v.reclaimed_by_rule)
+        );
+    }
+    if v.skipped > 0 {
+        let _ = writeln!(out, "Skipped {} actions (see above).", v.skipped);
+    }
+    if v.errors > 0 {
+        let _ = writeln!(
+            out,
+            "error: {} files could not be removed (see above).",
+            v.errors
+        );
+    }
+    for s in &v.shortfalls {
+        let _ = writeln!(
+            out,
+            "warning: {} ({}) cannot be met: {} short; {}",
+            s.scope,
+            human_bytes(s.limit_bytes),
+            human_bytes(s.missing_bytes),
+            s.why
+        );
+    }
+    for f in &v.failed {
+        let _ = writeln!(out, "error: {}: {}", f.path.display(), f.error);
+    }
+    out
+}

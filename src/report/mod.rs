@@ -1,0 +1,331 @@
+//! Output for people and scripts. Each command builds one view (a plain, serializable
+//! struct) from what it measured and did; `--json` prints the view, otherwise [`human`]
+//! renders it. One source, so the two never disagree.
+//!
+//! The JSON documents carry `"version": 1`; fields are only ever added within a version.
+
+pub mod human;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::inventory::{ByKind, Layout, ProfileState, ScanErrors, TargetDir};
+use crate::lastuse::Signal;
+use crate::policy::{Item, Plan, Rule, Shortfall};
+use crate::survey::Survey;
+use crate::sweep::{Mode, Status, SweepReport};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Bytes in binary units (`1.50 GiB`), the way every size is shown to people.
+#[must_use]
+pub fn human_bytes(bytes: u64) -> String {
+    humansize::format_size(bytes, humansize::BINARY)
+}
+
+#[derive(Serialize)]
+pub struct ProfileView {
+    pub name: String,
+    pub state: ProfileState,
+    pub layouts: Vec<Layout>,
+    pub units: usize,
+    pub bytes: u64,
+    pub apparent_bytes: u64,
+    pub by_kind: ByKind,
+}
+
+#[derive(Serialize)]
+pub struct TargetView {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub apparent_bytes: u64,
+    pub files: u64,
+    pub units: usize,
+    pub incremental_dirs: usize,
+    pub orphans: usize,
+    pub layouts: Vec<Layout>,
+    pub last_use_signal: Signal,
+    pub by_kind: ByKind,
+    pub profiles: Vec<ProfileView>,
+    pub budget_bytes: Option<u64>,
+    pub over_budget_bytes: u64,
+    /// What a run now would free here.
+    pub reclaimable_bytes: u64,
+    pub reclaimable_by_rule: BTreeMap<Rule, u64>,
+    /// Bytes of units no rule may touch now (used within min-age, or a build runs).
+    pub protected_bytes: u64,
+    pub notes: Vec<String>,
+    pub errors: ScanErrors,
+}
+
+#[derive(Serialize)]
+pub struct FilesystemView {
+    pub path: PathBuf,
+    pub total_bytes: u64,
+    pub free_bytes: u64,
+    pub min_free_bytes: Option<u64>,
+    pub below_min_free: bool,
+}
+
+#[derive(Serialize)]
+pub struct TotalView {
+    pub bytes: u64,
+    pub apparent_bytes: u64,
+    pub budget_bytes: Option<u64>,
+    pub over_budget_bytes: u64,
+    pub reclaimable_bytes: u64,
+    pub reclaimable_by_rule: BTreeMap<Rule, u64>,
+}
+
+#[derive(Serialize)]
+pub struct Failure {
+    pub path: PathBuf,
+    pub error: String,
+}
+
+/// What `scan` and `status` show: every target dir against its budget, and the next run.
+#[derive(Serialize)]
+pub struct SurveyView {
+    pub version: u32,
+    /// `direct`: measured by this command (the daemon will answer from its index).
+    pub source: &'static str,
+    pub config: String,
+    pub targets: Vec<TargetView>,
+    pub total: TotalView,
+    pub filesystems: Vec<FilesystemView>,
+    pub toolchains: Vec<String>,
+    pub shortfalls: Vec<Shortfall>,
+    pub failed: Vec<Failure>,
+    pub missing_roots: Vec<PathBuf>,
+    pub search_errors: Vec<String>,
+}
+
+impl SurveyView {
+    #[must_use]
+    pub fn build(survey: &Survey, plan: &Plan, config: String) -> SurveyView {
+        let targets: Vec<TargetView> = survey
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| target_view(t, survey.signals[i], plan, i))
+            .collect();
+        let mut total_by_rule: BTreeMap<Rule, u64> = BTreeMap::new();
+        for t in &targets {
+            for (r, b) in &t.reclaimable_by_rule {
+                *total_by_rule.entry(*r).or_default() += b;
+            }
+        }
+        let bytes: u64 = targets.iter().map(|t| t.bytes).sum();
+        let total = TotalView {
+            bytes,
+            apparent_bytes: targets.iter().map(|t| t.apparent_bytes).sum(),
+            budget_bytes: plan.total_budget,
+            over_budget_bytes: plan.total_budget.map_or(0, |b| bytes.saturating_sub(b)),
+            reclaimable_bytes: plan.planned_bytes(),
+            reclaimable_by_rule: total_by_rule,
+        };
+        let filesystems = survey
+            .filesystems
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let min = plan.min_free.get(i).copied().flatten();
+                FilesystemView {
+                    path: f.path.clone(),
+                    total_bytes: f.total_bytes,
+                    free_bytes: f.free_bytes,
+                    min_free_bytes: min,
+                    below_min_free: min.is_some_and(|m| f.free_bytes < m),
+                }
+            })
+            .collect();
+        SurveyView {
+            version: SCHEMA_VERSION,
+            source: "direct",
+            config,
+            targets,
+            total,
+            filesystems,
+            toolchains: survey.toolchains.found.clone(),
+            shortfalls: plan.shortfalls.clone(),
+            failed: survey
+                .failed
+                .iter()
+                .map(|(p, e)| Failure {
+                    path: p.clone(),
+                    error: e.clone(),
+                })
+                .collect(),
+            missing_roots: survey.missing_roots.clone(),
+            search_errors: survey.search_errors.clone(),
+        }
+    }
+}
+
+fn target_view(t: &TargetDir, signal: Signal, plan: &Plan, i: usize) -> TargetView {
+    let total = t.usage.total();
+    let tp = &plan.targets[i];
+    let mut layouts: Vec<Layout> = t.profiles.iter().flat_map(|p| p.layouts.clone()).collect();
+    layouts.sort();
+    layouts.dedup();
+    TargetView {
+        path: t.path.clone(),
+        bytes: total.bytes,
+        apparent_bytes: total.apparent_bytes,
+        files: total.files,
+        units: t.units.len(),
+        incremental_dirs: t.incremental.len(),
+        orphans: t.orphans.len(),
+        layouts,
+        last_use_signal: signal,
+        by_kind: t.usage,
+        profiles: t
+            .profiles
+            .iter()
+            .enumerate()
+            .map(|(p, prof)| {
+                let total = prof.usage.total();
+                ProfileView {
+                    name: prof.rel.display().to_string(),
+                    state: prof.state.clone(),
+                    layouts: prof.layouts.clone(),
+                    units: t
+                        .units
+                        .iter()
+                        .filter(|u| usize::from(u.key.profile) == p)
+                        .count(),
+                    bytes: total.bytes,
+                    apparent_bytes: total.apparent_bytes,
+                    by_kind: prof.usage,
+                }
+            })
+            .collect(),
+        budget_bytes: tp.budget,
+        over_budget_bytes: tp.budget.map_or(0, |b| total.bytes.saturating_sub(b)),
+        reclaimable_bytes: tp.planned_bytes,
+        reclaimable_by_rule: tp.by_rule.clone(),
+        protected_bytes: tp.protected_bytes,
+        notes: tp.notes.clone(),
+        errors: t.errors.clone(),
+    }
+}
+
+#[derive(Serialize)]
+pub struct ActionView {
+    pub target: PathBuf,
+    pub profile: String,
+    /// `unit`, `incremental` or `orphan`.
+    pub item: &'static str,
+    pub name: String,
+    pub rule: Rule,
+    pub reason: String,
+    pub paths: Vec<PathBuf>,
+    /// What the scan expected this to free.
+    pub planned_bytes: u64,
+    /// What it freed (in a dry run: would free).
+    pub reclaimed_bytes: u64,
+    pub status: Status,
+    pub errors: Vec<String>,
+}
+
+/// What `clean` shows.
+#[derive(Serialize)]
+pub struct CleanView {
+    pub version: u32,
+    pub dry_run: bool,
+    /// Freed by a real run; in a dry run, what a real run would free.
+    pub reclaimed_bytes: u64,
+    pub removed_files: u64,
+    /// What the scan expected the plan to free.
+    pub planned_bytes: u64,
+    pub reclaimed_by_rule: BTreeMap<Rule, u64>,
+    pub actions: Vec<ActionView>,
+    pub skipped: usize,
+    pub errors: u64,
+    pub shortfalls: Vec<Shortfall>,
+    pub failed: Vec<Failure>,
+}
+
+impl CleanView {
+    #[must_use]
+    pub fn build(survey: &Survey, plan: &Plan, sweep: &SweepReport, mode: Mode) -> CleanView {
+        let mut by_rule: BTreeMap<Rule, u64> = BTreeMap::new();
+        let actions: Vec<ActionView> = sweep
+            .results
+            .iter()
+            .map(|r| {
+                let a = &plan.actions[r.action];
+                let t = &survey.targets[a.target];
+                let (item, name, profile, paths) = match a.item {
+                    Item::Unit(u) => {
+                        let u = &t.units[u];
+                        ("unit", u.name(), u.key.profile, u.paths.clone())
+                    }
+                    Item::Incremental(i) => {
+                        let i = &t.incremental[i];
+                        (
+                            "incremental",
+                            i.name.clone(),
+                            i.profile,
+                            vec![i.path.clone()],
+                        )
+                    }
+                    Item::Orphan(o) => {
+                        let o = &t.orphans[o];
+                        (
+                            "orphan",
+                            format!("{:016x}", o.key.hash),
+                            o.key.profile,
+                            o.paths.clone(),
+                        )
+                    }
+                };
+                *by_rule.entry(a.rule).or_default() += r.reclaimed_bytes;
+                ActionView {
+                    target: t.path.clone(),
+                    profile: t.profiles[usize::from(profile)].rel.display().to_string(),
+                    item,
+                    name,
+                    rule: a.rule,
+                    reason: a.reason.clone(),
+                    paths,
+                    planned_bytes: a.bytes,
+                    reclaimed_bytes: r.reclaimed_bytes,
+                    status: r.status.clone(),
+                    errors: r.errors.clone(),
+                }
+            })
+            .collect();
+        let skipped = actions
+            .iter()
+            .filter(|a| {
+                !matches!(
+                    a.status,
+                    Status::Removed | Status::WouldRemove | Status::Partial
+                )
+            })
+            .count();
+        CleanView {
+            version: SCHEMA_VERSION,
+            dry_run: mode == Mode::DryRun,
+            reclaimed_bytes: sweep.reclaimed_bytes,
+            removed_files: sweep.removed_files,
+            planned_bytes: plan.planned_bytes(),
+            reclaimed_by_rule: by_rule,
+            actions,
+            skipped,
+            errors: sweep.errors,
+            shortfalls: plan.shortfalls.clone(),
+            failed: survey
+                .failed
+                .iter()
+                .map(|(p, e)| Failure {
+                    path: p.clone(),
+                    error: e.clone(),
+                })
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests: real crates built with the real cargo in temp dirs, the real
+//! cachekeeper binary run on them, and the disk checked afterwards.
+
+mod support;
+
+mod churn;

@@ -1,0 +1,409 @@
+//! Fixtures: tiny cargo workspaces built with the real cargo in temp dirs, the cachekeeper
+//! binary run against them, and the ways tests make time pass.
+//!
+//! Builds use path dependencies only and `--offline`, so they need no registry.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+pub const DAY: Duration = Duration::from_secs(86_400);
+
+/// A temp dir holding a cargo workspace (`ws/`) and its target dir (`ws/target`).
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub ws: PathBuf,
+    config: PathBuf,
+}
+
+/// What one cargo build did, from `--message-format json`.
+#[derive(Debug)]
+pub struct Build {
+    pub success: bool,
+    pub stderr: String,
+    /// `package/target (kind)` of every compiler artifact, with whether it was fresh.
+    pub artifacts: Vec<(String, bool)>,
+}
+
+impl Build {
+    /// Artifacts cargo had to compile.
+    pub fn recompiled(&self) -> Vec<&str> {
+        self.artifacts
+            .iter()
+            .filter(|(_, fresh)| !fresh)
+            .map(|(n, _)| n.as_str())
+            .collect()
+    }
+}
+
+/// The cargo crate manifest of a fixture crate.
+pub struct Krate<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    pub bin: bool,
+    /// Dependency lines for `[dependencies]`, e.g. `dep = { path = "../dep" }`.
+    pub deps: &'a [&'a str],
+    pub features: &'a [&'a str],
+    pub build_rs: bool,
+}
+
+impl Default for Krate<'_> {
+    fn default() -> Self {
+        Krate {
+            name: "",
+            version: "0.1.0",
+            bin: false,
+            deps: &[],
+            features: &[],
+            build_rs: false,
+        }
+    }
+}
+
+/// Environment variables that would redirect or alter a fixture build.
+const CARGO_ENV_NOISE: &[&str] = &[
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_TARGET_DIR",
+    "CARGO_BUILD_BUILD_DIR",
+    "CARGO_BUILD_TARGET",
+    "RUSTFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_INCREMENTAL",
+    "RUSTC_WRAPPER",
+    "CARGO_BUILD_RUSTC_WRAPPER",
+    "CACHEKEEPER_CONFIG",
+    "CARGO_MAKEFLAGS",
+];
+
+impl Fixture {
+    pub fn new() -> Fixture {
+        let dir = tempfile::Builder::new()
+            .prefix("ck-test-")
+            .tempdir()
+            .expect("temp dir");
+        let ws = dir.path().join("ws");
+        std::fs::create_dir_all(&ws).unwrap();
+        let config = dir.path().join("cachekeeper.toml");
+        let f = Fixture { dir, ws, config };
+        f.config("");
+        f
+    }
+
+    pub fn target(&self) -> PathBuf {
+        self.ws.join("target")
+    }
+
+    pub fn write(&self, rel: &str, content: &str) {
+        let p = self.ws.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+
+    pub fn workspace(&self, members: &[&str]) {
+        let list: Vec<String> = members.iter().map(|m| format!("{m:?}")).collect();
+        self.write(
+            "Cargo.toml",
+            &format!(
+                "[workspace]\nmembers = [{}]\nresolver = \"2\"\n",
+                list.join(", ")
+            ),
+        );
+    }
+
+    /// Writes (or rewrites) a crate. Its code prints its name and version and calls its
+    /// dependencies, so a binary's output shows the whole graph ran.
+    pub fn krate(&self, k: &Krate<'_>) {
+        let mut manifest = format!(
+            "[package]\nname = \"{}\"\nversion = \"{}\"\nedition = \"2021\"\n",
+            k.name, k.version
+        );
+        if k.build_rs {
+            manifest.push_str("build = \"build.rs\"\n");
+        }
+        manifest.push_str("\n[dependencies]\n");
+        for d in k.deps {
+            manifest.push_str(d);
+            manifest.push('\n');
+        }
+        if !k.features.is_empty() {
+            manifest.push_str("\n[features]\n");
+            for f in k.features {
+                manifest.push_str(&format!("{f} = []\n"));
+            }
+        }
+        self.write(&format!("{}/Cargo.toml", k.name), &manifest);
+        let calls: String = k
+            .deps
+            .iter()
+            .map(|d| d.split_whitespace().next().unwrap().replace('-', "_"))
+            .map(|d| format!("    {d}::hello();\n"))
+            .collect();
+        let features: String = k
+            .features
+            .iter()
+            .map(|f| format!("    #[cfg(feature = \"{f}\")]\n    println!(\"  feature {f}\");\n"))
+            .collect();
+        let body = format!(
+            "pub fn hello() {{\n    println!(\"{} {}\");\n{features}{calls}}}\n",
+            k.name, k.version
+        );
+        if k.bin {
+            self.write(
+                &format!("{}/src/main.rs", k.name),
+                &format!("{body}\nfn main() {{\n    hello();\n}}\n"),
+            );
+        } else {
+            self.write(&format!("{}/src/lib.rs", k.name), &body);
+        }
+        if k.build_rs {
+            self.write(
+                &format!("{}/build.rs", k.name),
+                "fn main() {\n    println!(\"cargo:rerun-if-changed=build.rs\");\n    \
+                 let out = std::env::var(\"OUT_DIR\").unwrap();\n    \
+                 std::fs::write(format!(\"{out}/generated.txt\"), \"x\".repeat(4096)).unwrap();\n}\n",
+            );
+        }
+    }
+
+    fn cargo_cmd(&self, toolchain: Option<&str>) -> Command {
+        let mut c = Command::new("cargo");
+        if let Some(t) = toolchain {
+            c.arg(format!("+{t}"));
+        }
+        for v in CARGO_ENV_NOISE {
+            c.env_remove(v);
+        }
+        c.current_dir(&self.ws)
+            .env("CARGO_TARGET_DIR", self.target())
+            .env("CARGO_TERM_COLOR", "never")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `cargo <args> --offline --message-format json` with the default toolchain.
+    pub fn cargo(&self, args: &[&str]) -> Build {
+        self.cargo_with(None, &[], args)
+    }
+
+    pub fn cargo_with(
+        &self,
+        toolchain: Option<&str>,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Build {
+        let mut c = self.cargo_cmd(toolchain);
+        c.args(args).args(["--offline", "--message-format", "json"]);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().expect("cargo runs");
+        parse_build(&out)
+    }
+
+    /// Runs a built binary and returns its stdout.
+    pub fn run_bin(&self, rel: &str) -> String {
+        let out = Command::new(self.target().join(rel))
+            .output()
+            .expect("binary runs");
+        assert!(out.status.success(), "{rel} failed: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Writes the cachekeeper config for this fixture: roots = the workspace, no budgets,
+    /// default ages, plus `extra` (TOML appended to the `[cargo]` table).
+    pub fn config(&self, extra: &str) {
+        let text = format!(
+            "[cargo]\nroots = [{:?}]\nexclude = []\ntarget-budget = \"none\"\ntotal-budget = \"none\"\n\
+             stale-after = \"30d\"\nmin-age = \"1h\"\n{extra}\n[disk]\nmin-free = \"none\"\n",
+            self.ws.display().to_string()
+        );
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    /// Runs the cachekeeper binary with this fixture's config.
+    pub fn ck(&self, args: &[&str]) -> Output {
+        self.ck_env(args, &[])
+    }
+
+    pub fn ck_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = ck();
+        c.arg("--config").arg(&self.config).args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().expect("cachekeeper runs")
+    }
+
+    /// Runs cachekeeper with `--json`, asserts exit 0, and parses stdout.
+    pub fn ck_json(&self, args: &[&str]) -> Value {
+        self.ck_json_env(args, &[])
+    }
+
+    pub fn ck_json_env(&self, args: &[&str], env: &[(&str, &str)]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.ck_env(&all, env);
+        assert!(
+            out.status.success(),
+            "cachekeeper {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        serde_json::from_slice(&out.stdout).expect("stdout is one JSON document")
+    }
+
+    /// Makes `by` pass for everything in the fixture (sources and target dir alike): every
+    /// access and modification time moves back by `by`, so their order (what cargo's
+    /// freshness checks compare) is unchanged. The next build then reads, and so re-stamps,
+    /// exactly the fingerprints it uses.
+    pub fn pass_time(&self, by: Duration) {
+        shift_times(self.dir.path(), by);
+        shift_session_names(&self.target(), by);
+    }
+
+    /// Bytes allocated under `path`, measured by `du` (every inode once).
+    pub fn du(&self, path: &Path) -> u64 {
+        du(path)
+    }
+}
+
+pub fn du(path: &Path) -> u64 {
+    let out = Command::new("du")
+        .arg("-sB1")
+        .arg(path)
+        .output()
+        .expect("du runs");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The cachekeeper binary, with an environment that cannot leak a user's config in.
+pub fn ck() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cachekeeper"));
+    c.env_remove("CACHEKEEPER_CONFIG")
+        .env("XDG_CONFIG_HOME", "/nonexistent")
+        .stdin(Stdio::null());
+    c
+}
+
+pub fn shift_times(root: &Path, by: Duration) {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        if meta.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        }
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        let back = |t: SystemTime| filetime::FileTime::from_system_time(t - by);
+        filetime::set_symlink_file_times(
+            &p,
+            back(meta.accessed().unwrap()),
+            back(meta.modified().unwrap()),
+        )
+        .unwrap();
+    }
+}
+
+/// rustc names incremental sessions `s-<base36 µs since epoch>-...` (and their locks
+/// likewise): renames them as if they had been created `by` earlier.
+pub fn shift_session_names(target: &Path, by: Duration) {
+    let Ok(profiles) = std::fs::read_dir(target) else {
+        return;
+    };
+    for profile in profiles.flatten() {
+        let Ok(crates) = std::fs::read_dir(profile.path().join("incremental")) else {
+            continue;
+        };
+        for krate in crates.flatten() {
+            for s in std::fs::read_dir(krate.path()).unwrap().flatten() {
+                let name = s.file_name().to_string_lossy().into_owned();
+                let Some(rest) = name.strip_prefix("s-") else {
+                    continue;
+                };
+                let (ts, tail) = rest.split_once('-').unwrap();
+                let micros = u64::from_str_radix(ts, 36).unwrap() - by.as_micros() as u64;
+                let renamed = format!("s-{}-{tail}", base36(micros));
+                std::fs::rename(s.path(), krate.path().join(renamed)).unwrap();
+            }
+        }
+    }
+}
+
+fn base36(mut n: u64) -> String {
+    let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(digits[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap()
+}
+
+fn parse_build(out: &Output) -> Build {
+    let mut artifacts = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if v["reason"] == "compiler-artifact" {
+            let pkg = v["package_id"].as_str().unwrap_or("");
+            // Package ids look like `path+file:///...#name@0.1.0` or `name 0.1.0 (...)`.
+            let pkg = pkg.rsplit('#').next().unwrap_or(pkg);
+            let name = format!(
+                "{pkg}/{} ({})",
+                v["target"]["name"].as_str().unwrap_or(""),
+                v["target"]["kind"][0].as_str().unwrap_or("")
+            );
+            artifacts.push((name, v["fresh"].as_bool().unwrap_or(false)));
+        }
+    }
+    Build {
+        success: out.status.success(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        artifacts,
+    }
+}
+
+/// Names of the units a clean's JSON report shows as removed (or that would be).
+pub fn removed_units(report: &Value) -> Vec<String> {
+    report["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| {
+            a["item"] == "unit" && (a["status"] == "removed" || a["status"] == "would-remove")
+        })
+        .map(|a| a["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The unit dirs (`<pkg>-<hash>`) present in a profile's `.fingerprint/`.
+pub fn fingerprint_dirs(target: &Path, profile: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(target.join(profile).join(".fingerprint"))
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
