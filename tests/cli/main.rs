@@ -3,4 +3,5 @@
 
 mod support;
 
+mod budget;
 mod churn;

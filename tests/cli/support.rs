@@ -212,13 +212,29 @@ impl Fixture {
     }
 
     /// Writes the cachekeeper config for this fixture: roots = the workspace, no budgets,
-    /// default ages, plus `extra` (TOML appended to the `[cargo]` table).
+    /// default ages; each `key = value` line of `extra` replaces or adds a `[cargo]` key.
     pub fn config(&self, extra: &str) {
-        let text = format!(
-            "[cargo]\nroots = [{:?}]\nexclude = []\ntarget-budget = \"none\"\ntotal-budget = \"none\"\n\
-             stale-after = \"30d\"\nmin-age = \"1h\"\n{extra}\n[disk]\nmin-free = \"none\"\n",
-            self.ws.display().to_string()
-        );
+        let mut keys: Vec<(String, String)> = vec![
+            (
+                "roots".into(),
+                format!("[{:?}]", self.ws.display().to_string()),
+            ),
+            ("exclude".into(), "[]".into()),
+            ("target-budget".into(), "\"none\"".into()),
+            ("total-budget".into(), "\"none\"".into()),
+            ("stale-after".into(), "\"30d\"".into()),
+            ("min-age".into(), "\"1h\"".into()),
+        ];
+        for line in extra.lines().filter(|l| l.contains('=')) {
+            let (k, v) = line.split_once('=').unwrap();
+            let (k, v) = (k.trim().to_string(), v.trim().to_string());
+            match keys.iter_mut().find(|(key, _)| *key == k) {
+                Some(slot) => slot.1 = v,
+                None => keys.push((k, v)),
+            }
+        }
+        let body: String = keys.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
+        let text = format!("[cargo]\n{body}\n[disk]\nmin-free = \"none\"\n");
         std::fs::write(&self.config, text).unwrap();
     }
 
@@ -263,8 +279,9 @@ impl Fixture {
     /// freshness checks compare) is unchanged. The next build then reads, and so re-stamps,
     /// exactly the fingerprints it uses.
     pub fn pass_time(&self, by: Duration) {
-        shift_times(self.dir.path(), by);
+        // Renaming touches the crate dirs' mtimes: rename first, then shift every time.
         shift_session_names(&self.target(), by);
+        shift_times(self.dir.path(), by);
     }
 
     /// Bytes allocated under `path`, measured by `du` (every inode once).
@@ -297,7 +314,11 @@ pub fn ck() -> Command {
     c
 }
 
+/// Moves every inode's times back by `by`, each inode once (cargo's uplifted binaries are
+/// hardlinks: shifting them per link would make them older than what they were built from).
 pub fn shift_times(root: &Path, by: Duration) {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(p) = stack.pop() {
         let meta = std::fs::symlink_metadata(&p).unwrap();
@@ -306,7 +327,7 @@ pub fn shift_times(root: &Path, by: Duration) {
                 stack.push(e.unwrap().path());
             }
         }
-        if meta.file_type().is_symlink() {
+        if meta.file_type().is_symlink() || !seen.insert((meta.dev(), meta.ino())) {
             continue;
         }
         let back = |t: SystemTime| filetime::FileTime::from_system_time(t - by);
