@@ -78,7 +78,8 @@ pub struct SweepReport {
     pub errors: u64,
 }
 
-/// Hooks into a sweep: progress display, and tests that act mid-clean.
+/// Hooks into a sweep: progress display, and tests that act mid-clean. `before` runs with
+/// the action's profile already locked (if it could be).
 pub trait Observer {
     fn before(&mut self, _target: &TargetDir, _action: &Action) {}
     fn after(&mut self, _target: &TargetDir, _action: &Action, _result: &ActionResult) {}
@@ -264,11 +265,12 @@ pub fn sweep(
                 report.results.push(result(i, Status::Stopped, Vec::new()));
                 continue;
             }
-            observer.before(target, action);
+            // Lock first, so `before` runs (and a build starting now waits) under cargo's lock.
             let profile = profile_of(target, action.item);
             let access = profiles
                 .entry(profile)
                 .or_insert_with(|| lock_profile(root.as_fd(), target, profile));
+            observer.before(target, action);
             let res = match access {
                 ProfileAccess::Unavailable(status, why) => {
                     result(i, status.clone(), vec![why.clone()])

@@ -5,3 +5,7 @@ mod support;
 
 mod budget;
 mod churn;
+mod cli;
+mod layout;
+mod safety;
+mod toolchain;

@@ -1,0 +1,198 @@
+//! The command line as scripts and people meet it: config errors, exit codes, `--json`.
+
+use crate::support::{DAY, Fixture, Krate, ck, removed_units};
+
+fn run(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = ck().args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn bad_config(text: &str) -> (tempfile::TempDir, String) {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("bad.toml");
+    std::fs::write(&p, text).unwrap();
+    (d, p.display().to_string())
+}
+
+#[test]
+fn a_bad_config_names_file_line_column_and_key_and_nothing_runs() {
+    let (_d, path) = bad_config("[cargo]\nroots = [\"/tmp\"]\nstale-after = \"3 fortnights\"\n");
+    for args in [
+        vec!["--config", &path, "clean"],
+        vec!["clean", "--config", &path],
+    ] {
+        let (code, stdout, stderr) = run(&args);
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(stdout.is_empty());
+        assert!(
+            stderr.contains(&format!(
+                "{path}:3:15: key `cargo.stale-after`: invalid duration \"3 fortnights\""
+            )),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("3 | stale-after = \"3 fortnights\""),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("does not run on a config that does not validate"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn check_config_explains_errors_and_summarises_good_files() {
+    let (_d, path) = bad_config("[cargo]\ntarget-budjet = \"10GiB\"\n");
+    let (code, _, stderr) = run(&["check-config", &path]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("unknown key `target-budjet` in [cargo]"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("did you mean `target-budget`?"), "{stderr}");
+
+    let (code, stdout, _) = run(&["check-config", &path, "--json"]);
+    assert_eq!(code, Some(2));
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(
+        (v["error"]["line"].as_u64(), v["error"]["column"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(v["error"]["key"], "cargo.target-budjet");
+
+    let (_d2, good) = bad_config("[cargo]\ntarget-budget = \"10GiB\"\n[disk]\nmin-free = \"5%\"\n");
+    let (code, stdout, stderr) = run(&["check-config", &good]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("target-budget:       10 GiB"), "{stdout}");
+    assert!(
+        stdout.contains("min-free:            5% of the filesystem"),
+        "{stdout}"
+    );
+
+    let (code, stdout, _) = run(&["check-config", "--print-default"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(stdout, include_str!("../../config/cachekeeper.toml"));
+}
+
+#[test]
+fn a_missing_explicit_config_or_path_is_a_usage_error() {
+    let (code, _, stderr) = run(&["--config", "/nonexistent/ck.toml", "status"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("cannot read config file /nonexistent/ck.toml"),
+        "{stderr}"
+    );
+    let f = Fixture::new();
+    let out = f.ck(&["scan", "/nonexistent/dir"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/dir"));
+    let (code, _, _) = run(&["frobnicate"]);
+    assert_eq!(code, Some(2));
+    let (code, stdout, _) = run(&["--help"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        stdout.contains("Exit codes: 0 ok, 1 runtime failure"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn json_documents_carry_what_scripts_need() {
+    let f = Fixture::new();
+    f.workspace(&["app"]);
+    f.krate(&Krate {
+        name: "app",
+        bin: true,
+        ..Krate::default()
+    });
+    assert!(f.cargo(&["build"]).success);
+    f.pass_time(60 * DAY);
+
+    let scan = f.ck_json(&["scan"]);
+    assert_eq!(scan["version"], 1);
+    let t = &scan["targets"][0];
+    assert_eq!(t["path"], f.target().to_str().unwrap());
+    assert_eq!(t["bytes"].as_u64().unwrap(), f.du(&f.target()));
+    assert!(t["apparent_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(t["units"], 1);
+    assert_eq!(t["profiles"][0]["name"], "debug");
+    for k in ["deps", "build", "incremental", "fingerprint", "other"] {
+        assert!(t["by_kind"][k]["bytes"].is_u64(), "{k}");
+    }
+    assert!(t["reclaimable_by_rule"]["stale"].as_u64().unwrap() > 0);
+    assert_eq!(t["reclaimable_bytes"], scan["total"]["reclaimable_bytes"]);
+
+    let status = f.ck_json(&["status"]);
+    assert_eq!(status["source"], "direct");
+    assert_eq!(status["targets"][0]["path"], f.target().to_str().unwrap());
+    assert!(status["filesystems"][0]["free_bytes"].is_u64());
+
+    let dry = f.ck_json(&["clean", "--dry-run"]);
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["reclaimed_bytes"], t["reclaimable_bytes"]);
+    let acts = dry["actions"].as_array().unwrap();
+    // Rule order: the incremental data (older than 14d) first, then the stale unit.
+    assert_eq!(
+        acts.iter()
+            .map(|a| a["rule"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["incremental", "stale"]
+    );
+    let a = &acts[1];
+    for k in [
+        "target",
+        "profile",
+        "item",
+        "name",
+        "rule",
+        "reason",
+        "paths",
+        "planned_bytes",
+        "reclaimed_bytes",
+        "status",
+    ] {
+        assert!(!a[k].is_null(), "action lacks {k}: {a}");
+    }
+    let real = f.ck_json(&["clean"]);
+    assert_eq!(real["dry_run"], false);
+    assert_eq!(
+        removed_units(&real),
+        vec![a["name"].as_str().unwrap().to_string()]
+    );
+}
+
+#[test]
+fn human_output_explains_the_plan() {
+    let f = Fixture::new();
+    f.workspace(&["app"]);
+    f.krate(&Krate {
+        name: "app",
+        bin: true,
+        ..Krate::default()
+    });
+    assert!(f.cargo(&["build"]).success);
+    f.pass_time(60 * DAY);
+    let out = f.ck(&["clean", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Plan (dry run)"), "{text}");
+    assert!(text.contains("stale"), "{text}");
+    assert!(
+        text.contains("not used for 60d (stale-after 30d)"),
+        "{text}"
+    );
+    assert!(text.contains("Dry run: nothing was removed."), "{text}");
+    let out = f.ck(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("TARGET DIR") && text.contains(f.target().to_str().unwrap()),
+        "{text}"
+    );
+    assert!(text.contains("Next run would reclaim"), "{text}");
+}

@@ -1,0 +1,67 @@
+//! Cargo's new build-dir layout (`build/<pkg>/<hash>/{fingerprint,out,run}`, the default from
+//! cargo 1.100) gets the same treatment as the legacy one. The stable cargo on the test
+//! machine produces it with `-Zbuild-dir-new-layout` under the channel override.
+
+use crate::support::{DAY, Fixture, Krate, removed_units};
+
+const NEW_LAYOUT: &[(&str, &str)] = &[("__CARGO_TEST_CHANNEL_OVERRIDE_DO_NOT_USE_THIS", "nightly")];
+
+fn build(f: &Fixture) -> crate::support::Build {
+    f.cargo_with(None, NEW_LAYOUT, &["build", "-Zbuild-dir-new-layout"])
+}
+
+#[test]
+fn new_layout_units_are_found_measured_and_cleaned_whole() {
+    let f = Fixture::new();
+    f.workspace(&["app", "dep"]);
+    f.krate(&Krate {
+        name: "dep",
+        build_rs: true,
+        ..Krate::default()
+    });
+    f.krate(&Krate {
+        name: "app",
+        bin: true,
+        deps: &["dep = { path = \"../dep\" }"],
+        ..Krate::default()
+    });
+    let b = build(&f);
+    assert!(b.success, "{}", b.stderr);
+    assert!(
+        f.target().join("debug/build/dep").is_dir(),
+        "not the new layout"
+    );
+
+    let scan = f.ck_json(&["scan"]);
+    let t = &scan["targets"][0];
+    assert_eq!(t["layouts"], serde_json::json!(["new"]));
+    assert_eq!(t["units"], 4);
+    assert_eq!(
+        t["bytes"].as_u64().unwrap(),
+        f.du(&f.target()),
+        "scan disagrees with du"
+    );
+
+    f.pass_time(60 * DAY);
+    f.krate(&Krate {
+        name: "dep",
+        version: "0.2.0",
+        build_rs: true,
+        ..Krate::default()
+    });
+    assert!(build(&f).success);
+    let before = f.du(&f.target());
+    let report = f.ck_json(&["clean"]);
+    assert_eq!(removed_units(&report).len(), 4, "{report:#}"); // the old app, dep, script, run
+    assert_eq!(
+        report["reclaimed_bytes"].as_u64().unwrap(),
+        before - f.du(&f.target())
+    );
+    let again = build(&f);
+    assert!(
+        again.success && again.recompiled().is_empty(),
+        "{:?}",
+        again.recompiled()
+    );
+    assert!(f.run_bin("debug/app").contains("dep 0.2.0"));
+}

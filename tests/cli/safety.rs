@@ -1,0 +1,648 @@
+//! Safety: what cachekeeper must never do, each shown on a real target dir.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
+
+use cachekeeper::inventory::{self, TargetDir};
+use cachekeeper::policy::{self, Action, Item};
+use cachekeeper::sweep::{self, Mode, Observer, Status};
+
+use crate::support::{DAY, Fixture, Krate, ck, fingerprint_dirs, removed_units};
+
+/// A workspace with one app and one dependency (with a build script), built, then left
+/// unused for two months: every unit in it is stale.
+fn stale_workspace() -> Fixture {
+    let f = Fixture::new();
+    f.workspace(&["app", "dep"]);
+    f.krate(&Krate {
+        name: "dep",
+        build_rs: true,
+        ..Krate::default()
+    });
+    f.krate(&Krate {
+        name: "app",
+        bin: true,
+        deps: &["dep = { path = \"../dep\" }"],
+        ..Krate::default()
+    });
+    let b = f.cargo(&["build"]);
+    assert!(b.success, "{}", b.stderr);
+    f.pass_time(60 * DAY);
+    f
+}
+
+/// The scan and plan cachekeeper would make with default rules, in-process.
+fn plan_for(f: &Fixture) -> (Vec<TargetDir>, policy::Plan) {
+    let target = inventory::scan(&f.target(), 2).unwrap();
+    let fs = cachekeeper::disk::measure(&f.target()).unwrap();
+    let settings = policy::Settings {
+        rules: cachekeeper::config::Rules {
+            incremental: true,
+            toolchains: false,
+            stale: true,
+            budgets: false,
+        },
+        min_age: Duration::from_secs(3600),
+        stale_after: 30 * DAY,
+        incremental_max_age: 14 * DAY,
+        target_budget: None,
+        total_budget: None,
+        min_free: None,
+    };
+    let targets = vec![target];
+    let plan = policy::plan(&policy::Input {
+        targets: targets
+            .iter()
+            .map(|dir| policy::Target {
+                dir,
+                signal: cachekeeper::lastuse::Signal::Relatime,
+                fs: 0,
+            })
+            .collect(),
+        filesystems: &[fs],
+        toolchains: None,
+        settings: &settings,
+        now: SystemTime::now(),
+    });
+    (targets, plan)
+}
+
+fn unit_named<'a>(
+    t: &'a TargetDir,
+    prefix: &str,
+    target_file: &str,
+) -> (usize, &'a inventory::Unit) {
+    t.units
+        .iter()
+        .enumerate()
+        .find(|(_, u)| u.name().starts_with(prefix) && u.targets.iter().any(|x| x == target_file))
+        .unwrap_or_else(|| panic!("no unit {prefix} with {target_file}"))
+}
+
+fn canary(dir: &Path, name: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, "must survive").unwrap();
+    p
+}
+
+#[test]
+fn dirs_without_cargos_tag_are_never_touched() {
+    let f = stale_workspace();
+    // The same build output, but not tagged by cargo (or tagged by another tool).
+    for (dir, tag) in [
+        ("untagged", None),
+        (
+            "other-tool",
+            Some("Signature: 8a477f597d28d172789f06886806bc55\n# made by another tool\n"),
+        ),
+    ] {
+        let copy = f.ws.join(dir);
+        assert!(
+            Command::new("cp")
+                .arg("-a")
+                .arg(f.target())
+                .arg(&copy)
+                .status()
+                .unwrap()
+                .success()
+        );
+        match tag {
+            None => std::fs::remove_file(copy.join("CACHEDIR.TAG")).unwrap(),
+            Some(t) => std::fs::write(copy.join("CACHEDIR.TAG"), t).unwrap(),
+        }
+    }
+    // Copying read every file (and so moved atimes): let the two months pass again.
+    f.pass_time(60 * DAY);
+    let before: Vec<u64> = ["untagged", "other-tool"]
+        .iter()
+        .map(|d| f.du(&f.ws.join(d)))
+        .collect();
+    let report = f.ck_json(&["clean"]);
+    assert!(
+        !removed_units(&report).is_empty(),
+        "the tagged dir should be cleaned"
+    );
+    assert!(
+        report["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["target"] == f.target().to_str().unwrap())
+    );
+    let after: Vec<u64> = ["untagged", "other-tool"]
+        .iter()
+        .map(|d| f.du(&f.ws.join(d)))
+        .collect();
+    assert_eq!(before, after);
+    // Pointing at an untagged dir directly finds nothing to touch either.
+    let scan = f.ck_json(&["scan", f.ws.join("untagged").to_str().unwrap()]);
+    assert_eq!(scan["targets"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn symlinks_inside_a_target_dir_are_removed_as_links_never_followed() {
+    let f = stale_workspace();
+    let outside = f.dir.path().join("outside");
+    let c1 = canary(&outside, "out-canary");
+    let c2 = canary(&outside, "file-canary");
+    // A stale unit's OUT_DIR replaced by a link to a directory outside, and a link in deps/
+    // named like an artifact of a stale unit, pointing at a file outside.
+    let t = inventory::scan(&f.target(), 2).unwrap();
+    let (_, run) = unit_named(&t, "dep-", "run-build-script-build-script-build");
+    let out_dir = f.target().join(&run.paths[1]).join("out");
+    std::fs::remove_dir_all(&out_dir).unwrap();
+    std::os::unix::fs::symlink(&outside, &out_dir).unwrap();
+    let (_, lib) = unit_named(&t, "dep-", "lib-dep");
+    let fake = f
+        .target()
+        .join(format!("debug/deps/libdep-{:016x}.so", lib.key.hash));
+    std::os::unix::fs::symlink(&c2, &fake).unwrap();
+
+    let report = f.ck_json(&["clean"]);
+    assert_eq!(report["errors"], 0, "{report:#}");
+    assert!(
+        std::fs::symlink_metadata(&out_dir).is_err() && std::fs::symlink_metadata(&fake).is_err()
+    );
+    assert_eq!(std::fs::read_to_string(&c1).unwrap(), "must survive");
+    assert_eq!(std::fs::read_to_string(&c2).unwrap(), "must survive");
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 2);
+}
+
+/// Replaces a directory by a link to `to` just before the sweep reaches a given action.
+struct SwapBefore {
+    at: usize,
+    seen: usize,
+    dir: PathBuf,
+    to: PathBuf,
+}
+
+impl Observer for SwapBefore {
+    fn before(&mut self, _t: &TargetDir, _a: &Action) {
+        if self.seen == self.at {
+            let aside = self.dir.with_extension("moved-away");
+            std::fs::rename(&self.dir, aside).unwrap();
+            std::os::unix::fs::symlink(&self.to, &self.dir).unwrap();
+        }
+        self.seen += 1;
+    }
+}
+
+#[test]
+fn nothing_outside_is_touched_when_a_dir_becomes_a_symlink_mid_clean() {
+    let f = stale_workspace();
+    let (targets, plan) = plan_for(&f);
+    assert!(plan.actions.len() >= 4);
+    // Just before the first action, `debug/deps` becomes a link to a directory holding files
+    // with the very names the plan is about to delete.
+    let outside = f.dir.path().join("outside");
+    let mut canaries = Vec::new();
+    for u in &targets[0].units {
+        for p in &u.paths {
+            if p.starts_with("debug/deps") {
+                canaries.push(canary(&outside, p.file_name().unwrap().to_str().unwrap()));
+            }
+        }
+    }
+    assert!(!canaries.is_empty());
+    let mut swap = SwapBefore {
+        at: 0,
+        seen: 0,
+        dir: f.target().join("debug/deps"),
+        to: outside.clone(),
+    };
+    let report = sweep::sweep(&targets, &plan, Mode::Execute, None, &mut swap);
+    for c in &canaries {
+        assert_eq!(
+            std::fs::read_to_string(c).unwrap(),
+            "must survive",
+            "{}",
+            c.display()
+        );
+    }
+    // The removals that would have gone through the link are reported, not done.
+    assert!(report.errors > 0);
+    assert!(report.results.iter().any(|r| r.status == Status::Partial));
+    // The link itself is still there: it was never a planned path.
+    assert!(
+        std::fs::symlink_metadata(f.target().join("debug/deps"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}
+
+#[test]
+fn a_unit_dir_swapped_for_a_symlink_mid_clean_is_unlinked_not_followed() {
+    let f = stale_workspace();
+    let (targets, plan) = plan_for(&f);
+    let (idx, run) = unit_named(&targets[0], "dep-", "run-build-script-build-script-build");
+    let build_dir = f.target().join(&run.paths[1]);
+    assert!(build_dir.starts_with(f.target().join("debug/build")));
+    let at = plan
+        .actions
+        .iter()
+        .position(|a| a.item == Item::Unit(idx))
+        .unwrap();
+    let outside = f.dir.path().join("outside");
+    let c = canary(&outside, "output");
+    let mut swap = SwapBefore {
+        at,
+        seen: 0,
+        dir: build_dir.clone(),
+        to: outside.clone(),
+    };
+    sweep::sweep(&targets, &plan, Mode::Execute, None, &mut swap);
+    assert_eq!(std::fs::read_to_string(&c).unwrap(), "must survive");
+    assert!(
+        std::fs::symlink_metadata(&build_dir).is_err(),
+        "the link should be gone"
+    );
+}
+
+/// A build script that waits until `release` exists, after creating `started`.
+fn slow_build_script(release: &Path, started: &Path) -> String {
+    format!(
+        "fn main() {{\n    std::fs::write({started:?}, \"\").unwrap();\n    let t = std::time::Instant::now();\n    \
+         while !std::path::Path::new({release:?}).exists() {{\n        \
+         assert!(t.elapsed().as_secs() < 120, \"never released\");\n        \
+         std::thread::sleep(std::time::Duration::from_millis(20));\n    }}\n}}\n"
+    )
+}
+
+fn wait_for(p: &Path) {
+    let t = Instant::now();
+    while !p.exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "timed out waiting for {}",
+            p.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_profile_where_cargo_builds_is_skipped_and_reported_busy() {
+    let f = Fixture::new();
+    f.workspace(&["a", "slow"]);
+    f.krate(&Krate {
+        name: "a",
+        ..Krate::default()
+    });
+    f.krate(&Krate {
+        name: "slow",
+        build_rs: true,
+        ..Krate::default()
+    });
+    let (release, started) = (f.dir.path().join("release"), f.dir.path().join("started"));
+    f.write("slow/build.rs", &slow_build_script(&release, &started));
+    assert!(f.cargo(&["build", "-p", "a"]).success);
+    f.pass_time(60 * DAY);
+    let stale = fingerprint_dirs(&f.target(), "debug");
+
+    let mut build = Command::new("cargo");
+    build
+        .args(["build", "--offline", "-p", "slow"])
+        .current_dir(&f.ws)
+        .env("CARGO_TARGET_DIR", f.target())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = build.spawn().unwrap();
+    wait_for(&started);
+
+    let scan = f.ck_json(&["scan"]);
+    assert_eq!(
+        scan["targets"][0]["profiles"][0]["state"], "busy",
+        "{scan:#}"
+    );
+    let before = f.du(&f.target().join("debug/.fingerprint"));
+    let report = f.ck_json(&["clean"]);
+    assert!(removed_units(&report).is_empty(), "{report:#}");
+    assert_eq!(f.du(&f.target().join("debug/.fingerprint")), before);
+    for s in &stale {
+        assert!(f.target().join("debug/.fingerprint").join(s).exists());
+    }
+
+    std::fs::write(&release, "").unwrap();
+    assert!(child.wait().unwrap().success());
+    // Once the build is over, the stale units go.
+    let report = f.ck_json(&["clean"]);
+    assert!(!removed_units(&report).is_empty());
+}
+
+/// Starts a build when the sweep reaches its first action, and watches it wait for us.
+struct BuildDuringSweep {
+    ws: PathBuf,
+    target: PathBuf,
+    child: Option<std::process::Child>,
+    blocked: Option<mpsc::Receiver<String>>,
+    saw_blocking: bool,
+}
+
+impl Observer for BuildDuringSweep {
+    fn before(&mut self, _t: &TargetDir, _a: &Action) {
+        if self.child.is_some() {
+            return;
+        }
+        let mut child = Command::new("cargo")
+            .args(["build", "--offline"])
+            .current_dir(&self.ws)
+            .env("CARGO_TARGET_DIR", &self.target)
+            .env("CARGO_TERM_COLOR", "never")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) if line.contains("Blocking waiting for file lock") => {
+                    self.saw_blocking = true;
+                    break;
+                }
+                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        self.child = Some(child);
+        self.blocked = Some(rx);
+    }
+}
+
+#[test]
+fn a_build_that_starts_while_we_delete_waits_for_us() {
+    let f = stale_workspace();
+    let (targets, plan) = plan_for(&f);
+    let mut obs = BuildDuringSweep {
+        ws: f.ws.clone(),
+        target: f.target(),
+        child: None,
+        blocked: None,
+        saw_blocking: false,
+    };
+    let report = sweep::sweep(&targets, &plan, Mode::Execute, None, &mut obs);
+    assert!(
+        report.results.iter().all(|r| r.status == Status::Removed),
+        "{report:?}"
+    );
+    assert!(
+        obs.saw_blocking,
+        "cargo did not wait for cachekeeper's lock"
+    );
+    // Released: the build goes on and succeeds, rebuilding what was removed.
+    assert!(obs.child.take().unwrap().wait().unwrap().success());
+    assert!(f.run_bin("debug/app").contains("dep 0.1.0"));
+}
+
+/// Deletes a unit's files just before the sweep reaches it, as a racing `cargo clean` would.
+struct RacingClean(PathBuf, Vec<PathBuf>);
+
+impl Observer for RacingClean {
+    fn before(&mut self, _t: &TargetDir, _a: &Action) {
+        for p in self.1.drain(..) {
+            let full = self.0.join(p);
+            let _ = std::fs::remove_dir_all(&full).or_else(|_| std::fs::remove_file(&full));
+        }
+    }
+}
+
+#[test]
+fn files_that_vanish_mid_clean_are_not_errors() {
+    let f = stale_workspace();
+    let (targets, plan) = plan_for(&f);
+    let all: Vec<PathBuf> = targets[0]
+        .units
+        .iter()
+        .flat_map(|u| u.paths.clone())
+        .collect();
+    let mut race = RacingClean(f.target(), all);
+    let report = sweep::sweep(&targets, &plan, Mode::Execute, None, &mut race);
+    assert_eq!(report.errors, 0, "{report:?}");
+    assert!(report.results.iter().all(|r| r.status == Status::Removed));
+}
+
+#[test]
+fn a_clean_stops_between_units_when_asked() {
+    let f = stale_workspace();
+    let (targets, plan) = plan_for(&f);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    struct StopAfterFirst<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Observer for StopAfterFirst<'_> {
+        fn after(&mut self, _t: &TargetDir, _a: &Action, _r: &sweep::ActionResult) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let report = sweep::sweep(
+        &targets,
+        &plan,
+        Mode::Execute,
+        Some(&stop),
+        &mut StopAfterFirst(&stop),
+    );
+    assert_eq!(report.results[0].status, Status::Removed);
+    assert!(
+        report.results[1..]
+            .iter()
+            .all(|r| r.status == Status::Stopped)
+    );
+    // The first unit went whole; the others are untouched, so cargo is consistent.
+    let again = f.cargo(&["build"]);
+    assert!(again.success);
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Runs cachekeeper as `nobody` (requires root to switch).
+fn ck_as_nobody(f: &Fixture, args: &[&str]) -> std::process::Output {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_cachekeeper"))
+        .arg("--config")
+        .arg(f.dir.path().join("cachekeeper.toml"))
+        .args(args)
+        .env("XDG_CONFIG_HOME", "/nonexistent");
+    c.output().unwrap()
+}
+
+#[test]
+fn permission_errors_are_counted_and_reported_not_fatal() {
+    if !is_root() {
+        eprintln!("skipped: needs root to run cachekeeper as another user");
+        return;
+    }
+    let f = stale_workspace();
+    // `nobody` may read the workspace but not one unit's build dir, and may delete nothing.
+    let mut p = f.dir.path().to_path_buf();
+    loop {
+        let mode = std::fs::metadata(&p).unwrap().permissions();
+        use std::os::unix::fs::PermissionsExt;
+        if mode.mode() & 0o005 != 0o005 {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode.mode() | 0o005))
+                .unwrap();
+        }
+        if !p.pop() {
+            break;
+        }
+    }
+    assert!(
+        Command::new("chmod")
+            .args(["-R", "a+rX"])
+            .arg(f.dir.path())
+            .status()
+            .unwrap()
+            .success()
+    );
+    let t = inventory::scan(&f.target(), 2).unwrap();
+    let (_, run) = unit_named(&t, "dep-", "run-build-script-build-script-build");
+    let hidden = f.target().join(&run.paths[1]);
+    assert!(
+        Command::new("chmod")
+            .arg("700")
+            .arg(&hidden)
+            .status()
+            .unwrap()
+            .success()
+    );
+
+    let scan = ck_as_nobody(&f, &["scan", "--json"]);
+    assert_eq!(
+        scan.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&scan.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&scan.stdout).unwrap();
+    assert!(
+        v["targets"][0]["errors"]["permission_denied"]
+            .as_u64()
+            .unwrap()
+            >= 1,
+        "{v:#}"
+    );
+
+    let clean = ck_as_nobody(&f, &["clean", "--json"]);
+    assert_eq!(clean.status.code(), Some(1), "removals failed: exit 1");
+    let v: serde_json::Value = serde_json::from_slice(&clean.stdout).unwrap();
+    assert!(v["errors"].as_u64().unwrap() > 0);
+    assert!(
+        v["actions"][0]["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("Permission denied"),
+        "{v:#}"
+    );
+    // Root's files are all still there.
+    assert!(hidden.exists() && f.target().join("debug/app").exists());
+}
+
+/// A tmpfs mounted `noatime` for the test's life.
+struct NoatimeMount(PathBuf);
+
+impl NoatimeMount {
+    fn new(at: PathBuf) -> Option<NoatimeMount> {
+        std::fs::create_dir_all(&at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "noatime,size=256m", "tmpfs"])
+            .arg(&at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(NoatimeMount(at))
+    }
+}
+
+impl Drop for NoatimeMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn on_noatime_mounts_old_builds_are_not_mistaken_for_unused_ones() {
+    if !is_root() {
+        eprintln!("skipped: needs root to mount a noatime tmpfs");
+        return;
+    }
+    let f = Fixture::new();
+    let Some(mnt) = NoatimeMount::new(f.dir.path().join("noatime")) else {
+        eprintln!("skipped: cannot mount tmpfs here");
+        return;
+    };
+    let target = mnt.0.join("target");
+    f.workspace(&["dep"]);
+    f.krate(&Krate {
+        name: "dep",
+        ..Krate::default()
+    });
+    let t = target.to_str().unwrap();
+    assert!(
+        f.cargo_with(None, &[("CARGO_TARGET_DIR", t)], &["build"])
+            .success
+    );
+    crate::support::shift_times(f.dir.path(), 60 * DAY);
+    // Built two months ago, and used just now, which noatime cannot record.
+    assert!(
+        f.cargo_with(None, &[("CARGO_TARGET_DIR", t)], &["build"])
+            .success
+    );
+    f.config(&format!("roots = [{t:?}]"));
+    let scan = f.ck_json(&["scan"]);
+    assert_eq!(scan["targets"][0]["last_use_signal"], "build-time-only");
+    assert!(scan["targets"][0]["notes"].to_string().contains("noatime"));
+    let report = f.ck_json(&["clean"]);
+    assert!(removed_units(&report).is_empty(), "{report:#}");
+}
+
+#[test]
+fn outputs_whose_fingerprint_is_gone_are_removed_as_orphans() {
+    let f = stale_workspace();
+    let t = inventory::scan(&f.target(), 2).unwrap();
+    let (_, lib) = unit_named(&t, "dep-", "lib-dep");
+    std::fs::remove_dir_all(f.target().join(&lib.fingerprint_dir)).unwrap();
+    f.config("stale-after = \"1000d\"");
+    let report = f.ck_json(&["clean"]);
+    let orphans: Vec<&serde_json::Value> = report["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["item"] == "orphan")
+        .collect();
+    assert_eq!(orphans.len(), 1, "{report:#}");
+    assert_eq!(orphans[0]["rule"], "orphaned");
+    assert!(
+        !f.target()
+            .join(format!("debug/deps/libdep-{:016x}.rlib", lib.key.hash))
+            .exists()
+    );
+    assert!(f.cargo(&["build"]).success);
+}
+
+#[test]
+fn nothing_is_deleted_outside_the_target_dir_even_via_the_cli_paths() {
+    // A PATH inside a target dir means that target dir, never its parent.
+    let f = stale_workspace();
+    let keep = canary(&f.ws, "keep-me");
+    let out = ck()
+        .arg("--config")
+        .arg(f.dir.path().join("cachekeeper.toml"))
+        .args(["clean", "--json"])
+        .arg(f.target().join("debug/deps"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!removed_units(&v).is_empty());
+    assert!(keep.exists() && f.ws.join("app/src/main.rs").exists());
+}
