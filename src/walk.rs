@@ -4,10 +4,11 @@
 //! in a per-thread accumulator, and says whether to descend. Errors (an entry that vanished, a
 //! directory we may not read) are handed to the visitor as values; the walk never aborts.
 //!
-//! Performance: each directory is read with `getdents64` into one buffer, every entry is
-//! `fstatat`-ed against the open directory (no path resolution), and threads take directories
-//! from a shared LIFO stack, which keeps the number of open fds near depth × threads.
-//! Memory is flat in the number of files: nothing per file is kept here.
+//! Performance: each directory is read with `getdents64` into a per-thread buffer (no
+//! allocation per entry), every entry is `fstatat`-ed against the open directory (no path
+//! resolution), and threads take directories from a shared LIFO stack, which keeps the number
+//! of open fds near depth × threads. Memory is flat in the number of files: nothing per file
+//! is kept here.
 //!
 //! Invariant: symlinks are never followed (`AT_SYMLINK_NOFOLLOW`, `O_NOFOLLOW`).
 
@@ -18,7 +19,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
-use rustix::fs::{Dir, FileType};
+use std::mem::MaybeUninit;
+
+use rustix::fs::RawDir;
 
 use crate::safefs::{self, Meta};
 
@@ -47,7 +50,7 @@ pub trait Visitor: Sync {
 }
 
 struct Job<C> {
-    parent: Option<Arc<Dir>>,
+    parent: Option<Arc<OwnedFd>>,
     name: CString,
     rel: PathBuf,
     ctx: C,
@@ -80,20 +83,12 @@ pub fn walk<V: Visitor>(
     root_ctx: V::Ctx,
     threads: usize,
 ) -> Vec<V::Acc> {
-    let root_dir = match Dir::new(root) {
-        Ok(d) => Arc::new(d),
-        Err(e) => {
-            let mut acc = visitor.new_acc();
-            visitor.error(&mut acc, Path::new(""), &e.into());
-            return vec![acc];
-        }
-    };
     let queue = Mutex::new(Queue {
         jobs: Vec::new(),
         active: 0,
     });
     let wake = Condvar::new();
-    // The root is already open: read it on this thread's first turn.
+    // The root is already open: whoever takes the first job reads it.
     let first = Job {
         parent: None,
         name: CString::default(),
@@ -105,7 +100,7 @@ pub fn walk<V: Visitor>(
         .expect("walker queue lock is never poisoned: workers do not panic while holding it")
         .jobs
         .push(first);
-    let root_dir = Mutex::new(Some(root_dir));
+    let root_dir = Mutex::new(Some(root));
 
     std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads.max(1))
@@ -124,14 +119,18 @@ pub fn walk<V: Visitor>(
     })
 }
 
+/// Size of the `getdents64` buffer each thread reads directories into.
+const DIRENT_BUF: usize = 64 * 1024;
+
 fn worker<V: Visitor>(
     visitor: &V,
     acc: &mut V::Acc,
     queue: &Mutex<Queue<V::Ctx>>,
     wake: &Condvar,
-    root_dir: &Mutex<Option<Arc<Dir>>>,
+    root_dir: &Mutex<Option<OwnedFd>>,
 ) {
     let mut found = Vec::new();
+    let mut buf: Vec<MaybeUninit<u8>> = vec![MaybeUninit::uninit(); DIRENT_BUF];
     loop {
         let job = {
             let mut q = queue.lock().expect("walker queue lock is never poisoned");
@@ -152,17 +151,12 @@ fn worker<V: Visitor>(
         };
         let dir = match &job.parent {
             None => root_dir.lock().expect("never poisoned").take(),
-            Some(parent) => parent
-                .fd()
-                .map_err(io::Error::from)
-                .and_then(|pfd| safefs::open_dir_at(pfd, &job.name))
-                .and_then(|fd| Dir::new(fd).map_err(io::Error::from))
+            Some(parent) => safefs::open_dir_at(parent.as_fd(), &job.name)
                 .map_err(|e| visitor.error(acc, &job.rel, &e))
-                .ok()
-                .map(Arc::new),
+                .ok(),
         };
         if let Some(dir) = dir {
-            read_dir(visitor, acc, dir, &job, &mut found);
+            read_dir(visitor, acc, Arc::new(dir), &job, &mut buf, &mut found);
         }
         let mut q = queue.lock().expect("walker queue lock is never poisoned");
         q.active -= 1;
@@ -180,43 +174,37 @@ fn worker<V: Visitor>(
 fn read_dir<V: Visitor>(
     visitor: &V,
     acc: &mut V::Acc,
-    mut dir: Arc<Dir>,
+    dir: Arc<OwnedFd>,
     job: &Job<V::Ctx>,
+    buf: &mut [MaybeUninit<u8>],
     found: &mut Vec<Job<V::Ctx>>,
 ) {
-    // Read all names first: the Dir is then shared (read-only) with the child jobs.
-    let mut names: Vec<(CString, FileType)> = Vec::new();
-    {
-        let d = Arc::get_mut(&mut dir).expect("a freshly opened Dir has one owner");
-        while let Some(entry) = d.read() {
-            match entry {
-                Ok(e) => {
-                    let n = e.file_name();
-                    if n != c"." && n != c".." {
-                        names.push((n.to_owned(), e.file_type()));
-                    }
-                }
-                Err(e) => {
-                    visitor.error(acc, &job.rel, &e.into());
-                    break;
-                }
+    let dirfd = dir.as_fd();
+    let mut entries = RawDir::new(dirfd, buf);
+    while let Some(entry) = entries.next() {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                visitor.error(acc, &job.rel, &e.into());
+                return;
             }
+        };
+        let name = entry.file_name();
+        if name == c"." || name == c".." {
+            continue;
         }
-    }
-    let Ok(dirfd) = dir.fd() else { return };
-    for (name, _hint) in names {
         let os = OsStr::from_bytes(name.to_bytes());
-        match safefs::stat_at_c(dirfd.as_fd(), &name) {
+        match safefs::stat_at_c(dirfd, name) {
             Ok(meta) => {
-                if let Some(ctx) = visitor.entry(acc, &job.ctx, &job.rel, dirfd, os, &meta) {
-                    if meta.kind == safefs::Kind::Dir {
-                        found.push(Job {
-                            parent: Some(Arc::clone(&dir)),
-                            rel: job.rel.join(os),
-                            name,
-                            ctx,
-                        });
-                    }
+                if let Some(ctx) = visitor.entry(acc, &job.ctx, &job.rel, dirfd, os, &meta)
+                    && meta.kind == safefs::Kind::Dir
+                {
+                    found.push(Job {
+                        parent: Some(Arc::clone(&dir)),
+                        rel: job.rel.join(os),
+                        name: name.to_owned(),
+                        ctx,
+                    });
                 }
             }
             Err(e) => visitor.error(acc, &job.rel.join(os), &e),

@@ -375,11 +375,16 @@ pub fn scan(path: &Path, threads: usize) -> Result<TargetDir, ScanError> {
             .map(|(i, p)| (p.clone(), u16::try_from(i).unwrap_or(u16::MAX)))
             .collect(),
         containers,
+        crates: std::sync::Mutex::new(Vec::new()),
     };
     let walk_root = rustix::io::fcntl_dupfd_cloexec(&root, 0).map_err(|e| open_err(e.into()))?;
     let accs = crate::walk::walk(&visitor, walk_root, Ctx::Root, threads);
 
-    let mut target = assemble(path, &root_meta, &profile_rels, accs, rustc_vv);
+    let crates = visitor
+        .crates
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut target = assemble(path, &root_meta, &profile_rels, &crates, accs, rustc_vv);
     for profile in &mut target.profiles {
         profile.state = probe_lock(root.as_fd(), &profile.rel);
     }
@@ -457,6 +462,7 @@ fn assemble(
     path: &Path,
     root_meta: &Meta,
     profile_rels: &[PathBuf],
+    crates: &[(u16, std::sync::Arc<str>)],
     accs: Vec<Acc>,
     rustc_vv: Option<String>,
 ) -> TargetDir {
@@ -533,10 +539,11 @@ fn assemble(
     let mut incremental: Vec<IncrementalDir> = all
         .incr
         .into_iter()
-        .filter_map(|((p, name), i)| {
+        .filter_map(|(id, i)| {
+            let (p, name) = crates.get(usize::try_from(id).ok()?)?;
             Some(IncrementalDir {
-                profile: p,
-                crate_name: names::incremental_crate(&name)?.to_string(),
+                profile: *p,
+                crate_name: names::incremental_crate(name)?.to_string(),
                 name: name.to_string(),
                 path: i.path?,
                 usage: i.usage,
@@ -550,7 +557,14 @@ fn assemble(
         .collect();
     incremental.sort_by(|a, b| a.path.cmp(&b.path));
     match_incremental_owners(&units, &mut incremental);
-    let shared = map_shared(shared_links, &units, &orphans, &incremental, profile_rels);
+    let shared = map_shared(
+        shared_links,
+        &units,
+        &orphans,
+        &incremental,
+        crates,
+        profile_rels,
+    );
 
     let mut profiles: Vec<Profile> = profile_rels
         .iter()
@@ -609,6 +623,7 @@ fn map_shared(
     units: &[Unit],
     orphans: &[Orphan],
     incremental: &[IncrementalDir],
+    crates: &[(u16, std::sync::Arc<str>)],
     profile_rels: &[PathBuf],
 ) -> Vec<SharedInode> {
     let unit_idx: HashMap<UnitKey, Part> = units
@@ -634,7 +649,8 @@ fn map_shared(
                 .iter()
                 .map(|o| match o {
                     Owner::Unit(key, _) => unit_idx.get(key).copied(),
-                    Owner::Incr(p, name) => {
+                    Owner::Incr(id) => {
+                        let (p, name) = crates.get(usize::try_from(*id).ok()?)?;
                         let path = profile_rels
                             .get(usize::from(*p))?
                             .join("incremental")
@@ -725,7 +741,7 @@ fn resolve_links(all: &mut Acc) -> Vec<(u64, Vec<Owner>)> {
 fn same_owner(a: &Owner, b: &Owner) -> bool {
     match (a, b) {
         (Owner::Unit(x, _), Owner::Unit(y, _)) => x == y,
-        (Owner::Incr(p, n), Owner::Incr(q, m)) => p == q && n == m,
+        (Owner::Incr(a), Owner::Incr(b)) => a == b,
         _ => false,
     }
 }
@@ -741,10 +757,11 @@ fn link_dependents(units: &mut [Unit]) {
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); units.len()];
     for (i, u) in units.iter().enumerate() {
         for d in &u.deps {
-            if let Some(&j) = by_fingerprint.get(d) {
-                if j != i && !dependents[j].contains(&i) {
-                    dependents[j].push(i);
-                }
+            if let Some(&j) = by_fingerprint.get(d)
+                && j != i
+                && !dependents[j].contains(&i)
+            {
+                dependents[j].push(i);
             }
         }
     }

@@ -21,7 +21,7 @@ use std::ffi::OsStr;
 use std::io;
 use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use super::names;
@@ -35,7 +35,8 @@ pub(super) enum Owner {
     Target,
     Profile(u16, Kind),
     Unit(UnitKey, Kind),
-    Incr(u16, Arc<str>),
+    /// An incremental crate dir, by its id in [`InventoryVisitor::crates`].
+    Incr(u32),
 }
 
 /// What a directory is, known from its ancestors.
@@ -54,8 +55,8 @@ pub(super) enum Ctx {
     NewUnit(UnitKey),
     Unit(UnitKey, Kind),
     Incremental(u16),
-    IncrCrate(u16, Arc<str>),
-    IncrDeep(u16, Arc<str>),
+    IncrCrate(u32),
+    IncrDeep(u32),
     ProfileKind(u16, Kind),
     Other,
 }
@@ -148,7 +149,7 @@ impl IncrAcc {
 #[derive(Default)]
 pub(super) struct Acc {
     pub units: HashMap<UnitKey, UnitAcc>,
-    pub incr: HashMap<(u16, Arc<str>), IncrAcc>,
+    pub incr: HashMap<u32, IncrAcc>,
     pub profiles: HashMap<u16, ByKind>,
     pub target: Usage,
     pub links: Vec<Link>,
@@ -173,8 +174,8 @@ impl Acc {
                     u.reclaimable += usage.bytes;
                 }
             }
-            Owner::Incr(p, name) => {
-                let i = self.incr.entry((*p, Arc::clone(name))).or_default();
+            Owner::Incr(id) => {
+                let i = self.incr.entry(*id).or_default();
                 i.usage.merge(usage);
                 if reclaim {
                     i.reclaimable += usage.bytes;
@@ -187,6 +188,9 @@ impl Acc {
 pub(super) struct InventoryVisitor {
     pub profiles: HashMap<PathBuf, u16>,
     pub containers: Vec<PathBuf>,
+    /// Incremental crate dirs met so far, `(profile, dir name)`, indexed by their id: files
+    /// below them are tallied under that small id, not their name.
+    pub crates: Mutex<Vec<(u16, Arc<str>)>>,
 }
 
 /// The largest fingerprint JSON we read (real ones are a few hundred bytes).
@@ -305,18 +309,20 @@ impl InventoryVisitor {
             Ctx::Unit(key, kind) => (Owner::Unit(*key, *kind), sub(Ctx::Unit(*key, *kind))),
             Ctx::Incremental(p) => match names::incremental_crate(name) {
                 Some(_) if is_dir => {
-                    let n: Arc<str> = Arc::from(name);
-                    (Owner::Incr(*p, Arc::clone(&n)), Some(Ctx::IncrCrate(*p, n)))
+                    let mut crates = self
+                        .crates
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let id = u32::try_from(crates.len()).unwrap_or(u32::MAX);
+                    crates.push((*p, Arc::from(name)));
+                    (Owner::Incr(id), Some(Ctx::IncrCrate(id)))
                 }
                 _ => (
                     Owner::Profile(*p, Incremental),
                     sub(Ctx::ProfileKind(*p, Incremental)),
                 ),
             },
-            Ctx::IncrCrate(p, n) | Ctx::IncrDeep(p, n) => (
-                Owner::Incr(*p, Arc::clone(n)),
-                sub(Ctx::IncrDeep(*p, Arc::clone(n))),
-            ),
+            Ctx::IncrCrate(id) | Ctx::IncrDeep(id) => (Owner::Incr(*id), sub(Ctx::IncrDeep(*id))),
             Ctx::ProfileKind(p, kind) => {
                 (Owner::Profile(*p, *kind), sub(Ctx::ProfileKind(*p, *kind)))
             }
@@ -390,9 +396,7 @@ impl Visitor for InventoryVisitor {
             Some(n) => self.classify(parent, dir_rel, n, is_dir),
             None => match parent {
                 Ctx::Unit(key, kind) => (Owner::Unit(*key, *kind), None),
-                Ctx::IncrCrate(p, n) | Ctx::IncrDeep(p, n) => {
-                    (Owner::Incr(*p, Arc::clone(n)), None)
-                }
+                Ctx::IncrCrate(id) | Ctx::IncrDeep(id) => (Owner::Incr(*id), None),
                 _ => (Owner::Target, None),
             },
         };
@@ -417,8 +421,8 @@ impl Visitor for InventoryVisitor {
                 }
                 u.paths.push(rel);
             }
-            (Owner::Incr(p, n), Ctx::Incremental(_)) => {
-                acc.incr.entry((*p, Arc::clone(n))).or_default().path = Some(dir_rel.join(name));
+            (Owner::Incr(id), Ctx::Incremental(_)) => {
+                acc.incr.entry(*id).or_default().path = Some(dir_rel.join(name));
             }
             _ => {}
         }
@@ -427,8 +431,8 @@ impl Visitor for InventoryVisitor {
             (Owner::Unit(key, Kind::Fingerprint), Ctx::Unit(..)) if !is_dir => {
                 Self::fingerprint_file(acc, *key, dirfd, name_str, meta);
             }
-            (Owner::Incr(p, n), Ctx::IncrCrate(..)) => {
-                let i = acc.incr.entry((*p, Arc::clone(n))).or_default();
+            (Owner::Incr(id), Ctx::IncrCrate(..)) => {
+                let i = acc.incr.entry(*id).or_default();
                 if is_dir {
                     if let Some(t) = names::session_time(name_str) {
                         i.newest_session = later(i.newest_session, t);
@@ -444,8 +448,8 @@ impl Visitor for InventoryVisitor {
                 let u = acc.units.entry(*key).or_default();
                 u.newest_mtime = later(u.newest_mtime, meta.mtime);
             }
-            Owner::Incr(p, n) => {
-                let i = acc.incr.entry((*p, Arc::clone(n))).or_default();
+            Owner::Incr(id) => {
+                let i = acc.incr.entry(*id).or_default();
                 i.newest_mtime = later(i.newest_mtime, meta.mtime);
             }
             _ => {}
