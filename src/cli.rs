@@ -24,6 +24,9 @@ pub enum Exit {
     Failure = 1,
     /// Bad usage or a config that does not validate; nothing was done.
     Usage = 2,
+    /// `clean`: the cargo side was done, the BuildKit side could not be (the engine did not
+    /// answer, refused us, or an error came back).
+    BuildkitNotDone = 3,
 }
 
 impl From<Exit> for ExitCode {
@@ -38,7 +41,8 @@ Config: --config FILE, else $CACHEKEEPER_CONFIG, $XDG_CONFIG_HOME/cachekeeper/co
 `cachekeeper check-config --print-default`).
 
 Exit codes: 0 ok, 1 runtime failure (a target dir could not be scanned, a file could not be
-removed), 2 bad usage or invalid config (nothing was done).
+removed), 2 bad usage or invalid config (nothing was done), 3 (clean) the BuildKit side could
+not be done: the Docker engine did not answer or erred; the cargo side was done.
 
 Examples:
   cachekeeper scan ~/src              what is in every target dir below ~/src
@@ -86,8 +90,10 @@ pub enum Command {
     /// rule would reclaim now.
     Scan {
         /// Where to look: a target dir, a workspace, or any dir above them
-        /// (default: the configured roots).
+        /// (default: the configured roots, and the BuildKit cache).
         paths: Vec<PathBuf>,
+        #[command(flatten)]
+        only: Only,
     },
     /// Remove stale artifacts under the configured rules and budgets, printing the plan
     /// (what, why, how big) and what was reclaimed.
@@ -96,8 +102,10 @@ pub enum Command {
         #[arg(long, short = 'n')]
         dry_run: bool,
         /// Where to clean: a target dir, a workspace, or any dir above them
-        /// (default: the configured roots).
+        /// (default: the configured roots, and the BuildKit cache).
         paths: Vec<PathBuf>,
+        #[command(flatten)]
+        only: Only,
     },
     /// Usage of every target dir against its budget, the total against the total budget,
     /// free disk against the watermark, and what the next run would do.
@@ -110,6 +118,31 @@ pub enum Command {
         print_default: bool,
     },
 }
+
+/// Restricting a command to one side.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct Only {
+    /// Only cargo target dirs (implied when PATHs are given).
+    #[arg(long, conflicts_with = "buildkit_only")]
+    cargo_only: bool,
+    /// Only the BuildKit cache of the Docker engine.
+    #[arg(long)]
+    buildkit_only: bool,
+}
+
+impl Only {
+    fn sides(self, paths: &[PathBuf]) -> survey::Sides {
+        survey::Sides {
+            cargo: !self.buildkit_only,
+            buildkit: !self.cargo_only && paths.is_empty(),
+        }
+    }
+}
+
+const BOTH: survey::Sides = survey::Sides {
+    cargo: true,
+    buildkit: true,
+};
 
 fn init_logging(verbose: u8) {
     let default = match verbose {
@@ -175,11 +208,22 @@ fn run(cli: &Cli) -> Exit {
         Progress::new(false)
     };
     match &cli.command {
-        Command::Scan { paths } => {
-            survey_command(cli, &config, paths, &progress, report::human::scan)
+        Command::Scan { paths, only } => survey_command(
+            cli,
+            &config,
+            paths,
+            only.sides(paths),
+            &progress,
+            report::human::scan,
+        ),
+        Command::Status => {
+            survey_command(cli, &config, &[], BOTH, &progress, report::human::status)
         }
-        Command::Status => survey_command(cli, &config, &[], &progress, report::human::status),
-        Command::Clean { dry_run, paths } => clean(cli, &config, paths, *dry_run, &progress),
+        Command::Clean {
+            dry_run,
+            paths,
+            only,
+        } => clean(cli, &config, paths, only.sides(paths), *dry_run, &progress),
         Command::CheckConfig { .. } => unreachable!("handled above"),
     }
 }
@@ -202,20 +246,36 @@ fn survey_exit(survey: &Survey) -> Exit {
     }
 }
 
+/// Measures the target dirs under `paths` (default: the roots) and plans a run now.
+fn survey_and_plan(
+    config: &Config,
+    paths: &[PathBuf],
+    sides: survey::Sides,
+    progress: &Progress,
+) -> Result<(Survey, crate::policy::Plan), Exit> {
+    let roots = roots(config, paths)?;
+    let survey = Survey::take(config, &roots, sides, progress);
+    let plan = survey.plan(&survey::settings(config), SystemTime::now());
+    Ok((survey, plan))
+}
+
 fn survey_command(
     cli: &Cli,
     config: &Config,
     paths: &[PathBuf],
+    sides: survey::Sides,
     progress: &Progress,
     render: fn(&SurveyView) -> String,
 ) -> Exit {
-    let roots = match roots(config, paths) {
-        Ok(r) => r,
+    let (survey, plan) = match survey_and_plan(config, paths, sides, progress) {
+        Ok(sp) => sp,
         Err(e) => return e,
     };
-    let survey = Survey::take(config, &roots, progress);
-    let plan = survey.plan(&survey::settings(config), SystemTime::now());
-    let view = SurveyView::build(&survey, &plan, config.source.to_string());
+    let now = SystemTime::now();
+    let bk_plan = survey.buildkit_plan(config, now);
+    let share = matches!(config.buildkit.budget, Some(config::SizeSpec::Percent(_)));
+    let bk = report::BuildkitView::build(&survey.buildkit, bk_plan.as_ref(), share);
+    let view = SurveyView::build(&survey, &plan, bk, config.source.to_string());
     if cli.json {
         emit_json(&view);
     } else {
@@ -243,15 +303,14 @@ fn clean(
     cli: &Cli,
     config: &Config,
     paths: &[PathBuf],
+    sides: survey::Sides,
     dry_run: bool,
     progress: &Progress,
 ) -> Exit {
-    let roots = match roots(config, paths) {
-        Ok(r) => r,
+    let (survey, plan) = match survey_and_plan(config, paths, sides, progress) {
+        Ok(sp) => sp,
         Err(e) => return e,
     };
-    let survey = Survey::take(config, &roots, progress);
-    let plan = survey.plan(&survey::settings(config), SystemTime::now());
     let mode = if dry_run { Mode::DryRun } else { Mode::Execute };
     let mut observer = CleanProgress(progress, 0, plan.actions.len());
     let result = sweep::sweep(&survey.targets, &plan, mode, None, &mut observer);
@@ -267,16 +326,35 @@ fn clean(
             a.reason
         );
     }
-    let view = CleanView::build(&survey, &plan, &result, mode);
+    let bk_plan = survey.buildkit_plan(config, SystemTime::now());
+    let bk_sweep = match (&survey.buildkit, &bk_plan) {
+        (crate::buildkit::Side::Ready(cache), Some(p)) => {
+            progress.say("pruning the BuildKit cache");
+            let r = cache.sweep(p, mode, None);
+            progress.done();
+            Some(r)
+        }
+        _ => None,
+    };
+    let bk =
+        report::BuildkitCleanView::build(&survey.buildkit, bk_plan.as_ref(), bk_sweep.as_ref());
+    let bk_not_done = match &survey.buildkit {
+        crate::buildkit::Side::Unavailable { quiet, .. } => !quiet || !sides.cargo,
+        crate::buildkit::Side::Ready(_) => bk.errors > 0,
+        crate::buildkit::Side::Off => false,
+    };
+    let view = CleanView::build(&survey, &plan, &result, bk, mode);
     if cli.json {
         emit_json(&view);
     } else {
         emit(&report::human::clean(&view));
     }
-    if result.errors > 0 {
+    if result.errors > 0 || !survey.failed.is_empty() {
         Exit::Failure
+    } else if bk_not_done {
+        Exit::BuildkitNotDone
     } else {
-        survey_exit(&survey)
+        Exit::Ok
     }
 }
 

@@ -66,10 +66,10 @@ pub fn find(roots: &[PathBuf], exclude: &GlobSet, max_depth: usize) -> Found {
     let mut found = Found::default();
     let mut seen: HashSet<(u64, u64)> = HashSet::new();
     let mut add = |found: &mut Found, p: &Path| {
-        if let Ok(m) = std::fs::symlink_metadata(p) {
-            if seen.insert((m.dev(), m.ino())) {
-                found.targets.push(p.to_path_buf());
-            }
+        if let Ok(m) = std::fs::symlink_metadata(p)
+            && seen.insert((m.dev(), m.ino()))
+        {
+            found.targets.push(p.to_path_buf());
         }
     };
     for root in roots {

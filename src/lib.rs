@@ -6,6 +6,7 @@
 //! through [`walk`] and [`safefs`]) → [`policy`] (pure: measurements + budgets + now → plan)
 //! → [`sweep`] (carry the plan out, or dry-run it, under cargo's locks) → [`report`].
 
+pub mod buildkit;
 pub mod cargo_lock;
 pub mod cli;
 pub mod config;

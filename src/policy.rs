@@ -449,13 +449,13 @@ impl State<'_> {
             return Err("rustc hashes in its fingerprints are of an unknown scheme".into());
         }
         let newest = dir.units.iter().max_by_key(|u| u.last_built);
-        if let Some(u) = newest {
-            if !u.rustc.iter().any(|r| installed.is_installed(*r)) {
-                return Err(format!(
-                    "its newest build ({}) used a rustc that was not found installed",
-                    u.name()
-                ));
-            }
+        if let Some(u) = newest
+            && !u.rustc.iter().any(|r| installed.is_installed(*r))
+        {
+            return Err(format!(
+                "its newest build ({}) used a rustc that was not found installed",
+                u.name()
+            ));
         }
         Ok(())
     }

@@ -1,9 +1,11 @@
 //! One look at everything cachekeeper manages: find the target dirs, scan each, measure the
-//! filesystems holding them, ask which toolchains are installed. Commands build on it.
+//! filesystems holding them, ask which toolchains are installed, and list the BuildKit cache
+//! of the Docker engine. Commands build on it.
 
 use std::path::PathBuf;
 use std::time::SystemTime;
 
+use crate::buildkit::{self, Host};
 use crate::config::Config;
 use crate::discover;
 use crate::disk::{self, Filesystem};
@@ -13,7 +15,15 @@ use crate::policy::{self, Plan, Settings};
 use crate::progress::Progress;
 use crate::toolchain::{self, Toolchains};
 
+/// Which sides a command looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sides {
+    pub cargo: bool,
+    pub buildkit: bool,
+}
+
 pub struct Survey {
+    pub buildkit: buildkit::Side,
     pub targets: Vec<TargetDir>,
     pub signals: Vec<Signal>,
     /// Index into `filesystems` for each target.
@@ -30,22 +40,57 @@ pub struct Survey {
 impl Survey {
     /// Finds and measures every target dir under `roots`.
     #[must_use]
-    pub fn take(config: &Config, roots: &[PathBuf], progress: &Progress) -> Survey {
+    pub fn take(config: &Config, roots: &[PathBuf], sides: Sides, progress: &Progress) -> Survey {
         let exclude = discover::exclude_set(&config.cargo.exclude)
             .expect("exclude patterns were validated with the config");
-        progress.say(&format!("searching {} for target dirs", list(roots)));
-        let found = discover::find(roots, &exclude, config.cargo.max_depth);
+        let found = if sides.cargo {
+            progress.say(&format!("searching {} for target dirs", list(roots)));
+            discover::find(roots, &exclude, config.cargo.max_depth)
+        } else {
+            discover::Found::default()
+        };
         let threads = crate::walk::default_threads();
         let mut targets = Vec::new();
         let mut failed = Vec::new();
         let n = found.targets.len();
-        for (i, path) in found.targets.iter().enumerate() {
-            progress.say(&format!("scanning {}/{n}: {}", i + 1, path.display()));
-            match inventory::scan(path, threads) {
-                Ok(t) => targets.push(t),
-                Err(e) => failed.push((path.clone(), e.to_string())),
+        // Asking the toolchains (a process per compiler) overlaps with the walks; it is only
+        // needed when there is something the toolchain rule could decide.
+        let want_toolchains = n > 0 && config.cargo.rules.toolchains;
+        let (toolchains, buildkit) = std::thread::scope(|s| {
+            let asking =
+                want_toolchains.then(|| s.spawn(|| toolchain::discover(&config.cargo.extra_rustc)));
+            // The engine is asked meanwhile too: a hung one costs its timeout only once.
+            let docker = (sides.buildkit && config.buildkit.enabled).then(|| {
+                s.spawn(
+                    || match Host::resolve(config.buildkit.docker_host.as_deref()) {
+                        Ok((host, origin)) => {
+                            buildkit::Side::survey(host, origin, config.buildkit.timeout)
+                        }
+                        Err(cause) => buildkit::Side::Unavailable {
+                            error: buildkit::EngineError::Other {
+                                host: "$DOCKER_HOST".into(),
+                                cause,
+                            },
+                            quiet: false,
+                        },
+                    },
+                )
+            });
+            for (i, path) in found.targets.iter().enumerate() {
+                progress.say(&format!("scanning {}/{n}: {}", i + 1, path.display()));
+                match inventory::scan(path, threads) {
+                    Ok(t) => targets.push(t),
+                    Err(e) => failed.push((path.clone(), e.to_string())),
+                }
             }
-        }
+            let toolchains = asking.map_or_else(Toolchains::default, |h| {
+                h.join().expect("toolchain lookup does not panic")
+            });
+            let buildkit = docker.map_or(buildkit::Side::Off, |h| {
+                h.join().expect("the engine survey does not panic")
+            });
+            (toolchains, buildkit)
+        });
         progress.done();
         // A target dir whose filesystem cannot be measured is left out: a percentage budget
         // resolved against an unknown size could read as zero and empty it.
@@ -72,13 +117,8 @@ impl Survey {
             }
         });
         let signals = targets.iter().map(|t| lastuse::for_path(&t.path)).collect();
-        // Toolchains matter only when there is something they could decide.
-        let toolchains = if targets.is_empty() || !config.cargo.rules.toolchains {
-            Toolchains::default()
-        } else {
-            toolchain::discover(&config.cargo.extra_rustc)
-        };
         Survey {
+            buildkit,
             targets,
             signals,
             fs_of,
@@ -109,6 +149,26 @@ impl Survey {
             settings,
             now,
         })
+    }
+}
+
+impl Survey {
+    /// Plans the BuildKit side now, if the engine answered.
+    #[must_use]
+    pub fn buildkit_plan(&self, config: &Config, now: SystemTime) -> Option<buildkit::plan::Plan> {
+        let buildkit::Side::Ready(cache) = &self.buildkit else {
+            return None;
+        };
+        let b = &config.buildkit;
+        let settings = buildkit::plan::Settings {
+            budget: b.budget,
+            keep_duration: b.keep_duration,
+            min_age: b.min_age,
+            protect_cache_mounts: b.protect_cache_mounts,
+            hard_limit: b.hard_limit,
+        };
+        let fs = cache.filesystem.as_ref().map(|f| f.total_bytes);
+        Some(buildkit::plan::plan(&cache.records, &settings, fs, now))
     }
 }
 

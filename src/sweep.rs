@@ -307,10 +307,10 @@ pub fn sweep(
                     }
                 }
             };
-            if matches!(res.status, Status::SkippedBusy) {
-                if let Item::Unit(u) = action.item {
-                    kept.insert(u);
-                }
+            if matches!(res.status, Status::SkippedBusy)
+                && let Item::Unit(u) = action.item
+            {
+                kept.insert(u);
             }
             observer.after(target, action, &res);
             report.results.push(res);

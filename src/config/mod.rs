@@ -44,7 +44,23 @@ impl fmt::Display for Source {
 pub struct Config {
     pub source: Source,
     pub cargo: CargoConfig,
+    pub buildkit: BuildkitConfig,
     pub disk: DiskConfig,
+}
+
+#[derive(Clone, Debug)]
+pub struct BuildkitConfig {
+    pub enabled: bool,
+    /// `unix://...` or `tcp://...`; `None`: `$DOCKER_HOST`, else the local socket.
+    pub docker_host: Option<String>,
+    /// Budget of the reclaimable build cache.
+    pub budget: Option<SizeSpec>,
+    pub keep_duration: Duration,
+    pub min_age: Duration,
+    pub protect_cache_mounts: crate::buildkit::plan::Protect,
+    pub hard_limit: Option<SizeSpec>,
+    /// How long one request to the engine may take.
+    pub timeout: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -230,6 +246,16 @@ pub fn defaults(env: &Env) -> Config {
                 budgets: false,
             },
         },
+        buildkit: BuildkitConfig {
+            enabled: false,
+            docker_host: None,
+            budget: None,
+            keep_duration: Duration::ZERO,
+            min_age: Duration::ZERO,
+            protect_cache_mounts: crate::buildkit::plan::Protect::LastResort,
+            hard_limit: None,
+            timeout: Duration::ZERO,
+        },
         disk: DiskConfig { min_free: None },
     };
     // The embedded file is tested to validate (see the tests below), so this cannot fail.
@@ -242,7 +268,7 @@ pub fn defaults(env: &Env) -> Config {
     config
 }
 
-const TOP_KEYS: &[&str] = &["cargo", "disk"];
+const TOP_KEYS: &[&str] = &["cargo", "buildkit", "disk"];
 const CARGO_KEYS: &[&str] = &[
     "roots",
     "exclude",
@@ -257,6 +283,16 @@ const CARGO_KEYS: &[&str] = &[
 ];
 const RULE_KEYS: &[&str] = &["incremental", "toolchains", "stale", "budgets"];
 const DISK_KEYS: &[&str] = &["min-free"];
+const BUILDKIT_KEYS: &[&str] = &[
+    "enabled",
+    "docker-host",
+    "budget",
+    "keep-duration",
+    "min-age",
+    "protect-cache-mounts",
+    "hard-limit",
+    "timeout",
+];
 
 fn apply(doc: &Doc<'_>, config: &mut Config, env: &Env) -> Result<(), ConfigError> {
     let root = doc.parse()?;
@@ -305,10 +341,37 @@ fn apply(doc: &Doc<'_>, config: &mut Config, env: &Env) -> Result<(), ConfigErro
             }
         }
     }
-    if let Some(disk) = top.table("disk", DISK_KEYS)? {
-        if let Some(b) = disk.budget("min-free")? {
-            config.disk.min_free = b;
+    if let Some(bk) = top.table("buildkit", BUILDKIT_KEYS)? {
+        let b = &mut config.buildkit;
+        if let Some(on) = bk.bool("enabled")? {
+            b.enabled = on;
         }
+        if let Some(host) = bk.docker_host("docker-host")? {
+            b.docker_host = Some(host);
+        }
+        if let Some(v) = bk.budget("budget")? {
+            b.budget = v;
+        }
+        if let Some(d) = bk.duration("keep-duration", true)? {
+            b.keep_duration = d;
+        }
+        if let Some(d) = bk.duration("min-age", false)? {
+            b.min_age = d;
+        }
+        if let Some(v) = bk.budget("hard-limit")? {
+            b.hard_limit = v;
+        }
+        if let Some(p) = bk.protect("protect-cache-mounts", b.hard_limit.is_some())? {
+            b.protect_cache_mounts = p;
+        }
+        if let Some(d) = bk.duration("timeout", true)? {
+            b.timeout = d;
+        }
+    }
+    if let Some(disk) = top.table("disk", DISK_KEYS)?
+        && let Some(b) = disk.budget("min-free")?
+    {
+        config.disk.min_free = b;
     }
     Ok(())
 }
@@ -493,6 +556,45 @@ mod tests {
 
         let e = err("[cargo]\ntarget-budget = -5\n");
         assert!(e.message.contains("must not be negative"), "{}", e.message);
+    }
+
+    #[test]
+    fn buildkit_section() {
+        let c = defaults(&env());
+        assert!(c.buildkit.enabled);
+        assert_eq!(c.buildkit.docker_host, None);
+        assert_eq!(
+            c.buildkit.protect_cache_mounts,
+            crate::buildkit::plan::Protect::LastResort
+        );
+        let c = parse(
+            "[buildkit]\ndocker-host = \"unix:///run/user/1000/docker.sock\"\nbudget = \"20GiB\"\nprotect-cache-mounts = \"under-hard-limit\"\nhard-limit = \"50GiB\"\n",
+            Source::Embedded,
+            &env(),
+        )
+        .unwrap();
+        assert_eq!(c.buildkit.budget, Some(SizeSpec::Bytes(20 << 30)));
+        assert_eq!(
+            c.buildkit.protect_cache_mounts,
+            crate::buildkit::plan::Protect::UnderHardLimit
+        );
+
+        let e = err("[buildkit]\nprotect-cache-mounts = \"under-hard-limit\"\n");
+        assert_eq!(e.key, "buildkit.protect-cache-mounts");
+        assert!(e.message.contains("needs `hard-limit`"), "{}", e.message);
+        let e = err("[buildkit]\nprotect-cache-mounts = \"sometimes\"\n");
+        assert!(
+            e.message
+                .contains("expected one of \"last-resort\", \"always\""),
+            "{}",
+            e.message
+        );
+        let e = err("[buildkit]\ndocker-host = \"ssh://box\"\n");
+        assert!(
+            e.message.contains("unsupported Docker host"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -53,6 +53,9 @@ impl<'a> Doc<'a> {
     }
 }
 
+/// A string value and where it is in the file.
+type Located<'t> = (&'t str, Range<usize>);
+
 pub(super) struct Section<'d, 't> {
     doc: &'d Doc<'d>,
     table: &'t DeTable<'t>,
@@ -242,6 +245,44 @@ impl<'d, 't> Section<'d, 't> {
         }
     }
 
+    /// A Docker host URL (`unix://...`, `tcp://...`).
+    pub(super) fn docker_host(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        let Some((text, span)) = self.string(key, "a host like \"unix:///var/run/docker.sock\"")?
+        else {
+            return Ok(None);
+        };
+        crate::buildkit::Host::parse(text).map_err(|m| self.fail(key, span, m))?;
+        Ok(Some(text.to_string()))
+    }
+
+    /// How cache mounts are protected; `under-hard-limit` needs a `hard-limit`.
+    pub(super) fn protect(
+        &self,
+        key: &str,
+        has_hard_limit: bool,
+    ) -> Result<Option<crate::buildkit::plan::Protect>, ConfigError> {
+        use crate::buildkit::plan::Protect;
+        let expected = "one of \"last-resort\", \"always\", \"under-hard-limit\", \"no\"";
+        let Some((text, span)) = self.string(key, expected)? else {
+            return Ok(None);
+        };
+        let p = match text {
+            "last-resort" => Protect::LastResort,
+            "always" => Protect::Always,
+            "under-hard-limit" => Protect::UnderHardLimit,
+            "no" => Protect::No,
+            _ => return Err(self.fail(key, span, format!("{text:?}: expected {expected}"))),
+        };
+        if p == Protect::UnderHardLimit && !has_hard_limit {
+            return Err(self.fail(
+                key,
+                span,
+                "\"under-hard-limit\" needs `hard-limit` (a size) in the same section".into(),
+            ));
+        }
+        Ok(Some(p))
+    }
+
     pub(super) fn duration(
         &self,
         key: &str,
@@ -279,11 +320,7 @@ impl<'d, 't> Section<'d, 't> {
         }
     }
 
-    fn strings(
-        &self,
-        key: &str,
-        expected: &str,
-    ) -> Result<Option<Vec<(&'t str, Range<usize>)>>, ConfigError> {
+    fn strings(&self, key: &str, expected: &str) -> Result<Option<Vec<Located<'t>>>, ConfigError> {
         let Some(v) = self.get(key) else {
             return Ok(None);
         };

@@ -2,7 +2,9 @@
 
 use std::fmt::Write;
 
-use super::{ActionView, CleanView, SurveyView, TargetView, human_bytes};
+use super::{
+    ActionView, BuildkitCleanView, BuildkitView, CleanView, SurveyView, TargetView, human_bytes,
+};
 use crate::inventory::ProfileState;
 use crate::policy::Rule;
 use crate::sweep::Status;
@@ -87,7 +89,93 @@ fn footer(v: &SurveyView, out: &mut String) {
             v.search_errors[0]
         );
     }
-    for s in &v.shortfalls {
+    shortfalls(&v.shortfalls, out);
+}
+
+/// The BuildKit cache: one line when it cannot be reached, a summary when it can.
+fn buildkit(b: &BuildkitView, detailed: bool, out: &mut String) {
+    match b.state {
+        "off" => {}
+        "absent" => {
+            let _ = writeln!(
+                out,
+                "BuildKit: no Docker engine on this machine ({}).",
+                b.message.as_deref().unwrap_or("")
+            );
+        }
+        "unavailable" => {
+            let _ = writeln!(
+                out,
+                "BuildKit: UNAVAILABLE: {} (the cargo side is unaffected).",
+                b.message.as_deref().unwrap_or("")
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                "BuildKit cache (Docker {}, API {}, {})",
+                b.server_version.as_deref().unwrap_or("?"),
+                b.api_version.as_deref().unwrap_or("?"),
+                b.host.as_deref().unwrap_or("?")
+            );
+            let budget_state = match b.budget_bytes {
+                Some(_) if b.over_budget_bytes > 0 => {
+                    format!(" (over by {})", human_bytes(b.over_budget_bytes))
+                }
+                Some(_) => " (ok)".into(),
+                None => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "  {} records, {} in total: {} reclaimable, {} in use, {} shared with images; budget {}{budget_state}",
+                b.records,
+                human_bytes(b.total_bytes),
+                human_bytes(b.reclaimable_bytes),
+                human_bytes(b.in_use_bytes),
+                human_bytes(b.shared_bytes),
+                budget(b.budget_bytes),
+            );
+            if detailed && !b.by_type.is_empty() {
+                let mut rows = vec![vec!["  TYPE".to_string(), "RECORDS".into(), "SIZE".into()]];
+                for (kind, u) in &b.by_type {
+                    rows.push(vec![
+                        format!("  {kind}"),
+                        u.records.to_string(),
+                        human_bytes(u.bytes),
+                    ]);
+                }
+                out.push_str(&table(&rows));
+            }
+            if let (Some(old), Some(new)) = (&b.oldest_last_used, &b.newest_last_used) {
+                let _ = writeln!(out, "  last used: oldest {old}, newest {new}");
+            }
+            let parts: Vec<String> = b
+                .planned_by_rule
+                .iter()
+                .map(|(r, bytes)| format!("{r} {}", human_bytes(*bytes)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  reclaimable now: {}{}",
+                human_bytes(b.planned_bytes),
+                if parts.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", parts.join(", "))
+                }
+            );
+            for n in &b.notes {
+                let _ = writeln!(out, "  note: {n}");
+            }
+            if let Some(s) = &b.shortfall {
+                shortfalls(std::slice::from_ref(s), out);
+            }
+        }
+    }
+}
+
+fn shortfalls(list: &[crate::policy::Shortfall], out: &mut String) {
+    for s in list {
         let _ = writeln!(
             out,
             "warning: {} ({}) cannot be met: {} short; {}",
@@ -217,6 +305,7 @@ pub fn scan(v: &SurveyView) -> String {
         human_bytes(v.total.reclaimable_bytes),
         by_rule(&v.total.reclaimable_by_rule)
     );
+    buildkit(&v.buildkit, true, &mut out);
     filesystems(v, &mut out);
     footer(v, &mut out);
     out
@@ -265,6 +354,7 @@ pub fn status(v: &SurveyView) -> String {
         over(v.total.budget_bytes, v.total.over_budget_bytes),
     ]);
     out.push_str(&table(&rows));
+    buildkit(&v.buildkit, false, &mut out);
     filesystems(v, &mut out);
     let _ = writeln!(
         out,
@@ -300,12 +390,71 @@ fn action_line(a: &ActionView) -> Vec<String> {
     ]
 }
 
+fn buildkit_clean(b: &BuildkitCleanView, dry_run: bool, out: &mut String) {
+    match b.state {
+        "absent" | "unavailable" => {
+            let _ = writeln!(
+                out,
+                "BuildKit: not cleaned: {}.",
+                b.message.as_deref().unwrap_or("")
+            );
+        }
+        "ok" if b.actions.is_empty() => {
+            let _ = writeln!(out, "BuildKit: nothing to prune.");
+        }
+        "ok" => {
+            let _ = writeln!(out, "BuildKit records ({}):", b.actions.len());
+            let rows: Vec<Vec<String>> = b
+                .actions
+                .iter()
+                .map(|a| {
+                    vec![
+                        format!("  {}", a.rule),
+                        a.kind.clone(),
+                        crate::buildkit::plan::short(&a.id).to_string(),
+                        human_bytes(if dry_run {
+                            a.planned_bytes
+                        } else {
+                            a.reclaimed_bytes
+                        }),
+                        a.last_used.clone().unwrap_or_else(|| "never used".into()),
+                    ]
+                })
+                .collect();
+            for (line, a) in table(&rows).lines().zip(&b.actions) {
+                let status = match a.status {
+                    Status::SkippedBusy => "  skipped: in use now".to_string(),
+                    Status::Partial => format!("  FAILED: {}", a.error.as_deref().unwrap_or("")),
+                    _ => String::new(),
+                };
+                let _ = writeln!(out, "{line}  {}{status}", a.reason);
+            }
+            let _ = writeln!(
+                out,
+                "BuildKit: {} {}.",
+                if dry_run {
+                    "would reclaim"
+                } else {
+                    "reclaimed"
+                },
+                human_bytes(b.reclaimed_bytes)
+            );
+        }
+        _ => {}
+    }
+    if let Some(s) = &b.shortfall {
+        shortfalls(std::slice::from_ref(s), out);
+    }
+}
+
 /// `cachekeeper clean`.
 #[must_use]
 pub fn clean(v: &CleanView) -> String {
     let mut out = String::new();
     if v.actions.is_empty() {
-        out.push_str("Nothing to clean: every target dir is within its rules and budgets.\n");
+        out.push_str(
+            "Nothing to clean in target dirs: every one is within its rules and budgets.\n",
+        );
     } else {
         let _ = writeln!(
             out,
@@ -332,23 +481,33 @@ pub fn clean(v: &CleanView) -> String {
             let _ = writeln!(out, "{aligned}  {extra}");
         }
     }
-    if v.dry_run {
-        let _ = writeln!(
-            out,
-            "Would reclaim {} in {} files ({}). Dry run: nothing was removed.",
-            human_bytes(v.reclaimed_bytes),
-            v.removed_files,
-            by_rule(&v.reclaimed_by_rule)
-        );
+    let (would, reclaim) = if v.dry_run {
+        ("would reclaim", "Would reclaim")
     } else {
-        let _ = writeln!(
-            out,
-            "Reclaimed {} in {} files ({}).",
-            human_bytes(v.reclaimed_bytes),
-            v.removed_files,
-            by_rule(&v.reclaimed_by_rule)
-        );
-    }
+        ("reclaimed", "Reclaimed")
+    };
+    let _ = writeln!(
+        out,
+        "Target dirs: {would} {} in {} files ({}).",
+        human_bytes(v.cargo_reclaimed_bytes),
+        v.removed_files,
+        by_rule(&v.reclaimed_by_rule)
+    );
+    buildkit_clean(&v.buildkit, v.dry_run, &mut out);
+    let _ = write!(
+        out,
+        "{reclaim} {} in total.",
+        human_bytes(v.reclaimed_bytes)
+    );
+    let _ = writeln!(
+        out,
+        "{}",
+        if v.dry_run {
+            " Dry run: nothing was removed."
+        } else {
+            ""
+        }
+    );
     if v.skipped > 0 {
         let _ = writeln!(out, "Skipped {} actions (see above).", v.skipped);
     }
@@ -359,16 +518,7 @@ pub fn clean(v: &CleanView) -> String {
             v.errors
         );
     }
-    for s in &v.shortfalls {
-        let _ = writeln!(
-            out,
-            "warning: {} ({}) cannot be met: {} short; {}",
-            s.scope,
-            human_bytes(s.limit_bytes),
-            human_bytes(s.missing_bytes),
-            s.why
-        );
-    }
+    shortfalls(&v.shortfalls, &mut out);
     for f in &v.failed {
         let _ = writeln!(out, "error: {}: {}", f.path.display(), f.error);
     }

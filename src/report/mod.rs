@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::buildkit::{self, EngineError};
 use crate::inventory::{ByKind, Layout, ProfileState, ScanErrors, TargetDir};
 use crate::lastuse::Signal;
 use crate::policy::{Item, Plan, Rule, Shortfall};
@@ -85,6 +86,155 @@ pub struct Failure {
     pub error: String,
 }
 
+fn failures(survey: &Survey) -> Vec<Failure> {
+    survey
+        .failed
+        .iter()
+        .map(|(p, e)| Failure {
+            path: p.clone(),
+            error: e.clone(),
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+pub struct RecordView {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub description: String,
+    pub size: u64,
+    pub in_use: bool,
+    pub shared: bool,
+    pub parents: Vec<String>,
+    pub created_at: Option<String>,
+    pub last_used_at: Option<String>,
+    pub usage_count: u64,
+}
+
+#[derive(Serialize, Default)]
+pub struct TypeUsage {
+    pub records: u64,
+    pub bytes: u64,
+}
+
+/// The BuildKit cache, as `scan` and `status` show it.
+#[derive(Serialize, Default)]
+pub struct BuildkitView {
+    /// `ok`, `unavailable` (see `error`), `absent` (no engine on this machine) or `off`.
+    pub state: &'static str,
+    pub host: Option<String>,
+    pub error: Option<EngineError>,
+    pub message: Option<String>,
+    pub server_version: Option<String>,
+    pub api_version: Option<String>,
+    pub root_dir: Option<PathBuf>,
+    pub records: usize,
+    pub total_bytes: u64,
+    /// Neither in use nor shared with an image: what pruning can free.
+    pub reclaimable_bytes: u64,
+    pub in_use_bytes: u64,
+    pub shared_bytes: u64,
+    pub by_type: BTreeMap<String, TypeUsage>,
+    pub oldest_last_used: Option<String>,
+    pub newest_last_used: Option<String>,
+    pub budget_bytes: Option<u64>,
+    pub over_budget_bytes: u64,
+    /// What a clean now would free here.
+    pub planned_bytes: u64,
+    pub planned_by_rule: BTreeMap<&'static str, u64>,
+    pub shortfall: Option<Shortfall>,
+    pub notes: Vec<String>,
+    /// Every record, as the engine lists it.
+    pub items: Vec<RecordView>,
+}
+
+impl BuildkitView {
+    #[must_use]
+    pub fn build(
+        side: &buildkit::Side,
+        plan: Option<&buildkit::plan::Plan>,
+        budget_is_share: bool,
+    ) -> BuildkitView {
+        match side {
+            buildkit::Side::Off => BuildkitView {
+                state: "off",
+                ..BuildkitView::default()
+            },
+            buildkit::Side::Unavailable { error, quiet } => BuildkitView {
+                state: if *quiet { "absent" } else { "unavailable" },
+                message: Some(error.to_string()),
+                error: Some(error.clone()),
+                ..BuildkitView::default()
+            },
+            buildkit::Side::Ready(cache) => {
+                let records = &cache.records;
+                let sum = |f: &dyn Fn(&buildkit::Record) -> bool| -> u64 {
+                    records.iter().filter(|r| f(r)).map(|r| r.size).sum()
+                };
+                let mut by_type: BTreeMap<String, TypeUsage> = BTreeMap::new();
+                for (kind, (n, bytes)) in cache.by_type() {
+                    by_type.insert(kind, TypeUsage { records: n, bytes });
+                }
+                let uses: Vec<_> = records
+                    .iter()
+                    .filter_map(buildkit::Record::last_use)
+                    .collect();
+                let reclaimable = sum(&|r| r.reclaimable());
+                let budget = plan.and_then(|p| p.budget_bytes);
+                let mut planned_by_rule: BTreeMap<&'static str, u64> = BTreeMap::new();
+                for a in plan.map(|p| p.actions.as_slice()).unwrap_or_default() {
+                    *planned_by_rule.entry(a.rule.name()).or_default() += a.bytes;
+                }
+                let mut notes = Vec::new();
+                if budget_is_share && budget.is_none() {
+                    notes.push(
+                        "budget is a share of Docker's filesystem, which cannot be measured from here: not enforced"
+                            .into(),
+                    );
+                }
+                BuildkitView {
+                    state: "ok",
+                    host: Some(cache.engine.host.to_string()),
+                    server_version: Some(cache.engine.server_version.clone()),
+                    api_version: Some(cache.engine.api_version.clone()),
+                    root_dir: cache.root_dir().cloned(),
+                    records: records.len(),
+                    total_bytes: sum(&|_| true),
+                    reclaimable_bytes: reclaimable,
+                    in_use_bytes: sum(&|r| r.in_use),
+                    shared_bytes: sum(&|r| r.shared && !r.in_use),
+                    by_type,
+                    oldest_last_used: uses.iter().min().map(|t| buildkit::df::format_time(*t)),
+                    newest_last_used: uses.iter().max().map(|t| buildkit::df::format_time(*t)),
+                    budget_bytes: budget,
+                    over_budget_bytes: budget.map_or(0, |b| reclaimable.saturating_sub(b)),
+                    planned_bytes: plan.map_or(0, buildkit::plan::Plan::planned_bytes),
+                    planned_by_rule,
+                    shortfall: plan.and_then(|p| p.shortfall.clone()),
+                    notes,
+                    items: records
+                        .iter()
+                        .map(|r| RecordView {
+                            id: r.id.clone(),
+                            kind: r.kind.clone(),
+                            description: r.description.clone(),
+                            size: r.size,
+                            in_use: r.in_use,
+                            shared: r.shared,
+                            parents: r.parents.clone(),
+                            created_at: r.created_at.map(buildkit::df::format_time),
+                            last_used_at: r.last_used_at.map(buildkit::df::format_time),
+                            usage_count: r.usage_count,
+                        })
+                        .collect(),
+                    ..BuildkitView::default()
+                }
+            }
+        }
+    }
+}
+
 /// What `scan` and `status` show: every target dir against its budget, and the next run.
 #[derive(Serialize)]
 pub struct SurveyView {
@@ -100,11 +250,17 @@ pub struct SurveyView {
     pub failed: Vec<Failure>,
     pub missing_roots: Vec<PathBuf>,
     pub search_errors: Vec<String>,
+    pub buildkit: BuildkitView,
 }
 
 impl SurveyView {
     #[must_use]
-    pub fn build(survey: &Survey, plan: &Plan, config: String) -> SurveyView {
+    pub fn build(
+        survey: &Survey,
+        plan: &Plan,
+        buildkit: BuildkitView,
+        config: String,
+    ) -> SurveyView {
         let targets: Vec<TargetView> = survey
             .targets
             .iter()
@@ -150,16 +306,10 @@ impl SurveyView {
             filesystems,
             toolchains: survey.toolchains.found.clone(),
             shortfalls: plan.shortfalls.clone(),
-            failed: survey
-                .failed
-                .iter()
-                .map(|(p, e)| Failure {
-                    path: p.clone(),
-                    error: e.clone(),
-                })
-                .collect(),
+            failed: failures(survey),
             missing_roots: survey.missing_roots.clone(),
             search_errors: survey.search_errors.clone(),
+            buildkit,
         }
     }
 }
@@ -230,13 +380,89 @@ pub struct ActionView {
     pub errors: Vec<String>,
 }
 
+#[derive(Serialize)]
+pub struct RecordActionView {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub description: String,
+    pub last_used: Option<String>,
+    pub rule: &'static str,
+    pub reason: String,
+    pub planned_bytes: u64,
+    /// As the engine reports it (in a dry run: the record's size).
+    pub reclaimed_bytes: u64,
+    pub status: Status,
+    pub error: Option<String>,
+}
+
+/// The BuildKit part of `clean`.
+#[derive(Serialize, Default)]
+pub struct BuildkitCleanView {
+    /// As in [`BuildkitView`].
+    pub state: &'static str,
+    pub message: Option<String>,
+    pub reclaimed_bytes: u64,
+    pub actions: Vec<RecordActionView>,
+    pub errors: u64,
+    pub shortfall: Option<Shortfall>,
+}
+
+impl BuildkitCleanView {
+    #[must_use]
+    pub fn build(
+        side: &buildkit::Side,
+        plan: Option<&buildkit::plan::Plan>,
+        sweep: Option<&buildkit::SweepReport>,
+    ) -> BuildkitCleanView {
+        let summary = BuildkitView::build(side, plan, false);
+        let (buildkit::Side::Ready(cache), Some(plan), Some(sweep)) = (side, plan, sweep) else {
+            return BuildkitCleanView {
+                state: summary.state,
+                message: summary.message,
+                ..BuildkitCleanView::default()
+            };
+        };
+        let actions = sweep
+            .results
+            .iter()
+            .map(|r| {
+                let a = &plan.actions[r.action];
+                let rec = &cache.records[a.record];
+                RecordActionView {
+                    id: rec.id.clone(),
+                    kind: rec.kind.clone(),
+                    description: rec.description.clone(),
+                    last_used: rec.last_use().map(buildkit::df::format_time),
+                    rule: a.rule.name(),
+                    reason: a.reason.clone(),
+                    planned_bytes: a.bytes,
+                    reclaimed_bytes: r.reclaimed_bytes,
+                    status: r.status.clone(),
+                    error: r.error.clone(),
+                }
+            })
+            .collect();
+        BuildkitCleanView {
+            state: summary.state,
+            message: summary.message,
+            reclaimed_bytes: sweep.reclaimed_bytes,
+            actions,
+            errors: sweep.errors,
+            shortfall: plan.shortfall.clone(),
+        }
+    }
+}
+
 /// What `clean` shows.
 #[derive(Serialize)]
 pub struct CleanView {
     pub version: u32,
     pub dry_run: bool,
-    /// Freed by a real run; in a dry run, what a real run would free.
+    /// Freed by a real run (cargo and BuildKit); in a dry run, what a real run would free.
     pub reclaimed_bytes: u64,
+    /// The cargo side's part of `reclaimed_bytes`.
+    pub cargo_reclaimed_bytes: u64,
     pub removed_files: u64,
     /// What the scan expected the plan to free.
     pub planned_bytes: u64,
@@ -246,11 +472,18 @@ pub struct CleanView {
     pub errors: u64,
     pub shortfalls: Vec<Shortfall>,
     pub failed: Vec<Failure>,
+    pub buildkit: BuildkitCleanView,
 }
 
 impl CleanView {
     #[must_use]
-    pub fn build(survey: &Survey, plan: &Plan, sweep: &SweepReport, mode: Mode) -> CleanView {
+    pub fn build(
+        survey: &Survey,
+        plan: &Plan,
+        sweep: &SweepReport,
+        buildkit: BuildkitCleanView,
+        mode: Mode,
+    ) -> CleanView {
         let mut by_rule: BTreeMap<Rule, u64> = BTreeMap::new();
         let actions: Vec<ActionView> = sweep
             .results
@@ -310,7 +543,8 @@ impl CleanView {
         CleanView {
             version: SCHEMA_VERSION,
             dry_run: mode == Mode::DryRun,
-            reclaimed_bytes: sweep.reclaimed_bytes,
+            reclaimed_bytes: sweep.reclaimed_bytes + buildkit.reclaimed_bytes,
+            cargo_reclaimed_bytes: sweep.reclaimed_bytes,
             removed_files: sweep.removed_files,
             planned_bytes: plan.planned_bytes(),
             reclaimed_by_rule: by_rule,
@@ -318,14 +552,8 @@ impl CleanView {
             skipped,
             errors: sweep.errors,
             shortfalls: plan.shortfalls.clone(),
-            failed: survey
-                .failed
-                .iter()
-                .map(|(p, e)| Failure {
-                    path: p.clone(),
-                    error: e.clone(),
-                })
-                .collect(),
+            failed: failures(survey),
+            buildkit,
         }
     }
 }

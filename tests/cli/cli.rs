@@ -102,8 +102,8 @@ fn a_missing_explicit_config_or_path_is_a_usage_error() {
     );
 }
 
-#[test]
-fn json_documents_carry_what_scripts_need() {
+/// One binary crate, built two months ago and not used since.
+fn stale_app() -> Fixture {
     let f = Fixture::new();
     f.workspace(&["app"]);
     f.krate(&Krate {
@@ -113,6 +113,12 @@ fn json_documents_carry_what_scripts_need() {
     });
     assert!(f.cargo(&["build"]).success);
     f.pass_time(60 * DAY);
+    f
+}
+
+#[test]
+fn json_documents_carry_what_scripts_need() {
+    let f = stale_app();
 
     let scan = f.ck_json(&["scan"]);
     assert_eq!(scan["version"], 1);
@@ -169,15 +175,7 @@ fn json_documents_carry_what_scripts_need() {
 
 #[test]
 fn human_output_explains_the_plan() {
-    let f = Fixture::new();
-    f.workspace(&["app"]);
-    f.krate(&Krate {
-        name: "app",
-        bin: true,
-        ..Krate::default()
-    });
-    assert!(f.cargo(&["build"]).success);
-    f.pass_time(60 * DAY);
+    let f = stale_app();
     let out = f.ck(&["clean", "--dry-run"]);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);

@@ -13,18 +13,7 @@ fn build(f: &Fixture) -> crate::support::Build {
 #[test]
 fn new_layout_units_are_found_measured_and_cleaned_whole() {
     let f = Fixture::new();
-    f.workspace(&["app", "dep"]);
-    f.krate(&Krate {
-        name: "dep",
-        build_rs: true,
-        ..Krate::default()
-    });
-    f.krate(&Krate {
-        name: "app",
-        bin: true,
-        deps: &["dep = { path = \"../dep\" }"],
-        ..Krate::default()
-    });
+    f.app_and_dep();
     let b = build(&f);
     assert!(b.success, "{}", b.stderr);
     assert!(

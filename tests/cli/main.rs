@@ -4,6 +4,7 @@
 mod support;
 
 mod budget;
+mod buildkit;
 mod churn;
 mod cli;
 mod layout;

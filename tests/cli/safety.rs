@@ -16,18 +16,7 @@ use crate::support::{DAY, Fixture, Krate, ck, fingerprint_dirs, removed_units};
 /// unused for two months: every unit in it is stale.
 fn stale_workspace() -> Fixture {
     let f = Fixture::new();
-    f.workspace(&["app", "dep"]);
-    f.krate(&Krate {
-        name: "dep",
-        build_rs: true,
-        ..Krate::default()
-    });
-    f.krate(&Krate {
-        name: "app",
-        bin: true,
-        deps: &["dep = { path = \"../dep\" }"],
-        ..Krate::default()
-    });
+    f.app_and_dep();
     let b = f.cargo(&["build"]);
     assert!(b.success, "{}", b.stderr);
     f.pass_time(60 * DAY);
@@ -485,26 +474,7 @@ fn permission_errors_are_counted_and_reported_not_fatal() {
     }
     let f = stale_workspace();
     // `nobody` may read the workspace but not one unit's build dir, and may delete nothing.
-    let mut p = f.dir.path().to_path_buf();
-    loop {
-        let mode = std::fs::metadata(&p).unwrap().permissions();
-        use std::os::unix::fs::PermissionsExt;
-        if mode.mode() & 0o005 != 0o005 {
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode.mode() | 0o005))
-                .unwrap();
-        }
-        if !p.pop() {
-            break;
-        }
-    }
-    assert!(
-        Command::new("chmod")
-            .args(["-R", "a+rX"])
-            .arg(f.dir.path())
-            .status()
-            .unwrap()
-            .success()
-    );
+    crate::support::open_to_everyone(f.dir.path());
     let t = inventory::scan(&f.target(), 2).unwrap();
     let (_, run) = unit_named(&t, "dep-", "run-build-script-build-script-build");
     let hidden = f.target().join(&run.paths[1]);

@@ -167,6 +167,22 @@ impl Fixture {
         }
     }
 
+    /// The common fixture: a binary `app` depending on a library `dep` with a build script.
+    pub fn app_and_dep(&self) {
+        self.workspace(&["app", "dep"]);
+        self.krate(&Krate {
+            name: "dep",
+            build_rs: true,
+            ..Krate::default()
+        });
+        self.krate(&Krate {
+            name: "app",
+            bin: true,
+            deps: &["dep = { path = \"../dep\" }"],
+            ..Krate::default()
+        });
+    }
+
     fn cargo_cmd(&self, toolchain: Option<&str>) -> Command {
         let mut c = Command::new("cargo");
         if let Some(t) = toolchain {
@@ -214,6 +230,11 @@ impl Fixture {
     /// Writes the cachekeeper config for this fixture: roots = the workspace, no budgets,
     /// default ages; each `key = value` line of `extra` replaces or adds a `[cargo]` key.
     pub fn config(&self, extra: &str) {
+        self.config_with(extra, "");
+    }
+
+    /// Like [`Fixture::config`], with `sections` (whole TOML tables) appended.
+    pub fn config_with(&self, extra: &str, sections: &str) {
         let mut keys: Vec<(String, String)> = vec![
             (
                 "roots".into(),
@@ -234,12 +255,15 @@ impl Fixture {
             }
         }
         let body: String = keys.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
-        let text = format!("[cargo]\n{body}\n[disk]\nmin-free = \"none\"\n");
+        // Never the machine's own Docker engine: BuildKit is off unless a test points it at
+        // its own engine.
+        let sections = if sections.contains("[buildkit]") {
+            sections.to_string()
+        } else {
+            format!("{sections}\n[buildkit]\nenabled = false\n")
+        };
+        let text = format!("[cargo]\n{body}\n[disk]\nmin-free = \"none\"\n{sections}\n");
         std::fs::write(&self.config, text).unwrap();
-    }
-
-    pub fn config_path(&self) -> &Path {
-        &self.config
     }
 
     /// Runs the cachekeeper binary with this fixture's config.
@@ -288,6 +312,30 @@ impl Fixture {
     pub fn du(&self, path: &Path) -> u64 {
         du(path)
     }
+}
+
+/// Lets every user reach and read `dir` (and the dirs above it): for tests that run
+/// cachekeeper as `nobody`.
+pub fn open_to_everyone(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut p = dir.to_path_buf();
+    loop {
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        if mode & 0o005 != 0o005 {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode | 0o005)).unwrap();
+        }
+        if !p.pop() {
+            break;
+        }
+    }
+    assert!(
+        Command::new("chmod")
+            .args(["-R", "a+rX"])
+            .arg(dir)
+            .status()
+            .unwrap()
+            .success()
+    );
 }
 
 pub fn du(path: &Path) -> u64 {

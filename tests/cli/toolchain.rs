@@ -56,18 +56,7 @@ fn mark_foreign(target: &Path, profile: &str) {
 #[test]
 fn units_of_an_uninstalled_toolchain_go_and_the_installed_ones_stay() {
     let f = Fixture::new();
-    f.workspace(&["app", "dep"]);
-    f.krate(&Krate {
-        name: "dep",
-        build_rs: true,
-        ..Krate::default()
-    });
-    f.krate(&Krate {
-        name: "app",
-        bin: true,
-        deps: &["dep = { path = \"../dep\" }"],
-        ..Krate::default()
-    });
+    f.app_and_dep();
     // The release profile with another toolchain, then the daily stable builds.
     if has_nightly() {
         assert!(

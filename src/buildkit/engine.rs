@@ -1,0 +1,364 @@
+//! Talking to the Docker engine: connect, negotiate the API version, read the build cache,
+//! prune records one by one.
+//!
+//! bollard carries the connection, the version negotiation and `POST /build/prune` (whose
+//! `filters` and `all` parameters mean the same from API 1.41 to 1.53; bollard sends only the
+//! parameters we set, so the `keep-storage`/`reserved-space` split of API 1.48 never matters).
+//! `GET /system/df` is requested here, over the same host and at the negotiated version,
+//! because no bollard release models the build cache of every API version (see [`super::df`]).
+//!
+//! Every request runs under the configured timeout (pruning one record under twelve times it):
+//! a hung engine costs that long, once, and is reported.
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bollard::Docker;
+
+use super::Record;
+
+/// How much longer than a listing pruning one record may take (removing a big snapshot is slow).
+const PRUNE_FACTOR: u32 = 12;
+
+/// Where the engine listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Host {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+impl std::fmt::Display for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Host::Unix(p) => write!(f, "unix://{}", p.display()),
+            Host::Tcp(a) => write!(f, "tcp://{a}"),
+        }
+    }
+}
+
+pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
+
+/// Where the host to use was named.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Config,
+    Env,
+    /// Nobody named one: the conventional local socket.
+    Default,
+}
+
+impl Host {
+    /// The configured host, else `$DOCKER_HOST`, else the local socket.
+    pub fn resolve(configured: Option<&str>) -> Result<(Host, Origin), String> {
+        if let Some(c) = configured {
+            return Ok((Host::parse(c)?, Origin::Config));
+        }
+        match std::env::var("DOCKER_HOST").ok().filter(|s| !s.is_empty()) {
+            Some(e) => Ok((Host::parse(&e)?, Origin::Env)),
+            None => Ok((Host::Unix(PathBuf::from(DEFAULT_SOCKET)), Origin::Default)),
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Host, String> {
+        if let Some(p) = text.strip_prefix("unix://") {
+            Ok(Host::Unix(PathBuf::from(p)))
+        } else if let Some(a) = text
+            .strip_prefix("tcp://")
+            .or_else(|| text.strip_prefix("http://"))
+        {
+            Ok(Host::Tcp(a.trim_end_matches('/').to_string()))
+        } else {
+            Err(format!(
+                "unsupported Docker host {text:?}: expected unix:///path/to/docker.sock or tcp://host:port"
+            ))
+        }
+    }
+}
+
+impl EngineError {
+    /// Whether this only means "no Docker on this machine": nobody asked for an engine, and
+    /// the conventional socket does not exist. That is said once, quietly, and is no failure.
+    #[must_use]
+    pub fn means_no_docker_here(&self, origin: Origin) -> bool {
+        origin == Origin::Default && matches!(self, EngineError::Absent { .. })
+    }
+}
+
+/// Why the engine could not be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum EngineError {
+    #[error("no Docker engine at {host}: {cause}")]
+    Absent { host: String, cause: String },
+    #[error("permission denied on {host} (add the user to the docker group, or run as root)")]
+    PermissionDenied { host: String },
+    #[error("the Docker engine at {host} did not answer within {secs}s")]
+    Timeout { host: String, secs: u64 },
+    #[error("the Docker engine at {host} answered {status}: {message}")]
+    Api {
+        host: String,
+        status: u16,
+        message: String,
+    },
+    #[error("cannot talk to the Docker engine at {host}: {cause}")]
+    Other { host: String, cause: String },
+}
+
+impl EngineError {
+    fn classify(
+        host: &Host,
+        err: &(dyn std::error::Error + 'static),
+        limit: Duration,
+    ) -> EngineError {
+        let host = host.to_string();
+        // Find an io::Error in the chain: it says what went wrong with the connection.
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        while let Some(e) = cur {
+            if let Some(io) = e.downcast_ref::<io::Error>() {
+                return match io.kind() {
+                    io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
+                        EngineError::Absent {
+                            host,
+                            cause: io.to_string(),
+                        }
+                    }
+                    io::ErrorKind::PermissionDenied => EngineError::PermissionDenied { host },
+                    _ => EngineError::Other {
+                        host,
+                        cause: io.to_string(),
+                    },
+                };
+            }
+            match e.downcast_ref::<bollard::errors::Error>() {
+                Some(bollard::errors::Error::DockerResponseServerError {
+                    status_code,
+                    message,
+                }) => {
+                    return EngineError::Api {
+                        host,
+                        status: *status_code,
+                        message: message.clone(),
+                    };
+                }
+                // bollard's own clock (set to the same limit) may ring first.
+                Some(bollard::errors::Error::RequestTimeoutError) => {
+                    return EngineError::Timeout {
+                        host,
+                        secs: limit.as_secs(),
+                    };
+                }
+                _ => {}
+            }
+            cur = e.source();
+        }
+        EngineError::Other {
+            host,
+            cause: err.to_string(),
+        }
+    }
+}
+
+/// A connected engine.
+pub struct Engine {
+    pub host: Host,
+    docker: Docker,
+    timeout: Duration,
+    /// The negotiated API version, `1.41`.
+    pub api_version: String,
+    pub server_version: String,
+    /// Docker's root dir (`/var/lib/docker`), where the build cache lives.
+    pub root_dir: Option<PathBuf>,
+}
+
+async fn within<T, E: std::error::Error + 'static>(
+    host: &Host,
+    limit: Duration,
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, EngineError> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(EngineError::classify(host, &e, limit)),
+        Err(_) => Err(EngineError::Timeout {
+            host: host.to_string(),
+            secs: limit.as_secs(),
+        }),
+    }
+}
+
+impl Engine {
+    /// Connects and negotiates the API version.
+    pub async fn connect(host: Host, timeout: Duration) -> Result<Engine, EngineError> {
+        if let Host::Unix(path) = &host {
+            // A missing socket is the common "no Docker here"; say it plainly.
+            if std::fs::symlink_metadata(path).is_err() {
+                return Err(EngineError::Absent {
+                    host: host.to_string(),
+                    cause: "no such socket".into(),
+                });
+            }
+        }
+        let secs = timeout.as_secs().max(1);
+        let docker = match &host {
+            Host::Unix(p) => Docker::connect_with_unix(
+                &p.display().to_string(),
+                secs,
+                bollard::API_DEFAULT_VERSION,
+            ),
+            Host::Tcp(a) => Docker::connect_with_http(
+                &format!("http://{a}"),
+                secs,
+                bollard::API_DEFAULT_VERSION,
+            ),
+        }
+        .map_err(|e| EngineError::classify(&host, &e, timeout))?;
+        let docker = within(&host, timeout, docker.negotiate_version()).await?;
+        let version = within(&host, timeout, docker.version()).await?;
+        let info = within(&host, timeout, docker.info()).await?;
+        let negotiated = docker.client_version();
+        Ok(Engine {
+            api_version: format!("{}.{}", negotiated.major_version, negotiated.minor_version),
+            server_version: version.version.unwrap_or_default(),
+            root_dir: info.docker_root_dir.map(PathBuf::from),
+            host,
+            docker,
+            timeout,
+        })
+    }
+
+    /// Every build cache record.
+    pub async fn records(&self) -> Result<Vec<Record>, EngineError> {
+        let path = format!(
+            "/v{}/system/df?type=build-cache&verbose=1",
+            self.api_version
+        );
+        let (status, body) = within(&self.host, self.timeout, raw_get(&self.host, &path)).await?;
+        if status != 200 {
+            return Err(EngineError::Api {
+                host: self.host.to_string(),
+                status,
+                message: String::from_utf8_lossy(&body).trim().to_string(),
+            });
+        }
+        super::df::parse(&body).map_err(|cause| EngineError::Other {
+            host: self.host.to_string(),
+            cause,
+        })
+    }
+
+    /// Prunes one record (by its full id). Returns the ids the engine deleted and the bytes
+    /// it reports freed.
+    pub async fn prune(&self, id: &str) -> Result<(Vec<String>, u64), EngineError> {
+        use bollard::query_parameters::PruneBuildOptionsBuilder;
+        let mut filters = std::collections::HashMap::new();
+        filters.insert("id", vec![id]);
+        let options = PruneBuildOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let limit = self.timeout * PRUNE_FACTOR;
+        let answer = within(&self.host, limit, self.docker.prune_build(Some(options))).await?;
+        Ok((
+            answer.caches_deleted.unwrap_or_default(),
+            u64::try_from(answer.space_reclaimed.unwrap_or(0)).unwrap_or(0),
+        ))
+    }
+}
+
+/// An error of our own request, keeping its cause chain for [`EngineError::classify`].
+#[derive(Debug)]
+struct RawError(Box<dyn std::error::Error + Send + Sync>);
+
+impl std::fmt::Display for RawError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for RawError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+fn raw(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> RawError {
+    RawError(e.into())
+}
+
+/// `GET path` on the engine, returning the status and the body.
+async fn raw_get(host: &Host, path: &str) -> Result<(u16, Vec<u8>), RawError> {
+    use http_body_util::{BodyExt, Empty};
+    use hyper::body::Bytes;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let response = match host {
+        Host::Unix(socket) => {
+            let client: Client<hyperlocal::UnixConnector, Empty<Bytes>> =
+                Client::builder(TokioExecutor::new()).build(hyperlocal::UnixConnector);
+            client
+                .get(hyperlocal::Uri::new(socket, path).into())
+                .await
+                .map_err(raw)?
+        }
+        Host::Tcp(addr) => {
+            let client: Client<_, Empty<Bytes>> =
+                Client::builder(TokioExecutor::new()).build_http();
+            let uri = format!("http://{addr}{path}")
+                .parse::<hyper::Uri>()
+                .map_err(raw)?;
+            client.get(uri).await.map_err(raw)?
+        }
+    };
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(raw)?
+        .to_bytes()
+        .to_vec();
+    Ok((status, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        assert_eq!(
+            Host::parse("unix:///run/docker.sock"),
+            Ok(Host::Unix("/run/docker.sock".into()))
+        );
+        assert_eq!(
+            Host::parse("tcp://127.0.0.1:2375"),
+            Ok(Host::Tcp("127.0.0.1:2375".into()))
+        );
+        assert!(
+            Host::parse("ssh://me@box")
+                .unwrap_err()
+                .contains("unsupported Docker host")
+        );
+        assert_eq!(
+            Host::resolve(Some("tcp://h:1")),
+            Ok((Host::Tcp("h:1".into()), Origin::Config))
+        );
+    }
+
+    #[test]
+    fn only_an_absent_default_engine_is_quiet() {
+        let absent = EngineError::Absent {
+            host: "unix:///var/run/docker.sock".into(),
+            cause: "no such socket".into(),
+        };
+        assert!(absent.means_no_docker_here(Origin::Default));
+        // Asked for by config or DOCKER_HOST: its absence is a failure to report.
+        assert!(!absent.means_no_docker_here(Origin::Config));
+        assert!(!absent.means_no_docker_here(Origin::Env));
+        let denied = EngineError::PermissionDenied {
+            host: "unix:///var/run/docker.sock".into(),
+        };
+        assert!(!denied.means_no_docker_here(Origin::Default));
+    }
+}

@@ -1,0 +1,478 @@
+//! Which BuildKit cache records go, and why. Pure: records, settings and `now` in, a plan out.
+//!
+//! 1. `keep-duration`: records not used for longer than it go.
+//! 2. `budget`: while the reclaimable cache (records neither in use nor shared with an image)
+//!    is larger than the budget, the least recently used records go until it fits.
+//!
+//! Cache mounts (`exec.cachemount`: the cargo registry and `target/` caches people mount in
+//! Dockerfiles) are expensive to lose, so by default they are a last resort: they go only
+//! when the budget cannot be met otherwise. `protect-cache-mounts` chooses between that,
+//! `always` (never removed), `under-hard-limit` (removed only while the cache is over
+//! `hard-limit`) and `no` (treated like any record).
+//!
+//! A record goes with its descendants: BuildKit cannot free a record another one is built on,
+//! and a descendant was never used more recently than its ancestors would claim (a build that
+//! reuses a step reuses what it sits on). Nothing in use, shared, or used within `min-age` is
+//! touched, nor anything such a record sits on.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use super::Record;
+use crate::config::SizeSpec;
+use crate::policy::age;
+
+/// How cache mounts are protected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protect {
+    /// Never removed.
+    Always,
+    /// Removed only when the budget cannot be met otherwise (the default).
+    LastResort,
+    /// Removed only while the reclaimable cache is over `hard-limit`.
+    UnderHardLimit,
+    /// Treated like any other record.
+    No,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub budget: Option<SizeSpec>,
+    pub keep_duration: Duration,
+    pub min_age: Duration,
+    pub protect_cache_mounts: Protect,
+    pub hard_limit: Option<SizeSpec>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rule {
+    KeepDuration,
+    Budget,
+    HardLimit,
+}
+
+impl Rule {
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::KeepDuration => "keep-duration",
+            Rule::Budget => "buildkit-budget",
+            Rule::HardLimit => "hard-limit",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Action {
+    /// Index into the records the plan was made from.
+    pub record: usize,
+    pub rule: Rule,
+    pub reason: String,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    pub budget_bytes: Option<u64>,
+    pub hard_limit_bytes: Option<u64>,
+    pub shortfall: Option<crate::policy::Shortfall>,
+}
+
+impl Plan {
+    #[must_use]
+    pub fn planned_bytes(&self) -> u64 {
+        self.actions.iter().map(|a| a.bytes).sum()
+    }
+}
+
+pub const CACHE_MOUNT: &str = "exec.cachemount";
+
+/// Plans the removal of records; `fs_bytes` is the size of the filesystem holding Docker's
+/// root dir (for budgets given as shares), if known.
+#[must_use]
+pub fn plan(records: &[Record], s: &Settings, fs_bytes: Option<u64>, now: SystemTime) -> Plan {
+    let resolve = |spec: Option<SizeSpec>| match (spec, fs_bytes) {
+        (Some(SizeSpec::Bytes(b)), _) => Some(b),
+        (Some(p @ SizeSpec::Percent(_)), Some(fs)) => Some(p.resolve(fs)),
+        // A share of an unknown filesystem cannot be enforced: the caller says so.
+        (Some(SizeSpec::Percent(_)), None) | (None, _) => None,
+    };
+    let mut st = State::new(records, s, now);
+    st.plan.budget_bytes = resolve(s.budget);
+    st.plan.hard_limit_bytes = resolve(s.hard_limit);
+
+    // 1. Not used for longer than keep-duration.
+    let cache_mounts_free = s.protect_cache_mounts == Protect::No;
+    for r in st.by_lru() {
+        let idle = st.since(st.eff[r]);
+        if idle > s.keep_duration && (records[r].kind != CACHE_MOUNT || cache_mounts_free) {
+            let reason = format!(
+                "not used for {} (keep-duration {})",
+                age(idle),
+                age(s.keep_duration)
+            );
+            st.take_group(r, Rule::KeepDuration, &reason);
+        }
+    }
+    // 2. Over the budget: other records first; cache mounts under a hard limit go only while
+    //    the cache is over that limit; as the last resort, cache mounts.
+    let budget = st.plan.budget_bytes;
+    let mut missing = budget.map_or(0, |b| {
+        let over = st.reclaimable_left().saturating_sub(b);
+        st.lru(over, false, Rule::Budget)
+    });
+    if let (Protect::UnderHardLimit, Some(limit)) =
+        (s.protect_cache_mounts, st.plan.hard_limit_bytes)
+    {
+        let over = st.reclaimable_left().saturating_sub(limit);
+        st.lru(over, true, Rule::HardLimit);
+        missing = budget.map_or(0, |b| st.reclaimable_left().saturating_sub(b));
+    }
+    if s.protect_cache_mounts == Protect::LastResort && missing > 0 {
+        missing = st.lru(missing, true, Rule::Budget);
+    }
+    if let (Some(budget), true) = (budget, missing > 0) {
+        st.plan.shortfall = Some(crate::policy::Shortfall {
+            scope: "buildkit budget".into(),
+            limit_bytes: budget,
+            missing_bytes: missing,
+            why: "the rest is in use, shared with images, used within min-age, or protected cache mounts"
+                .into(),
+        });
+    }
+    st.plan
+}
+
+struct State<'a> {
+    records: &'a [Record],
+    s: &'a Settings,
+    now: SystemTime,
+    children: Vec<Vec<usize>>,
+    /// Newest use of each record or any descendant.
+    eff: Vec<SystemTime>,
+    /// Whether the record itself may never go.
+    pinned: Vec<bool>,
+    removed: HashSet<usize>,
+    plan: Plan,
+}
+
+impl<'a> State<'a> {
+    fn new(records: &'a [Record], s: &'a Settings, now: SystemTime) -> State<'a> {
+        let index: HashMap<&str, usize> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id.as_str(), i))
+            .collect();
+        let mut children = vec![Vec::new(); records.len()];
+        for (i, r) in records.iter().enumerate() {
+            for p in &r.parents {
+                if let Some(&j) = index.get(p.as_str())
+                    && j != i
+                {
+                    children[j].push(i);
+                }
+            }
+        }
+        let mut st = State {
+            records,
+            s,
+            now,
+            children,
+            eff: Vec::new(),
+            pinned: Vec::new(),
+            removed: HashSet::new(),
+            plan: Plan::default(),
+        };
+        st.eff = (0..records.len()).map(|r| st.newest_use(r)).collect();
+        st.pinned = records
+            .iter()
+            .map(|r| {
+                r.in_use
+                    || r.shared
+                    || (r.kind == CACHE_MOUNT && s.protect_cache_mounts == Protect::Always)
+                    || r.last_use().is_none_or(|t| st.since(t) < s.min_age)
+            })
+            .collect();
+        st
+    }
+
+    fn since(&self, t: SystemTime) -> Duration {
+        self.now.duration_since(t).unwrap_or(Duration::ZERO)
+    }
+
+    /// The newest use in a record's subtree; a record never used counts as used now.
+    fn newest_use(&self, r: usize) -> SystemTime {
+        let mut newest = self.records[r].last_use().unwrap_or(self.now);
+        let mut seen = HashSet::from([r]);
+        let mut stack = self.children[r].clone();
+        while let Some(c) = stack.pop() {
+            if seen.insert(c) {
+                newest = newest.max(self.records[c].last_use().unwrap_or(self.now));
+                stack.extend(&self.children[c]);
+            }
+        }
+        newest
+    }
+
+    /// Record indices, least recently used first; among equals, leaves before what they sit
+    /// on (a leaf frees space alone, an ancestor only with its subtree).
+    fn by_lru(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.records.len()).collect();
+        order.sort_by_key(|&r| {
+            (
+                self.eff[r],
+                self.children[r].len(),
+                self.records[r].usage_count,
+                r,
+            )
+        });
+        order
+    }
+
+    /// The record and its descendants not yet removed, deepest first; `None` if any of them
+    /// may not go.
+    fn group(&self, r: usize) -> Option<Vec<usize>> {
+        let mut order = Vec::new();
+        let mut seen = HashSet::new();
+        let mut stack = vec![(r, 0usize)];
+        seen.insert(r);
+        while let Some((x, next)) = stack.pop() {
+            if let Some(&c) = self.children[x].get(next) {
+                stack.push((x, next + 1));
+                if !self.removed.contains(&c) && seen.insert(c) {
+                    stack.push((c, 0));
+                }
+            } else {
+                if self.pinned[x] {
+                    return None;
+                }
+                order.push(x);
+            }
+        }
+        Some(order)
+    }
+
+    fn take_group(&mut self, r: usize, rule: Rule, reason: &str) -> u64 {
+        if self.removed.contains(&r) {
+            return 0;
+        }
+        let Some(group) = self.group(r) else { return 0 };
+        let mut bytes = 0;
+        for x in group {
+            self.removed.insert(x);
+            let why = if x == r {
+                reason.to_string()
+            } else {
+                format!(
+                    "built on {}, which goes ({reason})",
+                    short(&self.records[r].id)
+                )
+            };
+            bytes += self.records[x].size;
+            self.plan.actions.push(Action {
+                record: x,
+                rule,
+                reason: why,
+                bytes: self.records[x].size,
+            });
+        }
+        bytes
+    }
+
+    fn reclaimable_left(&self) -> u64 {
+        self.records
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| r.reclaimable() && !self.removed.contains(i))
+            .map(|(_, r)| r.size)
+            .sum()
+    }
+
+    /// Least recently used first until `over` bytes are freed; `cache_mounts` says whether
+    /// this pass takes cache mounts or everything else. Returns what is still missing.
+    fn lru(&mut self, mut over: u64, cache_mounts: bool, rule: Rule) -> u64 {
+        let allowed = |kind: &str| {
+            let is_mount = kind == CACHE_MOUNT;
+            match self.s.protect_cache_mounts {
+                Protect::No => !cache_mounts,
+                Protect::Always => !is_mount && !cache_mounts,
+                Protect::LastResort | Protect::UnderHardLimit => is_mount == cache_mounts,
+            }
+        };
+        for r in self.by_lru() {
+            if over == 0 {
+                break;
+            }
+            if !allowed(&self.records[r].kind) || !self.records[r].reclaimable() {
+                continue;
+            }
+            let reason = format!(
+                "least recently used (last used {} ago)",
+                age(self.since(self.eff[r]))
+            );
+            over = over.saturating_sub(self.take_group(r, rule, &reason));
+        }
+        over
+    }
+}
+
+/// The first 12 characters of a record id, as `docker buildx du` shows them.
+#[must_use]
+pub fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: Duration = Duration::from_secs(60);
+
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000)
+    }
+
+    fn rec(id: &str, kind: &str, size: u64, used_min_ago: u64) -> Record {
+        Record {
+            id: id.into(),
+            parents: Vec::new(),
+            kind: kind.into(),
+            description: String::new(),
+            in_use: false,
+            shared: false,
+            size,
+            created_at: Some(now() - MIN * 60 * 24 * 90),
+            last_used_at: Some(now() - MIN * u32::try_from(used_min_ago).unwrap()),
+            usage_count: 1,
+        }
+    }
+
+    fn settings(budget: Option<u64>) -> Settings {
+        Settings {
+            budget: budget.map(SizeSpec::Bytes),
+            keep_duration: Duration::from_secs(30 * 86_400),
+            min_age: Duration::from_secs(3600),
+            protect_cache_mounts: Protect::LastResort,
+            hard_limit: None,
+        }
+    }
+
+    fn gone(records: &[Record], p: &Plan) -> Vec<String> {
+        p.actions
+            .iter()
+            .map(|a| records[a.record].id.clone())
+            .collect()
+    }
+
+    #[test]
+    fn least_recently_used_go_until_the_budget_holds() {
+        let r = vec![
+            rec("a", "regular", 100, 500),
+            rec("b", "regular", 100, 400),
+            rec("c", "regular", 100, 300),
+            rec("d", "regular", 100, 200),
+        ];
+        let p = plan(&r, &settings(Some(200)), None, now());
+        assert_eq!(gone(&r, &p), ["a", "b"]);
+        assert_eq!(p.planned_bytes(), 200);
+        assert!(p.shortfall.is_none());
+    }
+
+    #[test]
+    fn a_record_goes_with_what_is_built_on_it_and_stays_while_that_is_used() {
+        let mut r = vec![
+            rec("base", "regular", 100, 900),
+            rec("top", "regular", 100, 800),
+        ];
+        r[1].parents = vec!["base".into()];
+        let p = plan(&r, &settings(Some(150)), None, now());
+        // Removing "base" alone frees nothing while "top" sits on it: top first, then base.
+        assert_eq!(gone(&r, &p), ["top"]);
+        let p = plan(&r, &settings(Some(50)), None, now());
+        assert_eq!(gone(&r, &p), ["top", "base"]);
+        // A record built on it used a minute ago protects it (min-age).
+        r[1].last_used_at = Some(now() - MIN);
+        let p = plan(&r, &settings(Some(0)), None, now());
+        assert!(p.actions.is_empty());
+        assert!(p.shortfall.is_some());
+    }
+
+    #[test]
+    fn keep_duration_removes_old_records_but_not_cache_mounts() {
+        let r = vec![
+            rec("old", "regular", 10, 60 * 24 * 40),
+            rec("mount", CACHE_MOUNT, 10, 60 * 24 * 40),
+            rec("new", "regular", 10, 120),
+        ];
+        let p = plan(&r, &settings(None), None, now());
+        assert_eq!(gone(&r, &p), ["old"]);
+        assert_eq!(p.actions[0].rule, Rule::KeepDuration);
+        let mut s = settings(None);
+        s.protect_cache_mounts = Protect::No;
+        let p = plan(&r, &s, None, now());
+        assert_eq!(gone(&r, &p).len(), 2);
+    }
+
+    #[test]
+    fn cache_mounts_by_protection_mode() {
+        let r = vec![
+            rec("mount", CACHE_MOUNT, 500, 900),
+            rec("layer", "regular", 100, 100),
+        ];
+        // Last resort: the layer first; the mount only because 0 cannot be met otherwise.
+        let p = plan(&r, &settings(Some(500)), None, now());
+        assert_eq!(gone(&r, &p), ["layer"]);
+        let p = plan(&r, &settings(Some(0)), None, now());
+        assert_eq!(gone(&r, &p), ["layer", "mount"]);
+        // Always: never, and the shortfall is said.
+        let mut s = settings(Some(0));
+        s.protect_cache_mounts = Protect::Always;
+        let p = plan(&r, &s, None, now());
+        assert_eq!(gone(&r, &p), ["layer"]);
+        assert_eq!(p.shortfall.as_ref().unwrap().missing_bytes, 500);
+        // Under a hard limit of 550: the mount stays while the cache fits it.
+        let mut s = settings(Some(0));
+        s.protect_cache_mounts = Protect::UnderHardLimit;
+        s.hard_limit = Some(SizeSpec::Bytes(550));
+        let p = plan(&r, &s, None, now());
+        assert_eq!(gone(&r, &p), ["layer"]);
+        s.hard_limit = Some(SizeSpec::Bytes(400));
+        let p = plan(&r, &s, None, now());
+        assert_eq!(gone(&r, &p), ["layer", "mount"]);
+        assert_eq!(p.actions[1].rule, Rule::HardLimit);
+        // No protection: plain least recently used, the mount first.
+        let mut s = settings(Some(100));
+        s.protect_cache_mounts = Protect::No;
+        let p = plan(&r, &s, None, now());
+        assert_eq!(gone(&r, &p), ["mount"]);
+    }
+
+    #[test]
+    fn in_use_shared_and_young_records_are_never_planned() {
+        let mut r = vec![
+            rec("busy", "regular", 100, 500),
+            rec("image", "regular", 100, 500),
+            rec("young", "regular", 100, 1),
+        ];
+        r[0].in_use = true;
+        r[1].shared = true;
+        let p = plan(&r, &settings(Some(0)), None, now());
+        assert!(p.actions.is_empty());
+        assert_eq!(p.shortfall.unwrap().missing_bytes, 100);
+    }
+
+    #[test]
+    fn shares_need_the_filesystem_size() {
+        let r = vec![rec("a", "regular", 100, 500)];
+        let mut s = settings(None);
+        s.budget = Some(SizeSpec::Percent(10.0));
+        assert_eq!(plan(&r, &s, None, now()).budget_bytes, None);
+        assert_eq!(plan(&r, &s, Some(500), now()).budget_bytes, Some(50));
+        assert_eq!(gone(&r, &plan(&r, &s, Some(500), now())), ["a"]);
+    }
+}

@@ -1,0 +1,698 @@
+//! The BuildKit cache, against a real Docker engine.
+//!
+//! These tests start their own `dockerd` (own data root, own socket, no bridge network), so
+//! they never touch the records of an engine a developer uses. They need root and `dockerd`
+//! (Debian's `docker.io`); `.ci/run` installs it where missing. They build real cache
+//! records with Debian's docker client (20.10, BuildKit embedded in the engine): `FROM
+//! scratch` + `COPY` for layers, and a `docker import`ed static busybox for
+//! `RUN --mount=type=cache`. Without root or dockerd they say so and return.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::Fixture;
+
+/// A dockerd of the tests' own.
+struct TestEngine {
+    socket: PathBuf,
+}
+
+/// One engine per test process; tests that use it take turns (each starts from an empty cache).
+fn engine() -> Option<(&'static TestEngine, MutexGuard<'static, ()>)> {
+    static ENGINE: OnceLock<Option<TestEngine>> = OnceLock::new();
+    static TURN: Mutex<()> = Mutex::new(());
+    let e = ENGINE.get_or_init(start_engine).as_ref()?;
+    let turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    e.prune_everything();
+    Some((e, turn))
+}
+
+fn start_engine() -> Option<TestEngine> {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: the BuildKit tests start their own dockerd, which needs root");
+        return None;
+    }
+    if Command::new("dockerd").arg("--version").output().is_err()
+        || !Path::new("/usr/bin/docker").exists()
+    {
+        eprintln!(
+            "skipped: no dockerd and /usr/bin/docker (Debian's docker.io); .ci/run installs them"
+        );
+        return None;
+    }
+    let dir = PathBuf::from(format!("/tmp/ck-test-dockerd-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("docker.sock");
+    let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
+    // Its own (empty) daemon.json: the machine's /etc/docker/daemon.json is not ours to obey.
+    std::fs::write(dir.join("daemon.json"), "{}").unwrap();
+    let mut cmd = Command::new("dockerd");
+    cmd.arg("--config-file")
+        .arg(dir.join("daemon.json"))
+        .arg("--data-root")
+        .arg(dir.join("root"))
+        .arg("--exec-root")
+        .arg(dir.join("exec"))
+        .arg("--pidfile")
+        .arg(dir.join("dockerd.pid"))
+        .arg("-H")
+        .arg(format!("unix://{}", socket.display()))
+        .args(["--bridge=none", "--iptables=false", "--ip6tables=false"])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    // The engine goes when the test process does. The kernel sends the signal when the
+    // spawning *thread* ends, so spawn it from one that never does.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                rustix::process::set_parent_process_death_signal(Some(
+                    rustix::process::Signal::TERM,
+                ))
+                .map_err(std::io::Error::from)
+            });
+        }
+        let child = cmd.spawn();
+        let ok = child.is_ok();
+        tx.send(child.map(|_| ())).unwrap();
+        if ok {
+            loop {
+                std::thread::park();
+            }
+        }
+    });
+    rx.recv().unwrap().expect("dockerd starts");
+    let e = TestEngine { socket };
+    let t = Instant::now();
+    while !e.docker(&["info"]).status.success() {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "test dockerd did not come up: {}",
+            std::fs::read_to_string(dir.join("dockerd.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Some(e)
+}
+
+impl TestEngine {
+    fn host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    fn docker(&self, args: &[&str]) -> std::process::Output {
+        Command::new("/usr/bin/docker")
+            .args(args)
+            .env("DOCKER_HOST", self.host())
+            .env("DOCKER_BUILDKIT", "1")
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn prune_everything(&self) {
+        for image in self.ok(&["images", "-aq"]).split_whitespace() {
+            self.ok(&["rmi", "-f", image]);
+        }
+        self.ok(&["builder", "prune", "-af"]);
+    }
+
+    /// Builds `dockerfile` with a context holding `files`; returns the image id.
+    fn build(&self, dockerfile: &str, files: &[(&str, usize)]) -> String {
+        let ctx = tempfile::tempdir().unwrap();
+        std::fs::write(ctx.path().join("Dockerfile"), dockerfile).unwrap();
+        for (name, kib) in files {
+            // Distinct content every time, so no two builds share a layer.
+            let mut data = vec![0u8; kib * 1024];
+            let seed = format!("{name}{:?}", Instant::now());
+            for (i, b) in data.iter_mut().enumerate() {
+                *b = seed.as_bytes()[i % seed.len()].wrapping_add((i / 7) as u8);
+            }
+            std::fs::write(ctx.path().join(name), data).unwrap();
+        }
+        let iid = ctx.path().join("iid");
+        self.ok(&[
+            "build",
+            "--network=host",
+            "--iidfile",
+            iid.to_str().unwrap(),
+            ctx.path().to_str().unwrap(),
+        ]);
+        std::fs::read_to_string(iid).unwrap().trim().to_string()
+    }
+
+    /// A layer of `kib` KiB whose records are no longer shared with any image.
+    fn unshared_layer(&self, name: &str, kib: usize) {
+        let image = self.build(
+            &format!("FROM scratch\nCOPY {name} /{name}\n"),
+            &[(name, kib)],
+        );
+        self.ok(&["rmi", &image]);
+    }
+
+    /// An image with a shell, for `RUN` steps.
+    fn busybox(&self) -> &'static str {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("root/bin")).unwrap();
+        std::fs::copy("/bin/busybox", dir.path().join("root/bin/busybox")).unwrap();
+        std::os::unix::fs::symlink("busybox", dir.path().join("root/bin/sh")).unwrap();
+        let tar = dir.path().join("rootfs.tar");
+        assert!(
+            Command::new("tar")
+                .arg("-C")
+                .arg(dir.path().join("root"))
+                .arg("-cf")
+                .arg(&tar)
+                .arg(".")
+                .status()
+                .unwrap()
+                .success()
+        );
+        self.ok(&["import", tar.to_str().unwrap(), "ck-busybox:test"]);
+        "ck-busybox:test"
+    }
+
+    fn bk_config(&self, extra: &str) -> String {
+        format!(
+            "[buildkit]\ndocker-host = \"{}\"\nmin-age = \"0s\"\n{extra}",
+            self.host()
+        )
+    }
+
+    /// A fixture whose config points cachekeeper at this engine, with `extra` `[buildkit]` keys.
+    fn fixture(&self, extra: &str) -> Fixture {
+        let f = Fixture::new();
+        f.config_with("", &self.bk_config(extra));
+        f
+    }
+
+    /// The build cache as `docker system df -v` shows it: (id prefix, type, size, shared).
+    fn docker_df(&self) -> Vec<(String, String, String, bool)> {
+        let text = self.ok(&["system", "df", "-v"]);
+        let mut rows = Vec::new();
+        let mut in_table = false;
+        for line in text.lines() {
+            if line.starts_with("CACHE ID") {
+                in_table = true;
+                continue;
+            }
+            if !in_table || line.trim().is_empty() {
+                continue;
+            }
+            let cols: Vec<&str> = line
+                .split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect();
+            // A trailing `*` marks a record in use at that moment; sizes being computed hold
+            // records briefly, so that flag is not compared.
+            rows.push((
+                cols[0].trim_end_matches('*').to_string(),
+                cols[1].to_string(),
+                cols[2].to_string(),
+                cols[cols.len() - 1] == "true",
+            ));
+        }
+        rows.sort();
+        rows
+    }
+}
+
+/// What `cachekeeper scan --json` says of the build cache.
+fn scan(f: &Fixture) -> Value {
+    f.ck_json(&["scan", "--buildkit-only"])["buildkit"].clone()
+}
+
+fn items(v: &Value) -> Vec<Value> {
+    v["items"].as_array().unwrap().clone()
+}
+
+/// Docker's own size format (`units.HumanSize`): decimal units, three significant digits.
+fn docker_size(bytes: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    #[allow(clippy::cast_precision_loss)]
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < units.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    let digits = if v == 0.0 {
+        1
+    } else {
+        v.log10().floor() as i32 + 1
+    };
+    let decimals = (3 - digits).max(0) as usize;
+    let mut s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s = s.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    format!("{s}{}", units[i])
+}
+
+fn removed_ids(report: &Value) -> Vec<String> {
+    let mut v: Vec<String> = report["buildkit"]["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["status"] == "removed" || a["status"] == "would-remove")
+        .map(|a| a["id"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+fn ids(items: &[Value]) -> Vec<String> {
+    let mut v: Vec<String> = items
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn status_numbers_match_docker_system_df() {
+    let Some((e, _turn)) = engine() else { return };
+    e.unshared_layer("a.bin", 300);
+    e.unshared_layer("b.bin", 500);
+    e.build("FROM scratch\nCOPY c.bin /c.bin\n", &[("c.bin", 200)]); // kept as an image: shared
+    let f = e.fixture("budget = \"none\"");
+    let v = scan(&f);
+    assert_eq!(v["state"], "ok", "{v:#}");
+    assert_eq!(v["api_version"], "1.41");
+    let mine = items(&v);
+    let theirs = e.docker_df();
+    assert_eq!(mine.len(), theirs.len(), "{v:#}\n{theirs:?}");
+    let mut rows: Vec<(String, String, String, bool)> = mine
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap()[..12].to_string(),
+                r["type"].as_str().unwrap().to_string(),
+                docker_size(r["size"].as_u64().unwrap()),
+                r["shared"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    rows.sort();
+    assert_eq!(rows, theirs);
+    let total: u64 = mine.iter().map(|r| r["size"].as_u64().unwrap()).sum();
+    assert_eq!(v["total_bytes"].as_u64().unwrap(), total);
+    let reclaimable: u64 = mine
+        .iter()
+        .filter(|r| r["in_use"] == false && r["shared"] == false)
+        .map(|r| r["size"].as_u64().unwrap())
+        .sum();
+    assert_eq!(v["reclaimable_bytes"].as_u64().unwrap(), reclaimable);
+    assert!(v["shared_bytes"].as_u64().unwrap() >= 200 * 1024);
+    // The human status says it in one block.
+    let out = f.ck(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("BuildKit cache (Docker 20.10"), "{text}");
+}
+
+#[test]
+fn clean_prunes_least_recently_used_records_until_the_budget_holds() {
+    let Some((e, _turn)) = engine() else { return };
+    for name in ["a.bin", "b.bin", "c.bin", "d.bin"] {
+        e.unshared_layer(name, 400);
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let f = e.fixture("budget = \"none\"");
+    let before = scan(&f);
+    let reclaimable = before["reclaimable_bytes"].as_u64().unwrap();
+    let budget = reclaimable / 2;
+    let f = e.fixture(&format!("budget = {budget}"));
+    let dry = f.ck_json(&["clean", "--dry-run", "--buildkit-only"]);
+    assert_eq!(
+        ids(&items(&scan(&f))),
+        ids(&items(&before)),
+        "a dry run pruned something"
+    );
+    let real = f.ck_json(&["clean", "--buildkit-only"]);
+    assert_eq!(
+        removed_ids(&dry),
+        removed_ids(&real),
+        "the dry run listed other records"
+    );
+    assert!(!removed_ids(&real).is_empty());
+
+    let after = scan(&f);
+    assert!(
+        after["reclaimable_bytes"].as_u64().unwrap() <= budget,
+        "{after:#}"
+    );
+    assert!(real["buildkit"]["shortfall"].is_null());
+    // Every pruned record was used no later than every record kept.
+    let gone = removed_ids(&real);
+    let last = |r: &Value| {
+        r["last_used_at"]
+            .as_str()
+            .or(r["created_at"].as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    let newest_gone = items(&before)
+        .iter()
+        .filter(|r| gone.contains(&r["id"].as_str().unwrap().to_string()))
+        .map(last)
+        .max()
+        .unwrap();
+    let oldest_kept = items(&after)
+        .iter()
+        .filter(|r| r["in_use"] == false && r["shared"] == false)
+        .map(last)
+        .min();
+    if let Some(kept) = oldest_kept {
+        assert!(newest_gone <= kept, "pruned {newest_gone}, kept {kept}");
+    }
+    // The engine agrees: exactly those records are gone (the id filter took nothing else).
+    let left = ids(&items(&after));
+    let expected: Vec<String> = ids(&items(&before))
+        .into_iter()
+        .filter(|i| !gone.contains(i))
+        .collect();
+    assert_eq!(left, expected);
+    assert_eq!(e.docker_df().len(), left.len());
+}
+
+#[test]
+fn records_unused_for_longer_than_keep_duration_go() {
+    let Some((e, _turn)) = engine() else { return };
+    e.unshared_layer("old.bin", 100);
+    std::thread::sleep(Duration::from_secs(4));
+    let f = e.fixture("budget = \"none\"");
+    let old = ids(&items(&scan(&f)));
+    e.unshared_layer("new.bin", 100);
+    let f = e.fixture("budget = \"none\"\nkeep-duration = \"3s\"");
+    let report = f.ck_json(&["clean", "--buildkit-only"]);
+    let gone = removed_ids(&report);
+    assert!(!gone.is_empty());
+    assert!(
+        gone.iter().all(|g| old.contains(g)),
+        "pruned a new record: {report:#}"
+    );
+    assert!(
+        report["buildkit"]["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["rule"] == "keep-duration")
+    );
+}
+
+#[test]
+fn cache_mounts_are_the_last_resort_and_can_be_protected_always() {
+    let Some((e, _turn)) = engine() else { return };
+    let base = e.busybox();
+    let image = e.build(
+        &format!(
+            "FROM {base}\nRUN --mount=type=cache,target=/cache,id=ck-test sh -c 'dd if=/dev/urandom of=/cache/registry bs=1024 count=600 2>/dev/null; echo ok'\n"
+        ),
+        &[],
+    );
+    e.ok(&["rmi", &image]);
+    e.unshared_layer("layer.bin", 300);
+    let f = e.fixture("budget = \"none\"");
+    let v = scan(&f);
+    let mounts: Vec<Value> = items(&v)
+        .into_iter()
+        .filter(|r| r["type"] == "exec.cachemount")
+        .collect();
+    assert_eq!(mounts.len(), 1, "{v:#}");
+    let mount_id = mounts[0]["id"].as_str().unwrap().to_string();
+    let mount_size = mounts[0]["size"].as_u64().unwrap();
+    assert!(
+        mount_size >= 600 * 1024,
+        "cache mount size not computed: {v:#}"
+    );
+
+    // A budget that other records can meet: the mount stays.
+    let f = e.fixture(&format!("budget = {}", mount_size + 4096));
+    let report = f.ck_json(&["clean", "--buildkit-only", "--dry-run"]);
+    assert!(!removed_ids(&report).contains(&mount_id), "{report:#}");
+    assert!(!removed_ids(&report).is_empty());
+
+    // Protected always: even a budget of 0 leaves it, and says so.
+    let f = e.fixture("budget = 0\nprotect-cache-mounts = \"always\"");
+    let report = f.ck_json(&["clean", "--buildkit-only"]);
+    assert!(!removed_ids(&report).contains(&mount_id));
+    assert!(
+        report["buildkit"]["shortfall"]["why"]
+            .as_str()
+            .unwrap()
+            .contains("protected cache mounts")
+    );
+    assert!(ids(&items(&scan(&f))).contains(&mount_id));
+
+    // Last resort (the default): a budget of 0 cannot be met otherwise, so it goes.
+    let f = e.fixture("budget = 0");
+    let report = f.ck_json(&["clean", "--buildkit-only"]);
+    assert!(removed_ids(&report).contains(&mount_id), "{report:#}");
+    assert!(!ids(&items(&scan(&f))).contains(&mount_id));
+}
+
+#[test]
+fn records_in_use_or_shared_with_an_image_are_never_pruned() {
+    let Some((e, _turn)) = engine() else { return };
+    let base = e.busybox();
+    e.build(
+        "FROM scratch\nCOPY kept.bin /kept.bin\n",
+        &[("kept.bin", 200)],
+    );
+    e.unshared_layer("free.bin", 200);
+    // A build that holds its records while it runs.
+    let ctx = tempfile::tempdir().unwrap();
+    let flag = ctx.path().join("go");
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM {base}\nCOPY held.bin /held.bin\nRUN sleep 20\n"),
+    )
+    .unwrap();
+    std::fs::write(ctx.path().join("held.bin"), vec![7u8; 100 * 1024]).unwrap();
+    let mut running = Command::new("/usr/bin/docker")
+        .args(["build", "--network=host", ctx.path().to_str().unwrap()])
+        .env("DOCKER_HOST", e.host())
+        .env("DOCKER_BUILDKIT", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let f = e.fixture("budget = 0\nprotect-cache-mounts = \"no\"");
+    let t = Instant::now();
+    let before = loop {
+        let v = scan(&f);
+        if items(&v).iter().any(|r| r["in_use"] == true) {
+            break v;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "no record in use: {v:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let held: Vec<String> = ids(&items(&before)
+        .into_iter()
+        .filter(|r| r["in_use"] == true || r["shared"] == true)
+        .collect::<Vec<_>>());
+    let report = f.ck_json(&["clean", "--buildkit-only"]);
+    let gone = removed_ids(&report);
+    assert!(
+        gone.iter().all(|g| !held.contains(g)),
+        "pruned a held record: {report:#}"
+    );
+    let after = items(&scan(&f));
+    let left = ids(&after);
+    assert!(held.iter().all(|h| left.contains(h)));
+    // The budget counts what can be reclaimed: everything else went, the held records stay.
+    assert!(!gone.is_empty());
+    let still_free: Vec<&Value> = after
+        .iter()
+        .filter(|r| {
+            r["in_use"] == false
+                && r["shared"] == false
+                && !held.contains(&r["id"].as_str().unwrap().to_string())
+        })
+        .collect();
+    assert!(still_free.is_empty(), "{still_free:?}");
+    drop(flag);
+    let _ = running.wait();
+}
+
+/// A fake engine on a unix socket, for faults a real one will not produce on demand.
+struct FakeEngine {
+    _dir: tempfile::TempDir,
+    socket: PathBuf,
+}
+
+impl FakeEngine {
+    /// `answer`: None to accept and never answer, Some((status line, JSON body)) to send to
+    /// every request.
+    fn new(answer: Option<(&'static str, &'static str)>) -> FakeEngine {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("docker.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                match answer {
+                    None => held.push(conn),
+                    Some((status, body)) => {
+                        let mut buf = [0u8; 4096];
+                        let _ = conn.read(&mut buf);
+                        let text = format!(
+                            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = conn.write_all(text.as_bytes());
+                    }
+                }
+            }
+        });
+        FakeEngine { _dir: dir, socket }
+    }
+
+    fn config(&self) -> String {
+        format!(
+            "[buildkit]\ndocker-host = \"unix://{}\"\ntimeout = \"1s\"\n",
+            self.socket.display()
+        )
+    }
+}
+
+/// A stale target dir for the cargo side to clean while the engine fails.
+fn stale_cargo_fixture(buildkit_section: &str) -> Fixture {
+    let f = Fixture::new();
+    f.workspace(&["app"]);
+    f.krate(&crate::support::Krate {
+        name: "app",
+        bin: true,
+        ..crate::support::Krate::default()
+    });
+    assert!(f.cargo(&["build"]).success);
+    f.pass_time(60 * crate::support::DAY);
+    f.config_with("", buildkit_section);
+    f
+}
+
+fn status_and_clean(f: &Fixture) -> (String, i32, Value) {
+    let status = f.ck(&["status"]);
+    assert_eq!(status.status.code(), Some(0), "status must still answer");
+    let text = String::from_utf8_lossy(&status.stdout).into_owned();
+    let clean = f.ck(&["clean", "--json"]);
+    let v: Value = serde_json::from_slice(&clean.stdout).unwrap();
+    (text, clean.status.code().unwrap(), v)
+}
+
+#[test]
+fn an_engine_that_is_not_there_is_said_once_and_the_cargo_side_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = stale_cargo_fixture(&format!(
+        "[buildkit]\ndocker-host = \"unix://{}/docker.sock\"\n",
+        dir.path().display()
+    ));
+    let (text, code, v) = status_and_clean(&f);
+    assert_eq!(text.matches("BuildKit").count(), 1, "{text}");
+    assert!(
+        text.contains("BuildKit: UNAVAILABLE: no Docker engine at unix://"),
+        "{text}"
+    );
+    assert!(text.contains("no such socket"), "{text}");
+    assert!(
+        text.contains("TARGET DIR"),
+        "the cargo side is still shown: {text}"
+    );
+    assert_eq!(code, 3, "{v:#}");
+    assert!(
+        v["cargo_reclaimed_bytes"].as_u64().unwrap() > 0,
+        "the cargo side was cleaned"
+    );
+    assert_eq!(v["buildkit"]["state"], "unavailable");
+
+    // A socket nobody listens on: refused.
+    let listener = UnixListener::bind(dir.path().join("docker.sock")).unwrap();
+    drop(listener);
+    let out = f.ck(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Connection refused") || text.contains("connection refused"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_hung_engine_costs_its_timeout_once_and_is_reported() {
+    let fake = FakeEngine::new(None);
+    let f = stale_cargo_fixture(&fake.config());
+    let (text, code, v) = status_and_clean(&f);
+    assert!(text.contains("did not answer within 1s"), "{text}");
+    assert_eq!(code, 3);
+    assert!(v["cargo_reclaimed_bytes"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn an_engine_that_answers_errors_is_reported_with_its_message() {
+    let fake = FakeEngine::new(Some((
+        "500 Internal Server Error",
+        "{\"message\":\"boom: disk on fire\"}",
+    )));
+    let f = stale_cargo_fixture(&fake.config());
+    let (text, code, v) = status_and_clean(&f);
+    assert!(text.contains("answered 500: boom: disk on fire"), "{text}");
+    assert_eq!(code, 3);
+    assert_eq!(v["buildkit"]["state"], "unavailable");
+}
+
+#[test]
+fn permission_denied_on_the_socket_is_reported() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root to run as another user");
+        return;
+    }
+    let fake = FakeEngine::new(Some(("200 OK", "{}")));
+    std::fs::set_permissions(
+        &fake.socket,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let f = Fixture::new();
+    f.config_with("", &fake.config());
+    crate::support::open_to_everyone(f.dir.path());
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_cachekeeper"))
+        .arg("--config")
+        .arg(f.dir.path().join("cachekeeper.toml"))
+        .args(["status"])
+        .env("XDG_CONFIG_HOME", "/nonexistent")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("permission denied on unix://"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
