@@ -13,6 +13,139 @@ use crate::report::{self, CleanView, SurveyView};
 use crate::survey::{self, Survey};
 use crate::sweep::{self, Mode};
 
+fn socket(config: &Config) -> PathBuf {
+    crate::daemon::control::socket_path(config.daemon.socket.as_deref())
+}
+
+/// Prints a daemon's answer.
+fn print_response(cli: &Cli, r: &crate::daemon::control::Response) {
+    if cli.json {
+        emit_json(&r.json);
+    } else {
+        emit(&r.text);
+    }
+}
+
+fn status(cli: &Cli, config: &Config, progress: &Progress) -> Exit {
+    use crate::daemon::control::{Request, ask};
+    let path = socket(config);
+    match ask(
+        &path,
+        &Request::Status,
+        Some(std::time::Duration::from_secs(30)),
+    ) {
+        Ok(r) if r.ok => {
+            print_response(cli, &r);
+            return Exit::Ok;
+        }
+        Ok(r) => eprintln!(
+            "note: the daemon at {} did not answer ({}); measuring directly",
+            path.display(),
+            r.error.unwrap_or_default()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => eprintln!(
+            "note: no daemon answers at {} ({e}); measuring directly",
+            path.display()
+        ),
+    }
+    survey_command(cli, config, &[], BOTH, progress, report::human::status)
+}
+
+fn daemon(cli: &Cli, config: Config) -> Exit {
+    drop(config); // validated above; the daemon loads (and reloads) it itself
+    let options = crate::daemon::Options {
+        config_path: cli.config.clone(),
+        env: Env::from_process(),
+    };
+    match crate::daemon::run(options) {
+        Ok(()) => Exit::Ok,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            Exit::Failure
+        }
+    }
+}
+
+fn run_now(cli: &Cli, config: &Config, dry_run: bool) -> Exit {
+    use crate::daemon::control::{Request, ask};
+    let path = socket(config);
+    match ask(&path, &Request::RunNow { dry_run }, None) {
+        Ok(r) if r.ok => {
+            print_response(cli, &r);
+            let errors = r.json["errors"].as_u64().unwrap_or(0)
+                + r.json["buildkit"]["errors"].as_u64().unwrap_or(0);
+            if errors > 0 { Exit::Failure } else { Exit::Ok }
+        }
+        Ok(r) => {
+            eprintln!("error: the daemon refused: {}", r.error.unwrap_or_default());
+            Exit::Failure
+        }
+        Err(e) => {
+            eprintln!(
+                "error: no daemon answers at {} ({e}); start it (`cachekeeper daemon`, or the systemd unit) or use `cachekeeper clean`",
+                path.display()
+            );
+            Exit::Failure
+        }
+    }
+}
+
+fn history(cli: &Cli, config: &Config, limit: usize) -> Exit {
+    use crate::daemon::control::{Request, ask};
+    let path = socket(config);
+    let response = match ask(
+        &path,
+        &Request::History { limit },
+        Some(std::time::Duration::from_secs(30)),
+    ) {
+        Ok(r) if r.ok => r,
+        _ => {
+            // No daemon: read its state dir directly.
+            let dir = crate::daemon::state_dir(config.daemon.state_dir.as_deref());
+            match crate::daemon::state::StateDir::open(&dir) {
+                Ok(state) => {
+                    let runs = state.runs(limit);
+                    crate::daemon::history_response(
+                        &runs,
+                        &crate::daemon::state::totals(&state.runs(usize::MAX)),
+                    )
+                }
+                Err(e) => {
+                    eprintln!("error: cannot read the state dir {}: {e}", dir.display());
+                    return Exit::Failure;
+                }
+            }
+        }
+    };
+    print_response(cli, &response);
+    Exit::Ok
+}
+
+fn healthcheck(config: &Config) -> Exit {
+    use crate::daemon::control::{Request, ask};
+    let path = socket(config);
+    match ask(
+        &path,
+        &Request::Health,
+        Some(std::time::Duration::from_secs(10)),
+    ) {
+        Ok(r) if r.ok => {
+            emit("healthy\n");
+            Exit::Ok
+        }
+        Ok(r) => {
+            eprintln!("unhealthy: {}", r.error.unwrap_or_default());
+            Exit::Failure
+        }
+        Err(e) => {
+            eprintln!("unhealthy: no daemon answers at {} ({e})", path.display());
+            Exit::Failure
+        }
+    }
+}
+
 /// Exit codes scripts can rely on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -108,8 +241,27 @@ pub enum Command {
         only: Only,
     },
     /// Usage of every target dir against its budget, the total against the total budget,
-    /// free disk against the watermark, and what the next run would do.
+    /// free disk against the watermark, and what the next run would do. Answered by the
+    /// daemon when one runs (`"source": "daemon"`), else measured directly.
     Status,
+    /// Run the background service: clean on the schedule and on disk pressure, record builds'
+    /// uses, answer status, run-now, history and healthcheck on its socket.
+    Daemon,
+    /// Ask the daemon to run the policy now; wait for it and print what it did.
+    RunNow {
+        /// Show what would be removed; remove nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+    },
+    /// Past runs of the daemon and what they reclaimed.
+    History {
+        /// How many runs to show (the newest).
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Exit 0 when the daemon answers and is healthy, 1 otherwise (for systemd, containers
+    /// without curl, and monitoring).
+    Healthcheck,
     /// Validate a config file and explain any error (default: the config in force).
     CheckConfig {
         file: Option<PathBuf>,
@@ -144,19 +296,64 @@ const BOTH: survey::Sides = survey::Sides {
     buildkit: true,
 };
 
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
+/// Logs to stderr. Under systemd (`$JOURNAL_STREAM` set) each line starts with its syslog
+/// priority (`<3>` error ... `<7>` debug), which journald turns into the entry's level, and
+/// carries no colors or timestamps (journald adds its own).
+fn init_logging(verbose: u8, daemon: bool) {
+    use std::io::IsTerminal;
+    let default = match (verbose, daemon) {
+        (0, false) => "warn",
+        // notify logs routine unwatch failures (a unit dir already removed) at info.
+        (0, true) => "info,notify=warn",
+        (1, _) => "info",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CACHEKEEPER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let format = tracing_subscriber::fmt::format()
+        .with_ansi(std::io::stderr().is_terminal() && !journald)
+        .with_target(false)
+        .without_time();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .without_time()
+        .event_format(Priority {
+            inner: format,
+            journald,
+        })
         .try_init();
+}
+
+/// Prefixes each log line with its syslog priority for journald.
+struct Priority<F> {
+    inner: F,
+    journald: bool,
+}
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for Priority<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        if self.journald {
+            let p = match *event.metadata().level() {
+                tracing::Level::ERROR => 3,
+                tracing::Level::WARN => 4,
+                tracing::Level::INFO => 6,
+                tracing::Level::DEBUG | tracing::Level::TRACE => 7,
+            };
+            write!(writer, "<{p}>")?;
+        }
+        self.inner.format_event(ctx, writer, event)
+    }
 }
 
 /// Prints to stdout, ignoring a closed pipe (`cachekeeper scan | head`).
@@ -185,7 +382,7 @@ fn config_error(e: &LoadError) -> Exit {
 #[must_use]
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    init_logging(cli.verbose, matches!(cli.command, Command::Daemon));
     run(&cli).into()
 }
 
@@ -216,9 +413,11 @@ fn run(cli: &Cli) -> Exit {
             &progress,
             report::human::scan,
         ),
-        Command::Status => {
-            survey_command(cli, &config, &[], BOTH, &progress, report::human::status)
-        }
+        Command::Status => status(cli, &config, &progress),
+        Command::Daemon => daemon(cli, config),
+        Command::RunNow { dry_run } => run_now(cli, &config, *dry_run),
+        Command::History { limit } => history(cli, &config, *limit),
+        Command::Healthcheck => healthcheck(&config),
         Command::Clean {
             dry_run,
             paths,
@@ -285,15 +484,14 @@ fn survey_command(
 }
 
 /// Shows clean's progress: one line per action.
-struct CleanProgress<'a>(&'a Progress, usize, usize);
+struct CleanProgress<'a>(&'a Progress, usize);
 
 impl sweep::Observer for CleanProgress<'_> {
     fn before(&mut self, target: &crate::inventory::TargetDir, _action: &crate::policy::Action) {
         self.1 += 1;
         self.0.say(&format!(
-            "cleaning {}/{}: {}",
+            "cleaning ({} done): {}",
             self.1,
-            self.2,
             target.path.display()
         ));
     }
@@ -307,54 +505,51 @@ fn clean(
     dry_run: bool,
     progress: &Progress,
 ) -> Exit {
-    let (survey, plan) = match survey_and_plan(config, paths, sides, progress) {
-        Ok(sp) => sp,
+    let roots = match roots(config, paths) {
+        Ok(r) => r,
         Err(e) => return e,
     };
     let mode = if dry_run { Mode::DryRun } else { Mode::Execute };
-    let mut observer = CleanProgress(progress, 0, plan.actions.len());
-    let result = sweep::sweep(&survey.targets, &plan, mode, None, &mut observer);
+    let mut observer = CleanProgress(progress, 0);
+    let outcome = crate::job::clean(
+        config,
+        &roots,
+        sides,
+        mode,
+        None,
+        progress,
+        &mut |_| {},
+        &mut observer,
+    );
     progress.done();
-    for r in &result.results {
-        let a = &plan.actions[r.action];
+    log_actions(&outcome);
+    let view = CleanView::from_outcome(&outcome);
+    if cli.json {
+        emit_json(&view);
+    } else {
+        emit(&report::human::clean(&view));
+    }
+    if outcome.sweep.errors > 0 || !outcome.survey.failed.is_empty() {
+        Exit::Failure
+    } else if outcome.buildkit_not_done(sides) {
+        Exit::BuildkitNotDone
+    } else {
+        Exit::Ok
+    }
+}
+
+/// One log line per action, for the journal.
+pub fn log_actions(outcome: &crate::job::Outcome) {
+    for r in &outcome.sweep.results {
+        let a = &outcome.plan.actions[r.action];
         tracing::info!(
-            target_dir = %survey.targets[a.target].path.display(),
+            target_dir = %outcome.survey.targets[a.target].path.display(),
             rule = a.rule.name(),
             status = ?r.status,
             bytes = r.reclaimed_bytes,
             "{}",
             a.reason
         );
-    }
-    let bk_plan = survey.buildkit_plan(config, SystemTime::now());
-    let bk_sweep = match (&survey.buildkit, &bk_plan) {
-        (crate::buildkit::Side::Ready(cache), Some(p)) => {
-            progress.say("pruning the BuildKit cache");
-            let r = cache.sweep(p, mode, None);
-            progress.done();
-            Some(r)
-        }
-        _ => None,
-    };
-    let bk =
-        report::BuildkitCleanView::build(&survey.buildkit, bk_plan.as_ref(), bk_sweep.as_ref());
-    let bk_not_done = match &survey.buildkit {
-        crate::buildkit::Side::Unavailable { quiet, .. } => !quiet || !sides.cargo,
-        crate::buildkit::Side::Ready(_) => bk.errors > 0,
-        crate::buildkit::Side::Off => false,
-    };
-    let view = CleanView::build(&survey, &plan, &result, bk, mode);
-    if cli.json {
-        emit_json(&view);
-    } else {
-        emit(&report::human::clean(&view));
-    }
-    if result.errors > 0 || !survey.failed.is_empty() {
-        Exit::Failure
-    } else if bk_not_done {
-        Exit::BuildkitNotDone
-    } else {
-        Exit::Ok
     }
 }
 

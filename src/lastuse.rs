@@ -19,6 +19,8 @@ pub enum Signal {
     Relatime,
     /// No access times: only build times are known.
     BuildTimeOnly,
+    /// The daemon watches every unit and records each use as it happens.
+    Recorded,
 }
 
 impl Signal {
@@ -34,6 +36,7 @@ impl Signal {
             Signal::Atime => "access times (strictatime)",
             Signal::Relatime => "access times (relatime: within 24h)",
             Signal::BuildTimeOnly => "build times only (noatime: stale rule off)",
+            Signal::Recorded => "uses recorded by the daemon (exact)",
         }
     }
 }

@@ -512,7 +512,9 @@ impl State<'_> {
             }
             let dir = self.input.targets[t].dir;
             for u in 0..dir.units.len() {
-                let idle = self.since(self.eff[t][u]);
+                // A unit the daemon first saw recently may have been used before it watched.
+                let seen = dir.units[u].first_seen.unwrap_or(SystemTime::UNIX_EPOCH);
+                let idle = self.since(self.eff[t][u].max(seen));
                 if self.removed[t].contains(&Item::Unit(u)) || idle <= s.stale_after {
                     continue;
                 }
@@ -733,6 +735,7 @@ mod tests {
             invoked: Some(ago(used + DAY)),
             finished: Some(ago(used + DAY)),
             unreadable: 0,
+            first_seen: None,
         }
     }
 
@@ -1108,5 +1111,18 @@ mod tests {
             p.actions.iter().map(|a| a.bytes).collect::<Vec<_>>(),
             vec![100, 150]
         );
+    }
+
+    #[test]
+    fn first_sight_holds_off_the_stale_rule_but_not_budgets() {
+        let mut a = unit(1, 60 * DAY, 100);
+        a.first_seen = Some(ago(DAY));
+        let t = vec![target("/t", vec![a])];
+        let p = run(&t, &settings(), &fs(900_000), None);
+        assert!(p.actions.is_empty(), "seen a day ago: not stale yet");
+        let mut s = settings();
+        s.target_budget = Some(SizeSpec::Bytes(0));
+        let p = run(&t, &s, &fs(900_000), None);
+        assert_eq!(removed(&p, &t), vec![(0, 1, Rule::TargetBudget)]);
     }
 }

@@ -31,6 +31,9 @@ pub struct Meta {
     pub bytes: u64,
     pub atime: SystemTime,
     pub mtime: SystemTime,
+    /// Status change time: moves on every write and rename, so (ino, ctime) identifies a
+    /// version of a file.
+    pub ctime: SystemTime,
     pub kind: Kind,
 }
 
@@ -67,6 +70,7 @@ impl From<rustix::fs::Stat> for Meta {
             bytes: u64::try_from(st.st_blocks).unwrap_or(0) * 512,
             atime: time(st.st_atime, u64::try_from(st.st_atime_nsec).unwrap_or(0)),
             mtime: time(st.st_mtime, u64::try_from(st.st_mtime_nsec).unwrap_or(0)),
+            ctime: time(st.st_ctime, u64::try_from(st.st_ctime_nsec).unwrap_or(0)),
             kind,
         }
     }

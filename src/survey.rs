@@ -41,6 +41,18 @@ impl Survey {
     /// Finds and measures every target dir under `roots`.
     #[must_use]
     pub fn take(config: &Config, roots: &[PathBuf], sides: Sides, progress: &Progress) -> Survey {
+        Survey::take_with(config, roots, sides, progress, None)
+    }
+
+    /// [`Survey::take`], reading only the fingerprint files `cache` has not seen.
+    #[must_use]
+    pub fn take_with(
+        config: &Config,
+        roots: &[PathBuf],
+        sides: Sides,
+        progress: &Progress,
+        cache: Option<&crate::inventory::FingerprintCache>,
+    ) -> Survey {
         let exclude = discover::exclude_set(&config.cargo.exclude)
             .expect("exclude patterns were validated with the config");
         let found = if sides.cargo {
@@ -78,7 +90,7 @@ impl Survey {
             });
             for (i, path) in found.targets.iter().enumerate() {
                 progress.say(&format!("scanning {}/{n}: {}", i + 1, path.display()));
-                match inventory::scan(path, threads) {
+                match inventory::scan_cached(path, threads, cache) {
                     Ok(t) => targets.push(t),
                     Err(e) => failed.push((path.clone(), e.to_string())),
                 }

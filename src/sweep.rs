@@ -83,6 +83,11 @@ pub struct SweepReport {
 pub trait Observer {
     fn before(&mut self, _target: &TargetDir, _action: &Action) {}
     fn after(&mut self, _target: &TargetDir, _action: &Action, _result: &ActionResult) {}
+    /// A use of the unit whose fingerprint dir is `fingerprint_dir` that the file times may
+    /// not show (the daemon records builds' reads as they happen).
+    fn recorded_use(&self, _target: &TargetDir, _fingerprint_dir: &Path) -> Option<SystemTime> {
+        None
+    }
 }
 
 pub struct NoObserver;
@@ -259,9 +264,19 @@ pub fn sweep(
 
         let mut profiles: HashMap<u16, ProfileAccess> = HashMap::new();
         let mut kept: HashSet<usize> = HashSet::new();
+        let mut removed_here: HashSet<usize> = HashSet::new();
         for i in actions {
             let action = &plan.actions[i];
-            if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+            // A stop falls between units, never between a unit and the incremental data that
+            // goes with it.
+            let follows_a_unit = match action.item {
+                Item::Incremental(inc) if action.rule != Rule::Incremental => {
+                    let owners = &target.incremental[inc].owners;
+                    !owners.is_empty() && owners.iter().all(|o| removed_here.contains(o))
+                }
+                _ => false,
+            };
+            if stop.is_some_and(|s| s.load(Ordering::SeqCst)) && !follows_a_unit {
                 report.results.push(result(i, Status::Stopped, Vec::new()));
                 continue;
             }
@@ -276,7 +291,8 @@ pub fn sweep(
                     result(i, status.clone(), vec![why.clone()])
                 }
                 ProfileAccess::Locked(_) => {
-                    if let Some(status) = must_keep(root.as_fd(), target, action, &kept) {
+                    if let Some(status) = must_keep(root.as_fd(), target, action, &kept, &*observer)
+                    {
                         if let Item::Unit(u) = action.item {
                             kept.insert(u);
                         }
@@ -307,10 +323,16 @@ pub fn sweep(
                     }
                 }
             };
-            if matches!(res.status, Status::SkippedBusy)
-                && let Item::Unit(u) = action.item
-            {
-                kept.insert(u);
+            if let Item::Unit(u) = action.item {
+                match res.status {
+                    Status::SkippedBusy => {
+                        kept.insert(u);
+                    }
+                    Status::Removed | Status::WouldRemove => {
+                        removed_here.insert(u);
+                    }
+                    _ => {}
+                }
             }
             observer.after(target, action, &res);
             report.results.push(res);
@@ -397,6 +419,7 @@ fn must_keep(
     target: &TargetDir,
     action: &Action,
     kept: &HashSet<usize>,
+    observer: &dyn Observer,
 ) -> Option<Status> {
     match action.item {
         Item::Unit(u) => {
@@ -404,7 +427,8 @@ fn must_keep(
             if unit.dependents.iter().any(|d| kept.contains(d)) {
                 return Some(Status::SkippedDependentKept);
             }
-            let used = fingerprint_last_use(root, &unit.fingerprint_dir);
+            let used = fingerprint_last_use(root, &unit.fingerprint_dir)
+                .max(observer.recorded_use(target, &unit.fingerprint_dir));
             if used.is_some_and(|t| t > unit.last_used.max(unit.last_built)) {
                 return Some(Status::SkippedUsed);
             }
@@ -438,6 +462,7 @@ mod tests {
             bytes,
             atime: SystemTime::UNIX_EPOCH,
             mtime: SystemTime::UNIX_EPOCH,
+            ctime: SystemTime::UNIX_EPOCH,
             kind: safefs::Kind::File,
         }
     }

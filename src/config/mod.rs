@@ -45,7 +45,21 @@ pub struct Config {
     pub source: Source,
     pub cargo: CargoConfig,
     pub buildkit: BuildkitConfig,
+    pub daemon: DaemonConfig,
     pub disk: DiskConfig,
+}
+
+#[derive(Clone, Debug)]
+pub struct DaemonConfig {
+    pub schedule: crate::daemon::trigger::Schedule,
+    pub poll_interval: Duration,
+    pub min_interval: Duration,
+    pub hysteresis: SizeSpec,
+    pub rescan_interval: Duration,
+    pub track_access: bool,
+    pub stop_timeout: Duration,
+    pub state_dir: Option<PathBuf>,
+    pub socket: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -256,6 +270,18 @@ pub fn defaults(env: &Env) -> Config {
             hard_limit: None,
             timeout: Duration::ZERO,
         },
+        daemon: DaemonConfig {
+            schedule: crate::daemon::trigger::Schedule::parse("0 3 * * *")
+                .expect("a fixed valid schedule"),
+            poll_interval: Duration::ZERO,
+            min_interval: Duration::ZERO,
+            hysteresis: SizeSpec::Bytes(0),
+            rescan_interval: Duration::ZERO,
+            track_access: false,
+            stop_timeout: Duration::ZERO,
+            state_dir: None,
+            socket: None,
+        },
         disk: DiskConfig { min_free: None },
     };
     // The embedded file is tested to validate (see the tests below), so this cannot fail.
@@ -268,7 +294,18 @@ pub fn defaults(env: &Env) -> Config {
     config
 }
 
-const TOP_KEYS: &[&str] = &["cargo", "buildkit", "disk"];
+const TOP_KEYS: &[&str] = &["cargo", "buildkit", "daemon", "disk"];
+const DAEMON_KEYS: &[&str] = &[
+    "schedule",
+    "poll-interval",
+    "min-interval",
+    "hysteresis",
+    "rescan-interval",
+    "track-access",
+    "stop-timeout",
+    "state-dir",
+    "socket",
+];
 const CARGO_KEYS: &[&str] = &[
     "roots",
     "exclude",
@@ -366,6 +403,34 @@ fn apply(doc: &Doc<'_>, config: &mut Config, env: &Env) -> Result<(), ConfigErro
         }
         if let Some(d) = bk.duration("timeout", true)? {
             b.timeout = d;
+        }
+    }
+    if let Some(d) = top.table("daemon", DAEMON_KEYS)? {
+        let c = &mut config.daemon;
+        if let Some(s) = d.schedule("schedule")? {
+            c.schedule = s;
+        }
+        for (key, slot) in [
+            ("poll-interval", &mut c.poll_interval),
+            ("min-interval", &mut c.min_interval),
+            ("rescan-interval", &mut c.rescan_interval),
+            ("stop-timeout", &mut c.stop_timeout),
+        ] {
+            if let Some(v) = d.duration(key, true)? {
+                *slot = v;
+            }
+        }
+        if let Some(Some(h)) = d.budget("hysteresis")? {
+            c.hysteresis = h;
+        }
+        if let Some(on) = d.bool("track-access")? {
+            c.track_access = on;
+        }
+        if let Some(p) = d.path("state-dir", env)? {
+            c.state_dir = Some(p);
+        }
+        if let Some(p) = d.path("socket", env)? {
+            c.socket = Some(p);
         }
     }
     if let Some(disk) = top.table("disk", DISK_KEYS)?
@@ -595,6 +660,25 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    #[test]
+    fn daemon_section() {
+        let c = defaults(&env());
+        assert_eq!(c.daemon.schedule.text(), "0 3 * * *");
+        assert_eq!(c.daemon.min_interval, Duration::from_secs(600));
+        assert!(c.daemon.track_access);
+        let c = parse(
+            "[daemon]\nschedule = \"*/5 * * * *\"\nstate-dir = \"~/state\"\npoll-interval = \"1s\"\n",
+            Source::Embedded,
+            &env(),
+        )
+        .unwrap();
+        assert_eq!(c.daemon.schedule.text(), "*/5 * * * *");
+        assert_eq!(c.daemon.state_dir, Some(PathBuf::from("/home/dev/state")));
+        let e = err("[daemon]\nschedule = \"every night\"\n");
+        assert_eq!(e.key, "daemon.schedule");
+        assert!(e.message.contains("5 fields"), "{}", e.message);
     }
 
     #[test]

@@ -245,6 +245,29 @@ impl<'d, 't> Section<'d, 't> {
         }
     }
 
+    /// A cron schedule.
+    pub(super) fn schedule(
+        &self,
+        key: &str,
+    ) -> Result<Option<crate::daemon::trigger::Schedule>, ConfigError> {
+        let Some((text, span)) = self.string(key, "a cron expression like \"0 3 * * *\"")? else {
+            return Ok(None);
+        };
+        crate::daemon::trigger::Schedule::parse(text)
+            .map(Some)
+            .map_err(|m| self.fail(key, span, m))
+    }
+
+    /// One absolute path (or `~/...`).
+    pub(super) fn path(&self, key: &str, env: &Env) -> Result<Option<PathBuf>, ConfigError> {
+        let Some((text, span)) = self.string(key, "a path like \"/var/lib/cachekeeper\"")? else {
+            return Ok(None);
+        };
+        expand_home(text, env)
+            .map(Some)
+            .map_err(|m| self.fail(key, span, m))
+    }
+
     /// A Docker host URL (`unix://...`, `tcp://...`).
     pub(super) fn docker_host(&self, key: &str) -> Result<Option<String>, ConfigError> {
         let Some((text, span)) = self.string(key, "a host like \"unix:///var/run/docker.sock\"")?

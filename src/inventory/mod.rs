@@ -17,8 +17,11 @@
 //! - Only a dir carrying cargo's `CACHEDIR.TAG` is scanned.
 //! - Sizes are allocated bytes (`du`), with every inode counted once.
 
+mod cache;
 mod names;
 mod visitor;
+
+pub use cache::FingerprintCache;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -243,6 +246,9 @@ pub struct Unit {
     pub finished: Option<SystemTime>,
     /// Fingerprint files that could not be read or parsed.
     pub unreadable: u32,
+    /// When the daemon first saw the unit, if it watches. The stale rule counts a unit as used
+    /// no earlier than this, so installing the daemon never makes old units look unused.
+    pub first_seen: Option<SystemTime>,
 }
 
 impl Unit {
@@ -346,6 +352,15 @@ const SESSION_SLACK: Duration = Duration::from_secs(2);
 
 /// Measures and understands one target dir.
 pub fn scan(path: &Path, threads: usize) -> Result<TargetDir, ScanError> {
+    scan_cached(path, threads, None)
+}
+
+/// [`scan`], reading only the fingerprint files `cache` has not seen in this version.
+pub fn scan_cached(
+    path: &Path,
+    threads: usize,
+    cache: Option<&FingerprintCache>,
+) -> Result<TargetDir, ScanError> {
     let open_err = |source| ScanError::Open {
         path: path.to_path_buf(),
         source,
@@ -369,6 +384,7 @@ pub fn scan(path: &Path, threads: usize) -> Result<TargetDir, ScanError> {
         }
     }
     let visitor = InventoryVisitor {
+        cache,
         profiles: profile_rels
             .iter()
             .enumerate()
@@ -532,6 +548,7 @@ fn assemble(
             invoked: u.invoked,
             finished: u.finished,
             unreadable: u.unreadable,
+            first_seen: None,
         });
     }
     link_dependents(&mut units);

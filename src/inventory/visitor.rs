@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use super::cache::Parsed;
 use super::names;
 use super::{ByKind, Kind, Layout, ScanErrors, UnitKey, Usage};
 use crate::safefs::{self, Meta};
@@ -185,7 +186,9 @@ impl Acc {
     }
 }
 
-pub(super) struct InventoryVisitor {
+pub(super) struct InventoryVisitor<'c> {
+    /// Parsed fingerprint files of earlier scans (the daemon's), if any.
+    pub cache: Option<&'c super::cache::FingerprintCache>,
     pub profiles: HashMap<PathBuf, u16>,
     pub containers: Vec<PathBuf>,
     /// Incremental crate dirs met so far, `(profile, dir name)`, indexed by their id: files
@@ -203,7 +206,7 @@ struct FingerprintJson {
     deps: Vec<Vec<serde_json::Value>>,
 }
 
-impl InventoryVisitor {
+impl InventoryVisitor<'_> {
     fn classify(
         &self,
         parent: &Ctx,
@@ -332,6 +335,7 @@ impl InventoryVisitor {
 
     /// Reads what a fingerprint file says into its unit.
     fn fingerprint_file(
+        &self,
         acc: &mut Acc,
         key: UnitKey,
         dirfd: BorrowedFd<'_>,
@@ -343,37 +347,55 @@ impl InventoryVisitor {
         unit.last_built = later(unit.last_built, meta.mtime);
         if name == "invoked.timestamp" {
             unit.invoked = later(unit.invoked, meta.mtime);
-        } else if let Some(target) = name.strip_suffix(".json") {
-            match safefs::read_small_at(dirfd, OsStr::new(name), MAX_FINGERPRINT_JSON)
-                .ok()
-                .and_then(|bytes| serde_json::from_slice::<FingerprintJson>(&bytes).ok())
-            {
-                Some(fp) => {
-                    unit.rustc.push(fp.rustc);
-                    // Each dependency is [package id, name, public, fingerprint hash]; only
-                    // the last element is needed, and it is last in every cargo version.
-                    unit.deps
-                        .extend(fp.deps.iter().filter_map(|d| d.last()?.as_u64()));
-                }
-                None => unit.unreadable += 1,
+            return;
+        }
+        let json = name.strip_suffix(".json");
+        let hash = names::fingerprint_target(name).is_some();
+        if json.is_none() && !hash {
+            return;
+        }
+        let read = || parse_fingerprint(dirfd, name, json.is_some());
+        let parsed = match self.cache {
+            Some(cache) => cache.get_or_read(meta, read),
+            None => read(),
+        };
+        match parsed {
+            Parsed::Json { rustc, deps } => {
+                unit.rustc.push(rustc);
+                unit.deps.extend(deps);
             }
-            unit.build_script |= names::is_build_script_file(target);
-        } else if names::fingerprint_target(name).is_some() {
-            match safefs::read_small_at(dirfd, OsStr::new(name), 64)
-                .ok()
-                .and_then(|b| names::fingerprint_value(&b))
-            {
-                Some(v) => unit.fingerprints.push(v),
-                None => unit.unreadable += 1,
-            }
+            Parsed::Hash(v) => unit.fingerprints.push(v),
+            Parsed::Unreadable => unit.unreadable += 1,
+        }
+        unit.build_script |= names::is_build_script_file(json.unwrap_or(name));
+        if hash {
             unit.targets.push(name.to_string());
             unit.finished = later(unit.finished, meta.mtime);
-            unit.build_script |= names::is_build_script_file(name);
         }
     }
 }
 
-impl Visitor for InventoryVisitor {
+/// Reads and parses one fingerprint file (`O_NOATIME`, no symlink followed).
+fn parse_fingerprint(dirfd: BorrowedFd<'_>, name: &str, json: bool) -> Parsed {
+    if json {
+        safefs::read_small_at(dirfd, OsStr::new(name), MAX_FINGERPRINT_JSON)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<FingerprintJson>(&bytes).ok())
+            .map_or(Parsed::Unreadable, |fp| Parsed::Json {
+                rustc: fp.rustc,
+                // Each dependency is [package id, name, public, fingerprint hash]; only the
+                // last element is needed, and it is last in every cargo version.
+                deps: fp.deps.iter().filter_map(|d| d.last()?.as_u64()).collect(),
+            })
+    } else {
+        safefs::read_small_at(dirfd, OsStr::new(name), 64)
+            .ok()
+            .and_then(|b| names::fingerprint_value(&b))
+            .map_or(Parsed::Unreadable, Parsed::Hash)
+    }
+}
+
+impl Visitor for InventoryVisitor<'_> {
     type Ctx = Ctx;
     type Acc = Acc;
 
@@ -429,7 +451,7 @@ impl Visitor for InventoryVisitor {
 
         match (&owner, parent) {
             (Owner::Unit(key, Kind::Fingerprint), Ctx::Unit(..)) if !is_dir => {
-                Self::fingerprint_file(acc, *key, dirfd, name_str, meta);
+                self.fingerprint_file(acc, *key, dirfd, name_str, meta);
             }
             (Owner::Incr(id), Ctx::IncrCrate(..)) => {
                 let i = acc.incr.entry(*id).or_default();

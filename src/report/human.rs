@@ -315,11 +315,12 @@ pub fn scan(v: &SurveyView) -> String {
 #[must_use]
 pub fn status(v: &SurveyView) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "cachekeeper status (measured directly; config: {})",
-        v.config
-    );
+    let source = if v.daemon.is_some() {
+        "from the daemon"
+    } else {
+        "measured directly"
+    };
+    let _ = writeln!(out, "cachekeeper status ({source}; config: {})", v.config);
     let mut rows = vec![vec![
         "TARGET DIR".to_string(),
         "USED".into(),
@@ -356,10 +357,12 @@ pub fn status(v: &SurveyView) -> String {
     out.push_str(&table(&rows));
     buildkit(&v.buildkit, false, &mut out);
     filesystems(v, &mut out);
-    let _ = writeln!(
-        out,
-        "Last runs: none recorded (run history is kept by the daemon)."
-    );
+    if v.daemon.is_none() {
+        let _ = writeln!(
+            out,
+            "Last runs: none recorded (run history is kept by the daemon)."
+        );
+    }
     let _ = writeln!(
         out,
         "Next run would reclaim {} ({}).",
@@ -367,6 +370,144 @@ pub fn status(v: &SurveyView) -> String {
         by_rule(&v.total.reclaimable_by_rule)
     );
     footer(v, &mut out);
+    if let Some(d) = &v.daemon {
+        out.push_str(&daemon(d));
+    }
+    out
+}
+
+/// The daemon's section of `status`.
+#[must_use]
+pub fn daemon(d: &crate::report::DaemonInfo) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Daemon: pid {}, up since {}; next run {} (schedule \"{}\"){}",
+        d.pid,
+        d.started,
+        d.next_run.as_deref().unwrap_or("never"),
+        d.schedule,
+        d.running
+            .as_ref()
+            .map(|r| format!("; RUNNING: {r}"))
+            .unwrap_or_default()
+    );
+    if let Some(m) = &d.measured_at {
+        let _ = writeln!(out, "  numbers above measured at {m}");
+    }
+    let t = &d.tracking;
+    let _ = writeln!(
+        out,
+        "  last use: {} units watched (exact), {} on access times{}; {} uses recorded",
+        t.watched_units,
+        t.unwatched_units,
+        if t.watch_limit_reached {
+            " (inotify watch limit reached)"
+        } else {
+            ""
+        },
+        t.events
+    );
+    if let Some(e) = &t.error {
+        let _ = writeln!(out, "  note: {e}");
+    }
+    let _ = writeln!(
+        out,
+        "  disk pressure trigger: {}",
+        if d.pressure_armed {
+            "armed"
+        } else {
+            "disarmed until free space recovers"
+        }
+    );
+    if d.last_runs.is_empty() {
+        let _ = writeln!(out, "  last runs: none yet");
+    } else {
+        let _ = writeln!(out, "  last runs:");
+        for r in d.last_runs.iter().rev().take(5) {
+            let _ = writeln!(out, "    {}", run_line(r));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  reclaimed in total: {} over {} runs (target dirs {}, BuildKit {})",
+        human_bytes(d.totals.reclaimed_bytes),
+        d.totals.runs,
+        human_bytes(d.totals.cargo_reclaimed_bytes),
+        human_bytes(d.totals.buildkit_reclaimed_bytes)
+    );
+    if let Some(e) = &d.config_error {
+        let _ = writeln!(out, "  error: {e}");
+    }
+    for e in &d.errors {
+        let _ = writeln!(out, "  recent error: {e}");
+    }
+    out
+}
+
+fn run_line(r: &crate::daemon::state::RunRecord) -> String {
+    format!(
+        "{}  {:<8}  {}{} in {:.1}s{}{}",
+        r.started,
+        r.trigger,
+        if r.dry_run {
+            "would reclaim "
+        } else {
+            "reclaimed "
+        },
+        human_bytes(r.reclaimed_bytes),
+        r.duration_ms as f64 / 1000.0,
+        if r.stopped { " (stopped)" } else { "" },
+        if r.errors.is_empty() {
+            String::new()
+        } else {
+            format!(", {} errors", r.errors.len())
+        }
+    )
+}
+
+/// `cachekeeper history`.
+#[must_use]
+pub fn history(
+    runs: &[crate::daemon::state::RunRecord],
+    totals: &crate::daemon::state::Totals,
+) -> String {
+    let mut out = String::new();
+    if runs.is_empty() {
+        out.push_str("No runs recorded yet.\n");
+    }
+    for r in runs {
+        let _ = writeln!(out, "{}", run_line(r));
+        for t in &r.targets {
+            let _ = writeln!(
+                out,
+                "    {}: {} ({} units, {} incremental dirs)",
+                t.path.display(),
+                human_bytes(t.reclaimed_bytes),
+                t.units_removed,
+                t.incremental_removed
+            );
+        }
+        if r.buildkit_reclaimed_bytes > 0 || r.buildkit_records_removed > 0 {
+            let _ = writeln!(
+                out,
+                "    BuildKit: {} ({} records)",
+                human_bytes(r.buildkit_reclaimed_bytes),
+                r.buildkit_records_removed
+            );
+        }
+        for e in &r.errors {
+            let _ = writeln!(out, "    error: {e}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "Total: {} reclaimed over {} runs (target dirs {}, BuildKit {}).",
+        human_bytes(totals.reclaimed_bytes),
+        totals.runs,
+        human_bytes(totals.cargo_reclaimed_bytes),
+        human_bytes(totals.buildkit_reclaimed_bytes)
+    );
     out
 }
 

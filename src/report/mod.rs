@@ -235,6 +235,30 @@ impl BuildkitView {
     }
 }
 
+/// The daemon's own state, in `status` when the daemon answers.
+#[derive(Serialize, Clone)]
+pub struct DaemonInfo {
+    pub pid: u32,
+    pub started: String,
+    /// When the numbers above were measured (the daemon rescans every `rescan-interval`
+    /// and after each run).
+    pub measured_at: Option<String>,
+    /// Set when the last config reload failed (the previous config is still in force).
+    pub config_error: Option<String>,
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+    pub schedule: String,
+    pub next_run: Option<String>,
+    pub running: Option<String>,
+    /// Whether disk pressure can trigger a run (false right after one, until free space
+    /// recovers past the hysteresis).
+    pub pressure_armed: bool,
+    pub tracking: crate::daemon::tracker::TrackStats,
+    pub totals: crate::daemon::state::Totals,
+    pub last_runs: Vec<crate::daemon::state::RunRecord>,
+    pub errors: Vec<String>,
+}
+
 /// What `scan` and `status` show: every target dir against its budget, and the next run.
 #[derive(Serialize)]
 pub struct SurveyView {
@@ -251,6 +275,9 @@ pub struct SurveyView {
     pub missing_roots: Vec<PathBuf>,
     pub search_errors: Vec<String>,
     pub buildkit: BuildkitView,
+    /// Present when the daemon answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<DaemonInfo>,
 }
 
 impl SurveyView {
@@ -310,6 +337,7 @@ impl SurveyView {
             missing_roots: survey.missing_roots.clone(),
             search_errors: survey.search_errors.clone(),
             buildkit,
+            daemon: None,
         }
     }
 }
@@ -476,6 +504,17 @@ pub struct CleanView {
 }
 
 impl CleanView {
+    /// The view of a finished clean job.
+    #[must_use]
+    pub fn from_outcome(o: &crate::job::Outcome) -> CleanView {
+        let bk = BuildkitCleanView::build(
+            &o.survey.buildkit,
+            o.buildkit_plan.as_ref(),
+            o.buildkit_sweep.as_ref(),
+        );
+        CleanView::build(&o.survey, &o.plan, &o.sweep, bk, o.mode)
+    }
+
     #[must_use]
     pub fn build(
         survey: &Survey,

@@ -7,6 +7,8 @@ mod budget;
 mod buildkit;
 mod churn;
 mod cli;
+mod daemon;
+mod install;
 mod layout;
 mod safety;
 mod toolchain;

@@ -413,7 +413,7 @@ pub fn shift_session_names(target: &Path, by: Duration) {
     }
 }
 
-fn base36(mut n: u64) -> String {
+pub fn base36(mut n: u64) -> String {
     let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
     let mut out = Vec::new();
     loop {

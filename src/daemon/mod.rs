@@ -1,0 +1,831 @@
+//! `cachekeeper daemon`: the background service.
+//!
+//! It measures the target dirs and the BuildKit cache, records exactly when builds use each
+//! unit (inotify, see [`tracker`]), and runs the policy on its cron schedule, on disk pressure
+//! and when asked (`run-now`); it never cleans at start-up. Runs are recorded in the state dir
+//! ([`state`]). The CLI talks to it over a Unix socket ([`control`]).
+//!
+//! Lifecycle: READY is sent to systemd once the first index is built and the socket listens;
+//! SIGHUP reloads the config (an invalid one is reported and the old one kept); SIGTERM or
+//! SIGINT stop it: a run in progress finishes the unit it is deleting and stops, within
+//! `stop-timeout`; nothing is left half-removed.
+//!
+//! The entry point is [`serve`], which tests start in-process; [`run`] adds the process's
+//! signals.
+
+pub mod control;
+pub mod sdnotify;
+pub mod state;
+pub mod tracker;
+pub mod trigger;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::buildkit::df::format_time;
+use crate::config::{self, Config, Env};
+use crate::inventory::{FingerprintCache, TargetDir};
+use crate::job;
+use crate::lastuse::Signal;
+use crate::progress::Progress;
+use crate::report::{self, CleanView, DaemonInfo, SurveyView};
+use crate::survey::{self, Sides, Survey};
+use crate::sweep::{Mode, Observer};
+use control::{Request, Response};
+use state::{LastUse, RunRecord, StateDir};
+use tracker::Tracker;
+use trigger::Pressure;
+
+/// How the daemon was started.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// `--config`, if given (reloads read the same place).
+    pub config_path: Option<PathBuf>,
+    pub env: Env,
+}
+
+/// What can be asked of a running daemon from inside the process (signals do the same).
+#[derive(Debug)]
+pub enum Command {
+    Stop,
+    Reload,
+}
+
+/// The default state dir: `$STATE_DIRECTORY` (systemd), `/var/lib/cachekeeper` as root,
+/// else `$XDG_STATE_HOME/cachekeeper` (or `~/.local/state/cachekeeper`).
+#[must_use]
+pub fn state_dir(configured: Option<&Path>) -> PathBuf {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(p) = configured {
+        return p.to_path_buf();
+    }
+    if let Some(d) = var("STATE_DIRECTORY") {
+        let first = d
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .to_string();
+        return PathBuf::from(first);
+    }
+    if rustix::process::geteuid().is_root() {
+        return PathBuf::from("/var/lib/cachekeeper");
+    }
+    var("XDG_STATE_HOME")
+        .or_else(|| var("HOME").map(|h| h.join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+        .join("cachekeeper")
+}
+
+/// Runs the daemon with the process's signals until SIGTERM or SIGINT.
+pub fn run(options: Options) -> anyhow::Result<()> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+        let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+        let forward = tx.clone();
+        tokio::spawn(async move {
+            loop {
+                let cmd = tokio::select! {
+                    _ = term.recv() => Command::Stop,
+                    _ = int.recv() => Command::Stop,
+                    _ = hup.recv() => Command::Reload,
+                };
+                if forward.send(cmd).is_err() {
+                    break;
+                }
+            }
+        });
+        serve_async(options, rx).await
+    })
+}
+
+/// Runs the daemon until a [`Command::Stop`] arrives on `commands` (tests start it this way on
+/// a thread of their own).
+pub fn serve(options: Options, commands: mpsc::UnboundedReceiver<Command>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(serve_async(options, commands))
+}
+
+/// A run in progress.
+struct Running {
+    trigger: String,
+    dry_run: bool,
+    started: SystemTime,
+    clock: Instant,
+    stop: Arc<AtomicBool>,
+    waiters: Vec<oneshot::Sender<Response>>,
+    done: oneshot::Receiver<job::Outcome>,
+}
+
+type Ask = (Request, oneshot::Sender<Response>);
+
+struct Daemon {
+    options: Options,
+    config: Config,
+    config_error: Option<String>,
+    state: StateDir,
+    socket: PathBuf,
+    uses: Arc<Mutex<LastUse>>,
+    cache: Arc<FingerprintCache>,
+    tracker: Tracker,
+    notifier: sdnotify::Notifier,
+    started: SystemTime,
+    last_run: Option<SystemTime>,
+    next_run: Option<SystemTime>,
+    pressure: HashMap<u64, Pressure>,
+    /// Paths on every filesystem to watch for pressure (target dirs, roots, Docker's root).
+    watch_paths: Vec<PathBuf>,
+    /// The latest status: JSON and text, and when it was measured.
+    view: Option<(serde_json::Value, String)>,
+    measured_at: Option<SystemTime>,
+    running: Option<Running>,
+    queued: Vec<(String, bool, Option<oneshot::Sender<Response>>)>,
+    errors: Vec<String>,
+    next_rescan: Instant,
+    next_poll: Instant,
+    next_save: Instant,
+    next_watchdog: Option<(Instant, Duration)>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+async fn serve_async(
+    options: Options,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) -> anyhow::Result<()> {
+    let config = config::load(options.config_path.as_deref(), &options.env)
+        .map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
+    let state = StateDir::open(&state_dir(config.daemon.state_dir.as_deref()))
+        .context("opening the state dir")?;
+    let socket = control::socket_path(config.daemon.socket.as_deref());
+    let listener = bind(&socket)?;
+    let uses = Arc::new(Mutex::new(state.load_uses()));
+    let tracker = Tracker::new(Arc::clone(&uses), config.daemon.track_access);
+    let now = Instant::now();
+    let mut d = Daemon {
+        next_run: config.daemon.schedule.next_after(SystemTime::now()),
+        options,
+        config_error: None,
+        state,
+        socket,
+        uses,
+        cache: Arc::new(FingerprintCache::default()),
+        tracker,
+        notifier: sdnotify::Notifier::from_env(),
+        started: SystemTime::now(),
+        last_run: None,
+        pressure: HashMap::new(),
+        watch_paths: Vec::new(),
+        view: None,
+        measured_at: None,
+        running: None,
+        queued: Vec::new(),
+        errors: Vec::new(),
+        next_rescan: now,
+        next_poll: now,
+        next_save: now + Duration::from_secs(10),
+        next_watchdog: sdnotify::Notifier::watchdog_interval().map(|i| (now, i)),
+        config,
+    };
+    d.last_run = d
+        .state
+        .runs(1)
+        .last()
+        .map(|r| state::time_of(r.started_unix));
+    tracing::info!(
+        socket = %d.socket.display(),
+        state_dir = %d.state.path().display(),
+        config = %d.config.source,
+        schedule = d.config.daemon.schedule.text(),
+        "starting"
+    );
+    d.rescan().await;
+    d.notifier
+        .notify(&format!("READY=1\nSTATUS={}", d.summary()));
+    tracing::info!(
+        "ready; next run {}",
+        d.next_run.map_or_else(|| "never".into(), format_time)
+    );
+
+    let (ask_tx, mut ask_rx) = mpsc::unbounded_channel::<Ask>();
+    let accept = tokio::spawn(accept_loop(listener, ask_tx));
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let job_done = async {
+            match d.running.as_mut() {
+                Some(r) => (&mut r.done).await.ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            cmd = commands.recv() => match cmd {
+                Some(Command::Reload) => d.reload(),
+                Some(Command::Stop) | None => break,
+            },
+            Some((request, reply)) = ask_rx.recv() => d.answer(request, reply).await,
+            outcome = job_done => {
+                if let Some(outcome) = outcome {
+                    d.finish(outcome).await;
+                }
+            }
+            _ = tick.tick() => d.tick().await,
+        }
+    }
+    d.stop().await;
+    accept.abort();
+    let _ = std::fs::remove_file(&d.socket);
+    Ok(())
+}
+
+/// Binds the control socket, replacing a stale one left by a crash (but never a live one).
+fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        anyhow::bail!("another daemon answers at {}", path.display());
+    }
+    let _ = std::fs::remove_file(path);
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    // Anyone may connect; the peer's credentials decide who is answered (see control).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
+        .with_context(|| format!("setting the mode of {}", path.display()))?;
+    Ok(listener)
+}
+
+async fn accept_loop(listener: UnixListener, asks: mpsc::UnboundedSender<Ask>) {
+    let me = rustix::process::geteuid().as_raw();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let asks = asks.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle(stream, me, asks).await {
+                tracing::debug!("control connection: {e}");
+            }
+        });
+    }
+}
+
+async fn handle(
+    stream: UnixStream,
+    me: u32,
+    asks: mpsc::UnboundedSender<Ask>,
+) -> std::io::Result<()> {
+    let cred = stream.peer_cred()?;
+    let (read, mut write) = stream.into_split();
+    // Read the request first (bounded), so even a refused peer gets its answer.
+    let mut line = String::new();
+    let mut reader = BufReader::new(read.take(64 * 1024));
+    tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no request"))??;
+    let response = if cred.uid() != me && cred.uid() != 0 {
+        tracing::warn!(
+            uid = cred.uid(),
+            pid = cred.pid().unwrap_or(0),
+            "refused a control request: only uid {me} and root may talk to this daemon"
+        );
+        Response::refused(&format!(
+            "refused: this daemon answers only uid {me} and root"
+        ))
+    } else {
+        match serde_json::from_str::<Request>(&line) {
+            Ok(request) => {
+                let (tx, rx) = oneshot::channel();
+                if asks.send((request, tx)).is_err() {
+                    Response::refused("the daemon is stopping")
+                } else {
+                    rx.await
+                        .unwrap_or_else(|_| Response::refused("the daemon is stopping"))
+                }
+            }
+            Err(e) => Response::refused(&format!("bad request: {e}")),
+        }
+    };
+    let mut out = serde_json::to_vec(&response).map_err(std::io::Error::other)?;
+    out.push(b'\n');
+    write.write_all(&out).await?;
+    write.shutdown().await
+}
+
+/// Applies what the daemon knows of last use to a survey: the uses it recorded, and when it
+/// first saw each unit (which holds off the stale rule for units it has not watched long);
+/// a fully watched target dir has exact times even on a noatime mount.
+fn apply_uses(survey: &mut Survey, uses: &Mutex<LastUse>, tracked: &[PathBuf], now: SystemTime) {
+    let mut uses = lock(uses);
+    for (i, t) in survey.targets.iter_mut().enumerate() {
+        for u in &mut t.units {
+            uses.observe(&t.path, &u.fingerprint_dir, now);
+            if let Some(r) = uses.recorded(&t.path, &u.fingerprint_dir) {
+                u.last_used = u.last_used.max(r);
+            }
+            u.first_seen = uses.first_seen(&t.path, &u.fingerprint_dir);
+        }
+        if tracked.contains(&t.path) {
+            survey.signals[i] = Signal::Recorded;
+        }
+    }
+}
+
+/// The sweep's view of recorded uses: a unit a build read since the plan was made is kept.
+struct Recorded {
+    uses: Arc<Mutex<LastUse>>,
+}
+
+impl Observer for Recorded {
+    fn recorded_use(&self, target: &TargetDir, fingerprint_dir: &Path) -> Option<SystemTime> {
+        lock(&self.uses).recorded(&target.path, fingerprint_dir)
+    }
+}
+
+impl Daemon {
+    fn summary(&self) -> String {
+        let running = self
+            .running
+            .as_ref()
+            .map_or(String::new(), |r| format!("running ({}); ", r.trigger));
+        let next = self.next_run.map_or_else(|| "never".into(), format_time);
+        let last = self.state.runs(1).pop().map_or_else(
+            || "no runs yet".to_string(),
+            |r| {
+                format!(
+                    "last run reclaimed {}",
+                    report::human_bytes(r.reclaimed_bytes)
+                )
+            },
+        );
+        format!("{running}{last}; next run {next}")
+    }
+
+    fn remember_error(&mut self, e: String) {
+        tracing::error!("{e}");
+        self.errors
+            .push(format!("{} {e}", format_time(SystemTime::now())));
+        let excess = self.errors.len().saturating_sub(10);
+        self.errors.drain(..excess);
+    }
+
+    fn reload(&mut self) {
+        match config::load(self.options.config_path.as_deref(), &self.options.env) {
+            Ok(c) => {
+                tracing::info!(config = %c.source, "config reloaded");
+                self.next_run = c.daemon.schedule.next_after(SystemTime::now());
+                self.config = c;
+                self.config_error = None;
+                self.next_rescan = Instant::now();
+            }
+            Err(e) => {
+                let msg = format!("config reload failed, keeping the previous one: {e}");
+                self.config_error = Some(msg.clone());
+                self.remember_error(msg);
+            }
+        }
+    }
+
+    /// Measures everything again (no cleaning): the status index, watches, pressure paths.
+    async fn rescan(&mut self) {
+        if self.running.is_some() {
+            return;
+        }
+        let config = self.config.clone();
+        let cache = Arc::clone(&self.cache);
+        let survey = tokio::task::spawn_blocking(move || {
+            cache.begin();
+            let s = Survey::take_with(
+                &config,
+                &config.cargo.roots,
+                Sides {
+                    cargo: true,
+                    buildkit: true,
+                },
+                &Progress::hidden(),
+                Some(&cache),
+            );
+            cache.end();
+            s
+        })
+        .await;
+        let Ok(mut survey) = survey else {
+            self.remember_error("a rescan panicked".into());
+            return;
+        };
+        let now = SystemTime::now();
+        self.tracker.sync(&survey.targets, now);
+        let tracked: Vec<PathBuf> = survey
+            .targets
+            .iter()
+            .filter(|t| self.tracker.fully_tracked(&t.path))
+            .map(|t| t.path.clone())
+            .collect();
+        apply_uses(&mut survey, &self.uses, &tracked, now);
+        self.watch_paths = survey.targets.iter().map(|t| t.path.clone()).collect();
+        self.watch_paths.extend(
+            self.config
+                .cargo
+                .roots
+                .iter()
+                .filter(|r| r.exists())
+                .cloned(),
+        );
+        if let crate::buildkit::Side::Ready(cache) = &survey.buildkit
+            && let Some(root) = cache.root_dir().filter(|r| r.exists())
+        {
+            self.watch_paths.push(root.clone());
+        }
+        let plan = survey.plan(&survey::settings(&self.config), now);
+        let bk_plan = survey.buildkit_plan(&self.config, now);
+        let share = matches!(
+            self.config.buildkit.budget,
+            Some(config::SizeSpec::Percent(_))
+        );
+        let bk = report::BuildkitView::build(&survey.buildkit, bk_plan.as_ref(), share);
+        let mut view = SurveyView::build(&survey, &plan, bk, self.config.source.to_string());
+        self.measured_at = Some(now);
+        view.source = "daemon";
+        view.daemon = Some(self.info());
+        let text = report::human::status(&view);
+        self.view = Some((serde_json::to_value(&view).unwrap_or_default(), text));
+        self.next_rescan = Instant::now() + self.config.daemon.rescan_interval;
+        self.save();
+    }
+
+    fn info(&self) -> DaemonInfo {
+        let runs = self.state.runs(10);
+        DaemonInfo {
+            pid: std::process::id(),
+            started: format_time(self.started),
+            measured_at: self.measured_at.map(format_time),
+            config_error: self.config_error.clone(),
+            state_dir: self.state.path().to_path_buf(),
+            socket: self.socket.clone(),
+            schedule: self.config.daemon.schedule.text().to_string(),
+            next_run: self.next_run.map(format_time),
+            running: self
+                .running
+                .as_ref()
+                .map(|r| format!("{} since {}", r.trigger, format_time(r.started))),
+            pressure_armed: self.pressure.values().all(Pressure::armed),
+            tracking: self.tracker.stats(),
+            totals: state::totals(&self.state.runs(usize::MAX)),
+            last_runs: runs,
+            errors: self.errors.clone(),
+        }
+    }
+
+    fn save(&mut self) {
+        let saved = self.state.save_uses(&mut lock(&self.uses));
+        if let Err(e) = saved {
+            self.remember_error(format!("cannot save last-use times: {e}"));
+        }
+    }
+
+    async fn tick(&mut self) {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        if let Some((at, every)) = self.next_watchdog
+            && now >= at
+        {
+            self.notifier.notify("WATCHDOG=1");
+            self.next_watchdog = Some((now + every, every));
+        }
+        if now >= self.next_save {
+            self.save();
+            self.next_save = now + Duration::from_secs(10);
+        }
+        if self.next_run.is_some_and(|t| wall >= t) {
+            self.next_run = self.config.daemon.schedule.next_after(wall);
+            self.start("schedule", false, None);
+        }
+        if now >= self.next_poll {
+            self.next_poll = now + self.config.daemon.poll_interval;
+            self.poll_pressure(wall);
+        }
+        if now >= self.next_rescan && self.running.is_none() {
+            self.rescan().await;
+        }
+    }
+
+    fn poll_pressure(&mut self, now: SystemTime) {
+        let Some(min_free) = self.config.disk.min_free else {
+            return;
+        };
+        let mut seen = std::collections::HashSet::new();
+        let mut fire = None;
+        for p in self.watch_paths.clone() {
+            let Ok(fs) = crate::disk::measure(&p) else {
+                continue;
+            };
+            if !seen.insert(fs.dev) {
+                continue;
+            }
+            let watermark = min_free.resolve(fs.total_bytes);
+            let hysteresis = self.config.daemon.hysteresis.resolve(fs.total_bytes);
+            let trigger = self.pressure.entry(fs.dev).or_default();
+            if trigger.sample(
+                fs.free_bytes,
+                watermark,
+                hysteresis,
+                now,
+                self.last_run,
+                self.config.daemon.min_interval,
+            ) && self.running.is_none()
+            {
+                fire = Some((p, fs.free_bytes, watermark));
+            }
+        }
+        if let Some((p, free, watermark)) = fire {
+            tracing::warn!(
+                path = %p.display(),
+                free = free,
+                watermark = watermark,
+                "disk pressure: {} free, under the {} watermark; running the policy",
+                report::human_bytes(free),
+                report::human_bytes(watermark)
+            );
+            self.start("pressure", false, None);
+        }
+    }
+
+    /// Starts a run, or queues it behind the one in progress.
+    fn start(&mut self, trigger: &str, dry_run: bool, waiter: Option<oneshot::Sender<Response>>) {
+        if self.running.is_some() {
+            match waiter {
+                // A manual request waits for a run of its own; schedule and pressure fold into
+                // the one in progress.
+                Some(w) => self.queued.push((trigger.into(), dry_run, Some(w))),
+                None => {
+                    tracing::info!("{trigger} trigger while a run is in progress: folded into it")
+                }
+            }
+            return;
+        }
+        let config = self.config.clone();
+        let uses = Arc::clone(&self.uses);
+        let cache = Arc::clone(&self.cache);
+        let stop = Arc::new(AtomicBool::new(false));
+        let tracked: Vec<PathBuf> = self
+            .watch_paths
+            .iter()
+            .filter(|p| self.tracker.fully_tracked(p))
+            .cloned()
+            .collect();
+        let (tx, rx) = oneshot::channel();
+        let job_stop = Arc::clone(&stop);
+        let mode = if dry_run { Mode::DryRun } else { Mode::Execute };
+        tracing::info!(trigger, dry_run, "run starts");
+        tokio::task::spawn_blocking(move || {
+            let mut observer = Recorded {
+                uses: Arc::clone(&uses),
+            };
+            cache.begin();
+            let outcome = job::clean_with(
+                &config,
+                &config.cargo.roots,
+                Sides {
+                    cargo: true,
+                    buildkit: true,
+                },
+                mode,
+                Some(&job_stop),
+                &Progress::hidden(),
+                Some(&cache),
+                &mut |s| apply_uses(s, &uses, &tracked, SystemTime::now()),
+                &mut observer,
+            );
+            cache.end();
+            let _ = tx.send(outcome);
+        });
+        self.last_run = Some(SystemTime::now());
+        self.running = Some(Running {
+            trigger: trigger.into(),
+            dry_run,
+            started: SystemTime::now(),
+            clock: Instant::now(),
+            stop,
+            waiters: waiter.into_iter().collect(),
+            done: rx,
+        });
+        self.notifier.notify(&format!("STATUS={}", self.summary()));
+    }
+
+    async fn finish(&mut self, outcome: job::Outcome) {
+        let Some(run) = self.running.take() else {
+            return;
+        };
+        let stopped = run.stop.load(Ordering::SeqCst);
+        let record = record_of(&outcome, &run, stopped);
+        crate::cli::log_actions(&outcome);
+        tracing::info!(
+            trigger = run.trigger,
+            reclaimed = record.reclaimed_bytes,
+            duration_ms = record.duration_ms,
+            "run done: reclaimed {}",
+            report::human_bytes(record.reclaimed_bytes)
+        );
+        for e in &record.errors {
+            self.remember_error(e.clone());
+        }
+        if let Err(e) = self.state.append_run(&record) {
+            self.remember_error(format!("cannot record the run in history: {e}"));
+        }
+        let view = CleanView::from_outcome(&outcome);
+        let response = Response {
+            ok: true,
+            error: None,
+            json: serde_json::to_value(&view).unwrap_or_default(),
+            text: report::human::clean(&view),
+        };
+        for w in run.waiters {
+            let _ = w.send(response.clone());
+        }
+        drop(outcome);
+        if !stopped {
+            self.rescan().await;
+            if !self.queued.is_empty() {
+                let (trigger, dry_run, waiter) = self.queued.remove(0);
+                self.start(&trigger, dry_run, waiter);
+            }
+        }
+        self.notifier.notify(&format!("STATUS={}", self.summary()));
+    }
+
+    async fn answer(&mut self, request: Request, reply: oneshot::Sender<Response>) {
+        let response = match request {
+            Request::Health => {
+                let healthy = self.config_error.is_none();
+                Response {
+                    ok: healthy,
+                    error: self.config_error.clone(),
+                    json: serde_json::json!({ "healthy": healthy, "pid": std::process::id() }),
+                    text: if healthy {
+                        "healthy".into()
+                    } else {
+                        "unhealthy".into()
+                    },
+                }
+            }
+            Request::Status => {
+                if self.view.is_none() {
+                    self.rescan().await;
+                }
+                let (json, text) = self.view.clone().unwrap_or_default();
+                let mut json = json;
+                // The index was measured at its time; the daemon's own state is live.
+                json["daemon"] = serde_json::to_value(self.info()).unwrap_or_default();
+                Response {
+                    ok: true,
+                    error: None,
+                    json,
+                    text: refresh_daemon_lines(&text, &self.info()),
+                }
+            }
+            Request::History { limit } => {
+                let runs = self.state.runs(limit);
+                history_response(&runs, &state::totals(&self.state.runs(usize::MAX)))
+            }
+            Request::RunNow { dry_run } => {
+                self.start("manual", dry_run, Some(reply));
+                return;
+            }
+        };
+        let _ = reply.send(response);
+    }
+
+    async fn stop(&mut self) {
+        self.notifier.notify("STOPPING=1");
+        tracing::info!("stopping");
+        if let Some(run) = self.running.as_mut() {
+            run.stop.store(true, Ordering::SeqCst);
+            let deadline = self.config.daemon.stop_timeout;
+            match tokio::time::timeout(deadline, &mut run.done).await {
+                Ok(Ok(outcome)) => self.finish(outcome).await,
+                _ => tracing::error!(
+                    "the run did not stop within {}s (a request to the Docker engine may hang); leaving",
+                    deadline.as_secs()
+                ),
+            }
+        }
+        self.save();
+    }
+}
+
+fn record_of(outcome: &job::Outcome, run: &Running, stopped: bool) -> RunRecord {
+    use crate::policy::Item;
+    use crate::sweep::Status;
+    let mut targets: Vec<state::TargetRun> = outcome
+        .survey
+        .targets
+        .iter()
+        .map(|t| state::TargetRun {
+            path: t.path.clone(),
+            ..state::TargetRun::default()
+        })
+        .collect();
+    let mut errors = Vec::new();
+    for r in &outcome.sweep.results {
+        let a = &outcome.plan.actions[r.action];
+        let t = &mut targets[a.target];
+        t.reclaimed_bytes += r.reclaimed_bytes;
+        if matches!(r.status, Status::Removed | Status::WouldRemove) {
+            match a.item {
+                Item::Unit(_) | Item::Orphan(_) => t.units_removed += 1,
+                Item::Incremental(_) => t.incremental_removed += 1,
+            }
+        }
+        if r.status == Status::Partial {
+            errors.extend(r.errors.iter().cloned());
+        }
+    }
+    targets.retain(|t| t.reclaimed_bytes > 0 || t.units_removed > 0 || t.incremental_removed > 0);
+    for (p, e) in &outcome.survey.failed {
+        errors.push(format!("{}: {e}", p.display()));
+    }
+    let bk = report::BuildkitView::build(
+        &outcome.survey.buildkit,
+        outcome.buildkit_plan.as_ref(),
+        false,
+    );
+    if bk.state == "unavailable" {
+        errors.push(format!("BuildKit: {}", bk.message.unwrap_or_default()));
+    }
+    if let Some(s) = &outcome.buildkit_sweep {
+        errors.extend(s.results.iter().filter_map(|r| r.error.clone()));
+    }
+    let buildkit_records_removed = outcome.buildkit_sweep.as_ref().map_or(0, |s| {
+        s.results
+            .iter()
+            .filter(|r| matches!(r.status, Status::Removed | Status::WouldRemove))
+            .count() as u64
+    });
+    RunRecord {
+        trigger: run.trigger.clone(),
+        dry_run: run.dry_run,
+        started: format_time(run.started),
+        started_unix: run
+            .started
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        duration_ms: u64::try_from(run.clock.elapsed().as_millis()).unwrap_or(u64::MAX),
+        reclaimed_bytes: outcome.reclaimed_bytes(),
+        cargo_reclaimed_bytes: outcome.sweep.reclaimed_bytes,
+        buildkit_reclaimed_bytes: outcome
+            .buildkit_sweep
+            .as_ref()
+            .map_or(0, |s| s.reclaimed_bytes),
+        targets,
+        buildkit_state: bk.state.to_string(),
+        buildkit_records_removed,
+        errors,
+        stopped,
+    }
+}
+
+/// Replaces the daemon section of a status text measured earlier with the current one.
+fn refresh_daemon_lines(text: &str, info: &DaemonInfo) -> String {
+    let cut = text.find("\nDaemon: ").map_or(text.len(), |i| i + 1);
+    let mut out = text[..cut].to_string();
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str(&report::human::daemon(info));
+    out
+}
+
+#[must_use]
+pub fn history_response(runs: &[RunRecord], totals: &state::Totals) -> Response {
+    Response {
+        ok: true,
+        error: None,
+        json: serde_json::json!({ "version": report::SCHEMA_VERSION, "runs": runs, "totals": totals }),
+        text: report::human::history(runs, totals),
+    }
+}

@@ -1,0 +1,562 @@
+//! The daemon, run as the real binary: readiness, status over its socket, signals, disk
+//! pressure, exact last-use tracking.
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{DAY, Fixture, Krate, fingerprint_dirs, open_to_everyone, removed_units};
+
+struct Daemon {
+    child: Child,
+    /// The config the daemon reads (tests may break it).
+    config: PathBuf,
+    /// A copy for the CLI, which refuses to run on an invalid config.
+    client_config: PathBuf,
+    log: PathBuf,
+    ready: String,
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// The `[daemon]` section for a fixture: its own state dir and socket, quick polling.
+fn daemon_section(f: &Fixture, extra: &str) -> String {
+    format!(
+        "[daemon]\nstate-dir = \"{}\"\nsocket = \"{}\"\npoll-interval = \"1s\"\nmin-interval = \"1s\"\nrescan-interval = \"1h\"\nstop-timeout = \"15s\"\n{extra}",
+        f.dir.path().join("state").display(),
+        f.dir.path().join("run/ck.sock").display()
+    )
+}
+
+impl Daemon {
+    /// Starts `cachekeeper daemon` with the fixture's config and waits for READY.
+    fn start(f: &Fixture) -> Daemon {
+        let notify_path = f.dir.path().join("notify.sock");
+        let _ = std::fs::remove_file(&notify_path);
+        let notify = UnixDatagram::bind(&notify_path).unwrap();
+        notify
+            .set_read_timeout(Some(Duration::from_secs(120)))
+            .unwrap();
+        let log = f.dir.path().join(format!(
+            "daemon-{}.log",
+            Instant::now().elapsed().as_nanos()
+        ));
+        let config = f.dir.path().join("cachekeeper.toml");
+        let child = Command::new(env!("CARGO_BIN_EXE_cachekeeper"))
+            .arg("--config")
+            .arg(&config)
+            .arg("daemon")
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env("XDG_CONFIG_HOME", "/nonexistent")
+            .env_remove("CACHEKEEPER_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        let n = notify.recv(&mut buf).unwrap_or_else(|e| {
+            panic!(
+                "no READY from the daemon ({e}): {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+        let ready = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let client_config = f.dir.path().join("client.toml");
+        std::fs::copy(&config, &client_config).unwrap();
+        Daemon {
+            child,
+            config,
+            client_config,
+            log,
+            ready,
+        }
+    }
+
+    fn ck(&self, args: &[&str]) -> std::process::Output {
+        crate::support::ck()
+            .arg("--config")
+            .arg(&self.client_config)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.ck(&all);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn signal(&self, sig: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(i32::try_from(self.child.id()).unwrap()).unwrap();
+        rustix::process::kill_process(pid, sig).unwrap();
+    }
+
+    /// Waits for the daemon to exit; `None` if it did not within `limit`.
+    fn wait(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let t = Instant::now();
+        while t.elapsed() < limit {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until `cond` holds of `status --json`.
+    fn wait_status(&self, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+        let t = Instant::now();
+        loop {
+            let v = self.json(&["status"]);
+            if cond(&v) {
+                return v;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "timed out waiting for {what}: {v:#}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn ready_reaches_systemd_and_status_comes_from_the_daemon() {
+    let f = Fixture::new();
+    f.app_and_dep();
+    assert!(f.cargo(&["build"]).success);
+    f.config_with("", &daemon_section(&f, ""));
+    let mut d = Daemon::start(&f);
+    assert!(d.ready.contains("READY=1"), "{}", d.ready);
+    assert!(d.ready.contains("STATUS="), "{}", d.ready);
+
+    let v = d.json(&["status"]);
+    assert_eq!(v["source"], "daemon");
+    assert_eq!(v["targets"][0]["path"], f.target().to_str().unwrap());
+    assert_eq!(v["daemon"]["tracking"]["watched_units"], 4);
+    assert_eq!(v["targets"][0]["last_use_signal"], "recorded");
+    let human = String::from_utf8_lossy(&d.ck(&["status"]).stdout).into_owned();
+    assert!(
+        human.contains("from the daemon") && human.contains("Daemon: pid"),
+        "{human}"
+    );
+    assert_eq!(d.ck(&["healthcheck"]).status.code(), Some(0));
+
+    d.signal(rustix::process::Signal::TERM);
+    let status = d
+        .wait(Duration::from_secs(30))
+        .expect("the daemon stops on SIGTERM");
+    assert!(status.success(), "{}", d.log());
+    assert_eq!(
+        d.ck(&["healthcheck"]).status.code(),
+        Some(1),
+        "nobody answers any more"
+    );
+    // With no daemon, status measures directly and says so.
+    let out = d.ck(&["status", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["source"], "direct");
+}
+
+#[test]
+fn a_request_from_another_user_is_refused_and_logged() {
+    if !is_root() {
+        eprintln!("skipped: needs root to ask as another user");
+        return;
+    }
+    let f = Fixture::new();
+    f.config_with("", &daemon_section(&f, ""));
+    let d = Daemon::start(&f);
+    open_to_everyone(f.dir.path());
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_cachekeeper"))
+        .arg("--config")
+        .arg(&d.client_config)
+        .arg("healthcheck")
+        .env("XDG_CONFIG_HOME", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("refused"), "{stderr}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(d.log().contains("refused a control request"), "{}", d.log());
+    // Its own user is answered.
+    assert_eq!(d.ck(&["healthcheck"]).status.code(), Some(0));
+}
+
+#[test]
+fn sighup_with_a_bad_config_keeps_the_old_one() {
+    let f = Fixture::new();
+    f.config_with("", &daemon_section(&f, "schedule = \"0 3 * * *\"\n"));
+    let d = Daemon::start(&f);
+    let good = std::fs::read_to_string(&d.config).unwrap();
+    std::fs::write(
+        &d.config,
+        good.replace("schedule = \"0 3 * * *\"", "schedule = \"every night\""),
+    )
+    .unwrap();
+    d.signal(rustix::process::Signal::HUP);
+    let v = d.wait_status("the reload error", |v| {
+        !v["daemon"]["config_error"].is_null()
+    });
+    let err = v["daemon"]["config_error"].as_str().unwrap();
+    assert!(
+        err.contains("keeping the previous one") && err.contains("daemon.schedule"),
+        "{err}"
+    );
+    assert_eq!(v["daemon"]["schedule"], "0 3 * * *");
+    assert_eq!(
+        d.ck(&["healthcheck"]).status.code(),
+        Some(1),
+        "a failed reload is unhealthy"
+    );
+
+    std::fs::write(
+        &d.config,
+        good.replace("schedule = \"0 3 * * *\"", "schedule = \"*/5 * * * *\""),
+    )
+    .unwrap();
+    d.signal(rustix::process::Signal::HUP);
+    let v = d.wait_status("the new schedule", |v| {
+        v["daemon"]["schedule"] == "*/5 * * * *"
+    });
+    assert!(v["daemon"]["config_error"].is_null());
+    assert_eq!(d.ck(&["healthcheck"]).status.code(), Some(0));
+}
+
+/// A cargo-shaped target dir of `units` units, each with an incremental dir of `files` files,
+/// written in the order a compile writes them (invoked.timestamp, the session, the
+/// fingerprint), so each incremental dir belongs to its unit.
+fn many_units(target: &Path, units: usize, files: usize) -> Vec<(PathBuf, Vec<PathBuf>)> {
+    std::fs::create_dir_all(target.join("debug/deps")).unwrap();
+    std::fs::write(
+        target.join("CACHEDIR.TAG"),
+        "Signature: 8a477f597d28d172789f06886806bc55\n# This file is a cache directory tag created by cargo.\n",
+    )
+    .unwrap();
+    std::fs::write(target.join("debug/.cargo-lock"), "").unwrap();
+    let mut out = Vec::new();
+    for i in 0..units {
+        let h = format!("{:016x}", 0x1000_0000_0000_0000u64 + i as u64);
+        let fp = target.join(format!("debug/.fingerprint/u{i}-{h}"));
+        std::fs::create_dir_all(&fp).unwrap();
+        std::fs::write(fp.join("invoked.timestamp"), "").unwrap();
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as u64;
+        let session = format!("s-{}-x{i}-y", crate::support::base36(micros));
+        let incr = target.join(format!("debug/incremental/u{i}-abc{i}/{session}"));
+        std::fs::create_dir_all(&incr).unwrap();
+        for j in 0..files {
+            std::fs::write(incr.join(format!("{j}.o")), [0u8; 64]).unwrap();
+        }
+        let rlib = target.join(format!("debug/deps/libu{i}-{h}.rlib"));
+        std::fs::write(&rlib, vec![1u8; 8192]).unwrap();
+        std::fs::write(
+            fp.join(format!("lib-u{i}.json")),
+            r#"{"rustc":1,"deps":[]}"#,
+        )
+        .unwrap();
+        std::fs::write(fp.join(format!("dep-lib-u{i}")), "dep").unwrap();
+        std::fs::write(fp.join(format!("lib-u{i}")), format!("{:016x}", i + 1)).unwrap();
+        out.push((fp, vec![rlib, incr.parent().unwrap().to_path_buf()]));
+    }
+    out
+}
+
+#[test]
+fn sigterm_during_a_long_clean_stops_between_units_within_the_deadline() {
+    let f = Fixture::new();
+    let target = f.ws.join("target");
+    let units = many_units(&target, 40, 500);
+    // Everything is over budget and nothing is protected: a long clean.
+    f.config_with(
+        "target-budget = 0\nmin-age = \"0s\"",
+        &daemon_section(&f, ""),
+    );
+    let mut d = Daemon::start(&f);
+    let run = std::thread::spawn({
+        let config = d.client_config.clone();
+        move || {
+            crate::support::ck()
+                .arg("--config")
+                .arg(config)
+                .arg("run-now")
+                .output()
+                .unwrap()
+        }
+    });
+    // As soon as the first unit is gone, ask the daemon to stop.
+    let t = Instant::now();
+    while units.iter().all(|(fp, _)| fp.exists()) {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the clean did not start: {}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    d.signal(rustix::process::Signal::TERM);
+    let status = d
+        .wait(Duration::from_secs(15 + 10))
+        .expect("stopped within stop-timeout");
+    assert!(status.success(), "{}", d.log());
+    let _ = run.join();
+
+    // Every unit is whole or wholly gone; some are still there (it stopped early).
+    let mut gone = 0;
+    for (fp, others) in &units {
+        let present: Vec<bool> = others.iter().map(|p| p.exists()).collect();
+        if fp.exists() {
+            assert!(
+                present.iter().all(|p| *p),
+                "{} is half removed: {present:?} of {others:?}\n{}",
+                fp.display(),
+                d.log()
+            );
+            let incr = &others[1];
+            let session = std::fs::read_dir(incr)
+                .unwrap()
+                .flatten()
+                .find(|e| e.path().is_dir())
+                .unwrap();
+            assert_eq!(
+                std::fs::read_dir(session.path()).unwrap().count(),
+                500,
+                "incremental data half removed"
+            );
+        } else {
+            assert!(
+                present.iter().all(|p| !p),
+                "{} is half removed: {present:?} of {others:?}",
+                fp.display()
+            );
+            gone += 1;
+        }
+    }
+    assert!(
+        gone > 0 && gone < units.len(),
+        "stopped after {gone} of {} units",
+        units.len()
+    );
+    // The history says it was stopped.
+    let h = crate::support::ck()
+        .arg("--config")
+        .arg(&d.client_config)
+        .args(["history", "--json"])
+        .output()
+        .unwrap();
+    let h: Value = serde_json::from_slice(&h.stdout).unwrap();
+    assert_eq!(h["runs"][0]["stopped"], true, "{h:#}");
+}
+
+/// A tmpfs mounted for the test's life.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: PathBuf, options: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(&at).unwrap();
+        Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(&at)
+            .status()
+            .is_ok_and(|s| s.success())
+            .then_some(Tmpfs(at))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn free_bytes(path: &Path) -> u64 {
+    cachekeeper::disk::measure(path).unwrap().free_bytes
+}
+
+#[test]
+fn disk_pressure_on_a_small_filesystem_fires_and_restores_the_watermark() {
+    if !is_root() {
+        eprintln!("skipped: needs root to mount a small tmpfs");
+        return;
+    }
+    let f = Fixture::new();
+    let Some(fs) = Tmpfs::mount(f.dir.path().join("small"), "size=48m") else {
+        eprintln!("skipped: cannot mount tmpfs here");
+        return;
+    };
+    let target = fs.0.join("target");
+    let t = target.to_str().unwrap().to_string();
+    // Six builds of one app with different features, oldest first: about 30 MiB of units.
+    let features = ["f1", "f2", "f3", "f4", "f5", "f6"];
+    f.workspace(&["app"]);
+    f.krate(&Krate {
+        name: "app",
+        bin: true,
+        features: &features,
+        ..Krate::default()
+    });
+    for feat in features {
+        let b = f.cargo_with(
+            None,
+            &[("CARGO_TARGET_DIR", &t)],
+            &["build", "--features", feat],
+        );
+        assert!(b.success, "{}", b.stderr);
+    }
+    let before = free_bytes(&target);
+    let total = cachekeeper::disk::measure(&target).unwrap().total_bytes;
+    // The watermark sits above what is free now, below what freeing a few units gives.
+    let watermark = before + 6 * 1024 * 1024;
+    assert!(watermark < total);
+    f.config_with(
+        &format!("roots = [{t:?}]\nmin-age = \"0s\""),
+        &daemon_section(&f, ""),
+    );
+    let cfg = std::fs::read_to_string(f.dir.path().join("cachekeeper.toml")).unwrap();
+    std::fs::write(
+        f.dir.path().join("cachekeeper.toml"),
+        cfg.replace("min-free = \"none\"", &format!("min-free = {watermark}")),
+    )
+    .unwrap();
+    let d = Daemon::start(&f);
+    let t0 = Instant::now();
+    let history = loop {
+        let h = d.json(&["history"]);
+        if h["runs"].as_array().is_some_and(|r| !r.is_empty()) {
+            break h;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no pressure run: {}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(history["runs"][0]["trigger"], "pressure", "{history:#}");
+    assert!(
+        free_bytes(&target) >= watermark,
+        "the watermark was not restored"
+    );
+    assert!(d.log().contains("disk pressure"), "{}", d.log());
+    // The units that went were the oldest builds: the newest feature set still builds fresh.
+    let b = f.cargo_with(
+        None,
+        &[("CARGO_TARGET_DIR", &t)],
+        &["build", "--features", "f6"],
+    );
+    assert!(
+        b.success && b.recompiled().is_empty(),
+        "{:?}",
+        b.recompiled()
+    );
+}
+
+#[test]
+fn a_unit_a_build_reads_is_kept_while_an_unread_one_goes_stale_even_on_noatime() {
+    let f = Fixture::new();
+    // On a noatime mount (when we can make one) access times never move: only the daemon's
+    // records can tell the used unit from the unused one.
+    let mnt = if is_root() {
+        Tmpfs::mount(f.dir.path().join("noatime"), "noatime,size=256m")
+    } else {
+        None
+    };
+    let target = mnt
+        .as_ref()
+        .map_or_else(|| f.target(), |m| m.0.join("target"));
+    let t = target.to_str().unwrap().to_string();
+    f.workspace(&["a", "b"]);
+    f.krate(&Krate {
+        name: "a",
+        ..Krate::default()
+    });
+    f.krate(&Krate {
+        name: "b",
+        ..Krate::default()
+    });
+    for p in ["a", "b"] {
+        assert!(
+            f.cargo_with(None, &[("CARGO_TARGET_DIR", &t)], &["build", "-p", p])
+                .success
+        );
+    }
+    crate::support::shift_times(f.dir.path(), 60 * DAY);
+    crate::support::shift_session_names(&target, 60 * DAY);
+    // As if the daemon had been watching for two months: it first saw every unit then.
+    let first = std::time::SystemTime::now() - 60 * DAY;
+    let secs = first
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let units: serde_json::Map<String, Value> = fingerprint_dirs(&target, "debug")
+        .into_iter()
+        .map(|u| {
+            (
+                format!("debug/.fingerprint/{u}"),
+                serde_json::json!({ "first": secs }),
+            )
+        })
+        .collect();
+    std::fs::create_dir_all(f.dir.path().join("state")).unwrap();
+    std::fs::write(
+        f.dir.path().join("state/last-use.json"),
+        serde_json::json!({ "targets": { t.clone(): units } }).to_string(),
+    )
+    .unwrap();
+    f.config_with(&format!("roots = [{t:?}]"), &daemon_section(&f, ""));
+    let d = Daemon::start(&f);
+
+    // A build that compiles nothing still reads a's fingerprints.
+    let noop = f.cargo_with(None, &[("CARGO_TARGET_DIR", &t)], &["build", "-p", "a"]);
+    assert!(noop.success && noop.recompiled().is_empty());
+    d.wait_status("the recorded use", |v| {
+        v["daemon"]["tracking"]["events"].as_u64().unwrap_or(0) > 0
+    });
+
+    let out = d.ck(&["run-now", "--json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let gone: Vec<String> = removed_units(&report);
+    assert!(!gone.is_empty(), "{report:#}\n{}", d.log());
+    assert!(
+        gone.iter().all(|u| u.starts_with("b-")),
+        "a used unit was removed: {gone:?}"
+    );
+    let a = f.cargo_with(None, &[("CARGO_TARGET_DIR", &t)], &["build", "-p", "a"]);
+    assert!(
+        a.success && a.recompiled().is_empty(),
+        "{:?}",
+        a.recompiled()
+    );
+    let b = f.cargo_with(None, &[("CARGO_TARGET_DIR", &t)], &["build", "-p", "b"]);
+    assert!(b.success && !b.recompiled().is_empty());
+}

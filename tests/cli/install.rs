@@ -1,0 +1,153 @@
+//! install.sh into a temp prefix: what it installs, that the units verify, that it is
+//! idempotent and keeps a config, and that --dry-run and --uninstall do what they say.
+
+use std::path::Path;
+use std::process::Command;
+
+fn install(prefix: &Path, args: &[&str], home: &Path) -> std::process::Output {
+    Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/install.sh"))
+        .arg("--prefix")
+        .arg(prefix)
+        .arg("--no-build")
+        .args(args)
+        .env("CACHEKEEPER_BIN", env!("CARGO_BIN_EXE_cachekeeper"))
+        .env("HOME", home)
+        .env_remove("XDG_CONFIG_HOME")
+        .output()
+        .unwrap()
+}
+
+/// `systemd-analyze verify`, which must accept the unit without a single warning.
+fn verify(unit: &Path, user: bool) {
+    let Ok(out) = Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("no systemd-analyze: unit not verified");
+        return;
+    };
+    assert!(out.status.success());
+    let rt = tempfile::tempdir().unwrap();
+    let mut c = Command::new("systemd-analyze");
+    if user {
+        c.arg("--user").env("XDG_RUNTIME_DIR", rt.path());
+    }
+    let out = c.arg("verify").arg(unit).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.trim().is_empty(),
+        "{}: {text}",
+        unit.display()
+    );
+}
+
+#[test]
+fn installs_into_a_prefix_idempotently_and_uninstalls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let prefix = tmp.path().join("prefix");
+    let home = tmp.path().join("home");
+
+    // A dry run installs nothing.
+    let out = install(&prefix, &["--dry-run"], &home);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("+ install -m 0755"));
+    assert!(!prefix.exists());
+
+    let out = install(&prefix, &[], &home);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bin = prefix.join("bin/cachekeeper");
+    let config = prefix.join("etc/cachekeeper/config.toml");
+    let unit = prefix.join("lib/systemd/system/cachekeeper.service");
+    let version = Command::new(&bin).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("cachekeeper "));
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        include_str!("../../config/cachekeeper.toml")
+    );
+    let unit_text = std::fs::read_to_string(&unit).unwrap();
+    assert!(
+        unit_text.contains(&format!(
+            "ExecStart={} --config {} daemon",
+            bin.display(),
+            config.display()
+        )),
+        "{unit_text}"
+    );
+    assert!(unit_text.contains("Type=notify") && unit_text.contains("IOSchedulingClass=idle"));
+    verify(&unit, false);
+
+    // Again, with the config edited: the config stays, the binary is replaced.
+    std::fs::write(&config, "[cargo]\nstale-after = \"60d\"\n").unwrap();
+    std::fs::write(&bin, "stale binary").unwrap();
+    let out = install(&prefix, &[], &home);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("exists: kept"));
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        "[cargo]\nstale-after = \"60d\"\n"
+    );
+    assert!(
+        Command::new(&bin)
+            .arg("--version")
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+
+    let out = install(&prefix, &["--uninstall"], &home);
+    assert!(out.status.success());
+    assert!(!bin.exists() && !unit.exists());
+    assert!(config.exists(), "uninstall keeps the config");
+}
+
+#[test]
+fn a_user_install_gets_the_user_unit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let prefix = tmp.path().join("prefix");
+    let out = install(&prefix, &["--user"], tmp.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let unit = prefix.join("lib/systemd/user/cachekeeper.service");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    assert!(text.contains("WantedBy=default.target"), "{text}");
+    verify(&unit, true);
+}
+
+#[test]
+fn the_units_in_the_repo_verify_as_shipped() {
+    // As shipped they name /usr/local/bin and ~/.local/bin; point them at the built binary.
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, from, user) in [
+        ("cachekeeper.service", "/usr/local/bin/cachekeeper", false),
+        (
+            "cachekeeper-user.service",
+            "%h/.local/bin/cachekeeper",
+            true,
+        ),
+    ] {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("systemd")
+                .join(name),
+        )
+        .unwrap();
+        assert!(text.contains(&format!("ExecStart={from} daemon")), "{name}");
+        let unit = tmp.path().join(name);
+        std::fs::write(&unit, text.replace(from, env!("CARGO_BIN_EXE_cachekeeper"))).unwrap();
+        verify(&unit, user);
+    }
+}
