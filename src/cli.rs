@@ -123,6 +123,74 @@ fn history(cli: &Cli, config: &Config, limit: usize) -> Exit {
     Exit::Ok
 }
 
+fn guard(
+    cli: &Cli,
+    config: &Config,
+    min_free: &str,
+    interval: &str,
+    paths: &[PathBuf],
+    command: &[std::ffi::OsString],
+) -> ExitCode {
+    use crate::config::value::{parse_duration, parse_size};
+    let floor = match parse_size(min_free) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: --min-free: {e}");
+            return Exit::Usage.into();
+        }
+    };
+    let interval = match parse_duration(interval) {
+        Ok(d) if !d.is_zero() => d,
+        Ok(_) => {
+            eprintln!("error: --interval must be longer than zero");
+            return Exit::Usage.into();
+        }
+        Err(e) => {
+            eprintln!("error: --interval: {e}");
+            return Exit::Usage.into();
+        }
+    };
+    let roots = match roots(config, paths) {
+        Ok(r) => r,
+        Err(e) => return e.into(),
+    };
+    if command.is_empty() {
+        let pass = crate::guard::pass(config, &roots, floor, None);
+        if cli.json {
+            emit_json(&serde_json::json!({ "version": report::SCHEMA_VERSION, "pass": pass }));
+        } else {
+            emit(&crate::guard::describe(&pass));
+            if pass.holds {
+                emit("The floor holds.\n");
+            } else {
+                emit("The floor cannot be reached.\n");
+            }
+        }
+        crate::guard::step_summary(std::slice::from_ref(&pass), None);
+        return if pass.holds {
+            Exit::Ok
+        } else {
+            Exit::FloorNotReached
+        }
+        .into();
+    }
+    let watched = crate::guard::watch(config, &roots, floor, interval, command);
+    match watched {
+        Ok(w) => {
+            eprint!("{}", crate::guard::describe_watch(&w));
+            if cli.json {
+                eprintln!("{}", serde_json::to_string(&w).unwrap_or_default());
+            }
+            crate::guard::step_summary(&w.passes, Some(w.exit_code));
+            ExitCode::from(u8::try_from(w.exit_code).unwrap_or(1))
+        }
+        Err(e) => {
+            eprintln!("error: cannot run {:?}: {e}", command[0]);
+            ExitCode::from(127)
+        }
+    }
+}
+
 fn healthcheck(config: &Config) -> Exit {
     use crate::daemon::control::{Request, ask};
     let path = socket(config);
@@ -160,6 +228,8 @@ pub enum Exit {
     /// `clean`: the cargo side was done, the BuildKit side could not be (the engine did not
     /// answer, refused us, or an error came back).
     BuildkitNotDone = 3,
+    /// `guard` (one shot): the free-space floor could not be reached.
+    FloorNotReached = 4,
 }
 
 impl From<Exit> for ExitCode {
@@ -167,6 +237,19 @@ impl From<Exit> for ExitCode {
         ExitCode::from(e as u8)
     }
 }
+
+const GUARD_HELP: &str = "\
+Order of removal: superseded incremental data, orphans, units of uninstalled toolchains and
+stale units; then unused BuildKit records; then least recently used units; cache mounts last.
+A profile a build holds locked and BuildKit records in use are never touched.
+
+Exit codes: one shot, 0 when the floor holds, 4 when it cannot be reached (what blocks is
+printed). With a COMMAND: the command's own exit code (128+N if a signal N killed it).
+SIGINT and SIGTERM are passed on to COMMAND. In CI, $GITHUB_STEP_SUMMARY gets a summary.
+
+Examples:
+  cachekeeper guard --min-free 20GiB ~/work
+  cachekeeper guard --min-free 15% -- cargo test --workspace";
 
 const AFTER_HELP: &str = "\
 Config: --config FILE, else $CACHEKEEPER_CONFIG, $XDG_CONFIG_HOME/cachekeeper/config.toml
@@ -262,6 +345,22 @@ pub enum Command {
     /// Exit 0 when the daemon answers and is healthy, 1 otherwise (for systemd, containers
     /// without curl, and monitoring).
     Healthcheck,
+    /// Keep a CI runner above a free-space floor: once now, or while COMMAND runs (after `--`),
+    /// removing the cheapest-to-rebuild data first and never what a running build holds.
+    #[command(after_help = GUARD_HELP)]
+    Guard {
+        /// The floor: a size ("20GiB") or a share of each filesystem ("15%").
+        #[arg(long, value_name = "SIZE|PCT")]
+        min_free: String,
+        /// How often free space is checked while COMMAND runs.
+        #[arg(long, default_value = "5s", value_name = "DURATION")]
+        interval: String,
+        /// Where target dirs are (default: the configured roots).
+        paths: Vec<PathBuf>,
+        /// The command to run and watch; its exit code becomes ours.
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<std::ffi::OsString>,
+    },
     /// Validate a config file and explain any error (default: the config in force).
     CheckConfig {
         file: Option<PathBuf>,
@@ -383,21 +482,21 @@ fn config_error(e: &LoadError) -> Exit {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, matches!(cli.command, Command::Daemon));
-    run(&cli).into()
+    run(&cli)
 }
 
-fn run(cli: &Cli) -> Exit {
+fn run(cli: &Cli) -> ExitCode {
     let env = Env::from_process();
     if let Command::CheckConfig {
         file,
         print_default,
     } = &cli.command
     {
-        return check_config(cli, file.as_deref(), *print_default, &env);
+        return check_config(cli, file.as_deref(), *print_default, &env).into();
     }
     let config = match config::load(cli.config.as_deref(), &env) {
         Ok(c) => c,
-        Err(e) => return config_error(&e),
+        Err(e) => return config_error(&e).into(),
     };
     let progress = if cli.quiet {
         Progress::hidden()
@@ -412,17 +511,24 @@ fn run(cli: &Cli) -> Exit {
             only.sides(paths),
             &progress,
             report::human::scan,
-        ),
-        Command::Status => status(cli, &config, &progress),
-        Command::Daemon => daemon(cli, config),
-        Command::RunNow { dry_run } => run_now(cli, &config, *dry_run),
-        Command::History { limit } => history(cli, &config, *limit),
-        Command::Healthcheck => healthcheck(&config),
+        )
+        .into(),
+        Command::Status => status(cli, &config, &progress).into(),
+        Command::Daemon => daemon(cli, config).into(),
+        Command::RunNow { dry_run } => run_now(cli, &config, *dry_run).into(),
+        Command::History { limit } => history(cli, &config, *limit).into(),
+        Command::Healthcheck => healthcheck(&config).into(),
+        Command::Guard {
+            min_free,
+            interval,
+            paths,
+            command,
+        } => guard(cli, &config, min_free, interval, paths, command),
         Command::Clean {
             dry_run,
             paths,
             only,
-        } => clean(cli, &config, paths, only.sides(paths), *dry_run, &progress),
+        } => clean(cli, &config, paths, only.sides(paths), *dry_run, &progress).into(),
         Command::CheckConfig { .. } => unreachable!("handled above"),
     }
 }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod daemon;
 pub mod discover;
 pub mod disk;
+pub mod guard;
 pub mod inventory;
 pub mod job;
 pub mod lastuse;

@@ -8,6 +8,7 @@ mod buildkit;
 mod churn;
 mod cli;
 mod daemon;
+mod guard;
 mod install;
 mod layout;
 mod safety;

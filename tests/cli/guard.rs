@@ -1,0 +1,252 @@
+//! The CI disk guard on a small real filesystem (a tmpfs the test mounts; needs root).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::support::{DAY, Fixture, Krate, fingerprint_dirs};
+
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: PathBuf, size: &str) -> Option<Tmpfs> {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: needs root to mount a small tmpfs");
+            return None;
+        }
+        std::fs::create_dir_all(&at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("skipped: cannot mount tmpfs here");
+        }
+        ok.then_some(Tmpfs(at))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn free(path: &Path) -> u64 {
+    cachekeeper::disk::measure(path).unwrap().free_bytes
+}
+
+/// On the tmpfs: an app built with four feature sets two months ago (stale), then with a
+/// fifth just now.
+fn churned(f: &Fixture, target: &Path) {
+    let t = target.to_str().unwrap();
+    f.workspace(&["app"]);
+    f.krate(&Krate {
+        name: "app",
+        bin: true,
+        features: &["f1", "f2", "f3", "f4", "f5"],
+        ..Krate::default()
+    });
+    for feat in ["f1", "f2", "f3", "f4"] {
+        assert!(
+            f.cargo_with(
+                None,
+                &[("CARGO_TARGET_DIR", t)],
+                &["build", "--features", feat]
+            )
+            .success
+        );
+    }
+    crate::support::shift_times(f.dir.path(), 60 * DAY);
+    crate::support::shift_session_names(target, 60 * DAY);
+    assert!(
+        f.cargo_with(
+            None,
+            &[("CARGO_TARGET_DIR", t)],
+            &["build", "--features", "f5"]
+        )
+        .success
+    );
+}
+
+fn guard(f: &Fixture, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = crate::support::ck()
+        .arg("--config")
+        .arg(f.dir.path().join("cachekeeper.toml"))
+        .arg("guard")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_pass_removes_the_cheapest_data_first_and_stops_when_the_floor_holds() {
+    let f = Fixture::new();
+    let Some(fs) = Tmpfs::mount(f.dir.path().join("small"), "64m") else {
+        return;
+    };
+    let target = fs.0.join("target");
+    churned(&f, &target);
+    f.config(&format!("roots = [{:?}]", target.to_str().unwrap()));
+    let t = target.to_str().unwrap();
+
+    // The floor holds: nothing happens.
+    let (code, out, _) = guard(&f, &["--min-free", "1MiB", t]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("The floor holds."));
+    assert!(!out.contains("reclaimed"), "{out}");
+
+    // A floor the stale units can pay for: the cheap phase alone, the fresh build kept.
+    let floor = free(&target) + 4 * 1024 * 1024;
+    let (code, out, err) = guard(&f, &["--min-free", &format!("{floor}"), t, "--json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let phases: Vec<&str> = v["pass"]["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(phases, ["cheap"], "{v:#}");
+    assert!(free(&target) >= floor);
+    let b = f.cargo_with(
+        None,
+        &[("CARGO_TARGET_DIR", t)],
+        &["build", "--features", "f5"],
+    );
+    assert!(
+        b.success && b.recompiled().is_empty(),
+        "the fresh build was touched: {:?}",
+        b.recompiled()
+    );
+
+    // A floor only the fresh build can pay for: least recently used units next (with min-age
+    // off: with the default hour, the build that just ran is protected and the guard exits 4).
+    f.config(&format!(
+        "roots = [{:?}]\nmin-age = \"0s\"",
+        target.to_str().unwrap()
+    ));
+    let floor = free(&target) + 3 * 1024 * 1024;
+    let (code, out, _) = guard(&f, &["--min-free", &format!("{floor}"), t, "--json"]);
+    assert_eq!(code, Some(0), "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let phases: Vec<&str> = v["pass"]["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(phases, ["cheap", "units"], "{v:#}");
+    assert!(free(&target) >= floor);
+}
+
+#[test]
+fn an_unreachable_floor_exits_4_and_says_what_blocks() {
+    let f = Fixture::new();
+    let Some(fs) = Tmpfs::mount(f.dir.path().join("small"), "64m") else {
+        return;
+    };
+    let target = fs.0.join("target");
+    churned(&f, &target);
+    let t = target.to_str().unwrap();
+    f.config(&format!("roots = [{t:?}]"));
+    // Everything but the build of a minute ago could go; the floor asks for all of it.
+    let (code, out, _) = guard(&f, &["--min-free", "100%", t]);
+    assert_eq!(code, Some(4), "{out}");
+    assert!(
+        out.contains("BELOW THE FLOOR") && out.contains("cannot be reached"),
+        "{out}"
+    );
+    assert!(out.contains("blocked:"), "{out}");
+    assert!(out.contains("used within min-age"), "{out}");
+}
+
+#[test]
+fn a_watched_build_that_fills_the_disk_gets_space_freed_under_it_and_keeps_its_exit_code() {
+    let f = Fixture::new();
+    let Some(fs) = Tmpfs::mount(f.dir.path().join("small"), "96m") else {
+        return;
+    };
+    // Another project's target dir, stale: what the guard may free.
+    let other = fs.0.join("other-target");
+    churned(&f, &other);
+    // The job's own target dir: an old unit (stale) and the crate being built, whose build
+    // script fills the disk, then fails.
+    let job = fs.0.join("job-target");
+    let j = job.to_str().unwrap();
+    f.krate(&Krate {
+        name: "old",
+        ..Krate::default()
+    });
+    f.krate(&Krate {
+        name: "filler",
+        build_rs: true,
+        ..Krate::default()
+    });
+    f.workspace(&["app", "old", "filler"]);
+    assert!(
+        f.cargo_with(None, &[("CARGO_TARGET_DIR", j)], &["build", "-p", "old"])
+            .success
+    );
+    crate::support::shift_times(&job, 60 * DAY);
+    let old_units = fingerprint_dirs(&job, "debug");
+    let before = free(&fs.0);
+    f.write(
+        "filler/build.rs",
+        "fn main() {\n    let out = std::env::var(\"OUT_DIR\").unwrap();\n    for i in 0..8 {\n        \
+         std::fs::write(format!(\"{out}/chunk{i}\"), vec![7u8; 4 << 20]).unwrap();\n        \
+         std::thread::sleep(std::time::Duration::from_millis(700));\n    }\n    panic!(\"the build fails\");\n}\n",
+    );
+    let floor = before - 12 * 1024 * 1024;
+    f.config(&format!("roots = [{:?}]", fs.0.to_str().unwrap()));
+    let summary = f.dir.path().join("step-summary.md");
+    let out = crate::support::ck()
+        .arg("--config")
+        .arg(f.dir.path().join("cachekeeper.toml"))
+        .args([
+            "guard",
+            "--min-free",
+            &floor.to_string(),
+            "--interval",
+            "1s",
+            "--",
+        ])
+        .args(["cargo", "build", "--offline", "-p", "filler"])
+        .current_dir(&f.ws)
+        .env("CARGO_TARGET_DIR", j)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(101),
+        "cargo's own exit code: {stderr}"
+    );
+    assert!(
+        stderr.contains("cachekeeper guard:") && stderr.contains("floor was crossed"),
+        "{stderr}"
+    );
+    // Space came from the other project's stale units...
+    assert!(fingerprint_dirs(&other, "debug").len() < 4, "{stderr}");
+    // ...never from the locked profile of the running build, old as its units are.
+    assert_eq!(
+        fingerprint_dirs(&job, "debug")
+            .iter()
+            .filter(|u| old_units.contains(u))
+            .count(),
+        old_units.len()
+    );
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        md.contains("### cachekeeper guard") && md.contains("exited with 101"),
+        "{md}"
+    );
+}
