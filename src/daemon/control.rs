@@ -57,31 +57,19 @@ impl Response {
 /// `/run/cachekeeper/cachekeeper.sock`.
 #[must_use]
 pub fn socket_path(configured: Option<&Path>) -> PathBuf {
-    let var = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    if let Some(p) = var("CACHEKEEPER_SOCKET") {
+    if let Some(p) = super::env_path("CACHEKEEPER_SOCKET") {
         return p;
     }
     if let Some(p) = configured {
         return p.to_path_buf();
     }
-    if let Some(d) = var("RUNTIME_DIRECTORY") {
-        // systemd may list several dirs separated by ':'.
-        let first = d
-            .to_string_lossy()
-            .split(':')
-            .next()
-            .unwrap_or("")
-            .to_string();
-        return PathBuf::from(first).join("cachekeeper.sock");
+    if let Some(d) = super::systemd_dir("RUNTIME_DIRECTORY") {
+        return d.join("cachekeeper.sock");
     }
     if rustix::process::geteuid().is_root() {
         return PathBuf::from("/run/cachekeeper/cachekeeper.sock");
     }
-    var("XDG_RUNTIME_DIR")
+    super::env_path("XDG_RUNTIME_DIR")
         .unwrap_or_else(|| {
             PathBuf::from(format!("/run/user/{}", rustix::process::geteuid().as_raw()))
         })

@@ -59,32 +59,41 @@ pub enum Command {
     Reload,
 }
 
+/// A non-empty path from the environment.
+fn env_path(key: &str) -> Option<PathBuf> {
+    std::env::var_os(key)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// A directory systemd passes (`$STATE_DIRECTORY`, `$RUNTIME_DIRECTORY`): the first, if several
+/// are listed, separated by `:`.
+fn systemd_dir(key: &str) -> Option<PathBuf> {
+    let list = env_path(key)?;
+    let first = list
+        .to_string_lossy()
+        .split(':')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    Some(PathBuf::from(first))
+}
+
 /// The default state dir: `$STATE_DIRECTORY` (systemd), `/var/lib/cachekeeper` as root,
 /// else `$XDG_STATE_HOME/cachekeeper` (or `~/.local/state/cachekeeper`).
 #[must_use]
 pub fn state_dir(configured: Option<&Path>) -> PathBuf {
-    let var = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
     if let Some(p) = configured {
         return p.to_path_buf();
     }
-    if let Some(d) = var("STATE_DIRECTORY") {
-        let first = d
-            .to_string_lossy()
-            .split(':')
-            .next()
-            .unwrap_or("")
-            .to_string();
-        return PathBuf::from(first);
+    if let Some(d) = systemd_dir("STATE_DIRECTORY") {
+        return d;
     }
     if rustix::process::geteuid().is_root() {
         return PathBuf::from("/var/lib/cachekeeper");
     }
-    var("XDG_STATE_HOME")
-        .or_else(|| var("HOME").map(|h| h.join(".local/state")))
+    env_path("XDG_STATE_HOME")
+        .or_else(|| env_path("HOME").map(|h| h.join(".local/state")))
         .unwrap_or_else(|| PathBuf::from("/tmp"))
         .join("cachekeeper")
 }

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{DAY, Fixture, Krate, fingerprint_dirs, open_to_everyone, removed_units};
+use crate::support::{
+    DAY, Fixture, Krate, Tmpfs, fingerprint_dirs, open_to_everyone, removed_units,
+};
 
 struct Daemon {
     child: Child,
@@ -376,27 +378,6 @@ fn sigterm_during_a_long_clean_stops_between_units_within_the_deadline() {
         .unwrap();
     let h: Value = serde_json::from_slice(&h.stdout).unwrap();
     assert_eq!(h["runs"][0]["stopped"], true, "{h:#}");
-}
-
-/// A tmpfs mounted for the test's life.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: PathBuf, options: &str) -> Option<Tmpfs> {
-        std::fs::create_dir_all(&at).unwrap();
-        Command::new("mount")
-            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
-            .arg(&at)
-            .status()
-            .is_ok_and(|s| s.success())
-            .then_some(Tmpfs(at))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 fn free_bytes(path: &Path) -> u64 {

@@ -1,38 +1,10 @@
 //! The CI disk guard on a small real filesystem (a tmpfs the test mounts; needs root).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use serde_json::Value;
 
-use crate::support::{DAY, Fixture, Krate, fingerprint_dirs};
-
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: PathBuf, size: &str) -> Option<Tmpfs> {
-        if !rustix::process::geteuid().is_root() {
-            eprintln!("skipped: needs root to mount a small tmpfs");
-            return None;
-        }
-        std::fs::create_dir_all(&at).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&at)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!("skipped: cannot mount tmpfs here");
-        }
-        ok.then_some(Tmpfs(at))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
+use crate::support::{DAY, Fixture, Krate, Tmpfs, fingerprint_dirs};
 
 fn free(path: &Path) -> u64 {
     cachekeeper::disk::measure(path).unwrap().free_bytes
@@ -71,6 +43,17 @@ fn churned(f: &Fixture, target: &Path) {
     );
 }
 
+/// The phases a `guard --json` pass went through.
+fn phases(out: &str) -> Vec<String> {
+    let v: Value = serde_json::from_str(out).unwrap();
+    v["pass"]["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap().to_string())
+        .collect()
+}
+
 fn guard(f: &Fixture, args: &[&str]) -> (Option<i32>, String, String) {
     let out = crate::support::ck()
         .arg("--config")
@@ -89,7 +72,7 @@ fn guard(f: &Fixture, args: &[&str]) -> (Option<i32>, String, String) {
 #[test]
 fn a_pass_removes_the_cheapest_data_first_and_stops_when_the_floor_holds() {
     let f = Fixture::new();
-    let Some(fs) = Tmpfs::mount(f.dir.path().join("small"), "64m") else {
+    let Some(fs) = Tmpfs::mount(f.dir.path().join("small"), "size=64m") else {
         return;
     };
     let target = fs.0.join("target");
@@ -107,14 +90,7 @@ fn a_pass_removes_the_cheapest_data_first_and_stops_when_the_floor_holds() {
     let floor = free(&target) + 4 * 1024 * 1024;
     let (code, out, err) = guard(&f, &["--min-free", &format!("{floor}"), t, "--json"]);
     assert_eq!(code, Some(0), "{out}{err}");
-    let v: Value = serde_json::from_str(&out).unwrap();
-    let phases: Vec<&str> = v["pass"]["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["phase"].as_str().unwrap())
-        .collect();
-    assert_eq!(phases, ["cheap"], "{v:#}");
+    assert_eq!(phases(&out), ["cheap"], "{out}");
     assert!(free(&target) >= floor);
     let b = f.cargo_with(
         None,
@@ -136,21 +112,14 @@ fn a_pass_removes_the_cheapest_data_first_and_stops_when_the_floor_holds() {
     let floor = free(&target) + 3 * 1024 * 1024;
     let (code, out, _) = guard(&f, &["--min-free", &format!("{floor}"), t, "--json"]);
     assert_eq!(code, Some(0), "{out}");
-    let v: Value = serde_json::from_str(&out).unwrap();
-    let phases: Vec<&str> = v["pass"]["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["phase"].as_str().unwrap())
-        .collect();
-    assert_eq!(phases, ["cheap", "units"], "{v:#}");
+    assert_eq!(phases(&out), ["cheap", "units"], "{out}");
     assert!(free(&target) >= floor);
 }
 
 #[test]
 fn an_unreachable_floor_exits_4_and_says_what_blocks() {
     let f = Fixture::new();
-    let Some(fs) = Tmpfs::mount(f.dir.path().join("small"), "64m") else {
+    let Some(fs) = Tmpfs::mount(f.dir.path().join("small"), "size=64m") else {
         return;
     };
     let target = fs.0.join("target");
@@ -171,7 +140,7 @@ fn an_unreachable_floor_exits_4_and_says_what_blocks() {
 #[test]
 fn a_watched_build_that_fills_the_disk_gets_space_freed_under_it_and_keeps_its_exit_code() {
     let f = Fixture::new();
-    let Some(fs) = Tmpfs::mount(f.dir.path().join("small"), "96m") else {
+    let Some(fs) = Tmpfs::mount(f.dir.path().join("small"), "size=96m") else {
         return;
     };
     // Another project's target dir, stale: what the guard may free.

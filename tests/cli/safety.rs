@@ -518,27 +518,6 @@ fn permission_errors_are_counted_and_reported_not_fatal() {
     assert!(hidden.exists() && f.target().join("debug/app").exists());
 }
 
-/// A tmpfs mounted `noatime` for the test's life.
-struct NoatimeMount(PathBuf);
-
-impl NoatimeMount {
-    fn new(at: PathBuf) -> Option<NoatimeMount> {
-        std::fs::create_dir_all(&at).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "noatime,size=256m", "tmpfs"])
-            .arg(&at)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then_some(NoatimeMount(at))
-    }
-}
-
-impl Drop for NoatimeMount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn on_noatime_mounts_old_builds_are_not_mistaken_for_unused_ones() {
     if !is_root() {
@@ -546,8 +525,8 @@ fn on_noatime_mounts_old_builds_are_not_mistaken_for_unused_ones() {
         return;
     }
     let f = Fixture::new();
-    let Some(mnt) = NoatimeMount::new(f.dir.path().join("noatime")) else {
-        eprintln!("skipped: cannot mount tmpfs here");
+    let Some(mnt) = crate::support::Tmpfs::mount(f.dir.path().join("noatime"), "noatime,size=256m")
+    else {
         return;
     };
     let target = mnt.0.join("target");

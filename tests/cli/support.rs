@@ -314,6 +314,35 @@ impl Fixture {
     }
 }
 
+/// A tmpfs mounted for a test's life (needs root); `None`, with the reason printed, where
+/// that cannot be done.
+pub struct Tmpfs(pub PathBuf);
+
+impl Tmpfs {
+    pub fn mount(at: PathBuf, options: &str) -> Option<Tmpfs> {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: needs root to mount a tmpfs");
+            return None;
+        }
+        std::fs::create_dir_all(&at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(&at)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("skipped: cannot mount a tmpfs here");
+        }
+        ok.then_some(Tmpfs(at))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
 /// Lets every user reach and read `dir` (and the dirs above it): for tests that run
 /// cachekeeper as `nobody`.
 pub fn open_to_everyone(dir: &Path) {
