@@ -624,6 +624,7 @@ fn clean(
         mode,
         None,
         progress,
+        None,
         &mut |_| {},
         &mut observer,
     );

@@ -166,6 +166,7 @@ pub fn pass(
             Mode::Execute,
             stop,
             &Progress::hidden(),
+            None,
             &mut |_| {},
             &mut NoObserver,
         );

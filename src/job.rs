@@ -43,27 +43,11 @@ impl Outcome {
     }
 }
 
-/// Runs one clean. `adjust` may refine the survey before planning (the daemon applies the
-/// last uses it recorded); `observer` sees each action (progress, recorded uses).
+/// Runs one clean. `cache` (the daemon's) spares re-reading fingerprint files; `adjust` may
+/// refine the survey before planning (the daemon applies the last uses it recorded);
+/// `observer` sees each action (progress, recorded uses).
 #[allow(clippy::too_many_arguments)]
 pub fn clean(
-    config: &Config,
-    roots: &[PathBuf],
-    sides: Sides,
-    mode: Mode,
-    stop: Option<&AtomicBool>,
-    progress: &Progress,
-    adjust: &mut dyn FnMut(&mut Survey),
-    observer: &mut dyn Observer,
-) -> Outcome {
-    clean_with(
-        config, roots, sides, mode, stop, progress, None, adjust, observer,
-    )
-}
-
-/// [`clean`] with a fingerprint cache (the daemon's).
-#[allow(clippy::too_many_arguments)]
-pub fn clean_with(
     config: &Config,
     roots: &[PathBuf],
     sides: Sides,

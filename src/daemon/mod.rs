@@ -616,7 +616,7 @@ impl Daemon {
                 uses: Arc::clone(&uses),
             };
             cache.begin();
-            let outcome = job::clean_with(
+            let outcome = job::clean(
                 &config,
                 &config.cargo.roots,
                 Sides {
