@@ -28,7 +28,6 @@ pub struct Found {
     pub missing_roots: Vec<PathBuf>,
     /// Directories that could not be searched (with the reason).
     pub errors: Vec<String>,
-    pub dirs_searched: u64,
 }
 
 /// Compiles exclude patterns (validated when the config was read).
@@ -95,7 +94,6 @@ pub fn find(roots: &[PathBuf], exclude: &GlobSet, max_depth: usize) -> Found {
                     continue;
                 }
             };
-            found.dirs_searched += 1;
             match tag_of(entry.path()) {
                 Tag::Cargo => {
                     add(&mut found, entry.path());

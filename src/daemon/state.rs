@@ -79,13 +79,6 @@ impl LastUse {
         }
     }
 
-    /// The last use the daemon knows of: the recorded one, or first sight.
-    #[must_use]
-    pub fn effective(&self, target: &Path, unit: &Path) -> Option<SystemTime> {
-        let seen = self.targets.get(target)?.get(&unit.display().to_string())?;
-        Some(time(seen.used.unwrap_or(seen.first).max(seen.first)))
-    }
-
     #[must_use]
     pub fn first_seen(&self, target: &Path, unit: &Path) -> Option<SystemTime> {
         let seen = self.targets.get(target)?.get(&unit.display().to_string())?;
@@ -262,18 +255,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn first_sight_counts_as_use_until_a_real_use_is_seen() {
+    fn first_sight_is_kept_and_uses_only_move_forward() {
         let mut u = LastUse::default();
         let (t, unit) = (Path::new("/t"), Path::new("debug/.fingerprint/a-1"));
         u.observe(t, unit, time(100));
-        assert_eq!(u.effective(t, unit), Some(time(100)));
+        assert_eq!(u.first_seen(t, unit), Some(time(100)));
+        assert_eq!(u.recorded(t, unit), None);
         u.observe(t, unit, time(500)); // seeing it again changes nothing
-        assert_eq!(u.effective(t, unit), Some(time(100)));
+        assert_eq!(u.first_seen(t, unit), Some(time(100)));
         u.record_use(t, unit, time(300));
-        assert_eq!(u.effective(t, unit), Some(time(300)));
         assert_eq!(u.recorded(t, unit), Some(time(300)));
         u.record_use(t, unit, time(200)); // older events do not move it back
         assert_eq!(u.recorded(t, unit), Some(time(300)));
+        assert_eq!(u.first_seen(t, unit), Some(time(100)));
     }
 
     #[test]

@@ -53,7 +53,6 @@ pub struct FingerprintCache {
 struct Inner {
     entries: HashMap<Key, Entry>,
     generation: u64,
-    reads: u64,
 }
 
 impl FingerprintCache {
@@ -92,7 +91,6 @@ impl FingerprintCache {
         let parsed = read();
         let mut inner = self.lock();
         let generation = inner.generation;
-        inner.reads += 1;
         inner.entries.insert(
             key,
             Entry {
@@ -102,12 +100,6 @@ impl FingerprintCache {
             },
         );
         parsed
-    }
-
-    /// How many files were actually read so far.
-    #[must_use]
-    pub fn reads(&self) -> u64 {
-        self.lock().reads
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
