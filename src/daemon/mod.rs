@@ -166,8 +166,8 @@ struct Daemon {
     pressure: HashMap<u64, Pressure>,
     /// Paths on every filesystem to watch for pressure (target dirs, roots, Docker's root).
     watch_paths: Vec<PathBuf>,
-    /// The latest status: JSON and text, and when it was measured.
-    view: Option<(serde_json::Value, String)>,
+    /// The latest measurement, rendered (with the daemon's live state) when asked.
+    view: Option<SurveyView>,
     measured_at: Option<SystemTime>,
     running: Option<Running>,
     queued: Vec<(String, bool, Option<oneshot::Sender<Response>>)>,
@@ -480,9 +480,7 @@ impl Daemon {
         let mut view = SurveyView::build(&survey, &plan, bk, self.config.source.to_string());
         self.measured_at = Some(now);
         view.source = "daemon";
-        view.daemon = Some(self.info());
-        let text = report::human::status(&view);
-        self.view = Some((serde_json::to_value(&view).unwrap_or_default(), text));
+        self.view = Some(view);
         self.next_rescan = Instant::now() + self.config.daemon.rescan_interval;
         self.save();
     }
@@ -706,15 +704,19 @@ impl Daemon {
                 if self.view.is_none() {
                     self.rescan().await;
                 }
-                let (json, text) = self.view.clone().unwrap_or_default();
-                let mut json = json;
                 // The index was measured at its time; the daemon's own state is live.
-                json["daemon"] = serde_json::to_value(self.info()).unwrap_or_default();
-                Response {
-                    ok: true,
-                    error: None,
-                    json,
-                    text: refresh_daemon_lines(&text, &self.info()),
+                let info = self.info();
+                match self.view.as_mut() {
+                    Some(view) => {
+                        view.daemon = Some(info);
+                        Response {
+                            ok: true,
+                            error: None,
+                            json: serde_json::to_value(&*view).unwrap_or_default(),
+                            text: report::human::status(view),
+                        }
+                    }
+                    None => Response::refused("no measurement yet"),
                 }
             }
             Request::History { limit } => {
@@ -816,17 +818,6 @@ fn record_of(outcome: &job::Outcome, run: &Running, stopped: bool) -> RunRecord 
         errors,
         stopped,
     }
-}
-
-/// Replaces the daemon section of a status text measured earlier with the current one.
-fn refresh_daemon_lines(text: &str, info: &DaemonInfo) -> String {
-    let cut = text.find("\nDaemon: ").map_or(text.len(), |i| i + 1);
-    let mut out = text[..cut].to_string();
-    if !out.ends_with('\n') {
-        out.push('\n');
-    }
-    out.push_str(&report::human::daemon(info));
-    out
 }
 
 #[must_use]

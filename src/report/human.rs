@@ -377,8 +377,7 @@ pub fn status(v: &SurveyView) -> String {
 }
 
 /// The daemon's section of `status`.
-#[must_use]
-pub fn daemon(d: &crate::report::DaemonInfo) -> String {
+fn daemon(d: &crate::report::DaemonInfo) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
