@@ -155,7 +155,8 @@ fn guard(
         Err(e) => return e.into(),
     };
     if command.is_empty() {
-        let pass = crate::guard::pass(config, &roots, floor, None);
+        let docker = crate::guard::docker_root(config);
+        let pass = crate::guard::pass(config, &roots, floor, docker.as_ref());
         if cli.json {
             emit_json(&serde_json::json!({ "version": report::SCHEMA_VERSION, "pass": pass }));
         } else {

@@ -14,7 +14,6 @@
 //! records in use are never pruned. What keeps the floor from being reached is reported.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 
 use serde::Serialize;
 
@@ -86,7 +85,10 @@ fn involved(roots: &[PathBuf], docker_root: Option<&PathBuf>, floor: SizeSpec) -
     out
 }
 
-fn docker_root(config: &Config) -> Option<PathBuf> {
+/// Docker's root dir, if the BuildKit side is on and the engine answers (asked once per guard
+/// invocation: passes reuse it).
+#[must_use]
+pub fn docker_root(config: &Config) -> Option<PathBuf> {
     if !config.buildkit.enabled {
         return None;
     }
@@ -97,16 +99,10 @@ fn docker_root(config: &Config) -> Option<PathBuf> {
     }
 }
 
-/// Runs one pass against `floor` over `roots`. `stop` ends it between units.
+/// Runs one pass against `floor` over `roots`; `docker` is [`docker_root`].
 #[must_use]
-pub fn pass(
-    config: &Config,
-    roots: &[PathBuf],
-    floor: SizeSpec,
-    stop: Option<&AtomicBool>,
-) -> Pass {
-    let docker = docker_root(config);
-    let before = involved(roots, docker.as_ref(), floor);
+pub fn pass(config: &Config, roots: &[PathBuf], floor: SizeSpec, docker: Option<&PathBuf>) -> Pass {
+    let before = involved(roots, docker, floor);
     let mut now = before.clone();
     let mut phases = Vec::new();
     let mut blocking = Vec::new();
@@ -147,7 +143,7 @@ pub fn pass(
                 cargo_only
             }
             _ => {
-                let Some(budget) = buildkit_budget(&c, &now, docker.as_ref()) else {
+                let Some(budget) = buildkit_budget(&c, &now, docker) else {
                     continue; // no engine, or Docker's filesystem is not short
                 };
                 c.buildkit.budget = Some(budget);
@@ -164,7 +160,7 @@ pub fn pass(
             roots,
             sides,
             Mode::Execute,
-            stop,
+            None,
             &Progress::hidden(),
             None,
             &mut |_| {},
@@ -191,7 +187,7 @@ pub fn pass(
                 blocking.push(format!("{}: {}", s.scope, s.why));
             }
         }
-        now = involved(roots, docker.as_ref(), floor);
+        now = involved(roots, docker, floor);
     }
     let holds = now.iter().all(FsFree::holds);
     if !holds && blocking.is_empty() {
@@ -285,13 +281,13 @@ pub fn watch(
     command: &[std::ffi::OsString],
 ) -> std::io::Result<Watch> {
     use std::time::{Duration, Instant};
-    let mut passes = vec![pass(config, roots, floor, None)];
+    let docker = docker_root(config);
+    let mut passes = vec![pass(config, roots, floor, docker.as_ref())];
     let mut child = std::process::Command::new(&command[0])
         .args(&command[1..])
         .spawn()?;
     let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap_or(0));
     forward_signals(pid);
-    let docker = docker_root(config);
     let mut min_free: Option<u64> = None;
     let mut held = true;
     let mut next = Instant::now() + interval;
@@ -307,7 +303,7 @@ pub fn watch(
             if !fs.iter().all(FsFree::holds) {
                 held = false;
                 tracing::warn!("free space under the floor while the command runs: freeing space");
-                passes.push(pass(config, roots, floor, None));
+                passes.push(pass(config, roots, floor, docker.as_ref()));
             }
             next = Instant::now() + interval;
         }
