@@ -744,5 +744,32 @@ fn describe_config(c: &Config) -> String {
         on(r.toolchains),
         on(r.stale),
         on(r.budgets),
+    ) + &describe_services(c)
+}
+
+fn describe_services(c: &Config) -> String {
+    use crate::config::value::format_duration;
+    let b = &c.buildkit;
+    let d = &c.daemon;
+    let buildkit = if b.enabled {
+        format!(
+            "on ({}), budget {}, keep-duration {}, protect-cache-mounts {}",
+            b.docker_host
+                .as_deref()
+                .unwrap_or("$DOCKER_HOST or the local socket"),
+            b.budget
+                .map_or_else(|| "none".to_string(), |s| s.to_string()),
+            format_duration(b.keep_duration),
+            b.protect_cache_mounts.name()
+        )
+    } else {
+        "off".to_string()
+    };
+    format!(
+        "buildkit:            {buildkit}\n\
+         daemon schedule:     \"{}\" (poll every {}, at most every {})\n",
+        d.schedule.text(),
+        format_duration(d.poll_interval),
+        format_duration(d.min_interval),
     )
 }

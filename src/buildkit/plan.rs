@@ -38,6 +38,19 @@ pub enum Protect {
     No,
 }
 
+impl Protect {
+    /// As the config spells it.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Protect::Always => "always",
+            Protect::LastResort => "last-resort",
+            Protect::UnderHardLimit => "under-hard-limit",
+            Protect::No => "no",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub budget: Option<SizeSpec>,
