@@ -595,3 +595,48 @@ fn nothing_is_deleted_outside_the_target_dir_even_via_the_cli_paths() {
     assert!(!removed_units(&v).is_empty());
     assert!(keep.exists() && f.ws.join("app/src/main.rs").exists());
 }
+
+#[test]
+fn a_target_dir_that_lost_its_tag_or_was_replaced_after_the_scan_is_left_alone() {
+    // The tag removed between plan and sweep.
+    let f = stale_workspace();
+    let (targets, plan) = plan_for(&f);
+    assert!(!plan.actions.is_empty());
+    std::fs::remove_file(f.target().join("CACHEDIR.TAG")).unwrap();
+    let before = f.du(&f.target());
+    let report = sweep::sweep(&targets, &plan, Mode::Execute, None, &mut sweep::NoObserver);
+    assert!(
+        report
+            .results
+            .iter()
+            .all(|r| r.status == Status::SkippedChanged),
+        "{report:?}"
+    );
+    assert_eq!(f.du(&f.target()), before);
+
+    // The dir replaced by another one (same path, same tag, different directory).
+    let f = stale_workspace();
+    let (targets, plan) = plan_for(&f);
+    let copy = f.ws.join("copy");
+    assert!(
+        Command::new("cp")
+            .arg("-a")
+            .arg(f.target())
+            .arg(&copy)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::fs::rename(f.target(), f.ws.join("moved-away")).unwrap();
+    std::fs::rename(&copy, f.target()).unwrap();
+    let before = f.du(&f.target());
+    let report = sweep::sweep(&targets, &plan, Mode::Execute, None, &mut sweep::NoObserver);
+    assert!(
+        report
+            .results
+            .iter()
+            .all(|r| r.status == Status::SkippedChanged),
+        "{report:?}"
+    );
+    assert_eq!(f.du(&f.target()), before);
+}
