@@ -3,9 +3,11 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use clap::{Parser, Subcommand};
+use tokio::runtime::Runtime;
 
 use crate::config::{self, Config, Env, LoadError};
 use crate::progress::Progress;
@@ -26,7 +28,7 @@ fn print_response(cli: &Cli, r: &crate::daemon::control::Response) {
     }
 }
 
-fn status(cli: &Cli, config: &Config, progress: &Progress) -> Exit {
+fn status(cli: &Cli, config: &Config, rt: &Runtime, progress: &Arc<Progress>) -> Exit {
     use crate::daemon::control::{Request, ask};
     let path = socket(config);
     match ask(
@@ -49,16 +51,16 @@ fn status(cli: &Cli, config: &Config, progress: &Progress) -> Exit {
             path.display()
         ),
     }
-    survey_command(cli, config, &[], BOTH, progress, report::human::status)
+    survey_command(cli, config, &[], BOTH, rt, progress, report::human::status)
 }
 
-fn daemon(cli: &Cli, config: Config) -> Exit {
+fn daemon(cli: &Cli, config: Config, rt: &Runtime) -> Exit {
     drop(config); // validated above; the daemon loads (and reloads) it itself
     let options = crate::daemon::Options {
         config_path: cli.config.clone(),
         env: Env::from_process(),
     };
-    match crate::daemon::run(options) {
+    match crate::daemon::run(options, rt) {
         Ok(()) => Exit::Ok,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -126,6 +128,7 @@ fn history(cli: &Cli, config: &Config, limit: usize) -> Exit {
 fn guard(
     cli: &Cli,
     config: &Config,
+    rt: &Runtime,
     min_free: &str,
     interval: &str,
     paths: &[PathBuf],
@@ -155,8 +158,10 @@ fn guard(
         Err(e) => return e.into(),
     };
     if command.is_empty() {
-        let docker = crate::guard::docker_root(config);
-        let pass = crate::guard::pass(config, &roots, floor, docker.as_ref());
+        let pass = rt.block_on(async {
+            let docker = crate::guard::docker_root(config).await;
+            crate::guard::pass(config, &roots, floor, docker.as_ref()).await
+        });
         if cli.json {
             emit_json(&serde_json::json!({ "version": report::SCHEMA_VERSION, "pass": pass }));
         } else {
@@ -175,7 +180,9 @@ fn guard(
         }
         .into();
     }
-    let watched = crate::guard::watch(config, &roots, floor, interval, command);
+    let watched = rt.block_on(crate::guard::watch(
+        config, &roots, floor, interval, command,
+    ));
     match watched {
         Ok(w) => {
             eprint!("{}", crate::guard::describe_watch(&w));
@@ -499,10 +506,22 @@ fn run(cli: &Cli) -> ExitCode {
         Ok(c) => c,
         Err(e) => return config_error(&e).into(),
     };
-    let progress = if cli.quiet {
+    let progress = Arc::new(if cli.quiet {
         Progress::hidden()
     } else {
         Progress::new(false)
+    });
+    // The one runtime of this process: the engine client is async, so every command that may
+    // talk to it runs on this, and nothing below builds another.
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return Exit::Failure.into();
+        }
     };
     match &cli.command {
         Command::Scan { paths, only } => survey_command(
@@ -510,12 +529,13 @@ fn run(cli: &Cli) -> ExitCode {
             &config,
             paths,
             only.sides(paths),
+            &rt,
             &progress,
             report::human::scan,
         )
         .into(),
-        Command::Status => status(cli, &config, &progress).into(),
-        Command::Daemon => daemon(cli, config).into(),
+        Command::Status => status(cli, &config, &rt, &progress).into(),
+        Command::Daemon => daemon(cli, config, &rt).into(),
         Command::RunNow { dry_run } => run_now(cli, &config, *dry_run).into(),
         Command::History { limit } => history(cli, &config, *limit).into(),
         Command::Healthcheck => healthcheck(&config).into(),
@@ -524,12 +544,21 @@ fn run(cli: &Cli) -> ExitCode {
             interval,
             paths,
             command,
-        } => guard(cli, &config, min_free, interval, paths, command),
+        } => guard(cli, &config, &rt, min_free, interval, paths, command),
         Command::Clean {
             dry_run,
             paths,
             only,
-        } => clean(cli, &config, paths, only.sides(paths), *dry_run, &progress).into(),
+        } => clean(
+            cli,
+            &config,
+            paths,
+            only.sides(paths),
+            *dry_run,
+            &rt,
+            &progress,
+        )
+        .into(),
         Command::CheckConfig { .. } => unreachable!("handled above"),
     }
 }
@@ -552,32 +581,28 @@ fn survey_exit(survey: &Survey) -> Exit {
     }
 }
 
-/// Measures the target dirs under `paths` (default: the roots) and plans a run now.
-fn survey_and_plan(
-    config: &Config,
-    paths: &[PathBuf],
-    sides: survey::Sides,
-    progress: &Progress,
-) -> Result<(Survey, crate::policy::Plan), Exit> {
-    let roots = roots(config, paths)?;
-    let survey = Survey::take(config, &roots, sides, progress);
-    let plan = survey.plan(&survey::settings(config), SystemTime::now());
-    Ok((survey, plan))
-}
-
 fn survey_command(
     cli: &Cli,
     config: &Config,
     paths: &[PathBuf],
     sides: survey::Sides,
-    progress: &Progress,
+    rt: &Runtime,
+    progress: &Arc<Progress>,
     render: fn(&SurveyView) -> String,
 ) -> Exit {
-    let (survey, plan) = match survey_and_plan(config, paths, sides, progress) {
-        Ok(sp) => sp,
+    let roots = match roots(config, paths) {
+        Ok(r) => r,
         Err(e) => return e,
     };
+    let (survey, _) = rt.block_on(survey::measure(
+        config,
+        &roots,
+        sides,
+        Arc::clone(progress),
+        None,
+    ));
     let now = SystemTime::now();
+    let plan = survey.plan(&survey::settings(config), now);
     let bk_plan = survey.buildkit_plan(config, now);
     let share = matches!(config.buildkit.budget, Some(config::SizeSpec::Percent(_)));
     let bk = report::BuildkitView::build(&survey.buildkit, bk_plan.as_ref(), share);
@@ -591,9 +616,9 @@ fn survey_command(
 }
 
 /// Shows clean's progress: one line per action.
-struct CleanProgress<'a>(&'a Progress, usize);
+struct CleanProgress(Arc<Progress>, usize);
 
-impl sweep::Observer for CleanProgress<'_> {
+impl sweep::Observer for CleanProgress {
     fn before(&mut self, target: &crate::inventory::TargetDir, _action: &crate::policy::Action) {
         self.1 += 1;
         self.0.say(&format!(
@@ -610,25 +635,17 @@ fn clean(
     paths: &[PathBuf],
     sides: survey::Sides,
     dry_run: bool,
-    progress: &Progress,
+    rt: &Runtime,
+    progress: &Arc<Progress>,
 ) -> Exit {
     let roots = match roots(config, paths) {
         Ok(r) => r,
         Err(e) => return e,
     };
     let mode = if dry_run { Mode::DryRun } else { Mode::Execute };
-    let mut observer = CleanProgress(progress, 0);
-    let outcome = crate::job::clean(
-        config,
-        &roots,
-        sides,
-        mode,
-        None,
-        progress,
-        None,
-        &mut |_| {},
-        &mut observer,
-    );
+    let mut job = crate::job::Job::new(sides, mode, Arc::clone(progress));
+    job.observer = Box::new(CleanProgress(Arc::clone(progress), 0));
+    let outcome = rt.block_on(crate::job::clean(config, &roots, job));
     progress.done();
     log_actions(&outcome);
     let view = CleanView::from_outcome(&outcome);
@@ -639,7 +656,7 @@ fn clean(
     }
     if outcome.sweep.errors > 0 || !outcome.survey.failed.is_empty() {
         Exit::Failure
-    } else if outcome.buildkit_not_done(sides) {
+    } else if outcome.buildkit_not_done() {
         Exit::BuildkitNotDone
     } else {
         Exit::Ok

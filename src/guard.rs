@@ -14,17 +14,18 @@
 //! records in use are never pruned. What keeps the floor from being reached is reported.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::buildkit::{self, plan::Protect};
 use crate::config::{Config, Rules, SizeSpec};
 use crate::disk::{self, Filesystem};
-use crate::job;
+use crate::job::{self, Job};
 use crate::progress::Progress;
 use crate::report::human_bytes;
 use crate::survey::Sides;
-use crate::sweep::{Mode, NoObserver};
+use crate::sweep::Mode;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct FsFree {
@@ -87,21 +88,28 @@ fn involved(roots: &[PathBuf], docker_root: Option<&PathBuf>, floor: SizeSpec) -
 
 /// Docker's root dir, if the BuildKit side is on and the engine answers (asked once per guard
 /// invocation: passes reuse it).
-#[must_use]
-pub fn docker_root(config: &Config) -> Option<PathBuf> {
+pub async fn docker_root(config: &Config) -> Option<PathBuf> {
     if !config.buildkit.enabled {
         return None;
     }
-    let (host, origin) = buildkit::Host::resolve(config.buildkit.docker_host.as_deref()).ok()?;
-    match buildkit::Side::survey(host, origin, config.buildkit.timeout) {
+    let (side, _) = buildkit::measure_configured(
+        config.buildkit.docker_host.as_deref(),
+        config.buildkit.timeout,
+    )
+    .await;
+    match side {
         buildkit::Side::Ready(cache) => cache.root_dir().filter(|p| p.exists()).cloned(),
         _ => None,
     }
 }
 
 /// Runs one pass against `floor` over `roots`; `docker` is [`docker_root`].
-#[must_use]
-pub fn pass(config: &Config, roots: &[PathBuf], floor: SizeSpec, docker: Option<&PathBuf>) -> Pass {
+pub async fn pass(
+    config: &Config,
+    roots: &[PathBuf],
+    floor: SizeSpec,
+    docker: Option<&PathBuf>,
+) -> Pass {
     let before = involved(roots, docker, floor);
     let mut now = before.clone();
     let mut phases = Vec::new();
@@ -143,7 +151,7 @@ pub fn pass(config: &Config, roots: &[PathBuf], floor: SizeSpec, docker: Option<
                 cargo_only
             }
             _ => {
-                let Some(budget) = buildkit_budget(&c, &now, docker) else {
+                let Some(budget) = buildkit_budget(&c, &now, docker).await else {
                     continue; // no engine, or Docker's filesystem is not short
                 };
                 c.buildkit.budget = Some(budget);
@@ -155,17 +163,8 @@ pub fn pass(config: &Config, roots: &[PathBuf], floor: SizeSpec, docker: Option<
                 buildkit_only
             }
         };
-        let outcome = job::clean(
-            &c,
-            roots,
-            sides,
-            Mode::Execute,
-            None,
-            &Progress::hidden(),
-            None,
-            &mut |_| {},
-            &mut NoObserver,
-        );
+        let job = Job::new(sides, Mode::Execute, Arc::new(Progress::hidden()));
+        let outcome = job::clean(&c, roots, job).await;
         crate::cli::log_actions(&outcome);
         let actions = outcome.plan.actions.len()
             + outcome
@@ -205,15 +204,21 @@ pub fn pass(config: &Config, roots: &[PathBuf], floor: SizeSpec, docker: Option<
 
 /// A BuildKit budget that frees what Docker's filesystem misses, if the engine answers and
 /// its filesystem is short: what is reclaimable now minus what is missing.
-fn buildkit_budget(config: &Config, fs: &[FsFree], docker: Option<&PathBuf>) -> Option<SizeSpec> {
+async fn buildkit_budget(
+    config: &Config,
+    fs: &[FsFree],
+    docker: Option<&PathBuf>,
+) -> Option<SizeSpec> {
     let dev = disk::measure(docker?).ok()?.dev;
     let short = fs
         .iter()
         .find(|f| disk::measure(&f.path).is_ok_and(|m| m.dev == dev))
         .filter(|f| !f.holds())?;
-    let (host, origin) = buildkit::Host::resolve(config.buildkit.docker_host.as_deref()).ok()?;
-    let buildkit::Side::Ready(cache) =
-        buildkit::Side::survey(host, origin, config.buildkit.timeout)
+    let (buildkit::Side::Ready(cache), _) = buildkit::measure_configured(
+        config.buildkit.docker_host.as_deref(),
+        config.buildkit.timeout,
+    )
+    .await
     else {
         return None;
     };
@@ -272,42 +277,53 @@ pub struct Watch {
 }
 
 /// Runs `command`, checking free space every `interval` and freeing space under it when it
-/// drops below the floor. SIGINT and SIGTERM are passed on to the command.
-pub fn watch(
+/// drops below the floor. SIGINT and SIGTERM are passed on to the command (a terminal's Ctrl-C
+/// reaches the whole process group anyway; a CI runner's SIGTERM reaches only us).
+pub async fn watch(
     config: &Config,
     roots: &[PathBuf],
     floor: SizeSpec,
     interval: std::time::Duration,
     command: &[std::ffi::OsString],
 ) -> std::io::Result<Watch> {
-    use std::time::{Duration, Instant};
-    let docker = docker_root(config);
-    let mut passes = vec![pass(config, roots, floor, docker.as_ref())];
-    let mut child = std::process::Command::new(&command[0])
+    use tokio::signal::unix::{SignalKind, signal};
+    let docker = docker_root(config).await;
+    let mut passes = vec![pass(config, roots, floor, docker.as_ref()).await];
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut child = tokio::process::Command::new(&command[0])
         .args(&command[1..])
         .spawn()?;
-    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap_or(0));
-    forward_signals(pid);
+    let pid = child
+        .id()
+        .and_then(|id| rustix::process::Pid::from_raw(i32::try_from(id).ok()?));
+    let forward = |sig| {
+        if let Some(pid) = pid {
+            let _ = rustix::process::kill_process(pid, sig);
+        }
+    };
     let mut min_free: Option<u64> = None;
     let mut held = true;
-    let mut next = Instant::now() + interval;
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is now: the pass above just ran
     let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if Instant::now() >= next {
-            let fs = involved(roots, docker.as_ref(), floor);
-            for f in &fs {
-                min_free = Some(min_free.map_or(f.free_bytes, |m| m.min(f.free_bytes)));
+        tokio::select! {
+            status = child.wait() => break status?,
+            _ = term.recv() => forward(rustix::process::Signal::TERM),
+            _ = int.recv() => forward(rustix::process::Signal::INT),
+            _ = tick.tick() => {
+                let fs = involved(roots, docker.as_ref(), floor);
+                for f in &fs {
+                    min_free = Some(min_free.map_or(f.free_bytes, |m| m.min(f.free_bytes)));
+                }
+                if !fs.iter().all(FsFree::holds) {
+                    held = false;
+                    tracing::warn!("free space under the floor while the command runs: freeing space");
+                    passes.push(pass(config, roots, floor, docker.as_ref()).await);
+                }
             }
-            if !fs.iter().all(FsFree::holds) {
-                held = false;
-                tracing::warn!("free space under the floor while the command runs: freeing space");
-                passes.push(pass(config, roots, floor, docker.as_ref()));
-            }
-            next = Instant::now() + interval;
         }
-        std::thread::sleep(Duration::from_millis(100));
     };
     use std::os::unix::process::ExitStatusExt;
     let exit_code = status
@@ -324,36 +340,6 @@ pub fn watch(
         min_free_bytes: min_free,
         held,
     })
-}
-
-/// Passes SIGINT and SIGTERM sent to us on to the child (a terminal's Ctrl-C reaches the whole
-/// process group anyway; a CI runner's SIGTERM reaches only us).
-fn forward_signals(child: Option<rustix::process::Pid>) {
-    let Some(child) = child else { return };
-    std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        rt.block_on(async move {
-            use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut term), Ok(mut int)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) else {
-                return;
-            };
-            loop {
-                let sig = tokio::select! {
-                    _ = term.recv() => rustix::process::Signal::TERM,
-                    _ = int.recv() => rustix::process::Signal::INT,
-                };
-                let _ = rustix::process::kill_process(child, sig);
-            }
-        });
-    });
 }
 
 #[must_use]

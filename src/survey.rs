@@ -3,13 +3,14 @@
 //! of the Docker engine. Commands build on it.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::buildkit::{self, Host};
+use crate::buildkit::{self, Engine};
 use crate::config::Config;
 use crate::discover;
 use crate::disk::{self, Filesystem};
-use crate::inventory::{self, TargetDir};
+use crate::inventory::{self, FingerprintCache, TargetDir};
 use crate::lastuse::{self, Signal};
 use crate::policy::{self, Plan, Settings};
 use crate::progress::Progress;
@@ -37,30 +38,75 @@ pub struct Survey {
     pub search_errors: Vec<String>,
 }
 
+/// Measures what `sides` asks for: the cargo side on a blocking thread (it walks the disk on
+/// threads of its own) while the engine is asked. The engine's connection comes back beside
+/// the survey, for whoever acts on it; the survey itself is plain data.
+pub async fn measure(
+    config: &Config,
+    roots: &[PathBuf],
+    sides: Sides,
+    progress: Arc<Progress>,
+    cache: Option<Arc<FingerprintCache>>,
+) -> (Survey, Option<Engine>) {
+    let cargo = async {
+        if !sides.cargo {
+            return Survey::empty();
+        }
+        let (config, roots) = (config.clone(), roots.to_vec());
+        let task = tokio::task::spawn_blocking(move || {
+            Survey::take_cargo(&config, &roots, &progress, cache.as_deref())
+        });
+        task.await.unwrap_or_else(|e| {
+            let mut s = Survey::empty();
+            s.search_errors
+                .push(format!("measuring the target dirs failed: {e}"));
+            s
+        })
+    };
+    let docker = async {
+        if sides.buildkit && config.buildkit.enabled {
+            buildkit::measure_configured(
+                config.buildkit.docker_host.as_deref(),
+                config.buildkit.timeout,
+            )
+            .await
+        } else {
+            (buildkit::Side::Off, None)
+        }
+    };
+    let (mut survey, (side, engine)) = tokio::join!(cargo, docker);
+    survey.buildkit = side;
+    (survey, engine)
+}
+
 impl Survey {
-    /// Finds and measures every target dir under `roots`.
-    #[must_use]
-    pub fn take(config: &Config, roots: &[PathBuf], sides: Sides, progress: &Progress) -> Survey {
-        Survey::take_with(config, roots, sides, progress, None)
+    fn empty() -> Survey {
+        Survey {
+            buildkit: buildkit::Side::Off,
+            targets: Vec::new(),
+            signals: Vec::new(),
+            fs_of: Vec::new(),
+            filesystems: Vec::new(),
+            toolchains: Toolchains::default(),
+            failed: Vec::new(),
+            missing_roots: Vec::new(),
+            search_errors: Vec::new(),
+        }
     }
 
-    /// [`Survey::take`], reading only the fingerprint files `cache` has not seen.
+    /// Finds and measures every target dir under `roots` (blocking), reading only the
+    /// fingerprint files `cache` has not seen. The BuildKit side is left [`buildkit::Side::Off`].
     #[must_use]
-    pub fn take_with(
+    pub fn take_cargo(
         config: &Config,
         roots: &[PathBuf],
-        sides: Sides,
         progress: &Progress,
-        cache: Option<&crate::inventory::FingerprintCache>,
+        cache: Option<&FingerprintCache>,
     ) -> Survey {
         let exclude = discover::exclude_set(&config.cargo.exclude)
             .expect("exclude patterns were validated with the config");
-        let found = if sides.cargo {
-            progress.say(&format!("searching {} for target dirs", list(roots)));
-            discover::find(roots, &exclude, config.cargo.max_depth)
-        } else {
-            discover::Found::default()
-        };
+        progress.say(&format!("searching {} for target dirs", list(roots)));
+        let found = discover::find(roots, &exclude, config.cargo.max_depth);
         let threads = crate::walk::default_threads();
         let mut targets = Vec::new();
         let mut failed = Vec::new();
@@ -68,26 +114,9 @@ impl Survey {
         // Asking the toolchains (a process per compiler) overlaps with the walks; it is only
         // needed when there is something the toolchain rule could decide.
         let want_toolchains = n > 0 && config.cargo.rules.toolchains;
-        let (toolchains, buildkit) = std::thread::scope(|s| {
+        let toolchains = std::thread::scope(|s| {
             let asking =
                 want_toolchains.then(|| s.spawn(|| toolchain::discover(&config.cargo.extra_rustc)));
-            // The engine is asked meanwhile too: a hung one costs its timeout only once.
-            let docker = (sides.buildkit && config.buildkit.enabled).then(|| {
-                s.spawn(
-                    || match Host::resolve(config.buildkit.docker_host.as_deref()) {
-                        Ok((host, origin)) => {
-                            buildkit::Side::survey(host, origin, config.buildkit.timeout)
-                        }
-                        Err(cause) => buildkit::Side::Unavailable {
-                            error: buildkit::EngineError::Other {
-                                host: "$DOCKER_HOST".into(),
-                                cause,
-                            },
-                            quiet: false,
-                        },
-                    },
-                )
-            });
             for (i, path) in found.targets.iter().enumerate() {
                 progress.say(&format!("scanning {}/{n}: {}", i + 1, path.display()));
                 match inventory::scan_cached(path, threads, cache) {
@@ -95,13 +124,9 @@ impl Survey {
                     Err(e) => failed.push((path.clone(), e.to_string())),
                 }
             }
-            let toolchains = asking.map_or_else(Toolchains::default, |h| {
+            asking.map_or_else(Toolchains::default, |h| {
                 h.join().expect("toolchain lookup does not panic")
-            });
-            let buildkit = docker.map_or(buildkit::Side::Off, |h| {
-                h.join().expect("the engine survey does not panic")
-            });
-            (toolchains, buildkit)
+            })
         });
         progress.done();
         // A target dir whose filesystem cannot be measured is left out: a percentage budget
@@ -130,7 +155,7 @@ impl Survey {
         });
         let signals = targets.iter().map(|t| lastuse::for_path(&t.path)).collect();
         Survey {
-            buildkit,
+            buildkit: buildkit::Side::Off,
             targets,
             signals,
             fs_of,

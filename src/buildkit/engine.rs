@@ -187,6 +187,17 @@ async fn within<T, E: std::error::Error + 'static>(
 }
 
 impl Engine {
+    /// What the engine said of itself, as plain data.
+    #[must_use]
+    pub fn info(&self) -> super::EngineInfo {
+        super::EngineInfo {
+            host: self.host.clone(),
+            api_version: self.api_version.clone(),
+            server_version: self.server_version.clone(),
+            root_dir: self.root_dir.clone(),
+        }
+    }
+
     /// Connects and negotiates the API version.
     pub async fn connect(host: Host, timeout: Duration) -> Result<Engine, EngineError> {
         if let Host::Unix(path) = &host {

@@ -18,7 +18,7 @@ pub mod plan;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
@@ -61,7 +61,8 @@ impl Record {
     }
 }
 
-/// The engine, as far as one run could reach it.
+/// The engine, as far as one run could reach it. Plain data: the connection it was measured
+/// over is handed out beside it (see [`measure`]), never kept inside.
 pub enum Side {
     /// `[buildkit] enabled = false`, or not asked for (`--cargo-only`, paths given).
     Off,
@@ -73,51 +74,77 @@ pub enum Side {
     Ready(Box<Cache>),
 }
 
-/// A reachable engine and its build cache.
+/// Who answered: what the engine said of itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineInfo {
+    pub host: Host,
+    /// The negotiated API version, `1.41`.
+    pub api_version: String,
+    pub server_version: String,
+    /// Docker's root dir (`/var/lib/docker`), where the build cache lives.
+    pub root_dir: Option<PathBuf>,
+}
+
+/// A reachable engine's build cache, as measured.
 pub struct Cache {
-    pub engine: Engine,
+    pub engine: EngineInfo,
     pub records: Vec<Record>,
     /// The filesystem holding Docker's root dir, when it can be measured from here.
     pub filesystem: Option<Filesystem>,
-    runtime: tokio::runtime::Runtime,
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a current-thread tokio runtime builds")
-}
-
-impl Side {
-    /// Connects to the engine at `host` and lists its build cache.
-    #[must_use]
-    pub fn survey(host: Host, origin: Origin, timeout: std::time::Duration) -> Side {
-        let rt = runtime();
-        let result = rt.block_on(async {
-            let engine = Engine::connect(host, timeout).await?;
-            let records = engine.records().await?;
-            Ok::<_, EngineError>((engine, records))
-        });
-        match result {
-            Ok((engine, records)) => {
-                let filesystem = engine
-                    .root_dir
-                    .as_deref()
-                    .filter(|_| matches!(engine.host, Host::Unix(_)))
-                    .and_then(|d| crate::disk::measure(d).ok());
-                Side::Ready(Box::new(Cache {
-                    engine,
-                    records,
-                    filesystem,
-                    runtime: rt,
-                }))
-            }
-            Err(error) => Side::Unavailable {
+/// Connects to the engine at `host` and lists its build cache. The connection comes back
+/// beside the measurement, for whoever acts on it.
+pub async fn measure(host: Host, origin: Origin, timeout: Duration) -> (Side, Option<Engine>) {
+    let result = async {
+        let engine = Engine::connect(host, timeout).await?;
+        let records = engine.records().await?;
+        Ok::<_, EngineError>((engine, records))
+    }
+    .await;
+    match result {
+        Ok((engine, records)) => {
+            let info = engine.info();
+            let filesystem = info
+                .root_dir
+                .as_deref()
+                .filter(|_| matches!(info.host, Host::Unix(_)))
+                .and_then(|d| crate::disk::measure(d).ok());
+            let cache = Cache {
+                engine: info,
+                records,
+                filesystem,
+            };
+            (Side::Ready(Box::new(cache)), Some(engine))
+        }
+        Err(error) => (
+            Side::Unavailable {
                 quiet: error.means_no_docker_here(origin),
                 error,
             },
-        }
+            None,
+        ),
+    }
+}
+
+/// [`measure`] for the configured host (`docker-host`, else `$DOCKER_HOST`, else the local
+/// socket).
+pub async fn measure_configured(
+    docker_host: Option<&str>,
+    timeout: Duration,
+) -> (Side, Option<Engine>) {
+    match Host::resolve(docker_host) {
+        Ok((host, origin)) => measure(host, origin, timeout).await,
+        Err(cause) => (
+            Side::Unavailable {
+                error: EngineError::Other {
+                    host: "$DOCKER_HOST".into(),
+                    cause,
+                },
+                quiet: false,
+            },
+            None,
+        ),
     }
 }
 
@@ -139,43 +166,57 @@ pub struct SweepReport {
     pub errors: u64,
 }
 
-impl Cache {
-    /// Prunes (or dry-runs) the plan's records in order: descendants before ancestors.
-    pub fn sweep(&self, plan: &plan::Plan, mode: Mode, stop: Option<&AtomicBool>) -> SweepReport {
-        let mut report = SweepReport::default();
-        for (i, action) in plan.actions.iter().enumerate() {
-            let record = &self.records[action.record];
-            let mut result = RecordResult {
-                action: i,
-                status: Status::WouldRemove,
-                reclaimed_bytes: 0,
-                error: None,
+/// Prunes (or dry-runs) the plan's records of `cache` in order: descendants before
+/// ancestors. A dry run asks the engine nothing; a real run needs `engine`.
+pub async fn sweep(
+    engine: Option<&Engine>,
+    cache: &Cache,
+    plan: &plan::Plan,
+    mode: Mode,
+    stop: Option<&AtomicBool>,
+) -> SweepReport {
+    let mut report = SweepReport::default();
+    for (i, action) in plan.actions.iter().enumerate() {
+        let record = &cache.records[action.record];
+        let mut result = RecordResult {
+            action: i,
+            status: Status::WouldRemove,
+            reclaimed_bytes: 0,
+            error: None,
+        };
+        if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+            result.status = Status::Stopped;
+        } else if mode == Mode::DryRun {
+            result.reclaimed_bytes = record.size;
+        } else {
+            let answer = match engine {
+                Some(engine) => engine.prune(&record.id).await,
+                None => Err(EngineError::Other {
+                    host: cache.engine.host.to_string(),
+                    cause: "not connected".into(),
+                }),
             };
-            if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
-                result.status = Status::Stopped;
-            } else if mode == Mode::DryRun {
-                result.reclaimed_bytes = record.size;
-            } else {
-                match self.runtime.block_on(self.engine.prune(&record.id)) {
-                    Ok((deleted, bytes)) if deleted.iter().any(|d| d == &record.id) => {
-                        result.status = Status::Removed;
-                        result.reclaimed_bytes = bytes;
-                    }
-                    // Not deleted: a build started using it since the plan was made.
-                    Ok(_) => result.status = Status::SkippedBusy,
-                    Err(e) => {
-                        result.status = Status::Partial;
-                        result.error = Some(e.to_string());
-                        report.errors += 1;
-                    }
+            match answer {
+                Ok((deleted, bytes)) if deleted.iter().any(|d| d == &record.id) => {
+                    result.status = Status::Removed;
+                    result.reclaimed_bytes = bytes;
+                }
+                // Not deleted: a build started using it since the plan was made.
+                Ok(_) => result.status = Status::SkippedBusy,
+                Err(e) => {
+                    result.status = Status::Partial;
+                    result.error = Some(e.to_string());
+                    report.errors += 1;
                 }
             }
-            report.reclaimed_bytes += result.reclaimed_bytes;
-            report.results.push(result);
         }
-        report
+        report.reclaimed_bytes += result.reclaimed_bytes;
+        report.results.push(result);
     }
+    report
+}
 
+impl Cache {
     /// Bytes per record type: (count, bytes).
     #[must_use]
     pub fn by_type(&self) -> BTreeMap<String, (u64, u64)> {

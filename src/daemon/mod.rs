@@ -33,11 +33,16 @@ use tokio::sync::{mpsc, oneshot};
 use crate::buildkit::df::format_time;
 use crate::config::{self, Config, Env};
 use crate::inventory::{FingerprintCache, TargetDir};
-use crate::job;
+use crate::job::{self, Job};
 use crate::lastuse::Signal;
 use crate::progress::Progress;
 use crate::report::{self, CleanView, DaemonInfo, SurveyView};
 use crate::survey::{self, Sides, Survey};
+
+const BOTH: Sides = Sides {
+    cargo: true,
+    buildkit: true,
+};
 use crate::sweep::{Mode, Observer};
 use control::{Request, Response};
 use state::{LastUse, RunRecord, StateDir};
@@ -98,13 +103,10 @@ pub fn state_dir(configured: Option<&Path>) -> PathBuf {
         .join("cachekeeper")
 }
 
-/// Runs the daemon with the process's signals until SIGTERM or SIGINT.
-pub fn run(options: Options) -> anyhow::Result<()> {
+/// Runs the daemon on `runtime` (the one its process owns) with the process's signals, until
+/// SIGTERM or SIGINT.
+pub fn run(options: Options, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::unbounded_channel();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
     runtime.block_on(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
@@ -123,18 +125,8 @@ pub fn run(options: Options) -> anyhow::Result<()> {
                 }
             }
         });
-        serve_async(options, rx).await
+        serve(options, rx).await
     })
-}
-
-/// Runs the daemon until a [`Command::Stop`] arrives on `commands` (tests start it this way on
-/// a thread of their own).
-pub fn serve(options: Options, commands: mpsc::UnboundedReceiver<Command>) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?
-        .block_on(serve_async(options, commands))
 }
 
 /// A run in progress.
@@ -145,6 +137,7 @@ struct Running {
     clock: Instant,
     stop: Arc<AtomicBool>,
     waiters: Vec<oneshot::Sender<Response>>,
+    /// Closed without an outcome if the job panicked.
     done: oneshot::Receiver<job::Outcome>,
 }
 
@@ -182,7 +175,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-async fn serve_async(
+/// Runs the daemon until a [`Command::Stop`] arrives on `commands` (signals arrive that way;
+/// a test can send them itself).
+pub async fn serve(
     options: Options,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) -> anyhow::Result<()> {
@@ -257,11 +252,10 @@ async fn serve_async(
                 Some(Command::Stop) | None => break,
             },
             Some((request, reply)) = ask_rx.recv() => d.answer(request, reply).await,
-            outcome = job_done => {
-                if let Some(outcome) = outcome {
-                    d.finish(outcome).await;
-                }
-            }
+            outcome = job_done => match outcome {
+                Some(outcome) => d.finish(outcome).await,
+                None => d.job_died(),
+            },
             _ = tick.tick() => d.tick().await,
         }
     }
@@ -425,28 +419,16 @@ impl Daemon {
         if self.running.is_some() {
             return;
         }
-        let config = self.config.clone();
-        let cache = Arc::clone(&self.cache);
-        let survey = tokio::task::spawn_blocking(move || {
-            cache.begin();
-            let s = Survey::take_with(
-                &config,
-                &config.cargo.roots,
-                Sides {
-                    cargo: true,
-                    buildkit: true,
-                },
-                &Progress::hidden(),
-                Some(&cache),
-            );
-            cache.end();
-            s
-        })
+        self.cache.begin();
+        let (mut survey, _) = survey::measure(
+            &self.config,
+            &self.config.cargo.roots,
+            BOTH,
+            Arc::new(Progress::hidden()),
+            Some(Arc::clone(&self.cache)),
+        )
         .await;
-        let Ok(mut survey) = survey else {
-            self.remember_error("a rescan panicked".into());
-            return;
-        };
+        self.cache.end();
         let now = SystemTime::now();
         self.tracker.sync(&survey.targets, now);
         let tracked: Vec<PathBuf> = survey
@@ -606,29 +588,22 @@ impl Daemon {
             .cloned()
             .collect();
         let (tx, rx) = oneshot::channel();
-        let job_stop = Arc::clone(&stop);
         let mode = if dry_run { Mode::DryRun } else { Mode::Execute };
         tracing::info!(trigger, dry_run, "run starts");
-        tokio::task::spawn_blocking(move || {
-            let mut observer = Recorded {
-                uses: Arc::clone(&uses),
-            };
-            cache.begin();
-            let outcome = job::clean(
-                &config,
-                &config.cargo.roots,
-                Sides {
-                    cargo: true,
-                    buildkit: true,
-                },
-                mode,
-                Some(&job_stop),
-                &Progress::hidden(),
-                Some(&cache),
-                &mut |s| apply_uses(s, &uses, &tracked, SystemTime::now()),
-                &mut observer,
-            );
-            cache.end();
+        let job = Job {
+            sides: BOTH,
+            mode,
+            stop: Some(Arc::clone(&stop)),
+            progress: Arc::new(Progress::hidden()),
+            cache: Some(cache),
+            adjust: {
+                let uses = Arc::clone(&uses);
+                Box::new(move |s| apply_uses(s, &uses, &tracked, SystemTime::now()))
+            },
+            observer: Box::new(Recorded { uses }),
+        };
+        tokio::spawn(async move {
+            let outcome = job::clean(&config, &config.cargo.roots, job).await;
             let _ = tx.send(outcome);
         });
         self.last_run = Some(SystemTime::now());
@@ -680,6 +655,22 @@ impl Daemon {
             if !self.queued.is_empty() {
                 let (trigger, dry_run, waiter) = self.queued.remove(0);
                 self.start(&trigger, dry_run, waiter);
+            }
+        }
+        self.notifier.notify(&format!("STATUS={}", self.summary()));
+    }
+
+    /// The run's task ended without an outcome (a bug: its panic message is in the log).
+    fn job_died(&mut self) {
+        if let Some(run) = self.running.take() {
+            self.remember_error(format!(
+                "the {} run failed unexpectedly; see the log",
+                run.trigger
+            ));
+            for w in run.waiters {
+                let _ = w.send(Response::refused(
+                    "the run failed unexpectedly; see the daemon's log",
+                ));
             }
         }
         self.notifier.notify(&format!("STATUS={}", self.summary()));

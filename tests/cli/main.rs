@@ -1,6 +1,7 @@
 //! End-to-end tests: real crates built with the real cargo in temp dirs, the real
 //! cachekeeper binary run on them, and the disk checked afterwards.
 
+mod engine;
 mod support;
 
 mod budget;

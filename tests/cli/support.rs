@@ -255,12 +255,12 @@ impl Fixture {
             }
         }
         let body: String = keys.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
-        // Never the machine's own Docker engine: BuildKit is off unless a test points it at
-        // its own engine.
+        // BuildKit on, as users run it, but never against the machine's own engine: the tests'
+        // own dockerd (off, and said, where it cannot run).
         let sections = if sections.contains("[buildkit]") {
             sections.to_string()
         } else {
-            format!("{sections}\n[buildkit]\nenabled = false\n")
+            format!("{sections}\n{}", buildkit_section())
         };
         let text = format!("[cargo]\n{body}\n[disk]\nmin-free = \"none\"\n{sections}\n");
         std::fs::write(&self.config, text).unwrap();
@@ -311,6 +311,15 @@ impl Fixture {
     /// Bytes allocated under `path`, measured by `du` (every inode once).
     pub fn du(&self, path: &Path) -> u64 {
         du(path)
+    }
+}
+
+/// The `[buildkit]` section of a fixture's config: the tests' own engine with the default
+/// settings, or BuildKit off where that engine cannot run (not root, no dockerd).
+pub fn buildkit_section() -> String {
+    match crate::engine::shared() {
+        Some(e) => format!("[buildkit]\ndocker-host = \"{}\"\n", e.host()),
+        None => "[buildkit]\nenabled = false\n".into(),
     }
 }
 
