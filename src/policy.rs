@@ -721,6 +721,7 @@ mod tests {
             build_script: false,
             paths: vec![PathBuf::from(format!("debug/.fingerprint/p{n}-{n:016x}"))],
             fingerprint_dir: PathBuf::from(format!("debug/.fingerprint/p{n}-{n:016x}")),
+            run_dir: None,
             usage: ByKind {
                 deps: Usage {
                     bytes,

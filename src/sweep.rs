@@ -207,16 +207,25 @@ impl Remover<'_> {
     }
 }
 
-/// Newest access or write among the files of a unit's fingerprint dir, if it still exists.
-fn fingerprint_last_use(root: BorrowedFd<'_>, fp_dir: &Path) -> Option<SystemTime> {
-    let dir = safefs::open_rel_dir(root, fp_dir).ok()?;
-    let list = rustix::fs::Dir::read_from(dir.as_fd()).ok()?;
-    list.filter_map(Result::ok)
-        .filter(|e| e.file_name() != c"." && e.file_name() != c"..")
-        .filter_map(|e| safefs::stat_at_c(dir.as_fd(), e.file_name()).ok())
-        .filter(|m| m.kind == safefs::Kind::File)
-        .map(|m| m.atime.max(m.mtime))
-        .max()
+/// The last use the unit's files show now, read the way the scan read it
+/// ([`crate::inventory::use_time`]), if they still exist.
+fn files_last_use(root: BorrowedFd<'_>, unit: &crate::inventory::Unit) -> Option<SystemTime> {
+    let in_dir = |rel: &Path, run_dir: bool| -> Option<SystemTime> {
+        let dir = safefs::open_rel_dir(root, rel).ok()?;
+        let list = rustix::fs::Dir::read_from(dir.as_fd()).ok()?;
+        list.filter_map(Result::ok)
+            .filter(|e| e.file_name() != c"." && e.file_name() != c"..")
+            .filter_map(|e| {
+                let meta = safefs::stat_at_c(dir.as_fd(), e.file_name()).ok()?;
+                let name = e.file_name().to_str().ok()?;
+                (meta.kind == safefs::Kind::File)
+                    .then(|| crate::inventory::use_time(name, &meta, run_dir))
+            })
+            .max()
+    };
+    let fingerprint = in_dir(&unit.fingerprint_dir, false);
+    let run = unit.run_dir.as_deref().and_then(|d| in_dir(d, true));
+    fingerprint.max(run)
 }
 
 enum ProfileAccess {
@@ -427,7 +436,7 @@ fn must_keep(
             if unit.dependents.iter().any(|d| kept.contains(d)) {
                 return Some(Status::SkippedDependentKept);
             }
-            let used = fingerprint_last_use(root, &unit.fingerprint_dir)
+            let used = files_last_use(root, unit)
                 .max(observer.recorded_use(target, &unit.fingerprint_dir));
             if used.is_some_and(|t| t > unit.last_used.max(unit.last_built)) {
                 return Some(Status::SkippedUsed);

@@ -19,6 +19,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 const USES: &str = "last-use.json";
+
+/// Events of one unit closer together than this are one use (one build opens a unit's files
+/// several times).
+pub const SAME_USE: Duration = Duration::from_secs(5);
 const HISTORY: &str = "history.jsonl";
 
 fn secs(t: SystemTime) -> u64 {
@@ -66,17 +70,22 @@ impl LastUse {
         }
     }
 
-    /// Records a use (a build read the unit's fingerprint).
-    pub fn record_use(&mut self, target: &Path, unit: &Path, at: SystemTime) {
+    /// Records a use (a build read the unit's fingerprint). Returns whether it is a new use,
+    /// rather than another event of the same build (within [`SAME_USE`] of the last one).
+    pub fn record_use(&mut self, target: &Path, unit: &Path, at: SystemTime) -> bool {
         let units = self.targets.entry(target.to_path_buf()).or_default();
         let seen = units.entry(unit.display().to_string()).or_insert(Seen {
             first: secs(at),
             used: None,
         });
+        let new = seen
+            .used
+            .is_none_or(|u| u.saturating_add(SAME_USE.as_secs()) < secs(at));
         if seen.used.is_none_or(|u| u < secs(at)) {
             seen.used = Some(secs(at));
             self.dirty = true;
         }
+        new
     }
 
     #[must_use]

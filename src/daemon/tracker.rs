@@ -1,16 +1,22 @@
-//! Exact last use: inotify watches on every unit's fingerprint dir.
+//! Exact last use: inotify watches on every unit's fingerprint dir (and a build script run's
+//! build dir).
 //!
-//! On every build that involves a unit, cargo opens the unit's fingerprint files (even when
-//! nothing recompiles), so an open, read or write event in a unit's fingerprint dir is a use,
-//! recorded the moment it happens, regardless of `noatime` or `relatime`. One non-recursive
-//! watch per unit dir is enough; `deps/` is never watched (cargo only stats it).
+//! On every build that involves a unit, cargo opens files of it even when nothing recompiles:
+//! the dep-info in its fingerprint dir, or a build-script run's `output`. An open of one of
+//! those, or any write in the unit's dirs, is a use, recorded the moment it happens,
+//! regardless of `noatime` or `relatime`. One non-recursive watch per dir is enough; `deps/`
+//! is never watched (cargo only stats it).
+//!
+//! inotify cannot tell who opened a file, so the signal files are ones cachekeeper never opens
+//! (see [`crate::inventory::is_fingerprint_use_signal`]): the hash and JSON files it does read
+//! are ignored. So no read by any cachekeeper process (a `scan`, a `clean --dry-run`, the
+//! guard, the daemon's own rescans) is ever a use, and neither is a removal.
+//!
+//! A use counts once per unit and build: the events of one build (several opens of the same
+//! files) within [`super::state::SAME_USE`] of each other are one use.
 //!
 //! The watch limit (`fs.inotify.max_user_watches`) can run out: units that could not be
 //! watched fall back to access times, and `status` says how many.
-//!
-//! cachekeeper's own reads of fingerprint files would look like uses too; the daemon's scans
-//! go through an [`crate::inventory::FingerprintCache`] so they only open files a build just
-//! wrote (see there).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -24,8 +30,41 @@ use serde::Serialize;
 use super::state::LastUse;
 use crate::inventory::TargetDir;
 
-/// Watched dir → (target dir, the unit's fingerprint dir relative to it).
-type WatchMap = HashMap<PathBuf, (PathBuf, PathBuf)>;
+/// Whose a watched dir is.
+#[derive(Clone)]
+struct Watched {
+    target: PathBuf,
+    /// The unit, by its fingerprint dir relative to the target dir.
+    unit: PathBuf,
+    /// A build-script run's build dir, rather than a fingerprint dir.
+    run_dir: bool,
+}
+
+/// Watched dir → whose it is.
+type WatchMap = HashMap<PathBuf, Watched>;
+
+/// Whether an event in a unit's dir is a build's use: an open of a file cargo reads on every
+/// build and cachekeeper never opens, or a write of any file (cachekeeper never writes there).
+/// Removals, attribute changes and the opens of files cachekeeper reads too are not.
+fn is_use(kind: &notify::EventKind, name: &std::ffi::OsStr, run_dir: bool) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
+    match kind {
+        EventKind::Access(
+            AccessKind::Open(_) | AccessKind::Read | AccessKind::Close(AccessMode::Read),
+        ) => {
+            let name = name.to_str().unwrap_or("");
+            if run_dir {
+                crate::inventory::is_run_use_signal(name)
+            } else {
+                crate::inventory::is_fingerprint_use_signal(name)
+            }
+        }
+        EventKind::Create(_)
+        | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Name(RenameMode::To))
+        | EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        _ => false,
+    }
+}
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct TrackStats {
@@ -33,8 +72,8 @@ pub struct TrackStats {
     /// Units that could not be watched (they fall back to access times).
     pub unwatched_units: usize,
     pub watch_limit_reached: bool,
-    /// Uses recorded since the daemon started.
-    pub events: u64,
+    /// Uses of units recorded since the daemon started (one per unit and build).
+    pub uses: u64,
     pub error: Option<String>,
 }
 
@@ -66,9 +105,13 @@ impl Tracker {
                 let now = SystemTime::now();
                 let map = lock(&m);
                 for path in &event.paths {
-                    let Some(dir) = path.parent() else { continue };
-                    if let Some((target, unit)) = map.get(dir) {
-                        lock(&u).record_use(target, unit, now);
+                    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+                        continue;
+                    };
+                    if let Some(w) = map.get(dir)
+                        && is_use(&event.kind, name, w.run_dir)
+                        && lock(&u).record_use(&w.target, &w.unit, now)
+                    {
                         e.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -104,10 +147,15 @@ impl Tracker {
                 for u in &t.units {
                     uses.observe(&t.path, &u.fingerprint_dir, now);
                     present.insert(u.fingerprint_dir.display().to_string());
-                    desired.insert(
-                        t.path.join(&u.fingerprint_dir),
-                        (t.path.clone(), u.fingerprint_dir.clone()),
-                    );
+                    let watched = |run_dir| Watched {
+                        target: t.path.clone(),
+                        unit: u.fingerprint_dir.clone(),
+                        run_dir,
+                    };
+                    desired.insert(t.path.join(&u.fingerprint_dir), watched(false));
+                    if let Some(run) = &u.run_dir {
+                        desired.insert(t.path.join(run), watched(true));
+                    }
                 }
                 uses.retain(&t.path, &present);
             }
@@ -116,7 +164,7 @@ impl Tracker {
         }
         let Some(watcher) = self.watcher.as_mut() else {
             self.partial = targets.iter().map(|t| t.path.clone()).collect();
-            self.stats.unwatched_units = desired.len();
+            self.stats.unwatched_units = targets.iter().map(|t| t.units.len()).sum();
             return;
         };
         let mut map = lock(&self.map);
@@ -130,15 +178,16 @@ impl Tracker {
             map.remove(&dir);
         }
         self.partial.clear();
-        let mut unwatched = 0;
+        // Units, not dirs: a build script's run has two dirs, and is watched when both are.
+        let mut unwatched: HashSet<(PathBuf, PathBuf)> = HashSet::new();
         let mut limit = false;
         for (dir, owner) in desired {
             if map.contains_key(&dir) {
                 continue;
             }
             if limit {
-                unwatched += 1;
-                self.partial.insert(owner.0);
+                unwatched.insert((owner.target.clone(), owner.unit.clone()));
+                self.partial.insert(owner.target);
                 continue;
             }
             match watcher.watch(&dir, RecursiveMode::NonRecursive) {
@@ -152,13 +201,18 @@ impl Tracker {
                             "inotify watch limit reached (fs.inotify.max_user_watches): units beyond it fall back to access times"
                         );
                     }
-                    unwatched += 1;
-                    self.partial.insert(owner.0);
+                    unwatched.insert((owner.target.clone(), owner.unit.clone()));
+                    self.partial.insert(owner.target);
                 }
             }
         }
-        self.stats.watched_units = map.len();
-        self.stats.unwatched_units = unwatched;
+        let watched: HashSet<(&PathBuf, &PathBuf)> = map
+            .values()
+            .map(|w| (&w.target, &w.unit))
+            .filter(|(t, u)| !unwatched.contains(&((*t).clone(), (*u).clone())))
+            .collect();
+        self.stats.watched_units = watched.len();
+        self.stats.unwatched_units = unwatched.len();
         self.stats.watch_limit_reached |= limit;
     }
 
@@ -171,7 +225,7 @@ impl Tracker {
     #[must_use]
     pub fn stats(&self) -> TrackStats {
         TrackStats {
-            events: self.events.load(Ordering::Relaxed),
+            uses: self.events.load(Ordering::Relaxed),
             ..self.stats.clone()
         }
     }

@@ -1,10 +1,8 @@
-//! Parsed fingerprint files, kept by the file's identity so a long-running process reads each
-//! version of a file once.
+//! Parsed fingerprint files, kept by the file's identity so a long-running process (the
+//! daemon, rescanning every few minutes) reads each version of a file once.
 //!
-//! This matters beyond speed: the daemon records builds' uses from inotify open events, and
-//! inotify cannot tell our opens from cargo's. With the cache, cachekeeper opens a fingerprint
-//! file only when it is new or was rewritten, which is a build's doing (or first sight), both of
-//! which count as a use anyway.
+//! It is only about speed: the files read here are never the ones whose opens count as a
+//! build's use (see [`super::is_fingerprint_use_signal`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -235,10 +235,13 @@ pub struct Unit {
     /// Top-level paths relative to the target dir, fingerprint dir first.
     pub paths: Vec<PathBuf>,
     pub fingerprint_dir: PathBuf,
+    /// A build script's run: the dir holding its `output` (relative to the target dir).
+    pub run_dir: Option<PathBuf>,
     pub usage: ByKind,
     /// Bytes that removing the unit (with its uplifted links) gives back.
     pub reclaimable: u64,
-    /// Newest access or write of a fingerprint file: the last build that used it.
+    /// The last build that used it: the newest access of a file cargo reads on every build and
+    /// cachekeeper never opens (see [`use_time`]), or the newest write of any fingerprint file.
     pub last_used: SystemTime,
     /// Newest write of a fingerprint file: the last build that compiled it.
     pub last_built: SystemTime,
@@ -345,6 +348,27 @@ pub enum ScanError {
     #[error("{path} is not a cargo target dir (no CACHEDIR.TAG written by cargo)")]
     NotTagged { path: PathBuf },
 }
+
+/// What a file of a unit says of its last use: its access time if it is a file cargo reads on
+/// every build and cachekeeper never opens (the dep-info in the fingerprint dir, a build-script
+/// run's `output`), else only its write time. So no read by cachekeeper, whoever runs it and
+/// whatever the mount's atime options, ever makes a unit look used. `run_dir` says which dir
+/// the file is in.
+#[must_use]
+pub fn use_time(name: &str, meta: &Meta, run_dir: bool) -> SystemTime {
+    let signal = if run_dir {
+        names::is_run_use_signal(name)
+    } else {
+        names::is_fingerprint_use_signal(name)
+    };
+    if signal {
+        meta.atime.max(meta.mtime)
+    } else {
+        meta.mtime
+    }
+}
+
+pub use names::{is_fingerprint_use_signal, is_read_by_cachekeeper, is_run_use_signal};
 
 /// Tolerance when matching an incremental session's start to a unit's compile: file times
 /// come from the kernel's coarse clock, session names from the precise one.
@@ -541,6 +565,7 @@ fn assemble(
             build_script: u.build_script,
             paths: u.paths,
             fingerprint_dir: fp_dir,
+            run_dir: u.run_dir,
             usage: u.usage,
             reclaimable: u.reclaimable,
             last_used: u.last_used.unwrap_or(last_built),

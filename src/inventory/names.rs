@@ -79,6 +79,33 @@ pub fn is_build_script_file(name: &str) -> bool {
     name.starts_with("build-script-") || name.starts_with("run-build-script-")
 }
 
+/// Whether cargo reads this file of a unit's fingerprint dir on every build that involves the
+/// unit, and cachekeeper never opens it: the dep-info (`dep-lib-serde`), which cargo parses to
+/// check the unit's sources even when nothing recompiles (registry crates included, checked
+/// with strace on cargo 1.95). Its opens and access time are the unit's last-use signal.
+///
+/// The other files cargo reads there (the hash file) cachekeeper reads too, so their opens
+/// and access times cannot tell a build from cachekeeper and never count as a use.
+#[must_use]
+pub fn is_fingerprint_use_signal(name: &str) -> bool {
+    name.starts_with("dep-")
+}
+
+/// Whether cargo reads this file of a build-script run dir (`build/<pkg>-<H>/` in the legacy
+/// layout, `build/<pkg>/<H>/run/` in the new one) on every build that involves the run, and
+/// cachekeeper never opens it. A build script's run has no dep-info: these are its signal.
+#[must_use]
+pub fn is_run_use_signal(name: &str) -> bool {
+    matches!(name, "output" | "root-output" | "stdout")
+}
+
+/// Whether cachekeeper opens this file of a fingerprint dir to read it (the JSON and the hash
+/// file). Never true of a use signal: see [`is_fingerprint_use_signal`].
+#[must_use]
+pub fn is_read_by_cachekeeper(name: &str) -> bool {
+    name.ends_with(".json") || fingerprint_target(name).is_some()
+}
+
 /// An incremental crate dir, `<crate_name>-<base36 stable crate id>`: the crate name.
 #[must_use]
 pub fn incremental_crate(name: &str) -> Option<&str> {

@@ -54,6 +54,9 @@ pub(super) enum Ctx {
     BuildRoot(u16),
     NewPkg(u16, Arc<str>),
     NewUnit(UnitKey),
+    /// A unit's own build dir: `build/<pkg>-<H>/` (legacy) or `build/<pkg>/<H>/run/` (new). A
+    /// build script's run keeps the files cargo reads on every build here.
+    UnitBuildDir(UnitKey),
     Unit(UnitKey, Kind),
     Incremental(u16),
     IncrCrate(u32),
@@ -80,6 +83,8 @@ pub(super) struct UnitAcc {
     /// Top-level paths (relative to the target dir).
     pub paths: Vec<PathBuf>,
     pub fingerprint_dir: Option<PathBuf>,
+    /// The build dir holding a build-script run's `output` (see [`Ctx::UnitBuildDir`]).
+    pub run_dir: Option<PathBuf>,
     pub package: Option<String>,
     pub targets: Vec<String>,
     pub fingerprints: Vec<u64>,
@@ -111,6 +116,7 @@ impl UnitAcc {
         self.reclaimable += o.reclaimable;
         self.paths.extend(o.paths);
         self.fingerprint_dir = self.fingerprint_dir.take().or(o.fingerprint_dir);
+        self.run_dir = self.run_dir.take().or(o.run_dir);
         self.package = self.package.take().or(o.package);
         self.targets.extend(o.targets);
         self.fingerprints.extend(o.fingerprints);
@@ -281,7 +287,7 @@ impl InventoryVisitor<'_> {
             Ctx::BuildRoot(p) => match (names::pkg_and_hash(name), is_dir) {
                 (Some((_, h)), true) => {
                     let key = legacy(*p, h);
-                    (Owner::Unit(key, Build), sub(Ctx::Unit(key, Build)))
+                    (Owner::Unit(key, Build), sub(Ctx::UnitBuildDir(key)))
                 }
                 (None, true) => (
                     Owner::Profile(*p, Build),
@@ -304,11 +310,12 @@ impl InventoryVisitor<'_> {
                 let kind = match name {
                     "fingerprint" => Fingerprint,
                     "out" => Deps,
-                    "run" => Build,
+                    "run" => return (Owner::Unit(*key, Build), sub(Ctx::UnitBuildDir(*key))),
                     _ => Other,
                 };
                 (Owner::Unit(*key, kind), sub(Ctx::Unit(*key, kind)))
             }
+            Ctx::UnitBuildDir(key) => (Owner::Unit(*key, Build), sub(Ctx::Unit(*key, Build))),
             Ctx::Unit(key, kind) => (Owner::Unit(*key, *kind), sub(Ctx::Unit(*key, *kind))),
             Ctx::Incremental(p) => match names::incremental_crate(name) {
                 Some(_) if is_dir => {
@@ -343,7 +350,7 @@ impl InventoryVisitor<'_> {
         meta: &Meta,
     ) {
         let unit = acc.units.entry(key).or_default();
-        unit.last_used = later(unit.last_used, meta.atime.max(meta.mtime));
+        unit.last_used = later(unit.last_used, super::use_time(name, meta, false));
         unit.last_built = later(unit.last_built, meta.mtime);
         if name == "invoked.timestamp" {
             unit.invoked = later(unit.invoked, meta.mtime);
@@ -418,6 +425,7 @@ impl Visitor for InventoryVisitor<'_> {
             Some(n) => self.classify(parent, dir_rel, n, is_dir),
             None => match parent {
                 Ctx::Unit(key, kind) => (Owner::Unit(*key, *kind), None),
+                Ctx::UnitBuildDir(key) => (Owner::Unit(*key, Kind::Build), None),
                 Ctx::IncrCrate(id) | Ctx::IncrDeep(id) => (Owner::Incr(*id), None),
                 _ => (Owner::Target, None),
             },
@@ -426,7 +434,7 @@ impl Visitor for InventoryVisitor<'_> {
 
         // Top-level paths: where a unit or incremental dir begins.
         match (&owner, parent) {
-            (Owner::Unit(..), Ctx::Unit(..) | Ctx::NewUnit(..)) => {}
+            (Owner::Unit(..), Ctx::Unit(..) | Ctx::NewUnit(..) | Ctx::UnitBuildDir(..)) => {}
             (Owner::Unit(key, kind), _) => {
                 let u = acc.units.entry(*key).or_default();
                 let rel = dir_rel.join(name);
@@ -452,6 +460,13 @@ impl Visitor for InventoryVisitor<'_> {
         match (&owner, parent) {
             (Owner::Unit(key, Kind::Fingerprint), Ctx::Unit(..)) if !is_dir => {
                 self.fingerprint_file(acc, *key, dirfd, name_str, meta);
+            }
+            (Owner::Unit(key, _), Ctx::UnitBuildDir(..))
+                if !is_dir && names::is_run_use_signal(name_str) =>
+            {
+                let unit = acc.units.entry(*key).or_default();
+                unit.last_used = later(unit.last_used, super::use_time(name_str, meta, true));
+                unit.run_dir = Some(dir_rel.to_path_buf());
             }
             (Owner::Incr(id), Ctx::IncrCrate(..)) => {
                 let i = acc.incr.entry(*id).or_default();

@@ -405,7 +405,7 @@ fn daemon(d: &crate::report::DaemonInfo) -> String {
         } else {
             ""
         },
-        t.events
+        t.uses
     );
     if let Some(e) = &t.error {
         let _ = writeln!(out, "  note: {e}");

@@ -521,7 +521,7 @@ fn a_unit_a_build_reads_is_kept_while_an_unread_one_goes_stale_even_on_noatime()
     let noop = f.cargo_with(None, &[("CARGO_TARGET_DIR", &t)], &["build", "-p", "a"]);
     assert!(noop.success && noop.recompiled().is_empty());
     d.wait_status("the recorded use", |v| {
-        v["daemon"]["tracking"]["events"].as_u64().unwrap_or(0) > 0
+        v["daemon"]["tracking"]["uses"].as_u64().unwrap_or(0) > 0
     });
 
     let out = d.ck(&["run-now", "--json"]);
@@ -540,4 +540,202 @@ fn a_unit_a_build_reads_is_kept_while_an_unread_one_goes_stale_even_on_noatime()
     );
     let b = f.cargo_with(None, &[("CARGO_TARGET_DIR", &t)], &["build", "-p", "b"]);
     assert!(b.success && !b.recompiled().is_empty());
+}
+
+/// Whether the machine's own engine answers at the default socket. CI starts one (`.ci/run`);
+/// elsewhere a test that needs it says so and returns.
+fn machine_engine() -> bool {
+    let up = std::os::unix::net::UnixStream::connect("/var/run/docker.sock").is_ok();
+    if !up {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have a Docker engine at /var/run/docker.sock (.ci/run starts one)"
+        );
+        eprintln!("skipped: no Docker engine at /var/run/docker.sock");
+    }
+    up
+}
+
+/// The daemon as users start it: the built-in config with only the roots, the state dir and the
+/// socket set, and the machine's Docker engine up (issue: it died before READY whenever the
+/// engine answered, dropping a runtime the BuildKit side kept inside its snapshot).
+#[test]
+fn the_daemon_runs_on_the_built_in_defaults_with_the_engine_up() {
+    if !machine_engine() {
+        return;
+    }
+    let f = Fixture::new();
+    f.app_and_dep();
+    assert!(f.cargo(&["build"]).success);
+    // The built-in defaults watch free space too (min-free 10%): a real run on pressure would
+    // prune the machine's engine by the default budget. Only on a disk that is nearly full is
+    // that switched off, and said.
+    let fs = cachekeeper::disk::measure(f.dir.path()).unwrap();
+    let pressure = if fs.free_bytes < fs.total_bytes / 100 * 15 {
+        eprintln!("note: this disk is short of free space: disk pressure is off in this test");
+        "[disk]\nmin-free = \"none\"\n"
+    } else {
+        ""
+    };
+    std::fs::write(
+        f.dir.path().join("cachekeeper.toml"),
+        format!(
+            "[cargo]\nroots = [{:?}]\n[daemon]\nstate-dir = \"{}\"\nsocket = \"{}\"\n{pressure}",
+            f.ws.to_str().unwrap(),
+            f.dir.path().join("state").display(),
+            f.dir.path().join("run/ck.sock").display(),
+        ),
+    )
+    .unwrap();
+    let mut d = Daemon::start(&f);
+    assert!(d.ready.contains("READY=1"), "{}", d.ready);
+
+    let v = d.json(&["status"]);
+    assert_eq!(v["source"], "daemon");
+    assert_eq!(v["buildkit"]["state"], "ok", "{:#}", v["buildkit"]);
+    assert_eq!(v["buildkit"]["host"], "unix:///var/run/docker.sock");
+    let human = String::from_utf8_lossy(&d.ck(&["status"]).stdout).into_owned();
+    assert!(
+        human.contains("from the daemon") && human.contains("BuildKit cache (Docker"),
+        "{human}"
+    );
+    let run = d.json(&["run-now", "--dry-run"]);
+    assert_eq!(run["dry_run"], true);
+    assert_eq!(run["buildkit"]["state"], "ok", "{run:#}");
+    for cmd in [
+        &["scan"][..],
+        &["clean", "--dry-run"],
+        &["status", "--json"],
+    ] {
+        let out = d.ck(cmd);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{cmd:?} beside the daemon: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(d.ck(&["healthcheck"]).status.code(), Some(0));
+
+    d.signal(rustix::process::Signal::TERM);
+    let status = d
+        .wait(Duration::from_secs(30))
+        .expect("the daemon stops on SIGTERM");
+    assert!(status.success(), "{}", d.log());
+    assert!(!d.log().contains("panicked"), "{}", d.log());
+}
+
+/// The units a status or scan report lists for the target dir at `path`.
+fn units_of(v: &Value, path: &Path) -> u64 {
+    v["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["path"] == path.to_str().unwrap())
+        .and_then(|t| t["units"].as_u64())
+        .unwrap_or_else(|| panic!("{} not in {v:#}", path.display()))
+}
+
+/// Recorded last uses in the daemon's state, for one target dir: unit → used (secs).
+fn recorded_uses(state: &Path, target: &Path) -> Vec<(String, Option<u64>)> {
+    let text = std::fs::read_to_string(state.join("last-use.json")).unwrap_or_default();
+    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    v["targets"][target.to_str().unwrap()]
+        .as_object()
+        .map(|units| {
+            units
+                .iter()
+                .map(|(k, s)| (k.clone(), s["used"].as_u64()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Issue: while the daemon ran, `scan`, `clean --dry-run` and `guard` made every unit they read
+/// look just used (inotify cannot tell their reads from a build's), which silently disabled
+/// stale-after. Now only files cachekeeper never opens are a use, and a use is one per unit.
+#[test]
+fn cachekeepers_own_reads_are_never_uses_and_a_no_op_build_is_one_per_unit() {
+    // The guard below may prune the engine's records by budget: take the engine's turn.
+    let _turn = crate::engine::engine();
+    let a = Fixture::new();
+    a.app_and_dep();
+    assert!(a.cargo(&["build"]).success);
+    let b = Fixture::new();
+    b.app_and_dep();
+    assert!(b.cargo(&["build"]).success);
+    a.config_with(
+        &format!(
+            "roots = [{:?}, {:?}]",
+            a.ws.to_str().unwrap(),
+            b.ws.to_str().unwrap()
+        ),
+        &format!(
+            "{}{}",
+            daemon_section(&a, ""),
+            crate::support::buildkit_section()
+        ),
+    );
+    let d = Daemon::start(&a);
+    let state = a.dir.path().join("state");
+    let v = d.json(&["status"]);
+    assert_eq!(v["daemon"]["tracking"]["unwatched_units"], 0, "{v:#}");
+    let uses = |v: &Value| v["daemon"]["tracking"]["uses"].as_u64().unwrap();
+    assert_eq!(uses(&v), 0);
+
+    // cachekeeper reading b, every way it can.
+    let bt = b.target();
+    let bs = b.ws.to_str().unwrap();
+    for args in [
+        &["scan", bs][..],
+        &["scan"],
+        &["clean", "--dry-run", bs],
+        &["guard", "--min-free", "99%", bs],
+    ] {
+        let out = d.ck(args);
+        assert!(
+            out.status.code().is_some_and(|c| c == 0 || c == 4),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Events arrive within milliseconds; give them a second.
+    std::thread::sleep(Duration::from_secs(1));
+    let v = d.json(&["status"]);
+    assert_eq!(uses(&v), 0, "cachekeeper's own reads counted as uses");
+    // The daemon's own run reads everything too; after it, a rescan saves last-use.json
+    // before the next request is answered.
+    d.ck(&["run-now", "--dry-run"]);
+    std::thread::sleep(Duration::from_secs(1));
+    let v = d.json(&["status"]);
+    assert_eq!(uses(&v), 0, "the daemon's own run counted as uses");
+    assert!(
+        recorded_uses(&state, &bt)
+            .iter()
+            .all(|(_, used)| used.is_none()),
+        "{:?}",
+        recorded_uses(&state, &bt)
+    );
+
+    // A build that compiles nothing in a: one use for each of its units, none for b.
+    let noop = a.cargo(&["build"]);
+    assert!(noop.success && noop.recompiled().is_empty());
+    let n = units_of(&v, &a.target());
+    let v = d.wait_status("a use per unit of a", |v| uses(v) >= n);
+    std::thread::sleep(Duration::from_secs(1));
+    let v2 = d.json(&["status"]);
+    assert_eq!(uses(&v2), n, "{:#}", v["daemon"]["tracking"]);
+    d.ck(&["run-now", "--dry-run"]);
+    d.json(&["status"]);
+    let recorded = recorded_uses(&state, &a.target());
+    assert_eq!(recorded.len() as u64, n);
+    assert!(
+        recorded.iter().all(|(_, used)| used.is_some()),
+        "{recorded:?}"
+    );
+    assert!(
+        recorded_uses(&state, &bt)
+            .iter()
+            .all(|(_, used)| used.is_none())
+    );
 }

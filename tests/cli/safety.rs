@@ -640,3 +640,51 @@ fn a_target_dir_that_lost_its_tag_or_was_replaced_after_the_scan_is_left_alone()
     );
     assert_eq!(f.du(&f.target()), before);
 }
+
+/// Issue: another user's scan (who may not read with `O_NOATIME`) moved the access times of the
+/// fingerprint files it read, and that made every unit it looked at look just used. Only files
+/// cachekeeper never opens tell a unit's last use, whatever the mount's atime options.
+#[test]
+fn another_users_scan_on_a_strictatime_mount_does_not_make_units_look_used() {
+    if !is_root() {
+        eprintln!("skipped: needs root to mount a tmpfs and to run cachekeeper as another user");
+        return;
+    }
+    let f = Fixture::new();
+    let Some(mnt) =
+        crate::support::Tmpfs::mount(f.dir.path().join("strict"), "strictatime,size=256m")
+    else {
+        return;
+    };
+    let target = mnt.0.join("target");
+    let t = target.to_str().unwrap();
+    f.app_and_dep();
+    assert!(
+        f.cargo_with(None, &[("CARGO_TARGET_DIR", t)], &["build"])
+            .success
+    );
+    crate::support::shift_times(f.dir.path(), 60 * DAY);
+    crate::support::shift_session_names(&target, 60 * DAY);
+    f.config(&format!("roots = [{t:?}]"));
+    crate::support::open_to_everyone(f.dir.path());
+    crate::support::open_to_everyone(&mnt.0);
+    for args in [
+        &["scan", "--cargo-only", "--json"][..],
+        &["clean", "--dry-run", "--cargo-only", "--json"],
+    ] {
+        let out = ck_as_nobody(&f, args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let report = f.ck_json(&["clean", "--dry-run", "--cargo-only"]);
+    let stale = removed_units(&report);
+    assert_eq!(
+        stale.len(),
+        4,
+        "every unit is two months unused: {report:#}"
+    );
+}
