@@ -7,7 +7,8 @@
 #   ./install.sh --user          for you alone, no root: ~/.local/bin, ~/.config/cachekeeper,
 #                                ~/.config/systemd/user/cachekeeper.service
 #   ./install.sh --prefix DIR    the binary in DIR/bin; with a prefix other than the default,
-#                                config and unit go below DIR too (DIR/etc, DIR/lib/systemd)
+#                                config and unit go below DIR too (DIR/etc, DIR/lib/systemd),
+#                                and the binary finds DIR/etc/cachekeeper/config.toml itself
 #   ./install.sh --dry-run       print what would be done, do nothing
 #   ./install.sh --uninstall     stop and remove the service and the binary (config and
 #                                state are kept: remove them by hand if you want)
@@ -28,7 +29,7 @@ while (($#)); do
     --uninstall) uninstall=1 ;;
     --no-build) build=0 ;;
     --no-start) start=0 ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -60,6 +61,9 @@ fi
 bin=$prefix/bin/cachekeeper
 config=$sysconfdir/cachekeeper/config.toml
 unit=$unitdir/cachekeeper.service
+docdir=$prefix/share/doc/cachekeeper
+# What a dry run says instead of what it would have done.
+done_word() { if ((dry)); then echo "Would have $1"; else echo "${1^}"; fi; }
 
 say() { printf '%s\n' "$*"; }
 run() { # prints, and unless --dry-run, does
@@ -85,8 +89,9 @@ if ((uninstall)); then
   fi
   [[ -e $unit ]] && run rm -f "$unit"
   [[ -e $bin ]] && run rm -f "$bin"
+  [[ -e $docdir ]] && run rm -rf "$docdir"
   if systemd_runs; then run "${systemctl[@]}" daemon-reload; fi
-  say "Uninstalled. Kept: $config and the state dir (run history, last-use times)."
+  say "$(done_word uninstalled). Kept: $config and the state dir (run history, last-use times)."
   exit 0
 fi
 
@@ -99,7 +104,7 @@ if ((!dry)) && [[ ! -x $src ]]; then
   exit 1
 fi
 
-run install -d "$prefix/bin" "$sysconfdir/cachekeeper" "$unitdir"
+run install -d "$prefix/bin" "$sysconfdir/cachekeeper" "$unitdir" "$docdir"
 # Replace the binary atomically, so a running daemon keeps its file until it restarts.
 run install -m 0755 "$src" "$bin.new"
 run mv -f "$bin.new" "$bin"
@@ -113,11 +118,15 @@ else
   run install -m 0644 "$here/config/cachekeeper.toml" "$config"
 fi
 
-# The unit names the installed binary and config explicitly.
+# The README the unit's Documentation= names.
+run install -m 0644 "$here/README.md" "$docdir/README.md"
+
+# The unit names the installed binary, config and README explicitly.
 exec_start="$bin --config $config daemon"
 say "+ write $unit (ExecStart=$exec_start)"
 if ((!dry)); then
-  sed -e "s#^ExecStart=.*#ExecStart=$exec_start#" "$unit_src" > "$unit.new"
+  sed -e "s#^ExecStart=.*#ExecStart=$exec_start#" \
+    -e "s#^Documentation=.*#Documentation=file://$docdir/README.md#" "$unit_src" > "$unit.new"
   chmod 0644 "$unit.new"
   mv -f "$unit.new" "$unit"
 fi
@@ -126,9 +135,9 @@ if ((start)) && systemd_runs; then
   run "${systemctl[@]}" daemon-reload
   run "${systemctl[@]}" enable cachekeeper.service
   run "${systemctl[@]}" restart cachekeeper.service
-  say "Installed and started. Check it with: $bin status"
+  say "$(done_word 'installed and started'). Check it with: $bin status"
 else
-  say "Installed: $bin, $config, $unit."
+  say "$(done_word installed): $bin, $config, $unit."
   if ((custom)); then
     say "The unit is not where systemd looks; link it: systemctl $( ((user)) && echo '--user ')link $unit"
   elif ((start)); then

@@ -19,6 +19,23 @@ fn socket(config: &Config) -> PathBuf {
     crate::daemon::control::socket_path(config.daemon.socket.as_deref())
 }
 
+/// Reports a failure: on stderr for people and, under `--json`, as the one JSON document on
+/// stdout (`{"version": 1, "error": {"message", "exit_code"}}`), so scripts always get one.
+fn fail(cli: &Cli, exit: Exit, message: &str) -> Exit {
+    eprintln!("error: {message}");
+    if cli.json {
+        emit_json(&error_doc(message, exit));
+    }
+    exit
+}
+
+fn error_doc(message: &str, exit: Exit) -> serde_json::Value {
+    serde_json::json!({
+        "version": report::SCHEMA_VERSION,
+        "error": { "message": message, "exit_code": exit as u8 },
+    })
+}
+
 /// Prints a daemon's answer.
 fn print_response(cli: &Cli, r: &crate::daemon::control::Response) {
     if cli.json {
@@ -64,8 +81,7 @@ fn daemon(cli: &Cli, config: Config, rt: &Runtime) -> Exit {
         Ok(()) => Exit::Ok,
         Err(e) => {
             tracing::error!("{e:#}");
-            eprintln!("error: {e:#}");
-            Exit::Failure
+            fail(cli, Exit::Failure, &format!("{e:#}"))
         }
     }
 }
@@ -76,21 +92,21 @@ fn run_now(cli: &Cli, config: &Config, dry_run: bool) -> Exit {
     match ask(&path, &Request::RunNow { dry_run }, None) {
         Ok(r) if r.ok => {
             print_response(cli, &r);
-            let errors = r.json["errors"].as_u64().unwrap_or(0)
-                + r.json["buildkit"]["errors"].as_u64().unwrap_or(0);
-            if errors > 0 { Exit::Failure } else { Exit::Ok }
+            run_exit(&r)
         }
-        Ok(r) => {
-            eprintln!("error: the daemon refused: {}", r.error.unwrap_or_default());
-            Exit::Failure
-        }
-        Err(e) => {
-            eprintln!(
-                "error: no daemon answers at {} ({e}); start it (`cachekeeper daemon`, or the systemd unit) or use `cachekeeper clean`",
+        Ok(r) => fail(
+            cli,
+            Exit::Failure,
+            &format!("the daemon refused: {}", r.error.unwrap_or_default()),
+        ),
+        Err(e) => fail(
+            cli,
+            Exit::Failure,
+            &format!(
+                "no daemon answers at {} ({e}); start it (`cachekeeper daemon`, or the systemd unit) or use `cachekeeper clean`",
                 path.display()
-            );
-            Exit::Failure
-        }
+            ),
+        ),
     }
 }
 
@@ -115,8 +131,8 @@ fn history(cli: &Cli, config: &Config, limit: usize) -> Exit {
                     )
                 }
                 Err(e) => {
-                    eprintln!("error: cannot read the state dir {}: {e}", dir.display());
-                    return Exit::Failure;
+                    let msg = format!("cannot read the state dir {}: {e}", dir.display());
+                    return fail(cli, Exit::Failure, &msg);
                 }
             }
         }
@@ -137,30 +153,21 @@ fn guard(
     use crate::config::value::{parse_duration, parse_size};
     let floor = match parse_size(min_free) {
         Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: --min-free: {e}");
-            return Exit::Usage.into();
-        }
+        Err(e) => return fail(cli, Exit::Usage, &format!("--min-free: {e}")).into(),
     };
     let interval = match parse_duration(interval) {
         Ok(d) if !d.is_zero() => d,
-        Ok(_) => {
-            eprintln!("error: --interval must be longer than zero");
-            return Exit::Usage.into();
-        }
-        Err(e) => {
-            eprintln!("error: --interval: {e}");
-            return Exit::Usage.into();
-        }
+        Ok(_) => return fail(cli, Exit::Usage, "--interval must be longer than zero").into(),
+        Err(e) => return fail(cli, Exit::Usage, &format!("--interval: {e}")).into(),
     };
-    let roots = match roots(config, paths) {
+    let roots = match roots(cli, config, paths) {
         Ok(r) => r,
         Err(e) => return e.into(),
     };
     if command.is_empty() {
         let pass = rt.block_on(async {
-            let docker = crate::guard::docker_root(config).await;
-            crate::guard::pass(config, &roots, floor, docker.as_ref()).await
+            let engine = crate::guard::docker(config).await;
+            crate::guard::pass(config, &roots, floor, &engine).await
         });
         if cli.json {
             emit_json(&serde_json::json!({ "version": report::SCHEMA_VERSION, "pass": pass }));
@@ -199,27 +206,47 @@ fn guard(
     }
 }
 
-fn healthcheck(config: &Config) -> Exit {
+fn healthcheck(cli: &Cli, config: &Config) -> Exit {
     use crate::daemon::control::{Request, ask};
     let path = socket(config);
-    match ask(
+    let answer = ask(
         &path,
         &Request::Health,
         Some(std::time::Duration::from_secs(10)),
-    ) {
+    );
+    health_answer(cli, &path, answer)
+}
+
+/// Prints what a health request got: `healthy`, or why not (with `--json`, one document
+/// either way, `"healthy"` true or false).
+fn health_answer(
+    cli: &Cli,
+    socket: &Path,
+    answer: std::io::Result<crate::daemon::control::Response>,
+) -> Exit {
+    let why = match answer {
         Ok(r) if r.ok => {
-            emit("healthy\n");
-            Exit::Ok
+            if cli.json {
+                let mut doc = r.json;
+                if let Some(o) = doc.as_object_mut() {
+                    o.insert("version".into(), report::SCHEMA_VERSION.into());
+                }
+                emit_json(&doc);
+            } else {
+                emit("healthy\n");
+            }
+            return Exit::Ok;
         }
-        Ok(r) => {
-            eprintln!("unhealthy: {}", r.error.unwrap_or_default());
-            Exit::Failure
-        }
-        Err(e) => {
-            eprintln!("unhealthy: no daemon answers at {} ({e})", path.display());
-            Exit::Failure
-        }
+        Ok(r) => r.error.unwrap_or_default(),
+        Err(e) => format!("no daemon answers at {} ({e})", socket.display()),
+    };
+    eprintln!("unhealthy: {why}");
+    if cli.json {
+        let mut doc = error_doc(&why, Exit::Failure);
+        doc["healthy"] = false.into();
+        emit_json(&doc);
     }
+    Exit::Failure
 }
 
 /// Exit codes scripts can rely on.
@@ -418,8 +445,10 @@ fn init_logging(verbose: u8, daemon: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CACHEKEEPER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    // https://no-color.org: any non-empty NO_COLOR turns colour off.
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let format = tracing_subscriber::fmt::format()
-        .with_ansi(std::io::stderr().is_terminal() && !journald)
+        .with_ansi(std::io::stderr().is_terminal() && !journald && !no_color)
         .with_target(false)
         .without_time();
     let _ = tracing_subscriber::fmt()
@@ -477,18 +506,96 @@ fn emit_json<T: serde::Serialize>(value: &T) {
     emit("\n");
 }
 
-fn config_error(e: &LoadError) -> Exit {
-    eprintln!("error: invalid config: {e}");
+/// `status`, `healthcheck`, `history` and `run-now` with a config that does not validate: the
+/// daemon's answer, with the error of the file on disk. `None` when no daemon answers (or the
+/// command needs the config itself).
+fn ask_despite_config(cli: &Cli, socket: &Path, error: &LoadError) -> Option<Exit> {
+    use crate::daemon::control::{Request, ask};
+    let request = match &cli.command {
+        Command::Status => Request::Status,
+        Command::Healthcheck => Request::Health,
+        Command::History { limit } => Request::History { limit: *limit },
+        Command::RunNow { dry_run } => Request::RunNow { dry_run: *dry_run },
+        _ => return None,
+    };
+    let wait =
+        (!matches!(request, Request::RunNow { .. })).then_some(std::time::Duration::from_secs(30));
+    let answer = ask(socket, &request, wait);
+    if matches!(request, Request::Health) {
+        // A daemon answers, but the file its next start (or reload) reads does not validate:
+        // unhealthy, whatever it says of itself.
+        answer.ok()?;
+        let why = format!("the config on disk does not validate: {error}");
+        eprintln!("unhealthy: {why}");
+        if cli.json {
+            let mut doc = error_doc(&why, Exit::Failure);
+            doc["healthy"] = false.into();
+            emit_json(&doc);
+        }
+        return Some(Exit::Failure);
+    }
+    let mut response = answer.ok()?;
+    eprintln!(
+        "warning: the config on disk does not validate; the daemon at {} answers with the config it loaded:\n{error}",
+        socket.display()
+    );
+    if let Some(doc) = response.json.as_object_mut() {
+        doc.insert(
+            "config_on_disk".into(),
+            serde_json::json!({ "valid": false, "error": error.to_string() }),
+        );
+    }
+    Some(if response.ok {
+        print_response(cli, &response);
+        run_exit(&response)
+    } else {
+        let why = response.error.unwrap_or_default();
+        fail(cli, Exit::Failure, &format!("the daemon refused: {why}"))
+    })
+}
+
+/// The exit code of a run the daemon reports (0 for other answers).
+fn run_exit(r: &crate::daemon::control::Response) -> Exit {
+    let errors =
+        r.json["errors"].as_u64().unwrap_or(0) + r.json["buildkit"]["errors"].as_u64().unwrap_or(0);
+    if errors > 0 { Exit::Failure } else { Exit::Ok }
+}
+
+fn config_error(cli: &Cli, e: &LoadError) -> Exit {
+    let exit = fail(cli, Exit::Usage, &format!("invalid config: {e}"));
     if matches!(e, LoadError::Invalid(_)) {
         eprintln!("cachekeeper does not run on a config that does not validate.");
     }
-    Exit::Usage
+    exit
 }
 
 /// Runs the command line; returns the exit code.
 #[must_use]
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let informational = matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            );
+            if informational || !std::env::args_os().any(|a| a == "--json") {
+                e.exit();
+            }
+            let _ = e.print();
+            let text = e.render().to_string();
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim_start_matches("error: ");
+            emit_json(&error_doc(first, Exit::Usage));
+            return Exit::Usage.into();
+        }
+    };
     init_logging(cli.verbose, matches!(cli.command, Command::Daemon));
     run(&cli)
 }
@@ -504,7 +611,17 @@ fn run(cli: &Cli) -> ExitCode {
     }
     let config = match config::load(cli.config.as_deref(), &env) {
         Ok(c) => c,
-        Err(e) => return config_error(&e).into(),
+        Err(e) => {
+            // A running daemon still answers on the config it loaded: ask it, and say the file
+            // on disk is broken, rather than refusing before asking.
+            let socket = crate::daemon::control::socket_path(
+                config::socket_hint(cli.config.as_deref(), &env).as_deref(),
+            );
+            return match ask_despite_config(cli, &socket, &e) {
+                Some(exit) => exit.into(),
+                None => config_error(cli, &e).into(),
+            };
+        }
     };
     let progress = Arc::new(if cli.quiet {
         Progress::hidden()
@@ -519,8 +636,12 @@ fn run(cli: &Cli) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return Exit::Failure.into();
+            return fail(
+                cli,
+                Exit::Failure,
+                &format!("cannot start the async runtime: {e}"),
+            )
+            .into();
         }
     };
     match &cli.command {
@@ -538,7 +659,7 @@ fn run(cli: &Cli) -> ExitCode {
         Command::Daemon => daemon(cli, config, &rt).into(),
         Command::RunNow { dry_run } => run_now(cli, &config, *dry_run).into(),
         Command::History { limit } => history(cli, &config, *limit).into(),
-        Command::Healthcheck => healthcheck(&config).into(),
+        Command::Healthcheck => healthcheck(cli, &config).into(),
         Command::Guard {
             min_free,
             interval,
@@ -563,18 +684,17 @@ fn run(cli: &Cli) -> ExitCode {
     }
 }
 
-fn roots(config: &Config, paths: &[PathBuf]) -> Result<Vec<PathBuf>, Exit> {
+fn roots(cli: &Cli, config: &Config, paths: &[PathBuf]) -> Result<Vec<PathBuf>, Exit> {
     if paths.is_empty() {
         return Ok(config.cargo.roots.clone());
     }
-    survey::check_paths(paths).map_err(|e| {
-        eprintln!("error: {e}");
-        Exit::Usage
-    })
+    survey::check_paths(paths).map_err(|e| fail(cli, Exit::Usage, &e))
 }
 
+/// 1 when something could not be read: a target dir that could not be scanned, or a directory
+/// the search could not enter (a target dir may hide there).
 fn survey_exit(survey: &Survey) -> Exit {
-    if survey.failed.is_empty() {
+    if survey.failed.is_empty() && survey.search_errors.is_empty() {
         Exit::Ok
     } else {
         Exit::Failure
@@ -590,7 +710,7 @@ fn survey_command(
     progress: &Arc<Progress>,
     render: fn(&SurveyView) -> String,
 ) -> Exit {
-    let roots = match roots(config, paths) {
+    let roots = match roots(cli, config, paths) {
         Ok(r) => r,
         Err(e) => return e,
     };
@@ -638,7 +758,7 @@ fn clean(
     rt: &Runtime,
     progress: &Arc<Progress>,
 ) -> Exit {
-    let roots = match roots(config, paths) {
+    let roots = match roots(cli, config, paths) {
         Ok(r) => r,
         Err(e) => return e,
     };
@@ -654,7 +774,7 @@ fn clean(
     } else {
         emit(&report::human::clean(&view));
     }
-    if outcome.sweep.errors > 0 || !outcome.survey.failed.is_empty() {
+    if outcome.sweep.errors > 0 || survey_exit(&outcome.survey) == Exit::Failure {
         Exit::Failure
     } else if outcome.buildkit_not_done() {
         Exit::BuildkitNotDone
@@ -723,7 +843,7 @@ fn check_config(cli: &Cli, file: Option<&Path>, print_default: bool, env: &Env) 
             emit(&describe_config(&c));
             Exit::Ok
         }
-        Err(e) => config_error(&e),
+        Err(e) => config_error(cli, &e),
     }
 }
 

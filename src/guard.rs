@@ -63,6 +63,8 @@ pub struct Pass {
     pub holds: bool,
     /// Why the floor was not reached (protected data, what is in use).
     pub blocking: Vec<String>,
+    /// Whether the BuildKit cache could be part of it.
+    pub buildkit: Docker,
 }
 
 /// The filesystems the floor applies to: those of the roots (and the target dirs below them),
@@ -86,11 +88,23 @@ fn involved(roots: &[PathBuf], docker_root: Option<&PathBuf>, floor: SizeSpec) -
     out
 }
 
-/// Docker's root dir, if the BuildKit side is on and the engine answers (asked once per guard
-/// invocation: passes reuse it).
-pub async fn docker_root(config: &Config) -> Option<PathBuf> {
+/// The BuildKit side as the guard found it (asked once per guard invocation: passes reuse it).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Docker {
+    /// `ok`, `absent` (no engine on this machine), `unavailable` (see `message`) or `off`.
+    pub state: &'static str,
+    pub message: Option<String>,
+    /// Docker's root dir, when the engine answers and it is reachable from here.
+    pub root_dir: Option<PathBuf>,
+}
+
+/// Asks the engine for Docker's root dir, if the BuildKit side is on.
+pub async fn docker(config: &Config) -> Docker {
     if !config.buildkit.enabled {
-        return None;
+        return Docker {
+            state: "off",
+            ..Docker::default()
+        };
     }
     let (side, _) = buildkit::measure_configured(
         config.buildkit.docker_host.as_deref(),
@@ -98,18 +112,26 @@ pub async fn docker_root(config: &Config) -> Option<PathBuf> {
     )
     .await;
     match side {
-        buildkit::Side::Ready(cache) => cache.root_dir().filter(|p| p.exists()).cloned(),
-        _ => None,
+        buildkit::Side::Ready(cache) => Docker {
+            state: "ok",
+            message: None,
+            root_dir: cache.root_dir().filter(|p| p.exists()).cloned(),
+        },
+        buildkit::Side::Unavailable { error, quiet } => Docker {
+            state: if quiet { "absent" } else { "unavailable" },
+            message: Some(error.to_string()),
+            root_dir: None,
+        },
+        buildkit::Side::Off => Docker {
+            state: "off",
+            ..Docker::default()
+        },
     }
 }
 
 /// Runs one pass against `floor` over `roots`; `docker` is [`docker_root`].
-pub async fn pass(
-    config: &Config,
-    roots: &[PathBuf],
-    floor: SizeSpec,
-    docker: Option<&PathBuf>,
-) -> Pass {
+pub async fn pass(config: &Config, roots: &[PathBuf], floor: SizeSpec, engine: &Docker) -> Pass {
+    let docker = engine.root_dir.as_ref();
     let before = involved(roots, docker, floor);
     let mut now = before.clone();
     let mut phases = Vec::new();
@@ -193,6 +215,7 @@ pub async fn pass(
         blocking.push("nothing cachekeeper manages is left to remove there: the rest of the disk is other data".into());
     }
     Pass {
+        buildkit: engine.clone(),
         reclaimed_bytes: phases.iter().map(|p| p.reclaimed_bytes).sum(),
         before,
         after: now,
@@ -259,6 +282,18 @@ pub fn describe(p: &Pass) -> String {
     for b in &p.blocking {
         let _ = writeln!(out, "  blocked: {b}");
     }
+    match (p.buildkit.state, &p.buildkit.message) {
+        ("unavailable", Some(m)) => {
+            let _ = writeln!(
+                out,
+                "  BuildKit: UNAVAILABLE, its cache was not considered: {m}"
+            );
+        }
+        ("absent", _) => {
+            let _ = writeln!(out, "  BuildKit: no Docker engine on this machine");
+        }
+        _ => {}
+    }
     out
 }
 
@@ -287,8 +322,9 @@ pub async fn watch(
     command: &[std::ffi::OsString],
 ) -> std::io::Result<Watch> {
     use tokio::signal::unix::{SignalKind, signal};
-    let docker = docker_root(config).await;
-    let mut passes = vec![pass(config, roots, floor, docker.as_ref()).await];
+    let engine = docker(config).await;
+    let docker = engine.root_dir.clone();
+    let mut passes = vec![pass(config, roots, floor, &engine).await];
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut child = tokio::process::Command::new(&command[0])
@@ -320,7 +356,7 @@ pub async fn watch(
                 if !fs.iter().all(FsFree::holds) {
                     held = false;
                     tracing::warn!("free space under the floor while the command runs: freeing space");
-                    passes.push(pass(config, roots, floor, docker.as_ref()).await);
+                    passes.push(pass(config, roots, floor, &engine).await);
                 }
             }
         }

@@ -19,7 +19,7 @@
 //! build runs (or that cargo never locked), and no group containing such a unit.
 //! A budget that cannot be met from unprotected data is reported as a shortfall.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -109,6 +109,50 @@ pub struct Action {
     pub bytes: u64,
 }
 
+/// Why a part a rule would remove stays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protection {
+    /// A build holds cargo's lock on its profile.
+    BuildRunning,
+    /// Its profile has no cargo lock file: cachekeeper cannot keep builds out while it works.
+    NoCargoLock,
+    /// Used or written within `min-age`.
+    MinAge,
+    /// It goes only together with others (a unit's dependents, a record's descendants), one
+    /// of which is kept.
+    TiedToKept,
+    /// A BuildKit record a build is using now.
+    InUse,
+    /// A BuildKit record held by an image: pruning it frees nothing.
+    SharedWithImage,
+    /// A BuildKit cache mount, protected by `protect-cache-mounts`.
+    CacheMount,
+}
+
+impl Protection {
+    /// For people: why it stays.
+    #[must_use]
+    pub fn describe(self) -> &'static str {
+        match self {
+            Protection::BuildRunning => "a build holds cargo's lock on its profile",
+            Protection::NoCargoLock => "its profile has no cargo lock file",
+            Protection::MinAge => "used within min-age",
+            Protection::TiedToKept => "it goes only with something that is kept",
+            Protection::InUse => "in use by a running build",
+            Protection::SharedWithImage => "shared with an image",
+            Protection::CacheMount => "a protected cache mount",
+        }
+    }
+}
+
+/// Parts a rule would remove that a protection keeps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Kept {
+    pub parts: usize,
+    pub bytes: u64,
+}
+
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct TargetPlan {
     /// The resolved per-target budget.
@@ -118,6 +162,9 @@ pub struct TargetPlan {
     pub planned_bytes: u64,
     /// Bytes in units that no rule may touch now (young, or a build runs).
     pub protected_bytes: u64,
+    /// What the rules would remove but a protection keeps, by protection (a budget's wish
+    /// counts only when the budget then falls short).
+    pub kept: BTreeMap<Protection, Kept>,
     /// Why a rule did not apply here.
     pub notes: Vec<String>,
 }
@@ -146,6 +193,20 @@ impl Plan {
     pub fn planned_bytes(&self) -> u64 {
         self.actions.iter().map(|a| a.bytes).sum()
     }
+
+    /// What protections keep, over all target dirs.
+    #[must_use]
+    pub fn kept(&self) -> BTreeMap<Protection, Kept> {
+        let mut all: BTreeMap<Protection, Kept> = BTreeMap::new();
+        for t in &self.targets {
+            for (p, k) in &t.kept {
+                let e = all.entry(*p).or_default();
+                e.parts += k.parts;
+                e.bytes += k.bytes;
+            }
+        }
+        all
+    }
 }
 
 /// Formats an age the way people read it: `42d`, `5h`, `12m`, `30s`.
@@ -168,9 +229,11 @@ struct State<'a> {
     /// Effective last use of every unit, per target.
     eff: Vec<Vec<SystemTime>>,
     /// Why a unit may not go, per target.
-    protected: Vec<Vec<Option<String>>>,
+    protected: Vec<Vec<Option<Protection>>>,
     /// Parts already planned for removal, per target.
     removed: Vec<HashSet<Item>>,
+    /// Parts a rule wanted that a protection kept, per target.
+    kept: Vec<HashMap<Item, Protection>>,
     plan: Plan,
 }
 
@@ -187,6 +250,7 @@ pub fn plan(input: &Input<'_>) -> Plan {
             .collect(),
         protected: Vec::new(),
         removed: vec![HashSet::new(); n],
+        kept: vec![HashMap::new(); n],
         plan: Plan {
             targets: vec![TargetPlan::default(); n],
             ..Plan::default()
@@ -227,6 +291,7 @@ pub fn plan(input: &Input<'_>) -> Plan {
         *tp.by_rule.entry(a.rule).or_default() += a.bytes;
         tp.planned_bytes += a.bytes;
     }
+    st.tally_kept();
     st.plan
 }
 
@@ -281,15 +346,51 @@ impl State<'_> {
         self.input.now.duration_since(t).unwrap_or(Duration::ZERO)
     }
 
-    fn profile_free(&self, t: usize, profile: u16) -> Result<(), String> {
+    fn profile_free(&self, t: usize, profile: u16) -> Result<(), Protection> {
         match self.input.targets[t].dir.profiles[usize::from(profile)].state {
             ProfileState::Idle => Ok(()),
-            ProfileState::Busy => Err("a build is running in its profile".into()),
-            ProfileState::Unlockable => Err("its profile has no cargo lock file".into()),
+            ProfileState::Busy => Err(Protection::BuildRunning),
+            ProfileState::Unlockable => Err(Protection::NoCargoLock),
         }
     }
 
-    fn protection(&self, t: usize) -> Vec<Option<String>> {
+    /// Notes that a rule wanted `item` but `why` keeps it (the first reason found stands).
+    fn keep(&mut self, t: usize, item: Item, why: Protection) {
+        self.kept[t].entry(item).or_insert(why);
+    }
+
+    /// Notes that a rule wanted the unit whose group is `group`, and the group is blocked.
+    fn keep_group(&mut self, t: usize, group: &[usize]) {
+        for &u in group {
+            let why = self.protected[t][u].unwrap_or(Protection::TiedToKept);
+            self.keep(t, Item::Unit(u), why);
+        }
+    }
+
+    /// Sums what protections keep into each target's plan (parts that a later rule removed
+    /// after all are not kept).
+    fn tally_kept(&mut self) {
+        for t in 0..self.input.targets.len() {
+            let dir = self.input.targets[t].dir;
+            let mut kept: BTreeMap<Protection, Kept> = BTreeMap::new();
+            for (item, why) in &self.kept[t] {
+                if self.removed[t].contains(item) {
+                    continue;
+                }
+                let bytes = match *item {
+                    Item::Unit(u) => dir.units[u].reclaimable,
+                    Item::Incremental(i) => dir.incremental[i].reclaimable,
+                    Item::Orphan(o) => dir.orphans[o].reclaimable,
+                };
+                let e = kept.entry(*why).or_default();
+                e.parts += 1;
+                e.bytes += bytes;
+            }
+            self.plan.targets[t].kept = kept;
+        }
+    }
+
+    fn protection(&self, t: usize) -> Vec<Option<Protection>> {
         let s = self.input.settings;
         self.input.targets[t]
             .dir
@@ -300,8 +401,7 @@ impl State<'_> {
                     return Some(why);
                 }
                 let newest = u.last_used.max(u.last_built);
-                (self.since(newest) < s.min_age)
-                    .then(|| format!("used within min-age ({})", age(s.min_age)))
+                (self.since(newest) < s.min_age).then_some(Protection::MinAge)
             })
             .collect()
     }
@@ -396,11 +496,6 @@ impl State<'_> {
         for t in 0..self.input.targets.len() {
             let dir = self.input.targets[t].dir;
             for (i, inc) in dir.incremental.iter().enumerate() {
-                if self.profile_free(t, inc.profile).is_err()
-                    || self.since(inc.last_written()) < s.min_age
-                {
-                    continue;
-                }
                 let written = age(self.since(inc.last_written()));
                 let reason = if inc.owners.is_empty() {
                     format!(
@@ -415,12 +510,23 @@ impl State<'_> {
                 } else {
                     continue;
                 };
-                self.take(t, Item::Incremental(i), Rule::Incremental, reason);
+                let item = Item::Incremental(i);
+                if let Err(why) = self.profile_free(t, inc.profile) {
+                    self.keep(t, item, why);
+                } else if self.since(inc.last_written()) < s.min_age {
+                    self.keep(t, item, Protection::MinAge);
+                } else {
+                    self.take(t, item, Rule::Incremental, reason);
+                }
             }
             for (i, o) in dir.orphans.iter().enumerate() {
-                if self.profile_free(t, o.key.profile).is_err()
-                    || self.since(o.newest_mtime) < s.min_age
-                {
+                let item = Item::Orphan(i);
+                if let Err(why) = self.profile_free(t, o.key.profile) {
+                    self.keep(t, item, why);
+                    continue;
+                }
+                if self.since(o.newest_mtime) < s.min_age {
+                    self.keep(t, item, Protection::MinAge);
                     continue;
                 }
                 let reason = format!(
@@ -489,6 +595,7 @@ impl State<'_> {
                 }
                 let group = self.group(t, u);
                 if self.group_blocked(t, &group) {
+                    self.keep_group(t, &group);
                     continue;
                 }
                 self.remove_group(
@@ -520,6 +627,7 @@ impl State<'_> {
                 }
                 let group = self.group(t, u);
                 if self.group_blocked(t, &group) {
+                    self.keep_group(t, &group);
                     continue;
                 }
                 let reason = format!(
@@ -590,20 +698,6 @@ impl State<'_> {
         over
     }
 
-    fn protected_in(&self, scope: &dyn Fn(usize) -> bool) -> (usize, u64) {
-        let mut n = 0;
-        let mut bytes = 0;
-        for t in (0..self.input.targets.len()).filter(|t| scope(*t)) {
-            for (u, unit) in self.input.targets[t].dir.units.iter().enumerate() {
-                if !self.removed[t].contains(&Item::Unit(u)) && self.protected[t][u].is_some() {
-                    n += 1;
-                    bytes += unit.reclaimable;
-                }
-            }
-        }
-        (n, bytes)
-    }
-
     fn shortfall(
         &mut self,
         scope_name: String,
@@ -611,14 +705,49 @@ impl State<'_> {
         limit: u64,
         missing: u64,
     ) {
-        let (n, bytes) = self.protected_in(scope);
+        // The budget wanted everything left in its scope: all of it is kept by a protection.
+        let mut by: BTreeMap<Protection, Kept> = BTreeMap::new();
+        for t in (0..self.input.targets.len()).filter(|t| scope(*t)) {
+            let dir = self.input.targets[t].dir;
+            for u in 0..dir.units.len() {
+                if self.removed[t].contains(&Item::Unit(u)) {
+                    continue;
+                }
+                let why = self.protected[t][u].unwrap_or(Protection::TiedToKept);
+                self.keep(t, Item::Unit(u), why);
+                let e = by.entry(why).or_default();
+                e.parts += 1;
+                e.bytes += dir.units[u].reclaimable;
+            }
+        }
+        let parts: Vec<String> = by
+            .iter()
+            .map(|(why, k)| {
+                format!(
+                    "{} unit{} ({}) {}",
+                    k.parts,
+                    if k.parts == 1 { "" } else { "s" },
+                    crate::report::human_bytes(k.bytes),
+                    match why {
+                        Protection::BuildRunning => "in profiles a build holds locked",
+                        Protection::NoCargoLock => "in profiles with no cargo lock file",
+                        Protection::MinAge => "used within min-age",
+                        _ => "that kept units depend on",
+                    }
+                )
+            })
+            .collect();
+        let kept = if parts.is_empty() {
+            "no unit is left to remove".to_string()
+        } else {
+            format!("everything else is kept: {}", parts.join(", "))
+        };
         self.plan.shortfalls.push(Shortfall {
             scope: scope_name,
             limit_bytes: limit,
             missing_bytes: missing,
             why: format!(
-                "everything else is protected: {n} units ({}) used within min-age or in a profile being built; the rest is outside cargo's units (uplifted copies, docs, other files)",
-                crate::report::human_bytes(bytes)
+                "{kept}; the rest is outside cargo's units (uplifted copies, docs, other files)"
             ),
         });
     }
@@ -919,9 +1048,19 @@ mod tests {
         assert_eq!(p.shortfalls.len(), 1);
         assert_eq!(p.shortfalls[0].missing_bytes, 50);
         assert!(
-            p.shortfalls[0].why.contains("1 units"),
+            p.shortfalls[0]
+                .why
+                .contains("1 unit (100 B) used within min-age"),
             "{}",
             p.shortfalls[0].why
+        );
+        // What the budget wanted and min-age kept is counted.
+        assert_eq!(
+            p.targets[0].kept.get(&Protection::MinAge),
+            Some(&Kept {
+                parts: 1,
+                bytes: 100
+            })
         );
     }
 
@@ -941,6 +1080,14 @@ mod tests {
                 .any(|n| n.contains("build is running"))
         );
         assert_eq!(p.targets[0].protected_bytes, 100);
+        // The stale rule wanted it: what the running build keeps is counted, for the report.
+        assert_eq!(
+            p.kept().get(&Protection::BuildRunning),
+            Some(&Kept {
+                parts: 1,
+                bytes: 100
+            })
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::progress::Progress;
 use crate::toolchain::{self, Toolchains};
 
 /// Which sides a command looks at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Sides {
     pub cargo: bool,
     pub buildkit: bool,

@@ -15,14 +15,14 @@
 //! reuses a step reuses what it sits on). Nothing in use, shared, or used within `min-age` is
 //! touched, nor anything such a record sits on.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
 use super::Record;
 use crate::config::SizeSpec;
-use crate::policy::age;
+use crate::policy::{Kept, Protection, age};
 
 /// How cache mounts are protected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -94,6 +94,9 @@ pub struct Plan {
     pub budget_bytes: Option<u64>,
     pub hard_limit_bytes: Option<u64>,
     pub shortfall: Option<crate::policy::Shortfall>,
+    /// Records a rule would remove that a protection keeps (a budget's wish counts only when
+    /// it then falls short), by protection.
+    pub kept: BTreeMap<Protection, Kept>,
 }
 
 impl Plan {
@@ -129,7 +132,9 @@ pub fn plan(records: &[Record], s: &Settings, fs_bytes: Option<u64>, now: System
                 age(idle),
                 age(s.keep_duration)
             );
-            st.take_group(r, Rule::KeepDuration, &reason);
+            if st.take_group(r, Rule::KeepDuration, &reason).is_none() {
+                st.keep_group(r);
+            }
         }
     }
     // 2. Over the budget: other records first; cache mounts under a hard limit go only while
@@ -149,15 +154,53 @@ pub fn plan(records: &[Record], s: &Settings, fs_bytes: Option<u64>, now: System
     if s.protect_cache_mounts == Protect::LastResort && missing > 0 {
         missing = st.lru(missing, true, Rule::Budget);
     }
+    if missing > 0 {
+        // The budget wanted every reclaimable record left: a protection keeps each.
+        for (r, record) in records.iter().enumerate() {
+            if record.reclaimable() && !st.removed.contains(&r) {
+                st.keep_group(r);
+            }
+        }
+    }
+    let mut kept: BTreeMap<Protection, Kept> = BTreeMap::new();
+    for (&r, why) in &st.kept {
+        if !st.removed.contains(&r) {
+            let e = kept.entry(*why).or_default();
+            e.parts += 1;
+            e.bytes += records[r].size;
+        }
+    }
     if let (Some(budget), true) = (budget, missing > 0) {
+        let parts: Vec<String> = kept
+            .iter()
+            .map(|(p, k)| {
+                let label = match p {
+                    Protection::InUse => "in use by running builds",
+                    Protection::SharedWithImage => "shared with images",
+                    Protection::CacheMount => "protected cache mounts",
+                    Protection::MinAge => "used within min-age",
+                    _ => "under records that are kept",
+                };
+                format!(
+                    "{label} ({} record{}, {})",
+                    k.parts,
+                    if k.parts == 1 { "" } else { "s" },
+                    crate::report::human_bytes(k.bytes)
+                )
+            })
+            .collect();
         st.plan.shortfall = Some(crate::policy::Shortfall {
             scope: "buildkit budget".into(),
             limit_bytes: budget,
             missing_bytes: missing,
-            why: "the rest is in use, shared with images, used within min-age, or protected cache mounts"
-                .into(),
+            why: if parts.is_empty() {
+                "no record is left to prune".into()
+            } else {
+                format!("everything else is kept: {}", parts.join(", "))
+            },
         });
     }
+    st.plan.kept = kept;
     st.plan
 }
 
@@ -168,9 +211,11 @@ struct State<'a> {
     children: Vec<Vec<usize>>,
     /// Newest use of each record or any descendant.
     eff: Vec<SystemTime>,
-    /// Whether the record itself may never go.
-    pinned: Vec<bool>,
+    /// Why the record itself may never go, if it may not.
+    pinned: Vec<Option<Protection>>,
     removed: HashSet<usize>,
+    /// Records a rule wanted that a protection kept.
+    kept: HashMap<usize, Protection>,
     plan: Plan,
 }
 
@@ -199,16 +244,24 @@ impl<'a> State<'a> {
             eff: Vec::new(),
             pinned: Vec::new(),
             removed: HashSet::new(),
+            kept: HashMap::new(),
             plan: Plan::default(),
         };
         st.eff = (0..records.len()).map(|r| st.newest_use(r)).collect();
         st.pinned = records
             .iter()
             .map(|r| {
-                r.in_use
-                    || r.shared
-                    || (r.kind == CACHE_MOUNT && s.protect_cache_mounts == Protect::Always)
-                    || r.last_use().is_none_or(|t| st.since(t) < s.min_age)
+                if r.in_use {
+                    Some(Protection::InUse)
+                } else if r.shared {
+                    Some(Protection::SharedWithImage)
+                } else if r.kind == CACHE_MOUNT && s.protect_cache_mounts == Protect::Always {
+                    Some(Protection::CacheMount)
+                } else if r.last_use().is_none_or(|t| st.since(t) < s.min_age) {
+                    Some(Protection::MinAge)
+                } else {
+                    None
+                }
             })
             .collect();
         st
@@ -261,7 +314,7 @@ impl<'a> State<'a> {
                     stack.push((c, 0));
                 }
             } else {
-                if self.pinned[x] {
+                if self.pinned[x].is_some() {
                     return None;
                 }
                 order.push(x);
@@ -270,11 +323,31 @@ impl<'a> State<'a> {
         Some(order)
     }
 
-    fn take_group(&mut self, r: usize, rule: Rule, reason: &str) -> u64 {
-        if self.removed.contains(&r) {
-            return 0;
+    /// Notes that a rule wanted `r` and its descendants, which a protection keeps: each keeps
+    /// its own protection, or is tied to the kept ones.
+    fn keep_group(&mut self, r: usize) {
+        let mut seen = HashSet::from([r]);
+        let mut stack = vec![r];
+        while let Some(x) = stack.pop() {
+            if self.removed.contains(&x) {
+                continue;
+            }
+            let why = self.pinned[x].unwrap_or(Protection::TiedToKept);
+            self.kept.entry(x).or_insert(why);
+            for &c in &self.children[x] {
+                if seen.insert(c) {
+                    stack.push(c);
+                }
+            }
         }
-        let Some(group) = self.group(r) else { return 0 };
+    }
+
+    /// Plans the removal of `r` with its descendants; `None` if a protection keeps the group.
+    fn take_group(&mut self, r: usize, rule: Rule, reason: &str) -> Option<u64> {
+        if self.removed.contains(&r) {
+            return Some(0);
+        }
+        let group = self.group(r)?;
         let mut bytes = 0;
         for x in group {
             self.removed.insert(x);
@@ -294,7 +367,7 @@ impl<'a> State<'a> {
                 bytes: self.records[x].size,
             });
         }
-        bytes
+        Some(bytes)
     }
 
     fn reclaimable_left(&self) -> u64 {
@@ -328,7 +401,7 @@ impl<'a> State<'a> {
                 "least recently used (last used {} ago)",
                 age(self.since(self.eff[r]))
             );
-            over = over.saturating_sub(self.take_group(r, rule, &reason));
+            over = over.saturating_sub(self.take_group(r, rule, &reason).unwrap_or(0));
         }
         over
     }

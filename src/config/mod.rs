@@ -120,6 +120,9 @@ pub struct Env {
     pub home: Option<PathBuf>,
     pub cachekeeper_config: Option<PathBuf>,
     pub xdg_config_home: Option<PathBuf>,
+    /// The prefix the running binary is installed under (`/opt/ck` for `/opt/ck/bin/...`),
+    /// whose `etc/cachekeeper/config.toml` install.sh writes for a `--prefix` install.
+    pub prefix: Option<PathBuf>,
 }
 
 impl Env {
@@ -130,10 +133,16 @@ impl Env {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
         };
+        // `/usr/bin` and `/usr/local/bin` are installs whose config lives in /etc.
+        let prefix = std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
+            .filter(|p| !["/", "/usr", "/usr/local"].contains(&p.to_str().unwrap_or("/")));
         Env {
             home: var("HOME"),
             cachekeeper_config: var("CACHEKEEPER_CONFIG"),
             xdg_config_home: var("XDG_CONFIG_HOME"),
+            prefix,
         }
     }
 }
@@ -188,8 +197,9 @@ pub enum LoadError {
 }
 
 /// Finds the config file to use: `explicit` (from `--config`), `$CACHEKEEPER_CONFIG`,
-/// `$XDG_CONFIG_HOME/cachekeeper/config.toml` (or `~/.config/...`),
-/// `/etc/cachekeeper/config.toml`; `None` means the embedded defaults.
+/// `$XDG_CONFIG_HOME/cachekeeper/config.toml` (or `~/.config/...`), the install prefix's
+/// `etc/cachekeeper/config.toml` (`install.sh --prefix DIR`), `/etc/cachekeeper/config.toml`;
+/// `None` means the embedded defaults.
 /// An explicitly named file must exist; the conventional places are used only if present.
 #[must_use]
 pub fn locate(explicit: Option<&Path>, env: &Env) -> Option<PathBuf> {
@@ -206,6 +216,11 @@ pub fn locate(explicit: Option<&Path>, env: &Env) -> Option<PathBuf> {
     let candidates = user_dir
         .map(|d| d.join("cachekeeper/config.toml"))
         .into_iter()
+        .chain(
+            env.prefix
+                .as_ref()
+                .map(|p| p.join("etc/cachekeeper/config.toml")),
+        )
         .chain(std::iter::once(PathBuf::from(
             "/etc/cachekeeper/config.toml",
         )));
@@ -224,6 +239,17 @@ pub fn load(explicit: Option<&Path>, env: &Env) -> Result<Config, LoadError> {
             Ok(parse(&text, Source::File(path), env)?)
         }
     }
+}
+
+/// The `[daemon] socket` a config file names, read leniently: for asking a running daemon
+/// when the file no longer validates (edited since the daemon loaded it). `None` when the
+/// file names none or cannot be read as TOML at all.
+#[must_use]
+pub fn socket_hint(explicit: Option<&Path>, env: &Env) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(locate(explicit, env)?).ok()?;
+    let table: toml::Table = toml::from_str(&text).ok()?;
+    let raw = table.get("daemon")?.get("socket")?.as_str()?;
+    expand_home(raw, env).ok()
 }
 
 /// Parses `text` as a config laid over the embedded defaults.
@@ -682,14 +708,20 @@ mod tests {
     }
 
     #[test]
-    fn plain_byte_counts_are_sizes() {
+    fn a_size_needs_a_unit_except_zero() {
         let c = parse(
-            "[cargo]\ntarget-budget = 123456\n",
+            "[cargo]\ntarget-budget = \"123456 B\"\ntotal-budget = 0\n",
             Source::Embedded,
             &env(),
         )
         .unwrap();
         assert_eq!(c.cargo.target_budget, Some(SizeSpec::Bytes(123_456)));
+        assert_eq!(c.cargo.total_budget, Some(SizeSpec::Bytes(0)));
+        for bare in ["123456", "\"123456\""] {
+            let e = err(&format!("[cargo]\ntarget-budget = {bare}\n"));
+            assert_eq!(e.key, "cargo.target-budget");
+            assert!(e.message.contains("\"123456 B\""), "{}", e.message);
+        }
     }
 
     #[test]
@@ -705,16 +737,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let xdg = dir.path().join("xdg");
         std::fs::create_dir_all(xdg.join("cachekeeper")).unwrap();
+        let prefix = dir.path().join("opt");
+        std::fs::create_dir_all(prefix.join("etc/cachekeeper")).unwrap();
         let mut env = Env {
             home: Some(dir.path().join("home")),
             cachekeeper_config: None,
             xdg_config_home: Some(xdg.clone()),
+            prefix: Some(prefix.clone()),
         };
         // Nothing present at the conventional places (and no /etc file on a test machine
         // is assumed): explicit beats everything.
         assert_eq!(
             locate(Some(Path::new("/x.toml")), &env),
             Some(PathBuf::from("/x.toml"))
+        );
+        // The install prefix's config (install.sh --prefix) comes before /etc.
+        std::fs::write(prefix.join("etc/cachekeeper/config.toml"), "").unwrap();
+        assert_eq!(
+            locate(None, &env),
+            Some(prefix.join("etc/cachekeeper/config.toml"))
         );
         std::fs::write(xdg.join("cachekeeper/config.toml"), "").unwrap();
         assert_eq!(

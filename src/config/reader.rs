@@ -329,7 +329,10 @@ impl<'d, 't> Section<'d, 't> {
         let expected = format!("{} or \"none\"", value::SIZE_EXPECTED);
         match v.get_ref() {
             DeValue::Integer(i) => match int_value(i) {
-                Some(n) if n >= 0 => Ok(Some(Some(SizeSpec::Bytes(n.unsigned_abs())))),
+                Some(0) => Ok(Some(Some(SizeSpec::Bytes(0)))),
+                Some(n) if n > 0 => {
+                    Err(self.fail(key, v.span(), value::bare_number(&n.to_string())))
+                }
                 Some(_) => {
                     Err(self.fail(key, v.span(), format!("{i}: a size must not be negative")))
                 }

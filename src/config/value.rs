@@ -41,13 +41,23 @@ impl fmt::Display for SizeSpec {
     }
 }
 
-pub const SIZE_EXPECTED: &str = "a size like \"10GiB\", \"500 MB\", \"123456 B\" or 123456 (bytes), or a percentage of the filesystem like \"15%\"";
+pub const SIZE_EXPECTED: &str = "a size like \"10GiB\", \"500 MB\" or \"123456 B\", or a percentage of the filesystem like \"15%\"";
 pub const DURATION_EXPECTED: &str =
     "a duration like \"30d\", \"36h\", \"90m\", \"2w\" or \"1d12h\" (units: s, m, h, d, w)";
 
-/// Parses a size with an optional unit. Decimal units (kB, MB, GB, TB) are powers of 1000,
-/// binary units (KiB, MiB, GiB, TiB) and the bare letters (K, M, G, T, like `du` and docker)
-/// are powers of 1024. Units are case-insensitive.
+/// The error for a number written without a unit (other than 0): `10` could mean bytes, GiB or
+/// a percentage, and reading it as 10 bytes silently is how a floor of "10" frees nothing.
+#[must_use]
+pub fn bare_number(text: &str) -> String {
+    let n = text.trim();
+    format!(
+        "invalid size {text:?}: a number needs a unit: \"{n} B\" for bytes, \"{n}GiB\", or \"{n}%\" of the filesystem"
+    )
+}
+
+/// Parses a size with its unit. Decimal units (kB, MB, GB, TB) are powers of 1000, binary
+/// units (KiB, MiB, GiB, TiB) and the bare letters (K, M, G, T, like `du` and docker) are
+/// powers of 1024. Units are case-insensitive. Only 0 may go without one.
 pub fn parse_size(text: &str) -> Result<SizeSpec, String> {
     let t = text.trim();
     if let Some(num) = t.strip_suffix('%') {
@@ -70,7 +80,9 @@ pub fn parse_size(text: &str) -> Result<SizeSpec, String> {
         return Err(format!("invalid size {text:?}: expected {SIZE_EXPECTED}"));
     }
     let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
+        "" if num.parse::<f64>().is_ok_and(|v| v == 0.0) => 1,
+        "" => return Err(bare_number(text)),
+        "b" => 1,
         "kb" => 1000,
         "mb" => 1000_u64.pow(2),
         "gb" => 1000_u64.pow(3),
@@ -168,7 +180,10 @@ mod tests {
         assert_eq!(parse_size("10GiB"), Ok(SizeSpec::Bytes(10 << 30)));
         assert_eq!(parse_size("500 MB"), Ok(SizeSpec::Bytes(500_000_000)));
         assert_eq!(parse_size("123456 B"), Ok(SizeSpec::Bytes(123_456)));
-        assert_eq!(parse_size("123456"), Ok(SizeSpec::Bytes(123_456)));
+        assert_eq!(parse_size("0"), Ok(SizeSpec::Bytes(0)));
+        // A bare number is refused, with what to write instead.
+        let e = parse_size("10").unwrap_err();
+        assert!(e.contains("\"10 B\"") && e.contains("\"10%\""), "{e}");
         assert_eq!(parse_size("1.5 kib"), Ok(SizeSpec::Bytes(1536)));
         assert_eq!(parse_size("2G"), Ok(SizeSpec::Bytes(2 << 30)));
         assert_eq!(parse_size("15%"), Ok(SizeSpec::Percent(15.0)));

@@ -232,7 +232,8 @@ pub async fn serve(
         .notify(&format!("READY=1\nSTATUS={}", d.summary()));
     tracing::info!(
         "ready; next run {}",
-        d.next_run.map_or_else(|| "never".into(), format_time)
+        d.next_run
+            .map_or_else(|| "never".into(), report::human::local_time)
     );
 
     let (ask_tx, mut ask_rx) = mpsc::unbounded_channel::<Ask>();
@@ -376,7 +377,9 @@ impl Daemon {
             .running
             .as_ref()
             .map_or(String::new(), |r| format!("running ({}); ", r.trigger));
-        let next = self.next_run.map_or_else(|| "never".into(), format_time);
+        let next = self
+            .next_run
+            .map_or_else(|| "never".into(), report::human::local_time);
         let last = self.state.runs(1).pop().map_or_else(
             || "no runs yet".to_string(),
             |r| {
@@ -482,7 +485,13 @@ impl Daemon {
                 .running
                 .as_ref()
                 .map(|r| format!("{} since {}", r.trigger, format_time(r.started))),
-            pressure_armed: self.pressure.values().all(Pressure::armed),
+            pressure_armed: self.config.disk.min_free.is_some()
+                && self.pressure.values().all(Pressure::armed),
+            pressure: match self.config.disk.min_free {
+                None => "off",
+                Some(_) if self.pressure.values().all(Pressure::armed) => "armed",
+                Some(_) => "disarmed",
+            },
             tracking: self.tracker.stats(),
             totals: state::totals(&self.state.runs(usize::MAX)),
             last_runs: runs,
@@ -624,7 +633,8 @@ impl Daemon {
             return;
         };
         let stopped = run.stop.load(Ordering::SeqCst);
-        let record = record_of(&outcome, &run, stopped);
+        let view = CleanView::from_outcome(&outcome);
+        let record = record_of(&outcome, &run, stopped, &view);
         crate::cli::log_actions(&outcome);
         tracing::info!(
             trigger = run.trigger,
@@ -633,13 +643,15 @@ impl Daemon {
             "run done: reclaimed {}",
             report::human_bytes(record.reclaimed_bytes)
         );
+        for why in &record.blocked {
+            tracing::info!(trigger = run.trigger, "why: {why}");
+        }
         for e in &record.errors {
             self.remember_error(e.clone());
         }
         if let Err(e) = self.state.append_run(&record) {
             self.remember_error(format!("cannot record the run in history: {e}"));
         }
-        let view = CleanView::from_outcome(&outcome);
         let response = Response {
             ok: true,
             error: None,
@@ -740,7 +752,7 @@ impl Daemon {
     }
 }
 
-fn record_of(outcome: &job::Outcome, run: &Running, stopped: bool) -> RunRecord {
+fn record_of(outcome: &job::Outcome, run: &Running, stopped: bool, view: &CleanView) -> RunRecord {
     use crate::policy::Item;
     use crate::sweep::Status;
     let mut targets: Vec<state::TargetRun> = outcome
@@ -808,6 +820,17 @@ fn record_of(outcome: &job::Outcome, run: &Running, stopped: bool) -> RunRecord 
         buildkit_records_removed,
         errors,
         stopped,
+        blocked: view
+            .blocked
+            .iter()
+            .cloned()
+            .chain(
+                view.buildkit
+                    .blocked
+                    .iter()
+                    .map(|b| format!("BuildKit: {b}")),
+            )
+            .collect(),
     }
 }
 

@@ -142,6 +142,10 @@ pub struct RunRecord {
     pub errors: Vec<String>,
     /// Stopped before the plan was done (the daemon was asked to stop).
     pub stopped: bool,
+    /// When the run freed nothing though the rules wanted to, or less than a budget needs:
+    /// what blocked it, one line per side.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocked: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -240,7 +244,10 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// Totals over runs, for `history` and `status`.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Totals {
+    /// Real runs (what the totals add up).
     pub runs: u64,
+    /// Dry runs: listed, never counted in the totals (they remove nothing).
+    pub dry_runs: u64,
     pub reclaimed_bytes: u64,
     pub cargo_reclaimed_bytes: u64,
     pub buildkit_reclaimed_bytes: u64,
@@ -249,7 +256,10 @@ pub struct Totals {
 #[must_use]
 pub fn totals(runs: &[RunRecord]) -> Totals {
     let real = runs.iter().filter(|r| !r.dry_run);
-    let mut t = Totals::default();
+    let mut t = Totals {
+        dry_runs: runs.iter().filter(|r| r.dry_run).count() as u64,
+        ..Totals::default()
+    };
     for r in real {
         t.runs += 1;
         t.reclaimed_bytes += r.reclaimed_bytes;

@@ -9,6 +9,43 @@ use crate::inventory::ProfileState;
 use crate::policy::Rule;
 use crate::sweep::Status;
 
+/// A time as people read it: local, with its offset (the schedule is local time too). Views
+/// carry RFC 3339 UTC for scripts; anything else is shown as it is.
+#[must_use]
+pub fn local(utc: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(utc).map_or_else(
+        |_| utc.to_string(),
+        |t| {
+            t.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S %:z")
+                .to_string()
+        },
+    )
+}
+
+/// [`local`] of a time.
+#[must_use]
+pub fn local_time(t: std::time::SystemTime) -> String {
+    chrono::DateTime::<chrono::Local>::from(t)
+        .format("%Y-%m-%d %H:%M:%S %:z")
+        .to_string()
+}
+
+/// `local` of every RFC 3339 word in a sentence (`manual since <time>`).
+fn local_words(text: &str) -> String {
+    text.split(' ').map(local).collect::<Vec<_>>().join(" ")
+}
+
+/// `local` of a leading timestamp (`<time> <message>`, as the daemon keeps its errors).
+fn local_prefix(line: &str) -> String {
+    match line.split_once(' ') {
+        Some((t, rest)) if chrono::DateTime::parse_from_rfc3339(t).is_ok() => {
+            format!("{} {rest}", local(t))
+        }
+        _ => line.to_string(),
+    }
+}
+
 /// Aligns columns; the first is left-aligned, the others right-aligned.
 fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
@@ -81,15 +118,26 @@ fn footer(v: &SurveyView, out: &mut String) {
     for r in &v.missing_roots {
         let _ = writeln!(out, "note: root {} does not exist", r.display());
     }
-    if !v.search_errors.is_empty() {
-        let _ = writeln!(
-            out,
-            "note: {} directories could not be searched, e.g. {}",
-            v.search_errors.len(),
-            v.search_errors[0]
-        );
-    }
+    search_errors(&v.search_errors, out);
     shortfalls(&v.shortfalls, out);
+}
+
+/// Directories the search could not enter, named (a target dir may hide in each).
+fn search_errors(errors: &[String], out: &mut String) {
+    if errors.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "error: {} directories could not be read (a target dir may be in them; run as their owner or root):",
+        errors.len()
+    );
+    for e in errors.iter().take(10) {
+        let _ = writeln!(out, "  {e}");
+    }
+    if errors.len() > 10 {
+        let _ = writeln!(out, "  ... and {} more (all in --json)", errors.len() - 10);
+    }
 }
 
 /// The BuildKit cache: one line when it cannot be reached, a summary when it can.
@@ -147,7 +195,12 @@ fn buildkit(b: &BuildkitView, detailed: bool, out: &mut String) {
                 out.push_str(&table(&rows));
             }
             if let (Some(old), Some(new)) = (&b.oldest_last_used, &b.newest_last_used) {
-                let _ = writeln!(out, "  last used: oldest {old}, newest {new}");
+                let _ = writeln!(
+                    out,
+                    "  last used: oldest {}, newest {}",
+                    local(old),
+                    local(new)
+                );
             }
             let parts: Vec<String> = b
                 .planned_by_rule
@@ -166,6 +219,9 @@ fn buildkit(b: &BuildkitView, detailed: bool, out: &mut String) {
             );
             for n in &b.notes {
                 let _ = writeln!(out, "  note: {n}");
+            }
+            if let (Some(why), None) = (&b.blocked, &b.shortfall) {
+                let _ = writeln!(out, "  why: {why}");
             }
             if let Some(s) = &b.shortfall {
                 shortfalls(std::slice::from_ref(s), out);
@@ -369,6 +425,12 @@ pub fn status(v: &SurveyView) -> String {
         human_bytes(v.total.reclaimable_bytes),
         by_rule(&v.total.reclaimable_by_rule)
     );
+    skipped_profiles(&v.skipped_profiles, &mut out);
+    if let Some(why) = &v.total.blocked {
+        let _ = writeln!(out, "Why: {why}.");
+    } else if let Some(k) = kept_line(&v.total.kept) {
+        let _ = writeln!(out, "Kept by protections: {k}.");
+    }
     footer(v, &mut out);
     if let Some(d) = &v.daemon {
         out.push_str(&daemon(d));
@@ -381,18 +443,18 @@ fn daemon(d: &crate::report::DaemonInfo) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Daemon: pid {}, up since {}; next run {} (schedule \"{}\"){}",
+        "Daemon: pid {}, up since {}; next run {} (schedule \"{}\", local time){}",
         d.pid,
-        d.started,
-        d.next_run.as_deref().unwrap_or("never"),
+        local(&d.started),
+        d.next_run.as_deref().map_or_else(|| "never".into(), local),
         d.schedule,
         d.running
             .as_ref()
-            .map(|r| format!("; RUNNING: {r}"))
+            .map(|r| format!("; RUNNING: {}", local_words(r)))
             .unwrap_or_default()
     );
     if let Some(m) = &d.measured_at {
-        let _ = writeln!(out, "  numbers above measured at {m}");
+        let _ = writeln!(out, "  numbers above measured at {}", local(m));
     }
     let t = &d.tracking;
     let _ = writeln!(
@@ -413,10 +475,10 @@ fn daemon(d: &crate::report::DaemonInfo) -> String {
     let _ = writeln!(
         out,
         "  disk pressure trigger: {}",
-        if d.pressure_armed {
-            "armed"
-        } else {
-            "disarmed until free space recovers"
+        match d.pressure {
+            "off" => "off ([disk] min-free = \"none\")",
+            "armed" => "armed",
+            _ => "disarmed until free space recovers",
         }
     );
     if d.last_runs.is_empty() {
@@ -427,19 +489,12 @@ fn daemon(d: &crate::report::DaemonInfo) -> String {
             let _ = writeln!(out, "    {}", run_line(r));
         }
     }
-    let _ = writeln!(
-        out,
-        "  reclaimed in total: {} over {} runs (target dirs {}, BuildKit {})",
-        human_bytes(d.totals.reclaimed_bytes),
-        d.totals.runs,
-        human_bytes(d.totals.cargo_reclaimed_bytes),
-        human_bytes(d.totals.buildkit_reclaimed_bytes)
-    );
+    let _ = writeln!(out, "  reclaimed in total: {}", totals_line(&d.totals));
     if let Some(e) = &d.config_error {
         let _ = writeln!(out, "  error: {e}");
     }
     for e in &d.errors {
-        let _ = writeln!(out, "  recent error: {e}");
+        let _ = writeln!(out, "  recent error: {}", local_prefix(e));
     }
     out
 }
@@ -447,7 +502,7 @@ fn daemon(d: &crate::report::DaemonInfo) -> String {
 fn run_line(r: &crate::daemon::state::RunRecord) -> String {
     format!(
         "{}  {:<8}  {}{} in {:.1}s{}{}",
-        r.started,
+        local(&r.started),
         r.trigger,
         if r.dry_run {
             "would reclaim "
@@ -495,19 +550,34 @@ pub fn history(
                 r.buildkit_records_removed
             );
         }
+        for why in &r.blocked {
+            let _ = writeln!(out, "    why: {why}");
+        }
         for e in &r.errors {
             let _ = writeln!(out, "    error: {e}");
         }
     }
-    let _ = writeln!(
-        out,
-        "Total: {} reclaimed over {} runs (target dirs {}, BuildKit {}).",
-        human_bytes(totals.reclaimed_bytes),
-        totals.runs,
-        human_bytes(totals.cargo_reclaimed_bytes),
-        human_bytes(totals.buildkit_reclaimed_bytes)
-    );
+    let _ = writeln!(out, "Total: {}.", totals_line(totals));
     out
+}
+
+/// `1.2 GiB over 3 runs (target dirs ..., BuildKit ...); 2 dry runs not counted`.
+fn totals_line(t: &crate::daemon::state::Totals) -> String {
+    let runs = |n: u64, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let mut line = format!(
+        "{} over {} (target dirs {}, BuildKit {})",
+        human_bytes(t.reclaimed_bytes),
+        runs(t.runs, "run"),
+        human_bytes(t.cargo_reclaimed_bytes),
+        human_bytes(t.buildkit_reclaimed_bytes)
+    );
+    if t.dry_runs > 0 {
+        line.push_str(&format!(
+            "; {} not counted (dry runs remove nothing)",
+            runs(t.dry_runs, "dry run")
+        ));
+    }
+    line
 }
 
 fn action_line(a: &ActionView) -> Vec<String> {
@@ -539,9 +609,14 @@ fn buildkit_clean(b: &BuildkitCleanView, dry_run: bool, out: &mut String) {
                 b.message.as_deref().unwrap_or("")
             );
         }
-        "ok" if b.actions.is_empty() => {
-            let _ = writeln!(out, "BuildKit: nothing to prune.");
-        }
+        "ok" if b.actions.is_empty() => match &b.blocked {
+            Some(why) => {
+                let _ = writeln!(out, "BuildKit: {why}.");
+            }
+            None => {
+                let _ = writeln!(out, "BuildKit: nothing to prune.");
+            }
+        },
         "ok" => {
             let _ = writeln!(out, "BuildKit records ({}):", b.actions.len());
             let rows: Vec<Vec<String>> = b
@@ -557,7 +632,9 @@ fn buildkit_clean(b: &BuildkitCleanView, dry_run: bool, out: &mut String) {
                         } else {
                             a.reclaimed_bytes
                         }),
-                        a.last_used.clone().unwrap_or_else(|| "never used".into()),
+                        a.last_used
+                            .as_deref()
+                            .map_or_else(|| "never used".into(), local),
                     ]
                 })
                 .collect();
@@ -587,14 +664,43 @@ fn buildkit_clean(b: &BuildkitCleanView, dry_run: bool, out: &mut String) {
     }
 }
 
-/// `cachekeeper clean`.
-#[must_use]
-pub fn clean(v: &CleanView) -> String {
-    let mut out = String::new();
-    if v.actions.is_empty() {
-        out.push_str(
-            "Nothing to clean in target dirs: every one is within its rules and budgets.\n",
+fn kept_line(
+    kept: &std::collections::BTreeMap<crate::policy::Protection, crate::policy::Kept>,
+) -> Option<String> {
+    let parts: Vec<String> = kept
+        .iter()
+        .filter(|(_, k)| k.bytes > 0)
+        .map(|(p, k)| format!("{} {}", human_bytes(k.bytes), p.describe()))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+fn skipped_profiles(list: &[super::SkippedProfile], out: &mut String) {
+    for s in list {
+        let _ = writeln!(
+            out,
+            "Left alone: {}/{} ({}): {}.",
+            s.target.display(),
+            s.profile,
+            human_bytes(s.bytes),
+            s.reason
         );
+    }
+}
+
+fn cargo_clean(v: &CleanView, out: &mut String) {
+    if v.actions.is_empty() {
+        match &v.blocked {
+            Some(why) if v.shortfalls.is_empty() => {
+                let _ = writeln!(out, "{why}.");
+            }
+            _ if !v.search_errors.is_empty() || !v.failed.is_empty() => out.push_str(
+                "Nothing to clean in the target dirs that could be read (see the errors below).\n",
+            ),
+            _ => out.push_str(
+                "Nothing to clean in target dirs: every one is within its rules and budgets.\n",
+            ),
+        }
     } else {
         let _ = writeln!(
             out,
@@ -621,10 +727,11 @@ pub fn clean(v: &CleanView) -> String {
             let _ = writeln!(out, "{aligned}  {extra}");
         }
     }
-    let (would, reclaim) = if v.dry_run {
-        ("would reclaim", "Would reclaim")
+    skipped_profiles(&v.skipped_profiles, out);
+    let would = if v.dry_run {
+        "would reclaim"
     } else {
-        ("reclaimed", "Reclaimed")
+        "reclaimed"
     };
     let _ = writeln!(
         out,
@@ -633,7 +740,26 @@ pub fn clean(v: &CleanView) -> String {
         v.removed_files,
         by_rule(&v.reclaimed_by_rule)
     );
-    buildkit_clean(&v.buildkit, v.dry_run, &mut out);
+    if let (false, Some(k)) = (v.actions.is_empty(), kept_line(&v.kept)) {
+        let _ = writeln!(out, "Kept by protections: {k}.");
+    }
+}
+
+/// `cachekeeper clean`.
+#[must_use]
+pub fn clean(v: &CleanView) -> String {
+    let mut out = String::new();
+    if v.sides.cargo {
+        cargo_clean(v, &mut out);
+    }
+    if v.sides.buildkit {
+        buildkit_clean(&v.buildkit, v.dry_run, &mut out);
+    }
+    let reclaim = if v.dry_run {
+        "Would reclaim"
+    } else {
+        "Reclaimed"
+    };
     let _ = write!(
         out,
         "{reclaim} {} in total.",
@@ -659,8 +785,12 @@ pub fn clean(v: &CleanView) -> String {
         );
     }
     shortfalls(&v.shortfalls, &mut out);
+    if let (Some(why), false) = (&v.blocked, v.shortfalls.is_empty()) {
+        let _ = writeln!(out, "Why: {why}.");
+    }
     for f in &v.failed {
         let _ = writeln!(out, "error: {}: {}", f.path.display(), f.error);
     }
+    search_errors(&v.search_errors, &mut out);
     out
 }

@@ -5,6 +5,7 @@
 //! The JSON documents carry `"version": 1`; fields are only ever added within a version.
 
 pub mod human;
+pub mod why;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,7 +15,7 @@ use serde::Serialize;
 use crate::buildkit::{self, EngineError};
 use crate::inventory::{ByKind, Layout, ProfileState, ScanErrors, TargetDir};
 use crate::lastuse::Signal;
-use crate::policy::{Item, Plan, Rule, Shortfall};
+use crate::policy::{Item, Kept, Plan, Protection, Rule, Shortfall};
 use crate::survey::Survey;
 use crate::sweep::{Mode, Status, SweepReport};
 
@@ -57,6 +58,8 @@ pub struct TargetView {
     pub reclaimable_by_rule: BTreeMap<Rule, u64>,
     /// Bytes of units no rule may touch now (used within min-age, or a build runs).
     pub protected_bytes: u64,
+    /// What the rules would remove now but a protection keeps, by protection.
+    pub kept: BTreeMap<Protection, Kept>,
     pub notes: Vec<String>,
     pub errors: ScanErrors,
 }
@@ -78,6 +81,52 @@ pub struct TotalView {
     pub over_budget_bytes: u64,
     pub reclaimable_bytes: u64,
     pub reclaimable_by_rule: BTreeMap<Rule, u64>,
+    /// What the rules would remove now but a protection keeps, by protection.
+    pub kept: BTreeMap<Protection, Kept>,
+    /// When a run now would free nothing although the rules want something, or a budget
+    /// falls short: what blocks it, in one line.
+    pub blocked: Option<String>,
+}
+
+/// A profile a run leaves alone whole.
+#[derive(Serialize, Clone)]
+pub struct SkippedProfile {
+    pub target: PathBuf,
+    pub profile: String,
+    pub protection: Protection,
+    pub reason: &'static str,
+    /// Everything in it.
+    pub bytes: u64,
+}
+
+/// Profiles left alone: those a build holds locked at the scan, or that have no cargo lock
+/// file, and (after a sweep) those a build locked since.
+fn skipped_profiles(survey: &Survey, busy_since: &[(usize, u16)]) -> Vec<SkippedProfile> {
+    let mut out = Vec::new();
+    for (t, target) in survey.targets.iter().enumerate() {
+        for (p, profile) in target.profiles.iter().enumerate() {
+            let protection = match profile.state {
+                ProfileState::Busy => Protection::BuildRunning,
+                ProfileState::Unlockable
+                    if target.units.iter().any(|u| usize::from(u.key.profile) == p) =>
+                {
+                    Protection::NoCargoLock
+                }
+                _ if busy_since.contains(&(t, u16::try_from(p).unwrap_or(u16::MAX))) => {
+                    Protection::BuildRunning
+                }
+                _ => continue,
+            };
+            out.push(SkippedProfile {
+                target: target.path.clone(),
+                profile: profile.rel.display().to_string(),
+                protection,
+                reason: protection.describe(),
+                bytes: profile.usage.total().bytes,
+            });
+        }
+    }
+    out
 }
 
 #[derive(Serialize)]
@@ -144,6 +193,10 @@ pub struct BuildkitView {
     pub planned_bytes: u64,
     pub planned_by_rule: BTreeMap<&'static str, u64>,
     pub shortfall: Option<Shortfall>,
+    /// Records the rules would remove now but a protection keeps, by protection.
+    pub kept: BTreeMap<Protection, Kept>,
+    /// When a clean now would prune nothing, or less than the budget needs: why, in one line.
+    pub blocked: Option<String>,
     pub notes: Vec<String>,
     /// Every record, as the engine lists it.
     pub items: Vec<RecordView>,
@@ -193,7 +246,7 @@ impl BuildkitView {
                             .into(),
                     );
                 }
-                BuildkitView {
+                let mut view = BuildkitView {
                     state: "ok",
                     host: Some(cache.engine.host.to_string()),
                     server_version: Some(cache.engine.server_version.clone()),
@@ -212,6 +265,7 @@ impl BuildkitView {
                     planned_bytes: plan.map_or(0, buildkit::plan::Plan::planned_bytes),
                     planned_by_rule,
                     shortfall: plan.and_then(|p| p.shortfall.clone()),
+                    kept: plan.map(|p| p.kept.clone()).unwrap_or_default(),
                     notes,
                     items: records
                         .iter()
@@ -229,7 +283,9 @@ impl BuildkitView {
                         })
                         .collect(),
                     ..BuildkitView::default()
-                }
+                };
+                view.blocked = why::buildkit(&view, view.planned_bytes);
+                view
             }
         }
     }
@@ -253,6 +309,9 @@ pub struct DaemonInfo {
     /// Whether disk pressure can trigger a run (false right after one, until free space
     /// recovers past the hysteresis).
     pub pressure_armed: bool,
+    /// The disk-pressure trigger: `off` (no `min-free`), `armed`, or `disarmed` (after a
+    /// pressure run, until free space recovers).
+    pub pressure: &'static str,
     pub tracking: crate::daemon::tracker::TrackStats,
     pub totals: crate::daemon::state::Totals,
     pub last_runs: Vec<crate::daemon::state::RunRecord>,
@@ -268,6 +327,8 @@ pub struct SurveyView {
     pub config: String,
     pub targets: Vec<TargetView>,
     pub total: TotalView,
+    /// Profiles a run would leave alone whole, and why.
+    pub skipped_profiles: Vec<SkippedProfile>,
     pub filesystems: Vec<FilesystemView>,
     pub toolchains: Vec<String>,
     pub shortfalls: Vec<Shortfall>,
@@ -308,6 +369,8 @@ impl SurveyView {
             over_budget_bytes: plan.total_budget.map_or(0, |b| bytes.saturating_sub(b)),
             reclaimable_bytes: plan.planned_bytes(),
             reclaimable_by_rule: total_by_rule,
+            kept: plan.kept(),
+            blocked: None,
         };
         let filesystems = survey
             .filesystems
@@ -324,12 +387,21 @@ impl SurveyView {
                 }
             })
             .collect();
+        let skipped = skipped_profiles(survey, &[]);
+        let mut total = total;
+        total.blocked = why::cargo(
+            total.reclaimable_bytes,
+            &total.kept,
+            &plan.shortfalls,
+            &skipped,
+        );
         SurveyView {
             version: SCHEMA_VERSION,
             source: "direct",
             config,
             targets,
             total,
+            skipped_profiles: skipped,
             filesystems,
             toolchains: survey.toolchains.found.clone(),
             shortfalls: plan.shortfalls.clone(),
@@ -385,6 +457,7 @@ fn target_view(t: &TargetDir, signal: Signal, plan: &Plan, i: usize) -> TargetVi
         reclaimable_bytes: tp.planned_bytes,
         reclaimable_by_rule: tp.by_rule.clone(),
         protected_bytes: tp.protected_bytes,
+        kept: tp.kept.clone(),
         notes: tp.notes.clone(),
         errors: t.errors.clone(),
     }
@@ -434,6 +507,10 @@ pub struct BuildkitCleanView {
     pub actions: Vec<RecordActionView>,
     pub errors: u64,
     pub shortfall: Option<Shortfall>,
+    /// Records the rules would remove but a protection keeps, by protection.
+    pub kept: BTreeMap<Protection, Kept>,
+    /// When the clean pruned nothing, or less than the budget needs: why, in one line.
+    pub blocked: Option<String>,
 }
 
 impl BuildkitCleanView {
@@ -451,6 +528,7 @@ impl BuildkitCleanView {
                 ..BuildkitCleanView::default()
             };
         };
+        let blocked = why::buildkit(&summary, sweep.reclaimed_bytes);
         let actions = sweep
             .results
             .iter()
@@ -478,6 +556,8 @@ impl BuildkitCleanView {
             actions,
             errors: sweep.errors,
             shortfall: plan.shortfall.clone(),
+            kept: plan.kept.clone(),
+            blocked,
         }
     }
 }
@@ -497,9 +577,20 @@ pub struct CleanView {
     pub reclaimed_by_rule: BTreeMap<Rule, u64>,
     pub actions: Vec<ActionView>,
     pub skipped: usize,
+    /// Profiles left alone whole, and why (a build holds cargo's lock, at the scan or since).
+    pub skipped_profiles: Vec<SkippedProfile>,
+    /// What the rules would remove but a protection keeps, by protection.
+    pub kept: BTreeMap<Protection, Kept>,
+    /// When the target dirs gave back nothing although the rules wanted something, or a
+    /// budget falls short: what blocked it, in one line a person can act on.
+    pub blocked: Option<String>,
     pub errors: u64,
     pub shortfalls: Vec<Shortfall>,
     pub failed: Vec<Failure>,
+    /// Directories the search could not enter: a target dir may hide there.
+    pub search_errors: Vec<String>,
+    /// Which sides the clean looked at.
+    pub sides: crate::survey::Sides,
     pub buildkit: BuildkitCleanView,
 }
 
@@ -512,7 +603,7 @@ impl CleanView {
             o.buildkit_plan.as_ref(),
             o.buildkit_sweep.as_ref(),
         );
-        CleanView::build(&o.survey, &o.plan, &o.sweep, bk, o.mode)
+        CleanView::build(&o.survey, &o.plan, &o.sweep, bk, o.mode, o.sides)
     }
 
     #[must_use]
@@ -522,6 +613,7 @@ impl CleanView {
         sweep: &SweepReport,
         buildkit: BuildkitCleanView,
         mode: Mode,
+        sides: crate::survey::Sides,
     ) -> CleanView {
         let mut by_rule: BTreeMap<Rule, u64> = BTreeMap::new();
         let actions: Vec<ActionView> = sweep
@@ -579,6 +671,29 @@ impl CleanView {
                 )
             })
             .count();
+        let busy_since: Vec<(usize, u16)> = sweep
+            .results
+            .iter()
+            .filter(|r| r.status == Status::SkippedBusy)
+            .map(|r| {
+                let a = &plan.actions[r.action];
+                let t = &survey.targets[a.target];
+                let profile = match a.item {
+                    Item::Unit(u) => t.units[u].key.profile,
+                    Item::Incremental(i) => t.incremental[i].profile,
+                    Item::Orphan(o) => t.orphans[o].key.profile,
+                };
+                (a.target, profile)
+            })
+            .collect();
+        let skipped_profiles = skipped_profiles(survey, &busy_since);
+        let kept = plan.kept();
+        let blocked = why::cargo(
+            sweep.reclaimed_bytes,
+            &kept,
+            &plan.shortfalls,
+            &skipped_profiles,
+        );
         CleanView {
             version: SCHEMA_VERSION,
             dry_run: mode == Mode::DryRun,
@@ -589,9 +704,14 @@ impl CleanView {
             reclaimed_by_rule: by_rule,
             actions,
             skipped,
+            skipped_profiles,
+            kept,
+            blocked,
             errors: sweep.errors,
             shortfalls: plan.shortfalls.clone(),
             failed: failures(survey),
+            search_errors: survey.search_errors.clone(),
+            sides,
             buildkit,
         }
     }

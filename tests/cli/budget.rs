@@ -43,7 +43,7 @@ fn over_budget_the_least_recently_used_units_go_until_it_holds() {
     four_crates(&f, |_| f.target());
     let total = f.du(&f.target());
     let budget = total * 6 / 10;
-    f.config(&format!("target-budget = {budget}"));
+    f.config(&format!("target-budget = \"{budget} B\""));
 
     let report = f.ck_json(&["clean"]);
     assert!(f.du(&f.target()) <= budget, "still over budget");
@@ -84,7 +84,7 @@ fn the_total_budget_is_least_recently_used_across_target_dirs() {
     });
     let total = f.du(&f.target()) + f.du(&other);
     let budget = total * 6 / 10;
-    f.config(&format!("total-budget = {budget}"));
+    f.config(&format!("total-budget = \"{budget} B\""));
 
     let report = f.ck_json(&["clean"]);
     assert!(f.du(&f.target()) + f.du(&other) <= budget);

@@ -123,7 +123,7 @@ fn clean_prunes_least_recently_used_records_until_the_budget_holds() {
     let before = scan(&f);
     let reclaimable = before["reclaimable_bytes"].as_u64().unwrap();
     let budget = reclaimable / 2;
-    let f = e.fixture(&format!("budget = {budget}"));
+    let f = e.fixture(&format!("budget = \"{budget} B\""));
     let dry = f.ck_json(&["clean", "--dry-run", "--buildkit-only"]);
     assert_eq!(
         ids(&items(&scan(&f))),
@@ -229,7 +229,7 @@ fn cache_mounts_are_the_last_resort_and_can_be_protected_always() {
     );
 
     // A budget that other records can meet: the mount stays.
-    let f = e.fixture(&format!("budget = {}", mount_size + 4096));
+    let f = e.fixture(&format!("budget = \"{} B\"", mount_size + 4096));
     let report = f.ck_json(&["clean", "--buildkit-only", "--dry-run"]);
     assert!(!removed_ids(&report).contains(&mount_id), "{report:#}");
     assert!(!removed_ids(&report).is_empty());
@@ -506,5 +506,48 @@ fn permission_denied_on_the_socket_is_reported() {
         text.contains("permission denied on unix://"),
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// "Why did prune free nothing?": a clean that frees nothing says what kept each byte and
+/// what to do about it, in one line.
+#[test]
+fn a_prune_that_frees_nothing_says_why() {
+    let Some((e, _turn)) = engine() else { return };
+    e.unshared_layer("young.bin", 300);
+    e.build(
+        "FROM scratch\nCOPY image.bin /image.bin\n",
+        &[("image.bin", 200)],
+    );
+    // Everything is young (the default min-age), and the budget wants all of it gone.
+    let f = Fixture::new();
+    let section = |extra: &str| format!("[buildkit]\ndocker-host = \"{}\"\n{extra}", e.host());
+    f.config_with("", &section("budget = \"0 B\"\n"));
+    let report = f.ck_json(&["clean", "--dry-run", "--buildkit-only"]);
+    let bk = &report["buildkit"];
+    assert_eq!(bk["reclaimed_bytes"], 0, "{bk:#}");
+    assert!(
+        bk["kept"]["min-age"]["bytes"].as_u64().unwrap() > 0,
+        "{bk:#}"
+    );
+    let why = bk["blocked"].as_str().unwrap();
+    assert!(
+        why.contains("used within min-age")
+            && why.contains("goes on a later run")
+            && why.contains("shared with images are never pruned"),
+        "{why}"
+    );
+    let text = String::from_utf8_lossy(&f.ck(&["clean", "--dry-run", "--buildkit-only"]).stdout)
+        .into_owned();
+    assert!(text.contains(why), "{text}");
+    // --buildkit-only says nothing of target dirs (it used to print the cargo side).
+    assert!(!text.to_lowercase().contains("target dirs"), "{text}");
+    // Within the budget, it says that instead.
+    f.config_with("", &section(""));
+    let report = f.ck_json(&["clean", "--dry-run", "--buildkit-only"]);
+    let why = report["buildkit"]["blocked"].as_str().unwrap();
+    assert!(
+        why.starts_with("nothing to prune") && why.contains("within its budget"),
+        "{why}"
     );
 }

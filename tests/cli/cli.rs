@@ -194,3 +194,135 @@ fn human_output_explains_the_plan() {
     );
     assert!(text.contains("Next run would reclaim"), "{text}");
 }
+
+/// Issue: under `--json` some errors printed only prose on stderr. Every command prints one
+/// JSON document on stdout, errors included, with the message and the exit code.
+#[test]
+fn under_json_every_error_is_one_json_document_with_its_exit_code() {
+    let (_d, bad) = bad_config("[cargo]\nstale-after = \"3 fortnights\"\n");
+    let f = Fixture::new();
+    let config = f.dir.path().join("cachekeeper.toml");
+    let c = config.to_str().unwrap();
+    let sock = f.dir.path().join("none.sock");
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (
+            vec!["--config", &bad, "clean", "--json"],
+            2,
+            "invalid config",
+        ),
+        (
+            vec!["--config", c, "scan", "/nonexistent/x", "--json"],
+            2,
+            "/nonexistent/x",
+        ),
+        (
+            vec!["--config", c, "guard", "--min-free", "10", "--json"],
+            2,
+            "needs a unit",
+        ),
+        (
+            vec!["--config", c, "run-now", "--json"],
+            1,
+            "no daemon answers",
+        ),
+        (
+            vec!["--config", c, "scan", "--bogus", "--json"],
+            2,
+            "--bogus",
+        ),
+    ];
+    for (args, code, says) in cases {
+        let out = ck()
+            .args(&args)
+            .env("CACHEKEEPER_SOCKET", &sock)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(code), "{args:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: not one JSON document ({e}): {out:?}"));
+        assert_eq!(v["version"], 1, "{args:?}");
+        assert_eq!(v["error"]["exit_code"], code, "{args:?}: {v:#}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(says),
+            "{args:?}: {v:#}"
+        );
+    }
+    // healthcheck too, with whether it is healthy.
+    let out = ck()
+        .args(["--config", c, "healthcheck", "--json"])
+        .env("CACHEKEEPER_SOCKET", &sock)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["healthy"], false, "{v:#}");
+}
+
+/// Issue: a bare `--min-free 10` meant 10 bytes, so the guard freed nothing.
+#[test]
+fn a_size_without_a_unit_is_refused_with_what_to_write() {
+    let f = Fixture::new();
+    let (code, _, stderr) = run(&[
+        "--config",
+        f.dir.path().join("cachekeeper.toml").to_str().unwrap(),
+        "guard",
+        "--min-free",
+        "10",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("\"10 B\"") && stderr.contains("\"10GiB\"") && stderr.contains("\"10%\""),
+        "{stderr}"
+    );
+}
+
+/// Issue: logs printed colour escapes under `NO_COLOR=1`. On a terminal (a pty from `script`)
+/// logs are coloured unless NO_COLOR is set.
+#[test]
+fn no_color_turns_log_colours_off_on_a_terminal() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no `script` (util-linux) to give the command a terminal");
+        return;
+    }
+    // A stale workspace: a dry run logs each planned action at info.
+    let f = Fixture::new();
+    f.app_and_dep();
+    assert!(f.cargo(&["build"]).success);
+    f.pass_time(60 * DAY);
+    let cmd = format!(
+        "{} --config {} -v clean --dry-run --cargo-only",
+        env!("CARGO_BIN_EXE_cachekeeper"),
+        f.dir.path().join("cachekeeper.toml").display()
+    );
+    let on_a_tty = |no_color: Option<&str>| {
+        let mut c = std::process::Command::new("script");
+        c.args(["-qec", &cmd, "/dev/null"])
+            .env("XDG_CONFIG_HOME", "/nonexistent")
+            .env_remove("NO_COLOR")
+            .env_remove("JOURNAL_STREAM");
+        if let Some(v) = no_color {
+            c.env("NO_COLOR", v);
+        }
+        String::from_utf8_lossy(&c.output().unwrap().stdout).into_owned()
+    };
+    // Colour is an SGR sequence, `ESC [ ... m` (the progress line's `ESC [ K` is not colour).
+    let has_colour = |s: &str| {
+        s.split("\x1b[").skip(1).any(|rest| {
+            rest.chars()
+                .find(|c| !(c.is_ascii_digit() || *c == ';'))
+                .is_some_and(|c| c == 'm')
+        })
+    };
+    let coloured = on_a_tty(None);
+    assert!(
+        has_colour(&coloured),
+        "logs on a terminal are coloured: {coloured:?}"
+    );
+    let plain = on_a_tty(Some("1"));
+    assert!(plain.contains("INFO"), "{plain:?}");
+    assert!(!has_colour(&plain), "{plain:?}");
+}

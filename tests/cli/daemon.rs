@@ -54,6 +54,8 @@ impl Daemon {
             .arg(&config)
             .arg("daemon")
             .env("NOTIFY_SOCKET", &notify_path)
+            // Not UTC, so that local times are seen to be local.
+            .env("TZ", "Asia/Kolkata")
             .env("XDG_CONFIG_HOME", "/nonexistent")
             .env_remove("CACHEKEEPER_SOCKET")
             .stdin(Stdio::null())
@@ -167,6 +169,14 @@ fn ready_reaches_systemd_and_status_comes_from_the_daemon() {
         human.contains("from the daemon") && human.contains("Daemon: pid"),
         "{human}"
     );
+    // With `min-free = "none"` (the fixtures'), disk pressure cannot trigger, and status says
+    // so (it said "armed").
+    assert_eq!(v["daemon"]["pressure"], "off");
+    assert!(human.contains("disk pressure trigger: off"), "{human}");
+    // People read local times with their offset (the schedule is local time; the daemon of
+    // these tests runs in Asia/Kolkata); JSON is UTC.
+    assert!(human.contains("+05:30") && !human.contains("Z;"), "{human}");
+    assert!(v["daemon"]["started"].as_str().unwrap().ends_with('Z'));
     assert_eq!(d.ck(&["healthcheck"]).status.code(), Some(0));
 
     d.signal(rustix::process::Signal::TERM);
@@ -239,6 +249,45 @@ fn sighup_with_a_bad_config_keeps_the_old_one() {
         Some(1),
         "a failed reload is unhealthy"
     );
+    // The CLI reading the same broken file still reaches the daemon, shows its view and says
+    // what is wrong with the file (it used to exit 2 before asking).
+    let on_broken = |args: &[&str]| {
+        crate::support::ck()
+            .arg("--config")
+            .arg(&d.config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = on_broken(&["status"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout.contains("from the daemon") && stdout.contains("keeping the previous one"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("does not validate") && stderr.contains("daemon.schedule"),
+        "{stderr}"
+    );
+    let out = on_broken(&["status", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["source"], "daemon");
+    assert_eq!(v["config_on_disk"]["valid"], false);
+    assert_eq!(on_broken(&["healthcheck"]).status.code(), Some(1));
+    assert_eq!(on_broken(&["history"]).status.code(), Some(0));
+    let out = on_broken(&["run-now", "--dry-run", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Commands that need the config itself still refuse it.
+    assert_eq!(on_broken(&["scan"]).status.code(), Some(2));
 
     std::fs::write(
         &d.config,
@@ -426,7 +475,10 @@ fn disk_pressure_on_a_small_filesystem_fires_and_restores_the_watermark() {
     let cfg = std::fs::read_to_string(f.dir.path().join("cachekeeper.toml")).unwrap();
     std::fs::write(
         f.dir.path().join("cachekeeper.toml"),
-        cfg.replace("min-free = \"none\"", &format!("min-free = {watermark}")),
+        cfg.replace(
+            "min-free = \"none\"",
+            &format!("min-free = \"{watermark} B\""),
+        ),
     )
     .unwrap();
     let d = Daemon::start(&f);
@@ -709,6 +761,21 @@ fn cachekeepers_own_reads_are_never_uses_and_a_no_op_build_is_one_per_unit() {
     std::thread::sleep(Duration::from_secs(1));
     let v = d.json(&["status"]);
     assert_eq!(uses(&v), 0, "the daemon's own run counted as uses");
+    // The history counts and labels those dry runs consistently (it said "over 0 runs").
+    let h = d.json(&["history"]);
+    assert_eq!(
+        (
+            h["totals"]["runs"].as_u64(),
+            h["totals"]["dry_runs"].as_u64()
+        ),
+        (Some(0), Some(1)),
+        "{h:#}"
+    );
+    let text = String::from_utf8_lossy(&d.ck(&["history"]).stdout).into_owned();
+    assert!(
+        text.contains("over 0 runs") && text.contains("1 dry run not counted"),
+        "{text}"
+    );
     assert!(
         recorded_uses(&state, &bt)
             .iter()

@@ -223,3 +223,29 @@ fn a_watched_build_that_fills_the_disk_gets_space_freed_under_it_and_keeps_its_e
         "{md}"
     );
 }
+
+/// Issue: with a configured engine that is absent, the guard said nothing of BuildKit before
+/// exiting 4.
+#[test]
+fn a_configured_engine_that_is_absent_is_named_in_the_guards_report() {
+    let f = Fixture::new();
+    f.app_and_dep();
+    assert!(f.cargo(&["build"]).success);
+    let gone = f.dir.path().join("gone.sock");
+    f.config_with(
+        "",
+        &format!("[buildkit]\ndocker-host = \"unix://{}\"\n", gone.display()),
+    );
+    let (code, out, _) = guard(&f, &["--min-free", "100%", f.ws.to_str().unwrap()]);
+    assert_eq!(code, Some(4), "{out}");
+    assert!(
+        out.contains("BuildKit: UNAVAILABLE") && out.contains(gone.to_str().unwrap()),
+        "{out}"
+    );
+    let (_, out, _) = guard(
+        &f,
+        &["--min-free", "100%", f.ws.to_str().unwrap(), "--json"],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["pass"]["buildkit"]["state"], "unavailable", "{v:#}");
+}

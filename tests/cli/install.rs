@@ -56,7 +56,12 @@ fn installs_into_a_prefix_idempotently_and_uninstalls() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("+ install -m 0755"));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("+ install -m 0755"), "{said}");
+    assert!(
+        said.contains("Would have installed") && !said.contains("\nInstalled"),
+        "{said}"
+    );
     assert!(!prefix.exists());
 
     let out = install(&prefix, &[], &home);
@@ -84,7 +89,30 @@ fn installs_into_a_prefix_idempotently_and_uninstalls() {
         "{unit_text}"
     );
     assert!(unit_text.contains("Type=notify") && unit_text.contains("IOSchedulingClass=idle"));
+    // The README the unit points to is installed.
+    let readme = prefix.join("share/doc/cachekeeper/README.md");
+    assert!(
+        unit_text.contains(&format!("Documentation=file://{}", readme.display())),
+        "{unit_text}"
+    );
+    assert!(readme.is_file());
     verify(&unit, false);
+    // The installed binary reads the config install.sh wrote, with no --config: the CLI and
+    // the unit agree.
+    let check = Command::new(&bin)
+        .arg("check-config")
+        .env_remove("CACHEKEEPER_CONFIG")
+        .env("XDG_CONFIG_HOME", tmp.path().join("no-xdg"))
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&check.stdout)
+            .contains(&format!("ok: {} is valid", config.display())),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
 
     // Again, with the config edited: the config stays, the binary is replaced.
     std::fs::write(&config, "[cargo]\nstale-after = \"60d\"\n").unwrap();
@@ -105,9 +133,15 @@ fn installs_into_a_prefix_idempotently_and_uninstalls() {
             .success()
     );
 
+    let out = install(&prefix, &["--uninstall", "--dry-run"], &home);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("Would have uninstalled") && bin.exists(),
+        "{said}"
+    );
     let out = install(&prefix, &["--uninstall"], &home);
     assert!(out.status.success());
-    assert!(!bin.exists() && !unit.exists());
+    assert!(!bin.exists() && !unit.exists() && !readme.exists());
     assert!(config.exists(), "uninstall keeps the config");
 }
 

@@ -308,6 +308,29 @@ fn a_profile_where_cargo_builds_is_skipped_and_reported_busy() {
         scan["targets"][0]["profiles"][0]["state"], "busy",
         "{scan:#}"
     );
+    // A dry run beside the build names the profile it leaves alone, what that keeps, and
+    // why nothing goes (it used to say every target dir was within its rules).
+    let dry = f.ck(&["clean", "--dry-run"]);
+    let text = String::from_utf8_lossy(&dry.stdout);
+    let debug = format!("{}/debug", f.target().display());
+    assert!(
+        text.contains(&format!("Left alone: {debug}"))
+            && text.contains("a build holds cargo's lock")
+            && text.contains("run again when the build is done")
+            && !text.contains("within its rules"),
+        "{text}"
+    );
+    let dry = f.ck_json(&["clean", "--dry-run"]);
+    assert_eq!(
+        dry["skipped_profiles"][0]["protection"], "build-running",
+        "{dry:#}"
+    );
+    assert_eq!(dry["skipped_profiles"][0]["profile"], "debug");
+    assert!(
+        dry["kept"]["build-running"]["bytes"].as_u64().unwrap() > 0,
+        "{dry:#}"
+    );
+    assert!(dry["blocked"].as_str().unwrap().contains(&debug), "{dry:#}");
     let before = f.du(&f.target().join("debug/.fingerprint"));
     let report = f.ck_json(&["clean"]);
     assert!(removed_units(&report).is_empty(), "{report:#}");
@@ -687,4 +710,38 @@ fn another_users_scan_on_a_strictatime_mount_does_not_make_units_look_used() {
         4,
         "every unit is two months unused: {report:#}"
     );
+}
+
+/// Issue: `scan` and `clean` as a user who cannot enter a target dir said every target dir was
+/// within its rules, and exited 0. They name what they could not read, and exit 1.
+#[test]
+fn a_target_dir_that_cannot_be_entered_is_named_and_exits_1() {
+    if !is_root() {
+        eprintln!("skipped: needs root to run cachekeeper as another user");
+        return;
+    }
+    let f = stale_workspace();
+    crate::support::open_to_everyone(f.dir.path());
+    assert!(
+        Command::new("chmod")
+            .arg("700")
+            .arg(f.target())
+            .status()
+            .unwrap()
+            .success()
+    );
+    let t = f.target().display().to_string();
+    for args in [
+        &["scan", "--cargo-only"][..],
+        &["clean", "--dry-run", "--cargo-only"],
+    ] {
+        let out = ck_as_nobody(&f, args);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {text}");
+        assert!(
+            text.contains(&t) && text.contains("could not be read"),
+            "{args:?}: {text}"
+        );
+        assert!(!text.contains("within its rules"), "{args:?}: {text}");
+    }
 }
