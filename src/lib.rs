@@ -19,6 +19,7 @@ pub mod job;
 pub mod lastuse;
 pub mod policy;
 pub mod progress;
+pub mod remove;
 pub mod report;
 pub mod safefs;
 pub mod survey;

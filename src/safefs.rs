@@ -17,12 +17,16 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, StatxFlags};
 
 /// What cachekeeper needs to know of a directory entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Meta {
     pub dev: u64,
+    /// The mount it is on (`statx`'s `stx_mnt_id`, Linux 5.8+): a bind mount of a directory of
+    /// the same filesystem has the same `dev` but not the same mount. `None` where the kernel
+    /// does not say.
+    pub mnt: Option<u64>,
     pub ino: u64,
     pub nlink: u64,
     /// Apparent size (`st_size`).
@@ -53,28 +57,44 @@ fn time(secs: i64, nsec: u64) -> SystemTime {
     }
 }
 
-impl From<rustix::fs::Stat> for Meta {
-    #[allow(clippy::useless_conversion)] // field widths differ between architectures
-    fn from(st: rustix::fs::Stat) -> Meta {
-        let kind = match FileType::from_raw_mode(st.st_mode) {
+impl From<rustix::fs::Statx> for Meta {
+    fn from(st: rustix::fs::Statx) -> Meta {
+        let kind = match FileType::from_raw_mode(u32::from(st.stx_mode)) {
             FileType::Directory => Kind::Dir,
             FileType::RegularFile => Kind::File,
             FileType::Symlink => Kind::Symlink,
             _ => Kind::Other,
         };
+        let ts = |t: rustix::fs::StatxTimestamp| time(t.tv_sec, u64::from(t.tv_nsec));
         Meta {
-            dev: st.st_dev,
-            ino: st.st_ino,
-            nlink: u64::from(st.st_nlink),
-            apparent: u64::try_from(st.st_size).unwrap_or(0),
-            bytes: u64::try_from(st.st_blocks).unwrap_or(0) * 512,
-            atime: time(st.st_atime, u64::try_from(st.st_atime_nsec).unwrap_or(0)),
-            mtime: time(st.st_mtime, u64::try_from(st.st_mtime_nsec).unwrap_or(0)),
-            ctime: time(st.st_ctime, u64::try_from(st.st_ctime_nsec).unwrap_or(0)),
+            dev: rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
+            mnt: (st.stx_mask & StatxFlags::MNT_ID.bits() != 0).then_some(st.stx_mnt_id),
+            ino: st.stx_ino,
+            nlink: u64::from(st.stx_nlink),
+            apparent: st.stx_size,
+            bytes: st.stx_blocks.saturating_mul(512),
+            atime: ts(st.stx_atime),
+            mtime: ts(st.stx_mtime),
+            ctime: ts(st.stx_ctime),
             kind,
         }
     }
 }
+
+impl Meta {
+    /// Whether this entry is on the same mount as `other` (a directory below which nothing on
+    /// another filesystem, or another mount of the same one, is ever entered or removed).
+    #[must_use]
+    pub fn same_mount(&self, other: &Meta) -> bool {
+        self.dev == other.dev
+            && match (self.mnt, other.mnt) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    }
+}
+
+const STATX_MASK: StatxFlags = StatxFlags::BASIC_STATS.union(StatxFlags::MNT_ID);
 
 /// Converts a name for the syscalls. Names with a NUL cannot exist on Linux.
 fn cname(name: &OsStr) -> io::Result<std::ffi::CString> {
@@ -122,17 +142,17 @@ pub fn open_rel_dir(base: BorrowedFd<'_>, rel: &Path) -> io::Result<OwnedFd> {
 
 /// `lstat` of `name` inside `dir`.
 pub fn stat_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Meta> {
-    Ok(rustix::fs::statat(dir, cname(name)?.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)?.into())
+    stat_at_c(dir, cname(name)?.as_c_str())
 }
 
 /// `lstat` of `name` inside `dir`, with the name already a C string.
 pub fn stat_at_c(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Meta> {
-    Ok(rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?.into())
+    Ok(rustix::fs::statx(dir, name, AtFlags::SYMLINK_NOFOLLOW, STATX_MASK)?.into())
 }
 
 /// `fstat` of an open file.
 pub fn stat_fd(fd: BorrowedFd<'_>) -> io::Result<Meta> {
-    Ok(rustix::fs::fstat(fd)?.into())
+    Ok(rustix::fs::statx(fd, c"", AtFlags::EMPTY_PATH, STATX_MASK)?.into())
 }
 
 /// Reads at most `limit` bytes of regular file `name` in `dir` without following a symlink

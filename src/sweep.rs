@@ -17,27 +17,20 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
-use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
-use rustix::fs::AtFlags;
 use serde::Serialize;
 
 use crate::cargo_lock::{self, ProfileLock};
 use crate::inventory::TargetDir;
 use crate::policy::{Action, Item, Plan, Rule};
-use crate::safefs::{self, Meta};
+use crate::safefs;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    DryRun,
-    Execute,
-}
+pub use crate::remove::Mode;
+use crate::remove::{Remover, Tally};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -67,6 +60,10 @@ pub struct ActionResult {
     pub reclaimed_bytes: u64,
     pub files: u64,
     pub errors: Vec<String>,
+    /// Mount points inside what was removed: kept, with the directories holding them (nothing
+    /// on another mount is ever entered).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mount_points: Vec<std::path::PathBuf>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -92,120 +89,6 @@ pub trait Observer {
 
 pub struct NoObserver;
 impl Observer for NoObserver {}
-
-/// Counts what is freed: an inode's blocks once its last link is gone.
-#[derive(Default)]
-struct Tally {
-    freed: u64,
-    files: u64,
-    /// Links still to go, for inodes with several.
-    links_left: HashMap<(u64, u64), u64>,
-}
-
-impl Tally {
-    fn unlinked(&mut self, meta: &Meta) {
-        self.files += 1;
-        let key = (meta.dev, meta.ino);
-        let last = if let Some(left) = self.links_left.get_mut(&key) {
-            *left = left.saturating_sub(1);
-            *left == 0
-        } else if meta.nlink <= 1 {
-            true
-        } else {
-            self.links_left.insert(key, meta.nlink - 1);
-            false
-        };
-        if last {
-            self.freed += meta.bytes;
-        }
-    }
-
-    fn dir_removed(&mut self, meta: &Meta) {
-        self.files += 1;
-        self.freed += meta.bytes;
-    }
-}
-
-struct Remover<'a> {
-    mode: Mode,
-    tally: &'a mut Tally,
-    errors: Vec<String>,
-}
-
-impl Remover<'_> {
-    fn fail(&mut self, rel: &Path, what: &str, e: &io::Error) {
-        if !safefs::is_vanished(e) {
-            self.errors.push(format!("{}: {what}: {e}", rel.display()));
-        }
-    }
-
-    /// Removes `rel` (relative to the target dir open as `root`), never following a link.
-    fn remove_path(&mut self, root: BorrowedFd<'_>, rel: &Path) {
-        let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
-            return;
-        };
-        match safefs::open_rel_dir(root, parent) {
-            Ok(dir) => self.remove_entry(dir.as_fd(), name, rel),
-            Err(e) => self.fail(rel, "open parent", &e),
-        }
-    }
-
-    fn remove_entry(&mut self, dir: BorrowedFd<'_>, name: &OsStr, rel: &Path) {
-        let meta = match safefs::stat_at(dir, name) {
-            Ok(m) => m,
-            Err(e) => return self.fail(rel, "stat", &e),
-        };
-        if meta.kind == safefs::Kind::Dir {
-            let cname = match std::ffi::CString::new(name.as_bytes()) {
-                Ok(c) => c,
-                Err(_) => return,
-            };
-            let sub = match safefs::open_dir_at(dir, &cname) {
-                Ok(fd) => fd,
-                Err(e) => return self.fail(rel, "open", &e),
-            };
-            match safefs::stat_fd(sub.as_fd()) {
-                Ok(m) if (m.dev, m.ino) == (meta.dev, meta.ino) => {}
-                Ok(_) => {
-                    return self.errors.push(format!(
-                        "{}: replaced while being removed; left alone",
-                        rel.display()
-                    ));
-                }
-                Err(e) => return self.fail(rel, "stat", &e),
-            }
-            let names: Vec<std::ffi::CString> = match rustix::fs::Dir::read_from(sub.as_fd()) {
-                Ok(d) => d
-                    .filter_map(Result::ok)
-                    .map(|e| e.file_name().to_owned())
-                    .filter(|n| n.as_c_str() != c"." && n.as_c_str() != c"..")
-                    .collect(),
-                Err(e) => return self.fail(rel, "list", &e.into()),
-            };
-            for child in names {
-                let child = OsStr::from_bytes(child.to_bytes());
-                self.remove_entry(sub.as_fd(), child, &rel.join(child));
-            }
-            match self.apply(dir, name, AtFlags::REMOVEDIR) {
-                Ok(()) => self.tally.dir_removed(&meta),
-                Err(e) => self.fail(rel, "remove dir", &e),
-            }
-        } else {
-            match self.apply(dir, name, AtFlags::empty()) {
-                Ok(()) => self.tally.unlinked(&meta),
-                Err(e) => self.fail(rel, "remove", &e),
-            }
-        }
-    }
-
-    /// The one place the mode matters.
-    fn apply(&self, dir: BorrowedFd<'_>, name: &OsStr, flags: AtFlags) -> io::Result<()> {
-        match self.mode {
-            Mode::DryRun => Ok(()),
-            Mode::Execute => Ok(rustix::fs::unlinkat(dir, name, flags)?),
-        }
-    }
-}
 
 /// The last use the unit's files show now, read the way the scan read it
 /// ([`crate::inventory::use_time`]), if they still exist.
@@ -263,13 +146,15 @@ pub fn sweep(
                 continue;
             }
         };
-        let same =
-            safefs::stat_fd(root.as_fd()).is_ok_and(|m| (m.dev, m.ino) == (target.dev, target.ino));
-        if !same || !safefs::is_cargo_tagged(root.as_fd()) {
+        let root_meta = safefs::stat_fd(root.as_fd()).ok();
+        let same = root_meta.is_some_and(|m| (m.dev, m.ino) == (target.dev, target.ino));
+        let (Some(root_meta), true, true) =
+            (root_meta, same, safefs::is_cargo_tagged(root.as_fd()))
+        else {
             let why = "no longer the cargo-tagged directory that was scanned";
             skip_all(&mut report, &actions, Status::SkippedChanged, why);
             continue;
-        }
+        };
 
         let mut profiles: HashMap<u16, ProfileAccess> = HashMap::new();
         let mut kept: HashSet<usize> = HashSet::new();
@@ -308,15 +193,11 @@ pub fn sweep(
                         result(i, status, Vec::new())
                     } else {
                         let before = (tally.freed, tally.files);
-                        let mut remover = Remover {
-                            mode,
-                            tally: &mut tally,
-                            errors: Vec::new(),
-                        };
+                        let mut remover = Remover::new(mode, &mut tally, root_meta);
                         for rel in paths_of(target, action.item) {
                             remover.remove_path(root.as_fd(), rel);
                         }
-                        let errors = remover.errors;
+                        let (errors, mounts) = (remover.errors, remover.mounts);
                         let status = match (mode, errors.is_empty()) {
                             (_, false) => Status::Partial,
                             (Mode::DryRun, true) => Status::WouldRemove,
@@ -328,6 +209,7 @@ pub fn sweep(
                             reclaimed_bytes: tally.freed - before.0,
                             files: tally.files - before.1,
                             errors,
+                            mount_points: mounts,
                         }
                     }
                 }
@@ -367,6 +249,7 @@ fn result(action: usize, status: Status, errors: Vec<String>) -> ActionResult {
         reclaimed_bytes: 0,
         files: 0,
         errors,
+        mount_points: Vec::new(),
     }
 }
 
@@ -455,44 +338,5 @@ fn must_keep(
                 .then_some(Status::SkippedBusy)
         }
         Item::Orphan(_) => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn meta(ino: u64, nlink: u64, bytes: u64) -> Meta {
-        Meta {
-            dev: 1,
-            ino,
-            nlink,
-            apparent: bytes,
-            bytes,
-            atime: SystemTime::UNIX_EPOCH,
-            mtime: SystemTime::UNIX_EPOCH,
-            ctime: SystemTime::UNIX_EPOCH,
-            kind: safefs::Kind::File,
-        }
-    }
-
-    #[test]
-    fn an_inode_counts_when_its_last_link_goes_in_both_modes() {
-        // Dry run: the link count stays 2 on the second stat.
-        let mut dry = Tally::default();
-        dry.unlinked(&meta(5, 2, 100));
-        assert_eq!(dry.freed, 0);
-        dry.unlinked(&meta(5, 2, 100));
-        assert_eq!(dry.freed, 100);
-        // Real run: the kernel shows the count dropping.
-        let mut real = Tally::default();
-        real.unlinked(&meta(5, 2, 100));
-        real.unlinked(&meta(5, 1, 100));
-        assert_eq!(real.freed, 100);
-        // A link elsewhere keeps the inode: nothing freed.
-        let mut kept = Tally::default();
-        kept.unlinked(&meta(6, 3, 100));
-        kept.unlinked(&meta(6, 3, 100));
-        assert_eq!(kept.freed, 0);
     }
 }

@@ -5,12 +5,17 @@
 //! directory we may not read) are handed to the visitor as values; the walk never aborts.
 //!
 //! Performance: each directory is read with `getdents64` into a per-thread buffer (no
-//! allocation per entry), every entry is `fstatat`-ed against the open directory (no path
-//! resolution), and threads take directories from a shared LIFO stack, which keeps the number
-//! of open fds near depth × threads. Memory is flat in the number of files: nothing per file
-//! is kept here.
+//! allocation per entry), every entry is `statx`-ed against the open directory (no path
+//! resolution), and threads take directories from a shared LIFO stack. Memory is flat in the
+//! number of files: nothing per file is kept here.
 //!
-//! Invariant: symlinks are never followed (`AT_SYMLINK_NOFOLLOW`, `O_NOFOLLOW`).
+//! Open descriptors stay bounded at any depth: a pending directory holds its parent open only
+//! in the first [`DIRECT_DEPTH`] levels; below, it holds an ancestor every [`ANCHOR_EVERY`]
+//! levels and is opened from there one component at a time. Nothing recurses.
+//!
+//! Invariants: symlinks are never followed (`AT_SYMLINK_NOFOLLOW`, `O_NOFOLLOW`); nothing on
+//! another mount than the root's (another filesystem, or a bind mount) is entered or
+//! accounted: the visitor is told of the mount point instead.
 
 use std::ffi::{CString, OsStr};
 use std::io;
@@ -47,11 +52,22 @@ pub trait Visitor: Sync {
 
     /// An entry at `rel` could not be read or opened.
     fn error(&self, acc: &mut Self::Acc, rel: &Path, err: &io::Error);
+
+    /// The entry at `rel` (in a directory with context `parent`) is on another mount: it is
+    /// neither entered nor accounted.
+    fn mount_point(&self, acc: &mut Self::Acc, parent: &Self::Ctx, rel: &Path);
 }
 
+/// Levels in which a pending directory keeps its own parent open.
+const DIRECT_DEPTH: usize = 64;
+/// Below [`DIRECT_DEPTH`], how far apart the ancestors kept open are.
+const ANCHOR_EVERY: usize = 64;
+
 struct Job<C> {
-    parent: Option<Arc<OwnedFd>>,
-    name: CString,
+    /// An open ancestor (`None`: this is the root), and the names from it down to this dir.
+    anchor: Option<Arc<OwnedFd>>,
+    from_anchor: Vec<CString>,
+    depth: usize,
     rel: PathBuf,
     ctx: C,
 }
@@ -90,10 +106,14 @@ pub fn walk<V: Visitor>(
     let wake = Condvar::new();
     // The root is already open: whoever takes the first job reads it.
     let first = Job {
-        parent: None,
-        name: CString::default(),
+        anchor: None,
+        from_anchor: Vec::new(),
+        depth: 0,
         rel: PathBuf::new(),
         ctx: root_ctx,
+    };
+    let Ok(root_meta) = safefs::stat_fd(root.as_fd()) else {
+        return vec![visitor.new_acc()];
     };
     queue
         .lock()
@@ -107,7 +127,7 @@ pub fn walk<V: Visitor>(
             .map(|_| {
                 s.spawn(|| {
                     let mut acc = visitor.new_acc();
-                    worker(visitor, &mut acc, &queue, &wake, &root_dir);
+                    worker(visitor, &mut acc, &queue, &wake, &root_dir, &root_meta);
                     acc
                 })
             })
@@ -128,6 +148,7 @@ fn worker<V: Visitor>(
     queue: &Mutex<Queue<V::Ctx>>,
     wake: &Condvar,
     root_dir: &Mutex<Option<OwnedFd>>,
+    root_meta: &Meta,
 ) {
     let mut found = Vec::new();
     let mut buf: Vec<MaybeUninit<u8>> = vec![MaybeUninit::uninit(); DIRENT_BUF];
@@ -149,14 +170,23 @@ fn worker<V: Visitor>(
             wake.notify_all();
             return;
         };
-        let dir = match &job.parent {
+        let dir = match &job.anchor {
             None => root_dir.lock().expect("never poisoned").take(),
-            Some(parent) => safefs::open_dir_at(parent.as_fd(), &job.name)
+            Some(anchor) => open_from(anchor.as_fd(), &job.from_anchor)
                 .map_err(|e| visitor.error(acc, &job.rel, &e))
                 .ok(),
         };
         if let Some(dir) = dir {
-            read_dir(visitor, acc, Arc::new(dir), &job, &mut buf, &mut found);
+            let seen = Seen { root: root_meta };
+            read_dir(
+                visitor,
+                acc,
+                Arc::new(dir),
+                &job,
+                &mut buf,
+                &mut found,
+                seen,
+            );
         }
         let mut q = queue.lock().expect("walker queue lock is never poisoned");
         q.active -= 1;
@@ -171,6 +201,22 @@ fn worker<V: Visitor>(
     }
 }
 
+/// Opens the directory `names` leads to from `anchor`, one component at a time.
+fn open_from(anchor: BorrowedFd<'_>, names: &[CString]) -> io::Result<OwnedFd> {
+    let mut fd: Option<OwnedFd> = None;
+    for name in names {
+        let next = safefs::open_dir_at(fd.as_ref().map_or(anchor, AsFd::as_fd), name)?;
+        fd = Some(next);
+    }
+    fd.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty path"))
+}
+
+/// What every directory of a walk is compared with.
+#[derive(Clone, Copy)]
+struct Seen<'a> {
+    root: &'a Meta,
+}
+
 fn read_dir<V: Visitor>(
     visitor: &V,
     acc: &mut V::Acc,
@@ -178,6 +224,7 @@ fn read_dir<V: Visitor>(
     job: &Job<V::Ctx>,
     buf: &mut [MaybeUninit<u8>],
     found: &mut Vec<Job<V::Ctx>>,
+    seen: Seen<'_>,
 ) {
     let dirfd = dir.as_fd();
     let mut entries = RawDir::new(dirfd, buf);
@@ -195,14 +242,31 @@ fn read_dir<V: Visitor>(
         }
         let os = OsStr::from_bytes(name.to_bytes());
         match safefs::stat_at_c(dirfd, name) {
+            Ok(meta) if !meta.same_mount(seen.root) => {
+                visitor.mount_point(acc, &job.ctx, &job.rel.join(os));
+            }
             Ok(meta) => {
                 if let Some(ctx) = visitor.entry(acc, &job.ctx, &job.rel, dirfd, os, &meta)
                     && meta.kind == safefs::Kind::Dir
                 {
+                    // Shallow: hold the parent. Deep: hold an ancestor every ANCHOR_EVERY levels.
+                    let (anchor, from_anchor) =
+                        if job.depth < DIRECT_DEPTH || job.depth % ANCHOR_EVERY == 0 {
+                            (Arc::clone(&dir), vec![name.to_owned()])
+                        } else {
+                            let mut path = job.from_anchor.clone();
+                            path.push(name.to_owned());
+                            let anchor = job
+                                .anchor
+                                .as_ref()
+                                .map_or_else(|| Arc::clone(&dir), Arc::clone);
+                            (anchor, path)
+                        };
                     found.push(Job {
-                        parent: Some(Arc::clone(&dir)),
+                        anchor: Some(anchor),
+                        from_anchor,
+                        depth: job.depth + 1,
                         rel: job.rel.join(os),
-                        name: name.to_owned(),
                         ctx,
                     });
                 }
@@ -247,6 +311,9 @@ mod tests {
             Some(top)
         }
         fn error(&self, acc: &mut Self::Acc, rel: &Path, _err: &io::Error) {
+            acc.1.push(rel.to_path_buf());
+        }
+        fn mount_point(&self, acc: &mut Self::Acc, _parent: &String, rel: &Path) {
             acc.1.push(rel.to_path_buf());
         }
     }

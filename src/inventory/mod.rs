@@ -160,6 +160,9 @@ pub struct ScanErrors {
     pub permission_denied: u64,
     pub other: u64,
     pub examples: Vec<String>,
+    /// Mount points inside the target dir (another filesystem, or a bind mount): never
+    /// entered, measured or removed. Not errors; the first few, by path.
+    pub mount_points: Vec<PathBuf>,
 }
 
 impl ScanErrors {
@@ -188,6 +191,16 @@ impl ScanErrors {
             if self.examples.len() < Self::EXAMPLES {
                 self.examples.push(e);
             }
+        }
+        for m in o.mount_points {
+            self.mount_point(&m);
+        }
+    }
+
+    /// Notes a mount point met at `rel`.
+    pub fn mount_point(&mut self, rel: &Path) {
+        if self.mount_points.len() < 100 {
+            self.mount_points.push(rel.to_path_buf());
         }
     }
 

@@ -511,4 +511,8 @@ impl Visitor for InventoryVisitor<'_> {
     fn error(&self, acc: &mut Acc, rel: &Path, err: &io::Error) {
         acc.errors.record(rel, err);
     }
+
+    fn mount_point(&self, acc: &mut Acc, _parent: &Ctx, rel: &Path) {
+        acc.errors.mount_point(rel);
+    }
 }

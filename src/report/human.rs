@@ -336,6 +336,14 @@ pub fn scan(v: &SurveyView) -> String {
         for n in &t.notes {
             let _ = writeln!(out, "  note: {n}");
         }
+        if let Some(m) = t.errors.mount_points.first() {
+            let _ = writeln!(
+                out,
+                "  mount points inside, never entered, measured or removed: {} (e.g. {})",
+                t.errors.mount_points.len(),
+                m.display()
+            );
+        }
         let e = &t.errors;
         if e.serious() + e.vanished > 0 {
             let _ = writeln!(
@@ -589,6 +597,15 @@ fn action_line(a: &ActionView) -> Vec<String> {
         Status::SkippedChanged => "skipped: target dir changed".into(),
         Status::Stopped => "stopped".into(),
         Status::Partial => format!("PARTIAL: {}", a.errors.first().cloned().unwrap_or_default()),
+    };
+    let status = match a.mount_points.first() {
+        Some(m) => format!(
+            "{status}{}kept: {} mount point(s) inside, never entered (e.g. {})",
+            if status.is_empty() { "" } else { "; " },
+            a.mount_points.len(),
+            m.display()
+        ),
+        None => status,
     };
     vec![
         format!("  {}", a.rule.name()),

@@ -479,6 +479,9 @@ pub struct ActionView {
     pub reclaimed_bytes: u64,
     pub status: Status,
     pub errors: Vec<String>,
+    /// Mount points found inside: kept, with the directories holding them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mount_points: Vec<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -659,6 +662,7 @@ impl CleanView {
                     reclaimed_bytes: r.reclaimed_bytes,
                     status: r.status.clone(),
                     errors: r.errors.clone(),
+                    mount_points: r.mount_points.clone(),
                 }
             })
             .collect();

@@ -745,3 +745,127 @@ fn a_target_dir_that_cannot_be_entered_is_named_and_exits_1() {
         assert!(!text.contains("within its rules"), "{args:?}: {text}");
     }
 }
+
+/// Runs `mount` with `args`; false (with the reason printed) where that cannot be done.
+fn mount(args: &[&str]) -> bool {
+    let ok = Command::new("mount")
+        .args(args)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("skipped: cannot mount here ({args:?})");
+    }
+    ok
+}
+
+struct Unmount(PathBuf);
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Hardening issue, item 1: a directory mounted inside a unit that goes (a bind mount of the
+/// same filesystem in a build script's `out/`, a tmpfs in an incremental session) was emptied.
+/// Nothing on another mount is ever entered or removed: it is kept, reported, and the rest of
+/// the unit goes as before, fingerprint first.
+#[test]
+fn removal_never_crosses_a_mount_point() {
+    if !is_root() {
+        eprintln!("skipped: needs root to mount");
+        return;
+    }
+    let f = stale_workspace();
+    let t = inventory::scan(&f.target(), 2).unwrap();
+    let (_, run) = unit_named(&t, "dep-", "run-build-script-build-script-build");
+    let out = f.target().join(&run.paths[1]).join("out");
+    let precious = f.dir.path().join("precious");
+    std::fs::create_dir_all(precious.join("keep")).unwrap();
+    std::fs::write(precious.join("keep/data"), "must survive").unwrap();
+    if !mount(&["--bind", precious.to_str().unwrap(), out.to_str().unwrap()]) {
+        return;
+    }
+    let _bind = Unmount(out.clone());
+    let inc = t.incremental.first().expect("an incremental dir");
+    let session = std::fs::read_dir(f.target().join(&inc.path))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    let mnt = session.join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    if !mount(&["-t", "tmpfs", "tmpfs", mnt.to_str().unwrap()]) {
+        return;
+    }
+    let _tmpfs = Unmount(mnt.clone());
+    std::fs::write(mnt.join("also-precious"), "must survive").unwrap();
+
+    let scan = f.ck_json(&["scan", "--cargo-only"]);
+    let mounts = scan["targets"][0]["errors"]["mount_points"].to_string();
+    assert!(
+        mounts.contains("/out") && mounts.contains("/mnt"),
+        "{scan:#}"
+    );
+    let dry = f.ck_json(&["clean", "--dry-run", "--cargo-only"]);
+    let report = f.ck_json(&["clean", "--cargo-only"]);
+    assert_eq!(report["errors"], 0, "{report:#}");
+    assert_eq!(
+        dry["reclaimed_bytes"], report["reclaimed_bytes"],
+        "dry run == real run"
+    );
+    assert!(report.to_string().contains("mount_points"), "{report:#}");
+    // Nothing behind either mount was touched; the unit's fingerprint went.
+    assert_eq!(
+        std::fs::read_to_string(precious.join("keep/data")).unwrap(),
+        "must survive"
+    );
+    assert_eq!(
+        std::fs::read_to_string(mnt.join("also-precious")).unwrap(),
+        "must survive"
+    );
+    assert!(!f.target().join(&run.fingerprint_dir).exists());
+}
+
+/// Hardening issue, item 2: removal recursed once per directory level, so ~10k nested dirs in a
+/// unit's `build/*/out` aborted `clean` (stack overflow) after its fingerprint went. Removal
+/// and the scan are iterative, with few descriptors (here under a limit of 64) at any depth,
+/// on paths far beyond PATH_MAX.
+#[test]
+fn a_deep_tree_is_scanned_and_removed_with_few_descriptors() {
+    let f = stale_workspace();
+    let t = inventory::scan(&f.target(), 2).unwrap();
+    let (_, run) = unit_named(&t, "dep-", "run-build-script-build-script-build");
+    let out = f.target().join(&run.paths[1]).join("out");
+    // Deep, and bushy enough that a walker holding a descriptor per level would need 10k.
+    crate::support::deep_tree(&out.join("deep"), 10_000, 1);
+    let limited = |args: &[&str]| {
+        let mut c = Command::new("prlimit");
+        c.args(["--nofile=64", "--"])
+            .arg(env!("CARGO_BIN_EXE_cachekeeper"))
+            .arg("--config")
+            .arg(f.dir.path().join("cachekeeper.toml"))
+            .args(args)
+            .env("XDG_CONFIG_HOME", "/nonexistent");
+        c.output().unwrap()
+    };
+    let scan = limited(&["scan", "--cargo-only", "--json"]);
+    assert_eq!(
+        scan.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&scan.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&scan.stdout).unwrap();
+    assert_eq!(v["targets"][0]["errors"]["other"], 0, "{v:#}");
+    assert!(v["targets"][0]["files"].as_u64().unwrap() > 30_000, "{v:#}");
+    let clean = limited(&["clean", "--cargo-only", "--json"]);
+    assert_eq!(
+        clean.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&clean.stderr)
+    );
+    assert!(!out.exists(), "the deep tree went with its unit");
+    // The workspace builds again.
+    assert!(f.cargo(&["build"]).success);
+}

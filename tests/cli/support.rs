@@ -315,10 +315,15 @@ impl Fixture {
 }
 
 /// The `[buildkit]` section of a fixture's config: the tests' own engine with the default
-/// settings, or BuildKit off where that engine cannot run (not root, no dockerd).
+/// settings, or BuildKit off where that engine cannot run (not root, no dockerd). Its timeout
+/// is a minute: the engine is shared by every test of the run, and while others build images
+/// and fill disks, sizing its cache can take longer than the default 10 s.
 pub fn buildkit_section() -> String {
     match crate::engine::shared() {
-        Some(e) => format!("[buildkit]\ndocker-host = \"{}\"\n", e.host()),
+        Some(e) => format!(
+            "[buildkit]\ndocker-host = \"{}\"\ntimeout = \"60s\"\n",
+            e.host()
+        ),
         None => "[buildkit]\nenabled = false\n".into(),
     }
 }
@@ -513,4 +518,30 @@ pub fn fingerprint_dirs(target: &Path, profile: &str) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+/// Makes `depth` nested directories below `top` (created), each with a small file, and with
+/// `siblings` empty directories beside each level: a tree far deeper than PATH_MAX allows to
+/// name, so it is made one directory fd at a time.
+pub fn deep_tree(top: &Path, depth: usize, siblings: usize) {
+    use rustix::fs::{Mode, OFlags};
+    use std::os::fd::AsFd;
+    std::fs::create_dir_all(top).unwrap();
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut fd = rustix::fs::open(top, flags, Mode::empty()).unwrap();
+    for _ in 0..depth {
+        for s in 0..siblings {
+            rustix::fs::mkdirat(&fd, format!("s{s}").as_str(), Mode::from_raw_mode(0o755)).unwrap();
+        }
+        let f = rustix::fs::openat(
+            &fd,
+            "f",
+            OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .unwrap();
+        rustix::io::write(&f, b"deep").unwrap();
+        rustix::fs::mkdirat(&fd, "nested", Mode::from_raw_mode(0o755)).unwrap();
+        fd = rustix::fs::openat(fd.as_fd(), "nested", flags, Mode::empty()).unwrap();
+    }
 }
