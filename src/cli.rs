@@ -124,11 +124,8 @@ fn history(cli: &Cli, config: &Config, limit: usize) -> Exit {
             let dir = crate::daemon::state_dir(config.daemon.state_dir.as_deref());
             match crate::daemon::state::StateDir::open(&dir) {
                 Ok(state) => {
-                    let runs = state.runs(limit);
-                    crate::daemon::history_response(
-                        &runs,
-                        &crate::daemon::state::totals(&state.runs(usize::MAX)),
-                    )
+                    let history = state.history(false);
+                    crate::daemon::history_response(&history.last(limit), &history.totals())
                 }
                 Err(e) => {
                     let msg = format!("cannot read the state dir {}: {e}", dir.display());
@@ -500,8 +497,15 @@ fn emit(text: &str) {
 }
 
 fn emit_json<T: serde::Serialize>(value: &T) {
-    // Our views contain only strings, numbers, bools, lists and string-keyed maps.
-    let text = serde_json::to_string_pretty(value).expect("views serialize to JSON");
+    // Views hold strings, numbers, bools, lists and string-keyed maps, and paths go through
+    // `pathcodec`, so this cannot fail; if it ever did, the document says so.
+    let text = serde_json::to_string_pretty(value).unwrap_or_else(|e| {
+        let doc = error_doc(
+            &format!("cannot write the report as JSON: {e}"),
+            Exit::Failure,
+        );
+        doc.to_string()
+    });
     emit(&text);
     emit("\n");
 }

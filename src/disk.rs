@@ -10,6 +10,7 @@ pub struct Filesystem {
     #[serde(skip)]
     pub dev: u64,
     /// A path on it (the first target dir or root found there).
+    #[serde(with = "crate::pathcodec")]
     pub path: std::path::PathBuf,
     pub total_bytes: u64,
     /// Available to unprivileged users (`f_bavail`), what `df` shows as free.

@@ -29,6 +29,7 @@ use crate::sweep::Mode;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct FsFree {
+    #[serde(with = "crate::pathcodec")]
     pub path: PathBuf,
     pub total_bytes: u64,
     pub free_bytes: u64,
@@ -95,6 +96,7 @@ pub struct Docker {
     pub state: &'static str,
     pub message: Option<String>,
     /// Docker's root dir, when the engine answers and it is reachable from here.
+    #[serde(with = "crate::pathcodec::option")]
     pub root_dir: Option<PathBuf>,
 }
 

@@ -17,6 +17,7 @@ pub mod guard;
 pub mod inventory;
 pub mod job;
 pub mod lastuse;
+pub mod pathcodec;
 pub mod policy;
 pub mod progress;
 pub mod remove;

@@ -62,7 +62,7 @@ pub struct ActionResult {
     pub errors: Vec<String>,
     /// Mount points inside what was removed: kept, with the directories holding them (nothing
     /// on another mount is ever entered).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty", with = "crate::pathcodec::list")]
     pub mount_points: Vec<std::path::PathBuf>,
 }
 

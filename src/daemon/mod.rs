@@ -148,6 +148,8 @@ struct Daemon {
     config: Config,
     config_error: Option<String>,
     state: StateDir,
+    /// Run history, read once at start and kept here: status never re-reads it.
+    history: state::History,
     socket: PathBuf,
     uses: Arc<Mutex<LastUse>>,
     cache: Arc<FingerprintCache>,
@@ -188,6 +190,7 @@ pub async fn serve(
     let socket = control::socket_path(config.daemon.socket.as_deref());
     let listener = bind(&socket)?;
     let uses = Arc::new(Mutex::new(state.load_uses()));
+    let history = state.history(true);
     let tracker = Tracker::new(Arc::clone(&uses), config.daemon.track_access);
     let now = Instant::now();
     let mut d = Daemon {
@@ -195,6 +198,7 @@ pub async fn serve(
         options,
         config_error: None,
         state,
+        history,
         socket,
         uses,
         cache: Arc::new(FingerprintCache::default()),
@@ -216,8 +220,8 @@ pub async fn serve(
         config,
     };
     d.last_run = d
-        .state
-        .runs(1)
+        .history
+        .last(1)
         .last()
         .map(|r| state::time_of(r.started_unix));
     tracing::info!(
@@ -380,7 +384,7 @@ impl Daemon {
         let next = self
             .next_run
             .map_or_else(|| "never".into(), report::human::local_time);
-        let last = self.state.runs(1).pop().map_or_else(
+        let last = self.history.last(1).pop().map_or_else(
             || "no runs yet".to_string(),
             |r| {
                 format!(
@@ -471,7 +475,7 @@ impl Daemon {
     }
 
     fn info(&self) -> DaemonInfo {
-        let runs = self.state.runs(10);
+        let runs = self.history.last(10);
         DaemonInfo {
             pid: std::process::id(),
             started: format_time(self.started),
@@ -493,7 +497,7 @@ impl Daemon {
                 Some(_) => "disarmed",
             },
             tracking: self.tracker.stats(),
-            totals: state::totals(&self.state.runs(usize::MAX)),
+            totals: self.history.totals(),
             last_runs: runs,
             errors: self.errors.clone(),
         }
@@ -649,13 +653,13 @@ impl Daemon {
         for e in &record.errors {
             self.remember_error(e.clone());
         }
-        if let Err(e) = self.state.append_run(&record) {
+        if let Err(e) = self.history.append(record.clone()) {
             self.remember_error(format!("cannot record the run in history: {e}"));
         }
         let response = Response {
             ok: true,
             error: None,
-            json: serde_json::to_value(&view).unwrap_or_default(),
+            json: to_json(&view),
             text: report::human::clean(&view),
         };
         for w in run.waiters {
@@ -715,7 +719,7 @@ impl Daemon {
                         Response {
                             ok: true,
                             error: None,
-                            json: serde_json::to_value(&*view).unwrap_or_default(),
+                            json: to_json(&*view),
                             text: report::human::status(view),
                         }
                     }
@@ -723,8 +727,7 @@ impl Daemon {
                 }
             }
             Request::History { limit } => {
-                let runs = self.state.runs(limit);
-                history_response(&runs, &state::totals(&self.state.runs(usize::MAX)))
+                history_response(&self.history.last(limit), &self.history.totals())
             }
             Request::RunNow { dry_run } => {
                 self.start("manual", dry_run, Some(reply));
@@ -832,6 +835,17 @@ fn record_of(outcome: &job::Outcome, run: &Running, stopped: bool, view: &CleanV
             )
             .collect(),
     }
+}
+
+/// A view as JSON. Views cannot fail to serialize (paths go through `pathcodec`); if one ever
+/// did, the answer says so rather than being `null`.
+fn to_json<T: serde::Serialize>(view: &T) -> serde_json::Value {
+    serde_json::to_value(view).unwrap_or_else(|e| {
+        serde_json::json!({
+            "version": report::SCHEMA_VERSION,
+            "error": { "message": format!("cannot write the answer as JSON: {e}"), "exit_code": 1 },
+        })
+    })
 }
 
 #[must_use]

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -50,7 +50,7 @@ pub struct Seen {
 /// The last-use index: target dir → unit fingerprint dir (relative) → [`Seen`].
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct LastUse {
-    #[serde(default)]
+    #[serde(default, with = "crate::pathcodec::keys")]
     targets: BTreeMap<PathBuf, BTreeMap<String, Seen>>,
     #[serde(skip)]
     dirty: bool,
@@ -60,7 +60,7 @@ impl LastUse {
     /// Notes that the unit exists (first sight counts as a use at that moment).
     pub fn observe(&mut self, target: &Path, unit: &Path, now: SystemTime) {
         let units = self.targets.entry(target.to_path_buf()).or_default();
-        let key = unit.display().to_string();
+        let key = crate::pathcodec::encode(unit);
         if let std::collections::btree_map::Entry::Vacant(e) = units.entry(key) {
             e.insert(Seen {
                 first: secs(now),
@@ -74,7 +74,7 @@ impl LastUse {
     /// rather than another event of the same build (within [`SAME_USE`] of the last one).
     pub fn record_use(&mut self, target: &Path, unit: &Path, at: SystemTime) -> bool {
         let units = self.targets.entry(target.to_path_buf()).or_default();
-        let seen = units.entry(unit.display().to_string()).or_insert(Seen {
+        let seen = units.entry(crate::pathcodec::encode(unit)).or_insert(Seen {
             first: secs(at),
             used: None,
         });
@@ -90,13 +90,19 @@ impl LastUse {
 
     #[must_use]
     pub fn first_seen(&self, target: &Path, unit: &Path) -> Option<SystemTime> {
-        let seen = self.targets.get(target)?.get(&unit.display().to_string())?;
+        let seen = self
+            .targets
+            .get(target)?
+            .get(&crate::pathcodec::encode(unit))?;
         Some(time(seen.first))
     }
 
     #[must_use]
     pub fn recorded(&self, target: &Path, unit: &Path) -> Option<SystemTime> {
-        let seen = self.targets.get(target)?.get(&unit.display().to_string())?;
+        let seen = self
+            .targets
+            .get(target)?
+            .get(&crate::pathcodec::encode(unit))?;
         seen.used.map(time)
     }
 
@@ -150,6 +156,7 @@ pub struct RunRecord {
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TargetRun {
+    #[serde(with = "crate::pathcodec")]
     pub path: PathBuf,
     pub reclaimed_bytes: u64,
     pub units_removed: u64,
@@ -196,31 +203,152 @@ impl StateDir {
         Ok(())
     }
 
-    pub fn append_run(&self, run: &RunRecord) -> io::Result<()> {
-        let mut line = serde_json::to_vec(run).map_err(io::Error::other)?;
+    /// The run history, read whole (at most [`History::KEEP`] records). `repair` (the daemon,
+    /// which appends) mends a torn last line first.
+    #[must_use]
+    pub fn history(&self, repair: bool) -> History {
+        History::load(&self.dir.join(HISTORY), repair)
+    }
+}
+
+/// The run history: `history.jsonl`, one record a line, newest last, at most [`History::KEEP`]
+/// records; the totals of older runs, dropped to keep it small, in a first line of its own
+/// (`{"dropped": {...}}`), so that trimming is one atomic rewrite.
+///
+/// A torn last line (a crash, a full disk) is never glued to the next record: an append first
+/// ends an unterminated line. A line that cannot be read is skipped and counted
+/// ([`History::unreadable`]), never stopping the records after it.
+pub struct History {
+    path: PathBuf,
+    runs: std::collections::VecDeque<RunRecord>,
+    dropped: Totals,
+    /// Lines that could not be read (torn, or corrupt).
+    pub unreadable: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    dropped: Totals,
+}
+
+impl History {
+    /// How many records the file keeps; beyond it, the oldest are folded into the totals.
+    pub const KEEP: usize = 1000;
+
+    fn load(path: &Path, repair: bool) -> History {
+        let mut h = History {
+            path: path.to_path_buf(),
+            runs: std::collections::VecDeque::new(),
+            dropped: Totals::default(),
+            unreadable: 0,
+        };
+        let Ok(bytes) = std::fs::read(path) else {
+            return h;
+        };
+        let complete = bytes.last().is_none_or(|b| *b == b'\n');
+        let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+        let n = lines.len();
+        for (i, line) in lines.into_iter().enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            if let Ok(run) = serde_json::from_slice::<RunRecord>(line) {
+                h.runs.push_back(run);
+            } else if let Ok(header) = serde_json::from_slice::<Header>(line) {
+                h.dropped = header.dropped;
+            } else {
+                h.unreadable += 1;
+                if repair && i + 1 == n && !complete {
+                    // A torn tail: end it, so the next record starts on a line of its own.
+                    let ended = OpenOptions::new()
+                        .append(true)
+                        .open(path)
+                        .and_then(|mut f| f.write_all(b"\n"));
+                    if let Err(e) = ended {
+                        tracing::warn!(file = %path.display(), "cannot mend the history's last line: {e}");
+                    }
+                }
+            }
+        }
+        if h.runs.len() > Self::KEEP {
+            while h.runs.len() > Self::KEEP {
+                if let Some(old) = h.runs.pop_front() {
+                    h.dropped.add(&old);
+                }
+            }
+            // A history from before it was bounded: trim the file once.
+            if repair && let Err(e) = h.rewrite() {
+                tracing::warn!(file = %path.display(), "cannot trim the history: {e}");
+            }
+        }
+        h
+    }
+
+    /// Appends a run (fsynced). Past [`History::KEEP`] records, the file is rewritten with the
+    /// newest ones and the totals of the rest.
+    pub fn append(&mut self, run: RunRecord) -> io::Result<()> {
+        let mut line = serde_json::to_vec(&run).map_err(io::Error::other)?;
         line.push(b'\n');
+        self.runs.push_back(run);
+        if self.runs.len() > Self::KEEP {
+            // Trim to 90 %, so trimming is rare.
+            while self.runs.len() > Self::KEEP * 9 / 10 {
+                if let Some(old) = self.runs.pop_front() {
+                    self.dropped.add(&old);
+                }
+            }
+            return self.rewrite();
+        }
         let mut f = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
-            .open(self.dir.join(HISTORY))?;
+            .open(&self.path)?;
+        let len = f.metadata()?.len();
+        if len > 0 {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut last = [0u8; 1];
+            f.seek(SeekFrom::Start(len - 1))?;
+            f.read_exact(&mut last)?;
+            if last[0] != b'\n' {
+                // Something tore the last line since we read it: end it first.
+                line.insert(0, b'\n');
+                self.unreadable += 1;
+            }
+        }
         f.write_all(&line)?;
         f.sync_data()
     }
 
+    fn rewrite(&self) -> io::Result<()> {
+        let mut bytes = serde_json::to_vec(&Header {
+            dropped: self.dropped.clone(),
+        })
+        .map_err(io::Error::other)?;
+        bytes.push(b'\n');
+        for r in &self.runs {
+            bytes.extend(serde_json::to_vec(r).map_err(io::Error::other)?);
+            bytes.push(b'\n');
+        }
+        write_atomically(&self.path, &bytes)
+    }
+
     /// The last `limit` runs, oldest first.
     #[must_use]
-    pub fn runs(&self, limit: usize) -> Vec<RunRecord> {
-        let Ok(f) = File::open(self.dir.join(HISTORY)) else {
-            return Vec::new();
-        };
-        let mut all: Vec<RunRecord> = BufReader::new(f)
-            .lines()
-            .map_while(Result::ok)
-            .filter_map(|l| serde_json::from_str(&l).ok())
-            .collect();
-        let skip = all.len().saturating_sub(limit);
-        all.drain(..skip);
-        all
+    pub fn last(&self, limit: usize) -> Vec<RunRecord> {
+        let skip = self.runs.len().saturating_sub(limit);
+        self.runs.iter().skip(skip).cloned().collect()
+    }
+
+    /// Totals over every run ever recorded, those trimmed from the file included.
+    #[must_use]
+    pub fn totals(&self) -> Totals {
+        let mut t = self.dropped.clone();
+        for r in &self.runs {
+            t.add(r);
+        }
+        t.unreadable_records = self.unreadable;
+        t
     }
 }
 
@@ -242,7 +370,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// Totals over runs, for `history` and `status`.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Totals {
     /// Real runs (what the totals add up).
     pub runs: u64,
@@ -251,22 +379,26 @@ pub struct Totals {
     pub reclaimed_bytes: u64,
     pub cargo_reclaimed_bytes: u64,
     pub buildkit_reclaimed_bytes: u64,
+    /// History lines that could not be read (skipped, never hiding the records after them).
+    #[serde(default)]
+    pub unreadable_records: u64,
 }
 
-#[must_use]
-pub fn totals(runs: &[RunRecord]) -> Totals {
-    let real = runs.iter().filter(|r| !r.dry_run);
-    let mut t = Totals {
-        dry_runs: runs.iter().filter(|r| r.dry_run).count() as u64,
-        ..Totals::default()
-    };
-    for r in real {
-        t.runs += 1;
-        t.reclaimed_bytes += r.reclaimed_bytes;
-        t.cargo_reclaimed_bytes += r.cargo_reclaimed_bytes;
-        t.buildkit_reclaimed_bytes += r.buildkit_reclaimed_bytes;
+impl Totals {
+    fn add(&mut self, r: &RunRecord) {
+        if r.dry_run {
+            self.dry_runs += 1;
+            return;
+        }
+        self.runs += 1;
+        self.reclaimed_bytes = self.reclaimed_bytes.saturating_add(r.reclaimed_bytes);
+        self.cargo_reclaimed_bytes = self
+            .cargo_reclaimed_bytes
+            .saturating_add(r.cargo_reclaimed_bytes);
+        self.buildkit_reclaimed_bytes = self
+            .buildkit_reclaimed_bytes
+            .saturating_add(r.buildkit_reclaimed_bytes);
     }
-    t
 }
 
 #[cfg(test)]
@@ -306,18 +438,63 @@ mod tests {
             reclaimed_bytes: 7,
             ..RunRecord::default()
         };
-        s.append_run(&run).unwrap();
-        s.append_run(&run).unwrap();
-        // A crash mid-append leaves half a line.
+        let mut h = s.history(true);
+        h.append(run.clone()).unwrap();
+        h.append(run.clone()).unwrap();
+        // A crash mid-append leaves half a line; the next append must not glue onto it.
+        let torn = |d: &Path| {
+            let mut f = OpenOptions::new()
+                .append(true)
+                .open(d.join(HISTORY))
+                .unwrap();
+            f.write_all(b"{\"trigger\":\"pre").unwrap();
+        };
+        torn(d.path());
+        h.append(run.clone()).unwrap();
+        // A restart finds a torn tail again, and mends it before appending.
+        torn(d.path());
+        let mut h = s.history(true);
+        h.append(run.clone()).unwrap();
+        // And a corrupt line in the middle hides nothing after it.
         let mut f = OpenOptions::new()
             .append(true)
             .open(d.path().join(HISTORY))
             .unwrap();
-        f.write_all(b"{\"trigger\":\"pre").unwrap();
-        let runs = s.runs(10);
-        assert_eq!(runs.len(), 2);
-        assert_eq!(totals(&runs).reclaimed_bytes, 14);
-        assert_eq!(s.runs(1).len(), 1);
+        f.write_all(b"\xff\xfe not json\n").unwrap();
+        h.append(run).unwrap();
+        let h = s.history(false);
+        assert_eq!(h.last(10).len(), 5);
+        assert_eq!(h.unreadable, 3);
+        let t = h.totals();
+        assert_eq!(
+            (t.runs, t.reclaimed_bytes, t.unreadable_records),
+            (5, 35, 3)
+        );
+        assert_eq!(h.last(1).len(), 1);
+    }
+
+    #[test]
+    fn the_history_is_bounded_and_keeps_its_totals() {
+        let d = tempfile::tempdir().unwrap();
+        let s = StateDir::open(d.path()).unwrap();
+        let mut h = s.history(true);
+        let run = RunRecord {
+            reclaimed_bytes: 1,
+            targets: vec![TargetRun::default(); 20],
+            ..RunRecord::default()
+        };
+        for _ in 0..3 * History::KEEP {
+            h.append(run.clone()).unwrap();
+        }
+        let size = std::fs::metadata(d.path().join(HISTORY)).unwrap().len();
+        let h = s.history(false);
+        assert!(h.last(usize::MAX).len() <= History::KEEP);
+        assert!(size < 4 << 20, "{size}");
+        let t = h.totals();
+        assert_eq!(
+            (t.runs, t.reclaimed_bytes),
+            (3 * History::KEEP as u64, 3000)
+        );
     }
 
     #[test]

@@ -146,7 +146,7 @@ impl Tracker {
                 let mut present = HashSet::new();
                 for u in &t.units {
                     uses.observe(&t.path, &u.fingerprint_dir, now);
-                    present.insert(u.fingerprint_dir.display().to_string());
+                    present.insert(crate::pathcodec::encode(&u.fingerprint_dir));
                     let watched = |run_dir| Watched {
                         target: t.path.clone(),
                         unit: u.fingerprint_dir.clone(),

@@ -162,6 +162,7 @@ pub struct ScanErrors {
     pub examples: Vec<String>,
     /// Mount points inside the target dir (another filesystem, or a bind mount): never
     /// entered, measured or removed. Not errors; the first few, by path.
+    #[serde(with = "crate::pathcodec::list")]
     pub mount_points: Vec<PathBuf>,
 }
 

@@ -585,6 +585,18 @@ fn totals_line(t: &crate::daemon::state::Totals) -> String {
             runs(t.dry_runs, "dry run")
         ));
     }
+    if t.unreadable_records > 0 {
+        line.push_str(&format!(
+            "; {} history line{} could not be read and {} skipped",
+            t.unreadable_records,
+            if t.unreadable_records == 1 { "" } else { "s" },
+            if t.unreadable_records == 1 {
+                "was"
+            } else {
+                "were"
+            }
+        ));
+    }
     line
 }
 

@@ -40,6 +40,7 @@ pub struct ProfileView {
 
 #[derive(Serialize)]
 pub struct TargetView {
+    #[serde(with = "crate::pathcodec")]
     pub path: PathBuf,
     pub bytes: u64,
     pub apparent_bytes: u64,
@@ -66,6 +67,7 @@ pub struct TargetView {
 
 #[derive(Serialize)]
 pub struct FilesystemView {
+    #[serde(with = "crate::pathcodec")]
     pub path: PathBuf,
     pub total_bytes: u64,
     pub free_bytes: u64,
@@ -91,6 +93,7 @@ pub struct TotalView {
 /// A profile a run leaves alone whole.
 #[derive(Serialize, Clone)]
 pub struct SkippedProfile {
+    #[serde(with = "crate::pathcodec")]
     pub target: PathBuf,
     pub profile: String,
     pub protection: Protection,
@@ -131,6 +134,7 @@ fn skipped_profiles(survey: &Survey, busy_since: &[(usize, u16)]) -> Vec<Skipped
 
 #[derive(Serialize)]
 pub struct Failure {
+    #[serde(with = "crate::pathcodec")]
     pub path: PathBuf,
     pub error: String,
 }
@@ -177,6 +181,7 @@ pub struct BuildkitView {
     pub message: Option<String>,
     pub server_version: Option<String>,
     pub api_version: Option<String>,
+    #[serde(with = "crate::pathcodec::option")]
     pub root_dir: Option<PathBuf>,
     pub records: usize,
     pub total_bytes: u64,
@@ -301,7 +306,9 @@ pub struct DaemonInfo {
     pub measured_at: Option<String>,
     /// Set when the last config reload failed (the previous config is still in force).
     pub config_error: Option<String>,
+    #[serde(with = "crate::pathcodec")]
     pub state_dir: PathBuf,
+    #[serde(with = "crate::pathcodec")]
     pub socket: PathBuf,
     pub schedule: String,
     pub next_run: Option<String>,
@@ -333,6 +340,7 @@ pub struct SurveyView {
     pub toolchains: Vec<String>,
     pub shortfalls: Vec<Shortfall>,
     pub failed: Vec<Failure>,
+    #[serde(with = "crate::pathcodec::list")]
     pub missing_roots: Vec<PathBuf>,
     pub search_errors: Vec<String>,
     pub buildkit: BuildkitView,
@@ -465,6 +473,7 @@ fn target_view(t: &TargetDir, signal: Signal, plan: &Plan, i: usize) -> TargetVi
 
 #[derive(Serialize)]
 pub struct ActionView {
+    #[serde(with = "crate::pathcodec")]
     pub target: PathBuf,
     pub profile: String,
     /// `unit`, `incremental` or `orphan`.
@@ -472,6 +481,7 @@ pub struct ActionView {
     pub name: String,
     pub rule: Rule,
     pub reason: String,
+    #[serde(with = "crate::pathcodec::list")]
     pub paths: Vec<PathBuf>,
     /// What the scan expected this to free.
     pub planned_bytes: u64,
@@ -480,7 +490,7 @@ pub struct ActionView {
     pub status: Status,
     pub errors: Vec<String>,
     /// Mount points found inside: kept, with the directories holding them.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty", with = "crate::pathcodec::list")]
     pub mount_points: Vec<PathBuf>,
 }
 

@@ -806,3 +806,57 @@ fn cachekeepers_own_reads_are_never_uses_and_a_no_op_build_is_one_per_unit() {
             .all(|(_, used)| used.is_none())
     );
 }
+
+/// Hardening issue, item 3: a target dir under a non-UTF-8 path made `clean --json` panic after
+/// deleting, `status --json` print `null`, and the history and last-use state go unsaved.
+/// Paths are carried losslessly (`\xNN` for such bytes, `\\` for a backslash).
+#[test]
+fn a_target_dir_under_a_non_utf8_path_is_reported_and_recorded() {
+    use std::os::unix::ffi::OsStrExt;
+    let f = Fixture::new();
+    f.app_and_dep();
+    assert!(f.cargo(&["build"]).success);
+    let odd = f
+        .dir
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"caf\xff-dir"));
+    std::fs::create_dir(&odd).unwrap();
+    let target = odd.join("target");
+    std::fs::rename(f.target(), &target).unwrap();
+    // Renaming sessions touches their dirs: rename first, then shift every time.
+    crate::support::shift_session_names(&target, 60 * DAY);
+    crate::support::shift_times(f.dir.path(), 60 * DAY);
+    let encoded = format!("{}/caf\\xff-dir/target", f.dir.path().display());
+    f.config_with(
+        &format!("roots = [{:?}]", f.dir.path().to_str().unwrap()),
+        &daemon_section(&f, ""),
+    );
+
+    let scan = f.ck_json(&["scan", "--cargo-only"]);
+    assert_eq!(scan["targets"][0]["path"], encoded.as_str(), "{scan:#}");
+    let d = Daemon::start(&f);
+    let v = d.json(&["status"]);
+    assert_eq!(v["targets"][0]["path"], encoded.as_str(), "{v:#}");
+    let run = d.json(&["run-now"]);
+    assert!(run["reclaimed_bytes"].as_u64().unwrap() > 0, "{run:#}");
+    assert!(run["actions"][0]["target"] == encoded.as_str(), "{run:#}");
+    let h = d.json(&["history"]);
+    assert_eq!(
+        h["runs"][0]["targets"][0]["path"],
+        encoded.as_str(),
+        "{h:#}"
+    );
+    d.json(&["status"]); // after the run's rescan, which saves last-use.json
+    let state = std::fs::read_to_string(f.dir.path().join("state/last-use.json")).unwrap();
+    assert!(state.contains("caf\\\\xff-dir"), "{state}");
+    // The direct path too: clean --json writes its document after deleting.
+    drop(d);
+    let out = f.ck(&["clean", "--json", "--cargo-only"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _: Value = serde_json::from_slice(&out.stdout).unwrap();
+}
