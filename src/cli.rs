@@ -63,6 +63,10 @@ fn status(cli: &Cli, config: &Config, rt: &Runtime, progress: &Arc<Progress>) ->
             r.error.unwrap_or_default()
         ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => eprintln!(
+            "note: the daemon at {} answers only its own user and root ({e}); measuring directly",
+            path.display()
+        ),
         Err(e) => eprintln!(
             "note: no daemon answers at {} ({e}); measuring directly",
             path.display()
@@ -809,6 +813,8 @@ struct CheckView<'a> {
     file: String,
     error: Option<&'a config::ConfigError>,
     message: Option<String>,
+    /// Valid, but probably not what was meant.
+    warnings: &'a [String],
 }
 
 fn check_config(cli: &Cli, file: Option<&Path>, print_default: bool, env: &Env) -> Exit {
@@ -835,6 +841,7 @@ fn check_config(cli: &Cli, file: Option<&Path>, print_default: bool, env: &Env) 
             file: name,
             error,
             message,
+            warnings: result.as_ref().map_or(&[][..], |c| &c.warnings),
         });
         return if result.is_ok() {
             Exit::Ok
@@ -845,6 +852,9 @@ fn check_config(cli: &Cli, file: Option<&Path>, print_default: bool, env: &Env) 
     match result {
         Ok(c) => {
             emit(&describe_config(&c));
+            for w in &c.warnings {
+                eprintln!("warning: {w}");
+            }
             Exit::Ok
         }
         Err(e) => config_error(cli, &e),

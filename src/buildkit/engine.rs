@@ -61,6 +61,7 @@ impl Host {
     }
 
     pub fn parse(text: &str) -> Result<Host, String> {
+        let q = crate::config::value::quoted(text);
         if let Some(p) = text.strip_prefix("unix://") {
             Ok(Host::Unix(PathBuf::from(p)))
         } else if let Some(a) = text
@@ -70,7 +71,7 @@ impl Host {
             Ok(Host::Tcp(a.trim_end_matches('/').to_string()))
         } else {
             Err(format!(
-                "unsupported Docker host {text:?}: expected unix:///path/to/docker.sock or tcp://host:port"
+                "unsupported Docker host {q}: expected unix:///path/to/docker.sock or tcp://host:port"
             ))
         }
     }

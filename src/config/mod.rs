@@ -43,6 +43,8 @@ impl fmt::Display for Source {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub source: Source,
+    /// Valid, but probably not what was meant (said by check-config and the daemon).
+    pub warnings: Vec<String>,
     pub cargo: CargoConfig,
     pub buildkit: BuildkitConfig,
     pub daemon: DaemonConfig,
@@ -269,6 +271,7 @@ pub fn parse(text: &str, source: Source, env: &Env) -> Result<Config, ConfigErro
 pub fn defaults(env: &Env) -> Config {
     let mut config = Config {
         source: Source::Embedded,
+        warnings: Vec::new(),
         cargo: CargoConfig {
             roots: Vec::new(),
             exclude: Vec::new(),
@@ -378,13 +381,13 @@ fn apply(doc: &Doc<'_>, config: &mut Config, env: &Env) -> Result<(), ConfigErro
         if let Some(b) = cargo.budget("total-budget")? {
             c.total_budget = b;
         }
-        if let Some(d) = cargo.duration("stale-after", true)? {
+        if let Some(d) = cargo.duration("stale-after", AGE)? {
             c.stale_after = d;
         }
-        if let Some(d) = cargo.duration("min-age", false)? {
+        if let Some(d) = cargo.duration("min-age", ANY_AGE)? {
             c.min_age = d;
         }
-        if let Some(d) = cargo.duration("incremental-max-age", true)? {
+        if let Some(d) = cargo.duration("incremental-max-age", AGE)? {
             c.incremental_max_age = d;
         }
         if let Some(p) = cargo.path_list("extra-rustc", env)? {
@@ -415,10 +418,10 @@ fn apply(doc: &Doc<'_>, config: &mut Config, env: &Env) -> Result<(), ConfigErro
         if let Some(v) = bk.budget("budget")? {
             b.budget = v;
         }
-        if let Some(d) = bk.duration("keep-duration", true)? {
+        if let Some(d) = bk.duration("keep-duration", AGE)? {
             b.keep_duration = d;
         }
-        if let Some(d) = bk.duration("min-age", false)? {
+        if let Some(d) = bk.duration("min-age", ANY_AGE)? {
             b.min_age = d;
         }
         if let Some(v) = bk.budget("hard-limit")? {
@@ -427,7 +430,7 @@ fn apply(doc: &Doc<'_>, config: &mut Config, env: &Env) -> Result<(), ConfigErro
         if let Some(p) = bk.protect("protect-cache-mounts", b.hard_limit.is_some())? {
             b.protect_cache_mounts = p;
         }
-        if let Some(d) = bk.duration("timeout", true)? {
+        if let Some(d) = bk.duration("timeout", secs(1)..=secs(3600))? {
             b.timeout = d;
         }
     }
@@ -436,35 +439,66 @@ fn apply(doc: &Doc<'_>, config: &mut Config, env: &Env) -> Result<(), ConfigErro
         if let Some(s) = d.schedule("schedule")? {
             c.schedule = s;
         }
-        for (key, slot) in [
-            ("poll-interval", &mut c.poll_interval),
-            ("min-interval", &mut c.min_interval),
-            ("rescan-interval", &mut c.rescan_interval),
-            ("stop-timeout", &mut c.stop_timeout),
+        for (key, slot, range) in [
+            ("poll-interval", &mut c.poll_interval, secs(1)..=DAY),
+            ("min-interval", &mut c.min_interval, secs(1)..=30 * DAY),
+            ("rescan-interval", &mut c.rescan_interval, secs(1)..=7 * DAY),
+            ("stop-timeout", &mut c.stop_timeout, secs(1)..=secs(3600)),
         ] {
-            if let Some(v) = d.duration(key, true)? {
+            if let Some(v) = d.duration(key, range)? {
                 *slot = v;
             }
         }
-        if let Some(Some(h)) = d.budget("hysteresis")? {
+        if let Some(Some(h)) = d.budget_below("hysteresis", 50.0)? {
             c.hysteresis = h;
         }
         if let Some(on) = d.bool("track-access")? {
             c.track_access = on;
         }
-        if let Some(p) = d.path("state-dir", env)? {
+        if let Some(p) = d.path_not_root("state-dir", env)? {
             c.state_dir = Some(p);
         }
         if let Some(p) = d.path("socket", env)? {
             c.socket = Some(p);
         }
     }
+    // A filesystem is never 100 % free: such a watermark would run the policy forever.
     if let Some(disk) = top.table("disk", DISK_KEYS)?
-        && let Some(b) = disk.budget("min-free")?
+        && let Some(b) = disk.budget_below("min-free", 100.0)?
     {
         config.disk.min_free = b;
     }
+    config.warnings = warnings(config);
     Ok(())
+}
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+const fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// Ages (stale-after and the like): longer than zero, at most a century.
+const AGE: std::ops::RangeInclusive<Duration> = secs(1)..=secs(100 * 365 * 86_400);
+/// Ages that may be zero (min-age).
+const ANY_AGE: std::ops::RangeInclusive<Duration> = secs(0)..=secs(100 * 365 * 86_400);
+
+/// What is valid but probably not meant.
+fn warnings(config: &Config) -> Vec<String> {
+    let mut w = Vec::new();
+    let roots = &config.cargo.roots;
+    if roots.is_empty() {
+        w.push(
+            "[cargo] roots is empty: no target dir will be found (only the BuildKit side works)"
+                .to_string(),
+        );
+    }
+    if roots.iter().any(|r| r.parent().is_none()) {
+        w.push(
+            "[cargo] roots contains \"/\": every directory of the machine is searched on every scan; name the directories that hold your projects".to_string(),
+        );
+    }
+    w
 }
 
 /// Expands a leading `~` and requires the result to be absolute.
@@ -636,6 +670,58 @@ mod tests {
             e.message
         );
 
+        // Every duration and size has a range a daemon can add to its clocks and sums.
+        for (text, key, says) in [
+            (
+                "[daemon]\npoll-interval = \"30000000000000w\"\n",
+                "daemon.poll-interval",
+                "too long: at most 1d",
+            ),
+            (
+                "[daemon]\nrescan-interval = \"52w\"\n",
+                "daemon.rescan-interval",
+                "at most 7d",
+            ),
+            (
+                "[buildkit]\ntimeout = \"2h\"\n",
+                "buildkit.timeout",
+                "at most 1h",
+            ),
+            (
+                "[cargo]\nstale-after = \"20000w\"\n",
+                "cargo.stale-after",
+                "at most 36500d",
+            ),
+            (
+                "[disk]\nmin-free = \"100%\"\n",
+                "disk.min-free",
+                "below 100%",
+            ),
+            (
+                "[daemon]\nhysteresis = \"60%\"\n",
+                "daemon.hysteresis",
+                "below 50%",
+            ),
+            (
+                "[cargo]\ntarget-budget = \"2000000 TiB\"\n",
+                "cargo.target-budget",
+                "at most 1 EiB",
+            ),
+            (
+                "[daemon]\nstate-dir = \"/\"\n",
+                "daemon.state-dir",
+                "root directory",
+            ),
+        ] {
+            let e = err(text);
+            assert_eq!(e.key, key, "{text}");
+            assert!(e.message.contains(says), "{text}: {}", e.message);
+        }
+        // A bad value is quoted only so far: an error message stays short.
+        let huge = format!("[cargo]\nstale-after = \"{}\"\n", "9".repeat(5 << 20));
+        let e = err(&huge);
+        assert!(e.to_string().len() < 1000, "{} bytes", e.to_string().len());
+
         let e = err("[cargo]\nmax-depth = 0\n");
         assert!(e.message.contains("from 1 to 64"), "{}", e.message);
 
@@ -730,6 +816,23 @@ mod tests {
         assert_eq!(e.line, 2);
         assert!(e.key.is_empty());
         assert!(e.message.contains("TOML syntax"), "{}", e.message);
+    }
+
+    #[test]
+    fn valid_but_unlikely_roots_are_warned_about() {
+        let c = parse("[cargo]\nroots = [\"/\"]\n", Source::Embedded, &env()).unwrap();
+        assert!(
+            c.warnings.iter().any(|w| w.contains("every directory")),
+            "{:?}",
+            c.warnings
+        );
+        let c = parse("[cargo]\nroots = []\n", Source::Embedded, &env()).unwrap();
+        assert!(
+            c.warnings.iter().any(|w| w.contains("empty")),
+            "{:?}",
+            c.warnings
+        );
+        assert!(defaults(&env()).warnings.is_empty());
     }
 
     #[test]

@@ -37,11 +37,14 @@ impl<'a> Doc<'a> {
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         let column = self.text[line_start..start].chars().count() + 1;
-        let snippet = self.text[line_start..]
+        // The offending line, cut short: a bad value can be megabytes long.
+        let snippet: String = self.text[line_start..]
             .lines()
             .next()
             .unwrap_or("")
-            .to_string();
+            .chars()
+            .take(200)
+            .collect();
         ConfigError {
             file: self.name.to_string(),
             line,
@@ -289,12 +292,13 @@ impl<'d, 't> Section<'d, 't> {
         let Some((text, span)) = self.string(key, expected)? else {
             return Ok(None);
         };
+        let q = value::quoted(text);
         let p = match text {
             "last-resort" => Protect::LastResort,
             "always" => Protect::Always,
             "under-hard-limit" => Protect::UnderHardLimit,
             "no" => Protect::No,
-            _ => return Err(self.fail(key, span, format!("{text:?}: expected {expected}"))),
+            _ => return Err(self.fail(key, span, format!("{q}: expected {expected}"))),
         };
         if p == Protect::UnderHardLimit && !has_hard_limit {
             return Err(self.fail(
@@ -306,19 +310,77 @@ impl<'d, 't> Section<'d, 't> {
         Ok(Some(p))
     }
 
+    /// A duration within `range` (every duration has one: a daemon adds them to clocks).
     pub(super) fn duration(
         &self,
         key: &str,
-        nonzero: bool,
+        range: std::ops::RangeInclusive<Duration>,
     ) -> Result<Option<Duration>, ConfigError> {
         let Some((text, span)) = self.string(key, value::DURATION_EXPECTED)? else {
             return Ok(None);
         };
         let d = value::parse_duration(text).map_err(|m| self.fail(key, span.clone(), m))?;
-        if nonzero && d.is_zero() {
-            return Err(self.fail(key, span, format!("{text:?} must be longer than zero")));
+        if !range.contains(&d) {
+            let q = value::quoted(text);
+            let message = if d.is_zero() {
+                format!("{q} must be longer than zero")
+            } else if d < *range.start() {
+                format!(
+                    "{q} is too short: at least {}",
+                    value::format_duration(*range.start())
+                )
+            } else {
+                format!(
+                    "{q} is too long: at most {}",
+                    value::format_duration(*range.end())
+                )
+            };
+            return Err(self.fail(key, span, message));
         }
         Ok(Some(d))
+    }
+
+    /// [`Section::budget`], with a percentage below `max_percent`.
+    pub(super) fn budget_below(
+        &self,
+        key: &str,
+        max_percent: f64,
+    ) -> Result<Option<Option<SizeSpec>>, ConfigError> {
+        let b = self.budget(key)?;
+        if let Some(Some(SizeSpec::Percent(p))) = b
+            && p >= max_percent
+            && let Some(v) = self.get(key)
+        {
+            return Err(self.fail(
+                key,
+                v.span(),
+                format!("{p}% is too much: below {max_percent}% of the filesystem"),
+            ));
+        }
+        Ok(b)
+    }
+
+    /// A path that is not `/` itself (cachekeeper writes its files there).
+    pub(super) fn path_not_root(
+        &self,
+        key: &str,
+        env: &Env,
+    ) -> Result<Option<PathBuf>, ConfigError> {
+        let p = self.path(key, env)?;
+        if let Some(path) = &p
+            && path.parent().is_none()
+            && let Some(v) = self.get(key)
+        {
+            return Err(self.fail(
+                key,
+                v.span(),
+                format!(
+                    "{} is the root directory: name a directory of cachekeeper's own",
+                    path.display()
+                ),
+            ));
+        }
+        Ok(p)
     }
 
     /// A size, a percentage, or `"none"` (no budget): `Some(None)` is "none".
@@ -333,15 +395,27 @@ impl<'d, 't> Section<'d, 't> {
                 Some(n) if n > 0 => {
                     Err(self.fail(key, v.span(), value::bare_number(&n.to_string())))
                 }
-                Some(_) => {
-                    Err(self.fail(key, v.span(), format!("{i}: a size must not be negative")))
-                }
-                None => Err(self.fail(key, v.span(), format!("{i}: too large"))),
+                Some(_) => Err(self.fail(
+                    key,
+                    v.span(),
+                    format!("{}: a size must not be negative", value::quoted(i.as_str())),
+                )),
+                None => Err(self.fail(
+                    key,
+                    v.span(),
+                    format!("{}: too large", value::quoted(i.as_str())),
+                )),
             },
             DeValue::String(s) if s.trim().eq_ignore_ascii_case("none") => Ok(Some(None)),
-            DeValue::String(s) => value::parse_size(s)
-                .map(|spec| Some(Some(spec)))
-                .map_err(|m| self.fail(key, v.span(), m)),
+            DeValue::String(s) => match value::parse_size(s) {
+                Ok(SizeSpec::Bytes(b)) if b > value::MAX_SIZE => Err(self.fail(
+                    key,
+                    v.span(),
+                    format!("{}: too large (at most 1 EiB)", value::quoted(s)),
+                )),
+                Ok(spec) => Ok(Some(Some(spec))),
+                Err(m) => Err(self.fail(key, v.span(), m)),
+            },
             _ => Err(self.wrong_type(key, v, &expected)),
         }
     }

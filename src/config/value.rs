@@ -45,13 +45,33 @@ pub const SIZE_EXPECTED: &str = "a size like \"10GiB\", \"500 MB\" or \"123456 B
 pub const DURATION_EXPECTED: &str =
     "a duration like \"30d\", \"36h\", \"90m\", \"2w\" or \"1d12h\" (units: s, m, h, d, w)";
 
+/// A value as error messages quote it: debug-quoted, and cut after 60 characters (a bad value
+/// can be megabytes long).
+#[must_use]
+pub fn quoted(text: &str) -> String {
+    const MAX: usize = 60;
+    if text.chars().count() <= MAX {
+        format!("{text:?}")
+    } else {
+        let head: String = text.chars().take(MAX).collect();
+        format!("{head:?}... ({} characters)", text.chars().count())
+    }
+}
+
+/// The largest size accepted: 1 EiB (more than any filesystem; it keeps sums from wrapping).
+pub const MAX_SIZE: u64 = 1 << 60;
+
 /// The error for a number written without a unit (other than 0): `10` could mean bytes, GiB or
 /// a percentage, and reading it as 10 bytes silently is how a floor of "10" frees nothing.
 #[must_use]
 pub fn bare_number(text: &str) -> String {
     let n = text.trim();
+    if n.len() > 20 {
+        return format!("invalid size {}: a number needs a unit", quoted(text));
+    }
     format!(
-        "invalid size {text:?}: a number needs a unit: \"{n} B\" for bytes, \"{n}GiB\", or \"{n}%\" of the filesystem"
+        "invalid size {}: a number needs a unit: \"{n} B\" for bytes, \"{n}GiB\", or \"{n}%\" of the filesystem",
+        quoted(text)
     )
 }
 
@@ -59,15 +79,16 @@ pub fn bare_number(text: &str) -> String {
 /// units (KiB, MiB, GiB, TiB) and the bare letters (K, M, G, T, like `du` and docker) are
 /// powers of 1024. Units are case-insensitive. Only 0 may go without one.
 pub fn parse_size(text: &str) -> Result<SizeSpec, String> {
+    let q = quoted(text);
     let t = text.trim();
     if let Some(num) = t.strip_suffix('%') {
         let p: f64 = num
             .trim()
             .parse()
-            .map_err(|_| format!("invalid percentage {text:?}: expected {SIZE_EXPECTED}"))?;
+            .map_err(|_| format!("invalid percentage {q}: expected {SIZE_EXPECTED}"))?;
         if !(p > 0.0 && p <= 100.0) {
             return Err(format!(
-                "invalid percentage {text:?}: a share of the filesystem must be above 0% and at most 100%"
+                "invalid percentage {q}: a share of the filesystem must be above 0% and at most 100%"
             ));
         }
         return Ok(SizeSpec::Percent(p));
@@ -77,7 +98,7 @@ pub fn parse_size(text: &str) -> Result<SizeSpec, String> {
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
-        return Err(format!("invalid size {text:?}: expected {SIZE_EXPECTED}"));
+        return Err(format!("invalid size {q}: expected {SIZE_EXPECTED}"));
     }
     let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" if num.parse::<f64>().is_ok_and(|v| v == 0.0) => 1,
@@ -93,19 +114,19 @@ pub fn parse_size(text: &str) -> Result<SizeSpec, String> {
         "t" | "tib" => 1 << 40,
         _ => {
             return Err(format!(
-                "invalid size {text:?}: unknown unit {:?}; expected {SIZE_EXPECTED}",
-                unit.trim()
+                "invalid size {q}: unknown unit {}; expected {SIZE_EXPECTED}",
+                quoted(unit.trim())
             ));
         }
     };
     let value: f64 = num
         .parse()
-        .map_err(|_| format!("invalid size {text:?}: expected {SIZE_EXPECTED}"))?;
+        .map_err(|_| format!("invalid size {q}: expected {SIZE_EXPECTED}"))?;
     #[allow(clippy::cast_precision_loss)]
     let bytes = value * factor as f64;
     #[allow(clippy::cast_precision_loss)]
     if !bytes.is_finite() || bytes >= u64::MAX as f64 {
-        return Err(format!("invalid size {text:?}: too large"));
+        return Err(format!("invalid size {q}: too large"));
     }
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     Ok(SizeSpec::Bytes(bytes.round() as u64))
@@ -113,8 +134,9 @@ pub fn parse_size(text: &str) -> Result<SizeSpec, String> {
 
 /// Parses a duration made of one or more `<number><unit>` parts.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let q = quoted(text);
     let t = text.trim();
-    let err = || format!("invalid duration {text:?}: expected {DURATION_EXPECTED}");
+    let err = || format!("invalid duration {q}: expected {DURATION_EXPECTED}");
     if t.is_empty() {
         return Err(err());
     }
@@ -140,7 +162,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "w" | "week" | "weeks" => 7 * 86_400,
             "" => {
                 return Err(format!(
-                    "invalid duration {text:?}: a number needs a unit; expected {DURATION_EXPECTED}"
+                    "invalid duration {q}: a number needs a unit; expected {DURATION_EXPECTED}"
                 ));
             }
             _ => return Err(err()),
@@ -148,7 +170,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         total = n
             .checked_mul(secs)
             .and_then(|s| total.checked_add(s))
-            .ok_or_else(|| format!("invalid duration {text:?}: too large"))?;
+            .ok_or_else(|| format!("invalid duration {q}: too large"))?;
         rest = rest[unit_len..].trim_start();
     }
     Ok(Duration::from_secs(total))

@@ -1,9 +1,8 @@
 //! The control socket: one JSON request line in, one JSON response line out.
 //!
-//! The daemon answers only its own user and root: the peer's credentials (`SO_PEERCRED`) are
-//! checked on every connection; anyone else gets a refusal, and the daemon logs it. The
-//! socket itself is world-connectable so that refusals are seen and logged rather than
-//! silently failing on file permissions.
+//! The daemon answers only its own user and root: the socket is mode 0600, and the peer's
+//! credentials (`SO_PEERCRED`) are checked again on every connection (see `server`). Another
+//! user's CLI gets "permission denied" connecting, and says so.
 //!
 //! One request/response vocabulary serves the daemon and the CLI.
 

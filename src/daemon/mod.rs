@@ -15,6 +15,7 @@
 
 pub mod control;
 pub mod sdnotify;
+mod server;
 pub mod state;
 pub mod tracker;
 pub mod trigger;
@@ -26,8 +27,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::buildkit::df::format_time;
@@ -141,7 +140,8 @@ struct Running {
     done: oneshot::Receiver<job::Outcome>,
 }
 
-type Ask = (Request, oneshot::Sender<Response>);
+/// A request from the socket, with where its answer goes.
+pub(crate) type Ask = (Request, oneshot::Sender<Response>);
 
 struct Daemon {
     options: Options,
@@ -188,7 +188,7 @@ pub async fn serve(
     let state = StateDir::open(&state_dir(config.daemon.state_dir.as_deref()))
         .context("opening the state dir")?;
     let socket = control::socket_path(config.daemon.socket.as_deref());
-    let listener = bind(&socket)?;
+    let listener = server::bind(&socket)?;
     let uses = Arc::new(Mutex::new(state.load_uses()));
     let history = state.history(true);
     let tracker = Tracker::new(Arc::clone(&uses), config.daemon.track_access);
@@ -224,6 +224,9 @@ pub async fn serve(
         .last(1)
         .last()
         .map(|r| state::time_of(r.started_unix));
+    for w in &d.config.warnings {
+        tracing::warn!("config: {w}");
+    }
     tracing::info!(
         socket = %d.socket.display(),
         state_dir = %d.state.path().display(),
@@ -241,7 +244,7 @@ pub async fn serve(
     );
 
     let (ask_tx, mut ask_rx) = mpsc::unbounded_channel::<Ask>();
-    let accept = tokio::spawn(accept_loop(listener, ask_tx));
+    let accept = tokio::spawn(server::accept_loop(listener, ask_tx));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -268,81 +271,6 @@ pub async fn serve(
     accept.abort();
     let _ = std::fs::remove_file(&d.socket);
     Ok(())
-}
-
-/// Binds the control socket, replacing a stale one left by a crash (but never a live one).
-fn bind(path: &Path) -> anyhow::Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    if std::os::unix::net::UnixStream::connect(path).is_ok() {
-        anyhow::bail!("another daemon answers at {}", path.display());
-    }
-    let _ = std::fs::remove_file(path);
-    let listener =
-        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
-    // Anyone may connect; the peer's credentials decide who is answered (see control).
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
-        .with_context(|| format!("setting the mode of {}", path.display()))?;
-    Ok(listener)
-}
-
-async fn accept_loop(listener: UnixListener, asks: mpsc::UnboundedSender<Ask>) {
-    let me = rustix::process::geteuid().as_raw();
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let asks = asks.clone();
-        tokio::spawn(async move {
-            if let Err(e) = handle(stream, me, asks).await {
-                tracing::debug!("control connection: {e}");
-            }
-        });
-    }
-}
-
-async fn handle(
-    stream: UnixStream,
-    me: u32,
-    asks: mpsc::UnboundedSender<Ask>,
-) -> std::io::Result<()> {
-    let cred = stream.peer_cred()?;
-    let (read, mut write) = stream.into_split();
-    // Read the request first (bounded), so even a refused peer gets its answer.
-    let mut line = String::new();
-    let mut reader = BufReader::new(read.take(64 * 1024));
-    tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line))
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no request"))??;
-    let response = if cred.uid() != me && cred.uid() != 0 {
-        tracing::warn!(
-            uid = cred.uid(),
-            pid = cred.pid().unwrap_or(0),
-            "refused a control request: only uid {me} and root may talk to this daemon"
-        );
-        Response::refused(&format!(
-            "refused: this daemon answers only uid {me} and root"
-        ))
-    } else {
-        match serde_json::from_str::<Request>(&line) {
-            Ok(request) => {
-                let (tx, rx) = oneshot::channel();
-                if asks.send((request, tx)).is_err() {
-                    Response::refused("the daemon is stopping")
-                } else {
-                    rx.await
-                        .unwrap_or_else(|_| Response::refused("the daemon is stopping"))
-                }
-            }
-            Err(e) => Response::refused(&format!("bad request: {e}")),
-        }
-    };
-    let mut out = serde_json::to_vec(&response).map_err(std::io::Error::other)?;
-    out.push(b'\n');
-    write.write_all(&out).await?;
-    write.shutdown().await
 }
 
 /// Applies what the daemon knows of last use to a survey: the uses it recorded, and when it
@@ -408,6 +336,9 @@ impl Daemon {
         match config::load(self.options.config_path.as_deref(), &self.options.env) {
             Ok(c) => {
                 tracing::info!(config = %c.source, "config reloaded");
+                for w in &c.warnings {
+                    tracing::warn!("config: {w}");
+                }
                 self.next_run = c.daemon.schedule.next_after(SystemTime::now());
                 self.config = c;
                 self.config_error = None;

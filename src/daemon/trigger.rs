@@ -21,19 +21,20 @@ pub struct Schedule {
 
 impl Schedule {
     pub fn parse(text: &str) -> Result<Schedule, String> {
+        let q = crate::config::value::quoted(text);
         let fields = text.split_whitespace().count();
         let full = match fields {
             5 => format!("0 {text}"),
             6 | 7 => text.to_string(),
             _ => {
                 return Err(format!(
-                    "invalid schedule {text:?}: expected a cron expression of 5 fields \
+                    "invalid schedule {q}: expected a cron expression of 5 fields \
                      (minute hour day-of-month month day-of-week, like \"0 3 * * *\") or 6/7 with seconds"
                 ));
             }
         };
-        let inner = cron::Schedule::from_str(&full)
-            .map_err(|e| format!("invalid schedule {text:?}: {e}"))?;
+        let inner =
+            cron::Schedule::from_str(&full).map_err(|e| format!("invalid schedule {q}: {e}"))?;
         Ok(Schedule {
             text: text.to_string(),
             inner,

@@ -205,22 +205,124 @@ fn a_request_from_another_user_is_refused_and_logged() {
     f.config_with("", &daemon_section(&f, ""));
     let d = Daemon::start(&f);
     open_to_everyone(f.dir.path());
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(env!("CARGO_BIN_EXE_cachekeeper"))
-        .arg("--config")
-        .arg(&d.client_config)
-        .arg("healthcheck")
-        .env("XDG_CONFIG_HOME", "/nonexistent")
-        .output()
-        .unwrap();
+    let as_nobody = || {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(env!("CARGO_BIN_EXE_cachekeeper"))
+            .arg("--config")
+            .arg(&d.client_config)
+            .arg("healthcheck")
+            .env("XDG_CONFIG_HOME", "/nonexistent")
+            .output()
+            .unwrap()
+    };
+    // The socket is the daemon's user's alone: another user cannot even connect, and is told.
+    let out = as_nobody();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("permission denied") || stderr.contains("Permission denied"),
+        "{stderr}"
+    );
+    // Loosened by hand, the socket still answers only its user and root: refused, and logged.
+    chmod_socket(&f, 0o666);
+    let out = as_nobody();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("refused"), "{stderr}");
     std::thread::sleep(Duration::from_millis(200));
-    assert!(d.log().contains("refused a control request"), "{}", d.log());
+    assert!(
+        d.log().contains("refused a control connection"),
+        "{}",
+        d.log()
+    );
     // Its own user is answered.
     assert_eq!(d.ck(&["healthcheck"]).status.code(), Some(0));
+}
+
+fn chmod_socket(f: &Fixture, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        f.dir.path().join("run/ck.sock"),
+        std::fs::Permissions::from_mode(mode),
+    )
+    .unwrap();
+}
+
+/// Descriptors a process holds open.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
+
+/// Hardening issue, item 5: ~1,100 idle connections from `nobody` pinned the daemon at its
+/// descriptor limit (each held 10 s before anything was checked), so root's status took
+/// seconds and last-use saves failed. The socket is mode 0600; a loosened one still drops
+/// others at accept; connections are capped and must send their request within 2 s.
+#[test]
+fn a_connection_flood_from_another_user_does_not_starve_the_daemon() {
+    if !is_root() {
+        eprintln!("skipped: needs root to connect as another user");
+        return;
+    }
+    let f = Fixture::new();
+    f.config_with("", &daemon_section(&f, ""));
+    let d = Daemon::start(&f);
+    open_to_everyone(f.dir.path());
+    let socket = f.dir.path().join("run/ck.sock");
+    // Connections from a thread running as nobody (credentials are per thread on Linux).
+    let flood = |socket: PathBuf| {
+        std::thread::spawn(move || {
+            rustix::thread::set_thread_res_gid(
+                rustix::process::Gid::from_raw(65534),
+                rustix::process::Gid::from_raw(65534),
+                rustix::process::Gid::from_raw(65534),
+            )
+            .unwrap();
+            rustix::thread::set_thread_res_uid(
+                rustix::process::Uid::from_raw(65534),
+                rustix::process::Uid::from_raw(65534),
+                rustix::process::Uid::from_raw(65534),
+            )
+            .unwrap();
+            let mut held = Vec::new();
+            let mut denied = 0;
+            for _ in 0..1100 {
+                match std::os::unix::net::UnixStream::connect(&socket) {
+                    Ok(s) => held.push(s),
+                    Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => denied += 1,
+                    Err(_) => {}
+                }
+            }
+            (held, denied)
+        })
+        .join()
+        .unwrap()
+    };
+    let baseline = open_fds(d.child.id());
+    // Mode 0600: not one connection gets through.
+    let (held, denied) = flood(socket.clone());
+    assert_eq!((held.len(), denied), (0, 1100));
+    // Loosened by hand: every one is dropped at accept, while root's requests are answered.
+    chmod_socket(&f, 0o666);
+    let (held, _) = flood(socket.clone());
+    assert!(!held.is_empty());
+    let t = Instant::now();
+    let v = d.json(&["status"]);
+    let took = t.elapsed();
+    assert_eq!(v["source"], "daemon");
+    eprintln!("status under the flood: {took:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    let during = open_fds(d.child.id());
+    assert!(
+        during < baseline + 20,
+        "the daemon holds {during} descriptors (it had {baseline}): flood connections kept open"
+    );
+    let refusals = d.log().matches("refused a control connection").count();
+    assert!(
+        (1..=2).contains(&refusals),
+        "the refusals were not rate-limited: {refusals}"
+    );
+    drop(held);
 }
 
 #[test]
@@ -859,4 +961,25 @@ fn a_target_dir_under_a_non_utf8_path_is_reported_and_recorded() {
         String::from_utf8_lossy(&out.stderr)
     );
     let _: Value = serde_json::from_slice(&out.stdout).unwrap();
+}
+
+/// Hardening issue, item 6: a `socket` pointing at an existing file that is not a socket was
+/// deleted and replaced. The daemon refuses to start, and the file stays.
+#[test]
+fn the_daemon_never_replaces_a_file_that_is_not_a_socket() {
+    let f = Fixture::new();
+    f.config_with("", &daemon_section(&f, ""));
+    let socket = f.dir.path().join("run/ck.sock");
+    std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+    std::fs::write(&socket, "precious").unwrap();
+    let out = crate::support::ck()
+        .arg("--config")
+        .arg(f.dir.path().join("cachekeeper.toml"))
+        .arg("daemon")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is not a socket"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&socket).unwrap(), "precious");
 }
