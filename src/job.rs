@@ -42,11 +42,11 @@ impl Outcome {
 
     #[must_use]
     pub fn reclaimed_bytes(&self) -> u64 {
-        self.sweep.reclaimed_bytes
-            + self
-                .buildkit_sweep
+        self.sweep.reclaimed_bytes.saturating_add(
+            self.buildkit_sweep
                 .as_ref()
-                .map_or(0, |s| s.reclaimed_bytes)
+                .map_or(0, |s| s.reclaimed_bytes),
+        )
     }
 }
 

@@ -210,7 +210,9 @@ impl Engine {
                 });
             }
         }
-        let secs = timeout.as_secs().max(1);
+        // bollard's own clock is set to the longest any request may take (a prune); each
+        // request is held to its own limit by `within`.
+        let secs = (timeout * PRUNE_FACTOR).as_secs().max(1);
         let docker = match &host {
             Host::Unix(p) => Docker::connect_with_unix(
                 &p.display().to_string(),
@@ -323,15 +325,30 @@ async fn raw_get(host: &Host, path: &str) -> Result<(u16, Vec<u8>), RawError> {
         }
     };
     let status = response.status().as_u16();
-    let body = response
-        .into_body()
+    // An engine's answer is bounded: a broken or hostile one must not fill our memory.
+    let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER)
         .collect()
         .await
-        .map_err(raw)?
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                raw(TooLarge)
+            } else {
+                RawError(e)
+            }
+        })?
         .to_bytes()
         .to_vec();
     Ok((status, body))
 }
+
+/// The largest answer read from the engine (a listing of 100k records is a few tens of MiB).
+const MAX_ANSWER: usize = 256 << 20;
+
+#[derive(Debug, thiserror::Error)]
+#[error("its answer is too large (over {} MiB): not read", MAX_ANSWER >> 20)]
+struct TooLarge;
 
 #[cfg(test)]
 mod tests {

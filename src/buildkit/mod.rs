@@ -210,7 +210,9 @@ pub async fn sweep(
                 }
             }
         }
-        report.reclaimed_bytes += result.reclaimed_bytes;
+        report.reclaimed_bytes = report
+            .reclaimed_bytes
+            .saturating_add(result.reclaimed_bytes);
         report.results.push(result);
     }
     report
@@ -224,7 +226,7 @@ impl Cache {
         for r in &self.records {
             let e = m.entry(r.kind.clone()).or_default();
             e.0 += 1;
-            e.1 += r.size;
+            e.1 = e.1.saturating_add(r.size);
         }
         m
     }

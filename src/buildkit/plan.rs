@@ -102,7 +102,9 @@ pub struct Plan {
 impl Plan {
     #[must_use]
     pub fn planned_bytes(&self) -> u64 {
-        self.actions.iter().map(|a| a.bytes).sum()
+        self.actions
+            .iter()
+            .fold(0, |t, a| t.saturating_add(a.bytes))
     }
 }
 
@@ -167,7 +169,7 @@ pub fn plan(records: &[Record], s: &Settings, fs_bytes: Option<u64>, now: System
         if !st.removed.contains(&r) {
             let e = kept.entry(*why).or_default();
             e.parts += 1;
-            e.bytes += records[r].size;
+            e.bytes = e.bytes.saturating_add(records[r].size);
         }
     }
     if let (Some(budget), true) = (budget, missing > 0) {
@@ -213,6 +215,8 @@ struct State<'a> {
     eff: Vec<SystemTime>,
     /// Why the record itself may never go, if it may not.
     pinned: Vec<Option<Protection>>,
+    /// Whether anything in its subtree may not go.
+    blocked: Vec<bool>,
     removed: HashSet<usize>,
     /// Records a rule wanted that a protection kept.
     kept: HashMap<usize, Protection>,
@@ -243,11 +247,11 @@ impl<'a> State<'a> {
             children,
             eff: Vec::new(),
             pinned: Vec::new(),
+            blocked: Vec::new(),
             removed: HashSet::new(),
             kept: HashMap::new(),
             plan: Plan::default(),
         };
-        st.eff = (0..records.len()).map(|r| st.newest_use(r)).collect();
         st.pinned = records
             .iter()
             .map(|r| {
@@ -264,25 +268,52 @@ impl<'a> State<'a> {
                 }
             })
             .collect();
+        (st.eff, st.blocked) = st.subtree_facts();
         st
+    }
+
+    /// For every record, in one pass over the graph (a chain 40k deep is linear, not
+    /// quadratic): the newest use in its subtree (a record never used counts as used now), and
+    /// whether anything in its subtree may not go (then it may not either).
+    fn subtree_facts(&self) -> (Vec<SystemTime>, Vec<bool>) {
+        let n = self.records.len();
+        let mut eff: Vec<Option<SystemTime>> = vec![None; n];
+        let mut blocked = vec![false; n];
+        let mut entered = vec![false; n];
+        for start in 0..n {
+            if eff[start].is_some() {
+                continue;
+            }
+            let mut stack = vec![(start, 0usize)];
+            entered[start] = true;
+            while let Some((r, next)) = stack.pop() {
+                if let Some(&c) = self.children[r].get(next) {
+                    stack.push((r, next + 1));
+                    // A cycle (impossible in BuildKit, but the data comes from outside) is cut.
+                    if eff[c].is_none() && !entered[c] {
+                        entered[c] = true;
+                        stack.push((c, 0));
+                    }
+                    continue;
+                }
+                let own = self.records[r].last_use().unwrap_or(self.now);
+                let kids = &self.children[r];
+                eff[r] = Some(
+                    kids.iter()
+                        .filter_map(|&c| eff[c])
+                        .fold(own, SystemTime::max),
+                );
+                blocked[r] = self.pinned[r].is_some() || kids.iter().any(|&c| blocked[c]);
+            }
+        }
+        (
+            eff.into_iter().map(|e| e.unwrap_or(self.now)).collect(),
+            blocked,
+        )
     }
 
     fn since(&self, t: SystemTime) -> Duration {
         self.now.duration_since(t).unwrap_or(Duration::ZERO)
-    }
-
-    /// The newest use in a record's subtree; a record never used counts as used now.
-    fn newest_use(&self, r: usize) -> SystemTime {
-        let mut newest = self.records[r].last_use().unwrap_or(self.now);
-        let mut seen = HashSet::from([r]);
-        let mut stack = self.children[r].clone();
-        while let Some(c) = stack.pop() {
-            if seen.insert(c) {
-                newest = newest.max(self.records[c].last_use().unwrap_or(self.now));
-                stack.extend(&self.children[c]);
-            }
-        }
-        newest
     }
 
     /// Record indices, least recently used first; among equals, leaves before what they sit
@@ -303,6 +334,9 @@ impl<'a> State<'a> {
     /// The record and its descendants not yet removed, deepest first; `None` if any of them
     /// may not go.
     fn group(&self, r: usize) -> Option<Vec<usize>> {
+        if self.blocked[r] {
+            return None;
+        }
         let mut order = Vec::new();
         let mut seen = HashSet::new();
         let mut stack = vec![(r, 0usize)];
@@ -329,7 +363,8 @@ impl<'a> State<'a> {
         let mut seen = HashSet::from([r]);
         let mut stack = vec![r];
         while let Some(x) = stack.pop() {
-            if self.removed.contains(&x) {
+            // A record kept already had its subtree marked with it.
+            if self.removed.contains(&x) || (x != r && self.kept.contains_key(&x)) {
                 continue;
             }
             let why = self.pinned[x].unwrap_or(Protection::TiedToKept);
@@ -359,7 +394,7 @@ impl<'a> State<'a> {
                     short(&self.records[r].id)
                 )
             };
-            bytes += self.records[x].size;
+            bytes = u64::saturating_add(bytes, self.records[x].size);
             self.plan.actions.push(Action {
                 record: x,
                 rule,
@@ -375,8 +410,7 @@ impl<'a> State<'a> {
             .iter()
             .enumerate()
             .filter(|(i, r)| r.reclaimable() && !self.removed.contains(i))
-            .map(|(_, r)| r.size)
-            .sum()
+            .fold(0, |t, (_, r)| t.saturating_add(r.size))
     }
 
     /// Least recently used first until `over` bytes are freed; `cache_mounts` says whether
@@ -560,5 +594,44 @@ mod tests {
         assert_eq!(plan(&r, &s, None, now()).budget_bytes, None);
         assert_eq!(plan(&r, &s, Some(500), now()).budget_bytes, Some(50));
         assert_eq!(gone(&r, &plan(&r, &s, Some(500), now())), ["a"]);
+    }
+
+    /// Hardening issue, item 7: planning walked every record's subtree once per record, so a
+    /// 40k-deep parent chain took 38 s. It is linear now.
+    #[test]
+    fn a_deep_parent_chain_plans_in_linear_time() {
+        let n = 40_000;
+        let chain = |in_use_leaf: bool| -> Vec<Record> {
+            (0..n)
+                .map(|i| {
+                    let mut r = rec(&format!("r{i}"), "regular", 10, 60 * 24 * 60);
+                    if i > 0 {
+                        r.parents = vec![format!("r{}", i - 1)];
+                    }
+                    r.in_use = in_use_leaf && i == n - 1;
+                    r
+                })
+                .collect()
+        };
+        // The leaf is in use: nothing it sits on can go, and that is said.
+        let held = chain(true);
+        let p = plan(&held, &settings(Some(0)), None, now());
+        assert!(p.actions.is_empty());
+        assert_eq!(p.kept.get(&Protection::InUse).map(|k| k.parts), Some(1));
+        assert_eq!(
+            p.kept.get(&Protection::TiedToKept).map(|k| k.parts),
+            Some(n - 1)
+        );
+        // Nothing held: all of it goes, every record after the ones built on it.
+        let free = chain(false);
+        let p = plan(&free, &settings(None), None, now());
+        assert_eq!(p.actions.len(), n);
+        let position: HashMap<usize, usize> = p
+            .actions
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.record, i))
+            .collect();
+        assert!((1..n).all(|i| position[&i] < position[&(i - 1)]));
     }
 }

@@ -228,7 +228,10 @@ impl BuildkitView {
             buildkit::Side::Ready(cache) => {
                 let records = &cache.records;
                 let sum = |f: &dyn Fn(&buildkit::Record) -> bool| -> u64 {
-                    records.iter().filter(|r| f(r)).map(|r| r.size).sum()
+                    records
+                        .iter()
+                        .filter(|r| f(r))
+                        .fold(0, |t, r| t.saturating_add(r.size))
                 };
                 let mut by_type: BTreeMap<String, TypeUsage> = BTreeMap::new();
                 for (kind, (n, bytes)) in cache.by_type() {
@@ -242,7 +245,8 @@ impl BuildkitView {
                 let budget = plan.and_then(|p| p.budget_bytes);
                 let mut planned_by_rule: BTreeMap<&'static str, u64> = BTreeMap::new();
                 for a in plan.map(|p| p.actions.as_slice()).unwrap_or_default() {
-                    *planned_by_rule.entry(a.rule.name()).or_default() += a.bytes;
+                    let e = planned_by_rule.entry(a.rule.name()).or_default();
+                    *e = e.saturating_add(a.bytes);
                 }
                 let mut notes = Vec::new();
                 if budget_is_share && budget.is_none() {
@@ -711,7 +715,9 @@ impl CleanView {
         CleanView {
             version: SCHEMA_VERSION,
             dry_run: mode == Mode::DryRun,
-            reclaimed_bytes: sweep.reclaimed_bytes + buildkit.reclaimed_bytes,
+            reclaimed_bytes: sweep
+                .reclaimed_bytes
+                .saturating_add(buildkit.reclaimed_bytes),
             cargo_reclaimed_bytes: sweep.reclaimed_bytes,
             removed_files: sweep.removed_files,
             planned_bytes: plan.planned_bytes(),

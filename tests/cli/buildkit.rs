@@ -551,3 +551,143 @@ fn a_prune_that_frees_nothing_says_why() {
         "{why}"
     );
 }
+
+/// How a routed fake engine answers one path.
+#[derive(Clone, Copy)]
+enum Reply {
+    Json(&'static str),
+    /// The JSON after a delay.
+    Slow(Duration, &'static str),
+    /// A 200 whose body never ends.
+    Endless,
+}
+
+/// A fake engine answering each request by the first route whose text its request line
+/// contains: enough of the Docker API for cachekeeper to connect, list and prune.
+fn routed_engine(routes: Vec<(&'static str, Reply)>) -> FakeEngine {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("docker.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let routes = routes.clone();
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 16 * 1024];
+                let n = conn.read(&mut buf).unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let line = request.lines().next().unwrap_or("").to_string();
+                let reply = routes
+                    .iter()
+                    .find(|(p, _)| line.contains(p))
+                    .map_or(Reply::Json("{}"), |(_, r)| *r);
+                let json = |conn: &mut std::os::unix::net::UnixStream, body: &str| {
+                    let text = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nApi-Version: 1.41\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = conn.write_all(text.as_bytes());
+                };
+                match reply {
+                    Reply::Json(body) => json(&mut conn, body),
+                    Reply::Slow(d, body) => {
+                        std::thread::sleep(d);
+                        json(&mut conn, body);
+                    }
+                    Reply::Endless => {
+                        let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 99999999999\r\n\r\n{\"BuildCache\":[";
+                        let _ = conn.write_all(head.as_bytes());
+                        let chunk = vec![b' '; 1 << 20];
+                        // Until the client hangs up (bounded: 20 GiB).
+                        for _ in 0..20_000 {
+                            if conn.write_all(&chunk).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    FakeEngine { _dir: dir, socket }
+}
+
+const VERSION: &str = r#"{"ApiVersion":"1.41","Version":"20.10.99","MinAPIVersion":"1.12"}"#;
+const INFO: &str = r#"{"DockerRootDir":"/nonexistent/docker"}"#;
+/// One record, unused for years: keep-duration prunes it.
+const ONE_OLD_RECORD: &str = r#"{"BuildCache":[{"ID":"oldrecord0000000000000001","Type":"regular","Description":"old","InUse":false,"Shared":false,"Size":1000,"CreatedAt":"2020-01-01T00:00:00Z","LastUsedAt":"2020-01-01T00:00:00Z","UsageCount":1}]}"#;
+
+/// Hardening issue, item 7: a prune got 1x the timeout (bollard's own clock) instead of the 12x
+/// the README promises, and then said "did not answer within 24s" after 2 s.
+#[test]
+fn a_slow_prune_gets_twelve_times_the_timeout() {
+    let fake = routed_engine(vec![
+        ("/version", Reply::Json(VERSION)),
+        ("/info", Reply::Json(INFO)),
+        ("/system/df", Reply::Json(ONE_OLD_RECORD)),
+        (
+            "/build/prune",
+            Reply::Slow(
+                Duration::from_millis(2500),
+                r#"{"CachesDeleted":["oldrecord0000000000000001"],"SpaceReclaimed":1000}"#,
+            ),
+        ),
+    ]);
+    let f = Fixture::new();
+    f.config_with("", &fake.config());
+    let v = f.ck_json(&["clean", "--buildkit-only"]);
+    assert_eq!(v["buildkit"]["errors"], 0, "{v:#}");
+    assert_eq!(v["buildkit"]["reclaimed_bytes"], 1000, "{v:#}");
+}
+
+/// Hardening issue, item 7: a `/system/df` body was read without a cap (an endless one reached
+/// 4.96 GB of memory before the timeout).
+#[test]
+fn an_endless_answer_is_cut_short_and_reported() {
+    let fake = routed_engine(vec![
+        ("/version", Reply::Json(VERSION)),
+        ("/info", Reply::Json(INFO)),
+        ("/system/df", Reply::Endless),
+    ]);
+    let f = Fixture::new();
+    f.config_with(
+        "",
+        &fake
+            .config()
+            .replace("timeout = \"1s\"", "timeout = \"60s\""),
+    );
+    let out = f.ck(&["status", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let msg = v["buildkit"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("too large"), "{:#}", v["buildkit"]);
+}
+
+/// Hardening issue, item 7: record sizes near i64::MAX wrapped the totals.
+#[test]
+fn huge_record_sizes_do_not_wrap_the_totals() {
+    let fake = routed_engine(vec![
+        ("/version", Reply::Json(VERSION)),
+        ("/info", Reply::Json(INFO)),
+        (
+            "/system/df",
+            Reply::Json(
+                r#"{"BuildCache":[
+                {"ID":"a1","Type":"regular","InUse":false,"Shared":false,"Size":9223372036854775000,"CreatedAt":"2026-01-01T00:00:00Z","LastUsedAt":"2026-01-01T00:00:00Z","UsageCount":1},
+                {"ID":"a2","Type":"regular","InUse":false,"Shared":false,"Size":9223372036854775000,"CreatedAt":"2026-01-01T00:00:00Z","LastUsedAt":"2026-01-01T00:00:00Z","UsageCount":1},
+                {"ID":"a3","Type":"regular","InUse":true,"Shared":false,"Size":9223372036854775000,"CreatedAt":"2026-01-01T00:00:00Z","LastUsedAt":"2026-01-01T00:00:00Z","UsageCount":1}]}"#,
+            ),
+        ),
+    ]);
+    let f = Fixture::new();
+    f.config_with("", &fake.config());
+    let v = f.ck_json(&["scan", "--buildkit-only"]);
+    let bk = &v["buildkit"];
+    let total = bk["total_bytes"].as_u64().unwrap();
+    let reclaimable = bk["reclaimable_bytes"].as_u64().unwrap();
+    assert!(
+        total >= reclaimable && reclaimable >= 9_223_372_036_854_775_000,
+        "{bk:#}"
+    );
+    let dry = f.ck_json(&["clean", "--dry-run", "--buildkit-only"]);
+    assert!(dry["buildkit"]["reclaimed_bytes"].as_u64().unwrap() >= 9_223_372_036_854_775_000);
+}
