@@ -372,6 +372,7 @@ mod tests {
             mnt: None,
             ino,
             nlink,
+            uid: 0,
             apparent: bytes,
             bytes,
             atime: SystemTime::UNIX_EPOCH,

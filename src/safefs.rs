@@ -29,6 +29,8 @@ pub struct Meta {
     pub mnt: Option<u64>,
     pub ino: u64,
     pub nlink: u64,
+    /// The owner.
+    pub uid: u32,
     /// Apparent size (`st_size`).
     pub apparent: u64,
     /// Allocated size (`st_blocks * 512`), what freeing the inode gives back.
@@ -71,6 +73,7 @@ impl From<rustix::fs::Statx> for Meta {
             mnt: (st.stx_mask & StatxFlags::MNT_ID.bits() != 0).then_some(st.stx_mnt_id),
             ino: st.stx_ino,
             nlink: u64::from(st.stx_nlink),
+            uid: st.stx_uid,
             apparent: st.stx_size,
             bytes: st.stx_blocks.saturating_mul(512),
             atime: ts(st.stx_atime),
@@ -180,20 +183,35 @@ pub fn read_small_at(dir: BorrowedFd<'_>, name: &OsStr, limit: usize) -> io::Res
     Ok(buf)
 }
 
-/// The first line cargo writes into `CACHEDIR.TAG` (<https://bford.info/cachedir/>).
+/// The signature a `CACHEDIR.TAG` begins with (<https://bford.info/cachedir/>).
 pub const CACHEDIR_SIGNATURE: &str = "Signature: 8a477f597d28d172789f06886806bc55";
 
-/// Whether the directory open at `dir` carries cargo's `CACHEDIR.TAG`: the standard signature
-/// on the first line and a mention of cargo. Only such dirs are ever cleaned.
+/// Whether the directory open at `dir` carries cargo's `CACHEDIR.TAG`. Only such dirs are
+/// ever cleaned: the tag is the contract, as it is for cargo and for backup tools.
+///
+/// - As the specification says, the file begins with the 43-byte signature; what follows is
+///   free (so a CRLF line end is as good as cargo's LF), but it must mention cargo: a tag
+///   another tool wrote is not ours to act on.
+/// - The tag belongs to the directory's owner, as when cargo makes both. A tag someone else
+///   put into a directory they may write but do not own (`/tmp` is the classic) is not a
+///   target dir: a daemon running as root must not delete other users' files on the word of
+///   whoever could write a file there.
 #[must_use]
 pub fn is_cargo_tagged(dir: BorrowedFd<'_>) -> bool {
     let Ok(bytes) = read_small_at(dir, OsStr::new("CACHEDIR.TAG"), 4096) else {
         return false;
     };
-    let text = String::from_utf8_lossy(&bytes);
-    let mut lines = text.lines();
-    lines.next().map(str::trim_end) == Some(CACHEDIR_SIGNATURE)
-        && lines.any(|l| l.to_ascii_lowercase().contains("cargo"))
+    let owners_match = match (stat_fd(dir), stat_at(dir, OsStr::new("CACHEDIR.TAG"))) {
+        (Ok(d), Ok(t)) => d.uid == t.uid,
+        _ => false,
+    };
+    let Some(rest) = bytes.strip_prefix(CACHEDIR_SIGNATURE.as_bytes()) else {
+        return false;
+    };
+    owners_match
+        && String::from_utf8_lossy(rest)
+            .to_ascii_lowercase()
+            .contains("cargo")
 }
 
 /// Whether an error means the entry disappeared under us (a racing build or `cargo clean`):
@@ -266,5 +284,28 @@ mod tests {
         )
         .unwrap();
         assert!(is_cargo_tagged(dir.as_fd()));
+        // The specification's rule: the file begins with the signature. CRLF is fine.
+        std::fs::write(
+            t.path().join("CACHEDIR.TAG"),
+            format!("{CACHEDIR_SIGNATURE}\r\n# created by cargo\r\n"),
+        )
+        .unwrap();
+        assert!(is_cargo_tagged(dir.as_fd()));
+        std::fs::write(
+            t.path().join("CACHEDIR.TAG"),
+            format!(" {CACHEDIR_SIGNATURE}\n# created by cargo\n"),
+        )
+        .unwrap();
+        assert!(!is_cargo_tagged(dir.as_fd()));
+        // A tag that is not the directory owner's is not cargo's.
+        if rustix::process::geteuid().is_root() {
+            std::fs::write(
+                t.path().join("CACHEDIR.TAG"),
+                format!("{CACHEDIR_SIGNATURE}\n# created by cargo\n"),
+            )
+            .unwrap();
+            std::os::unix::fs::lchown(t.path().join("CACHEDIR.TAG"), Some(65534), None).unwrap();
+            assert!(!is_cargo_tagged(dir.as_fd()));
+        }
     }
 }

@@ -238,13 +238,29 @@ fn list(paths: &[PathBuf]) -> String {
     }
 }
 
-/// Resolves command-line paths: they must exist (a typo is a usage error, not "nothing found").
+/// Resolves command-line paths: they must exist (a typo is a usage error, not "nothing found"),
+/// and `..` means what the kernel makes of it (`target/../../other` is `other`, never
+/// `target`, which a search upward from it would otherwise find first).
 pub fn check_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     paths
         .iter()
         .map(|p| {
             std::fs::symlink_metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            Ok(std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+            let abs = std::path::absolute(p).unwrap_or_else(|_| p.clone());
+            resolve_parent_dirs(&abs).map_err(|e| format!("{}: {e}", p.display()))
         })
         .collect()
+}
+
+/// Resolves the part of `path` up to its last `..` as the kernel does (through symlinks, then
+/// up), and keeps the rest as written: a final symlink is still not followed.
+fn resolve_parent_dirs(path: &std::path::Path) -> std::io::Result<PathBuf> {
+    use std::path::Component;
+    let comps: Vec<Component> = path.components().collect();
+    let Some(last) = comps.iter().rposition(|c| *c == Component::ParentDir) else {
+        return Ok(path.to_path_buf());
+    };
+    let prefix: PathBuf = comps[..=last].iter().collect();
+    let rest: PathBuf = comps[last + 1..].iter().collect();
+    Ok(std::fs::canonicalize(prefix)?.join(rest))
 }

@@ -456,7 +456,15 @@ impl Daemon {
         }
         if self.next_run.is_some_and(|t| wall >= t) {
             self.next_run = self.config.daemon.schedule.next_after(wall);
-            self.start("schedule", false, None);
+            // No scheduled run within min-interval of the previous run of any kind.
+            let quiet = self.last_run.is_none_or(|t| {
+                wall.duration_since(t).unwrap_or_default() >= self.config.daemon.min_interval
+            });
+            if quiet {
+                self.start("schedule", false, None);
+            } else {
+                tracing::debug!("scheduled run skipped: within min-interval of the last run");
+            }
         }
         if now >= self.next_poll {
             self.next_poll = now + self.config.daemon.poll_interval;

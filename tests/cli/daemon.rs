@@ -983,3 +983,34 @@ fn the_daemon_never_replaces_a_file_that_is_not_a_socket() {
     assert!(stderr.contains("is not a socket"), "{stderr}");
     assert_eq!(std::fs::read_to_string(&socket).unwrap(), "precious");
 }
+
+/// Hardening issue, item 8: `schedule = "* * * * * *"` ran every second, ignoring min-interval.
+#[test]
+fn the_schedule_respects_min_interval() {
+    let f = Fixture::new();
+    f.config_with(
+        "",
+        &daemon_section(&f, "schedule = \"* * * * * *\"\n")
+            .replace("min-interval = \"1s\"", "min-interval = \"1h\""),
+    );
+    let d = Daemon::start(&f);
+    std::thread::sleep(Duration::from_secs(5));
+    let h = d.json(&["history"]);
+    let runs = h["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{h:#}");
+    assert_eq!(runs[0]["trigger"], "schedule");
+}
+
+/// Hardening issue, item 8: `clean /x/ws/target/../../other` cleaned `/x/ws/target` (the search
+/// for an enclosing target dir ran on the unresolved path).
+#[test]
+fn a_path_with_dotdot_means_where_it_leads() {
+    let f = Fixture::new();
+    f.app_and_dep();
+    assert!(f.cargo(&["build"]).success);
+    let other = f.dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let tricky = f.target().join("../../other");
+    let v = f.ck_json(&["scan", tricky.to_str().unwrap(), "--cargo-only"]);
+    assert_eq!(v["targets"].as_array().unwrap().len(), 0, "{v:#}");
+}
