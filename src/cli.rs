@@ -151,7 +151,8 @@ fn guard(
     paths: &[PathBuf],
     command: &[std::ffi::OsString],
 ) -> ExitCode {
-    use crate::config::value::{parse_duration, parse_size};
+    use crate::config::value::parse_size;
+    use crate::units::parse_duration;
     let floor = match parse_size(min_free) {
         Ok(f) => f,
         Err(e) => return fail(cli, Exit::Usage, &format!("--min-free: {e}")).into(),
@@ -862,7 +863,7 @@ fn check_config(cli: &Cli, file: Option<&Path>, print_default: bool, env: &Env) 
 }
 
 fn describe_config(c: &Config) -> String {
-    use crate::config::value::format_duration;
+    use crate::units::format_duration;
     let budget =
         |b: Option<config::SizeSpec>| b.map_or_else(|| "none".to_string(), |s| s.to_string());
     let roots: Vec<String> = c
@@ -899,7 +900,7 @@ fn describe_config(c: &Config) -> String {
 }
 
 fn describe_services(c: &Config) -> String {
-    use crate::config::value::format_duration;
+    use crate::units::format_duration;
     let b = &c.buildkit;
     let d = &c.daemon;
     let buildkit = if b.enabled {

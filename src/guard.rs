@@ -23,9 +23,9 @@ use crate::config::{Config, Rules, SizeSpec};
 use crate::disk::{self, Filesystem};
 use crate::job::{self, Job};
 use crate::progress::Progress;
-use crate::report::human_bytes;
 use crate::survey::Sides;
 use crate::sweep::Mode;
+use crate::units::human_bytes;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct FsFree {

@@ -26,4 +26,5 @@ pub mod safefs;
 pub mod survey;
 pub mod sweep;
 pub mod toolchain;
+pub mod units;
 pub mod walk;

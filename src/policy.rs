@@ -29,6 +29,7 @@ use crate::disk::Filesystem;
 use crate::inventory::{ProfileState, TargetDir};
 use crate::lastuse::Signal;
 use crate::toolchain::{self, Toolchains};
+use crate::units::age;
 
 /// What the policy is configured with (percentages still unresolved).
 #[derive(Clone, Debug)]
@@ -206,21 +207,6 @@ impl Plan {
             }
         }
         all
-    }
-}
-
-/// Formats an age the way people read it: `42d`, `5h`, `12m`, `30s`.
-#[must_use]
-pub fn age(d: Duration) -> String {
-    let s = d.as_secs();
-    if s >= 2 * 86_400 {
-        format!("{}d", s / 86_400)
-    } else if s >= 2 * 3600 {
-        format!("{}h", s / 3600)
-    } else if s >= 120 {
-        format!("{}m", s / 60)
-    } else {
-        format!("{s}s")
     }
 }
 
@@ -727,7 +713,7 @@ impl State<'_> {
                     "{} unit{} ({}) {}",
                     k.parts,
                     if k.parts == 1 { "" } else { "s" },
-                    crate::report::human_bytes(k.bytes),
+                    crate::units::human_bytes(k.bytes),
                     match why {
                         Protection::BuildRunning => "in profiles a build holds locked",
                         Protection::NoCargoLock => "in profiles with no cargo lock file",

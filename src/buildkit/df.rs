@@ -11,8 +11,6 @@
 //! new object), so this module reads the JSON itself: the records come from `Items` when
 //! present, else from the array.
 
-use std::time::SystemTime;
-
 use serde::Deserialize;
 
 use super::Record;
@@ -86,103 +84,22 @@ impl From<RawRecord> for Record {
             shared: r.shared,
             // Sizes can read 0 (or -1) until BuildKit has computed them.
             size: u64::try_from(r.size).unwrap_or(0),
-            created_at: r.created_at.as_deref().and_then(parse_time),
-            last_used_at: r.last_used_at.as_deref().and_then(parse_time),
+            created_at: r
+                .created_at
+                .as_deref()
+                .and_then(crate::units::parse_rfc3339),
+            last_used_at: r
+                .last_used_at
+                .as_deref()
+                .and_then(crate::units::parse_rfc3339),
             usage_count: u64::try_from(r.usage_count).unwrap_or(0),
         }
     }
 }
 
-/// Parses an RFC 3339 timestamp as the engine writes it (`2026-11-24T06:53:01.123456789Z`,
-/// or with an offset). Go's zero time (`0001-01-01T00:00:00Z`) means "never".
-pub fn parse_time(s: &str) -> Option<SystemTime> {
-    let (date, rest) = s.split_once('T')?;
-    let mut d = date.split('-');
-    let (y, mo, da): (i64, i64, i64) = (
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-    );
-    if y <= 1 {
-        return None;
-    }
-    let (clock, offset) = split_offset(rest)?;
-    let mut c = clock.split(':');
-    let (h, mi): (i64, i64) = (c.next()?.parse().ok()?, c.next()?.parse().ok()?);
-    let sec_text = c.next()?;
-    let (whole, frac) = sec_text.split_once('.').unwrap_or((sec_text, ""));
-    let sec: i64 = whole.parse().ok()?;
-    let nanos: u32 = if frac.is_empty() {
-        0
-    } else {
-        let digits: String = frac.chars().take(9).collect();
-        format!("{digits:0<9}").parse().ok()?
-    };
-    let days = days_from_civil(y, mo, da);
-    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset;
-    let secs = u64::try_from(secs).ok()?;
-    SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::new(secs, nanos))
-}
-
-/// Splits `hh:mm:ss[.frac](Z|±hh:mm)` into the clock and the offset in seconds.
-fn split_offset(rest: &str) -> Option<(&str, i64)> {
-    if let Some(clock) = rest.strip_suffix('Z') {
-        return Some((clock, 0));
-    }
-    let i = rest.rfind(['+', '-'])?;
-    let (clock, off) = rest.split_at(i);
-    let sign = if off.starts_with('-') { -1 } else { 1 };
-    let (oh, om) = off[1..].split_once(':')?;
-    Some((
-        clock,
-        sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60),
-    ))
-}
-
-/// Formats a time as RFC 3339 in UTC, to the second (`2026-11-24T06:53:01Z`).
-#[must_use]
-pub fn format_time(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// The date of a day count since 1970-01-01 (the inverse of [`days_from_civil`]).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     /// Shape of engine 20.10 (API 1.41), as seen on this machine.
     const V141: &str = r#"{"LayersSize":0,"Images":[],"Containers":[],"Volumes":[],"BuildCache":[
@@ -212,7 +129,10 @@ mod tests {
         assert_eq!(r[0].parents, vec!["p1", "p2"]);
         assert!(r[0].shared);
         // 08:00 at +02:00 is 06:00 UTC.
-        assert_eq!(r[0].created_at, parse_time("2026-11-24T06:00:00Z"));
+        assert_eq!(
+            r[0].created_at,
+            crate::units::parse_rfc3339("2026-11-24T06:00:00Z")
+        );
         assert_eq!(r[0].usage_count, 5);
     }
 
@@ -220,27 +140,5 @@ mod tests {
     fn no_build_cache_at_all() {
         assert!(parse(br#"{"Images":[]}"#).unwrap().is_empty());
         assert!(parse(b"not json").is_err());
-    }
-
-    #[test]
-    fn timestamps() {
-        let t = parse_time("2026-11-24T05:50:16.067902Z").unwrap();
-        assert_eq!(
-            t.duration_since(SystemTime::UNIX_EPOCH).unwrap(),
-            Duration::new(1_795_499_416, 67_902_000)
-        );
-        assert_eq!(
-            parse_time("1970-01-01T00:00:00Z"),
-            Some(SystemTime::UNIX_EPOCH)
-        );
-        assert_eq!(parse_time("0001-01-01T00:00:00Z"), None);
-        assert_eq!(parse_time("garbage"), None);
-        for text in [
-            "2026-11-24T05:50:16Z",
-            "2000-02-29T23:59:59Z",
-            "1970-01-01T00:00:00Z",
-        ] {
-            assert_eq!(format_time(parse_time(text).unwrap()), text);
-        }
     }
 }

@@ -61,7 +61,7 @@ impl Host {
     }
 
     pub fn parse(text: &str) -> Result<Host, String> {
-        let q = crate::config::value::quoted(text);
+        let q = crate::units::quoted(text);
         if let Some(p) = text.strip_prefix("unix://") {
             Ok(Host::Unix(PathBuf::from(p)))
         } else if let Some(a) = text

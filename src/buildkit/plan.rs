@@ -22,7 +22,8 @@ use serde::Serialize;
 
 use super::Record;
 use crate::config::SizeSpec;
-use crate::policy::{Kept, Protection, age};
+use crate::policy::{Kept, Protection};
+use crate::units::age;
 
 /// How cache mounts are protected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -187,7 +188,7 @@ pub fn plan(records: &[Record], s: &Settings, fs_bytes: Option<u64>, now: System
                     "{label} ({} record{}, {})",
                     k.parts,
                     if k.parts == 1 { "" } else { "s" },
-                    crate::report::human_bytes(k.bytes)
+                    crate::units::human_bytes(k.bytes)
                 )
             })
             .collect();

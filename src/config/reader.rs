@@ -292,7 +292,7 @@ impl<'d, 't> Section<'d, 't> {
         let Some((text, span)) = self.string(key, expected)? else {
             return Ok(None);
         };
-        let q = value::quoted(text);
+        let q = crate::units::quoted(text);
         let p = match text {
             "last-resort" => Protect::LastResort,
             "always" => Protect::Always,
@@ -316,23 +316,23 @@ impl<'d, 't> Section<'d, 't> {
         key: &str,
         range: std::ops::RangeInclusive<Duration>,
     ) -> Result<Option<Duration>, ConfigError> {
-        let Some((text, span)) = self.string(key, value::DURATION_EXPECTED)? else {
+        let Some((text, span)) = self.string(key, crate::units::DURATION_EXPECTED)? else {
             return Ok(None);
         };
-        let d = value::parse_duration(text).map_err(|m| self.fail(key, span.clone(), m))?;
+        let d = crate::units::parse_duration(text).map_err(|m| self.fail(key, span.clone(), m))?;
         if !range.contains(&d) {
-            let q = value::quoted(text);
+            let q = crate::units::quoted(text);
             let message = if d.is_zero() {
                 format!("{q} must be longer than zero")
             } else if d < *range.start() {
                 format!(
                     "{q} is too short: at least {}",
-                    value::format_duration(*range.start())
+                    crate::units::format_duration(*range.start())
                 )
             } else {
                 format!(
                     "{q} is too long: at most {}",
-                    value::format_duration(*range.end())
+                    crate::units::format_duration(*range.end())
                 )
             };
             return Err(self.fail(key, span, message));
@@ -398,12 +398,15 @@ impl<'d, 't> Section<'d, 't> {
                 Some(_) => Err(self.fail(
                     key,
                     v.span(),
-                    format!("{}: a size must not be negative", value::quoted(i.as_str())),
+                    format!(
+                        "{}: a size must not be negative",
+                        crate::units::quoted(i.as_str())
+                    ),
                 )),
                 None => Err(self.fail(
                     key,
                     v.span(),
-                    format!("{}: too large", value::quoted(i.as_str())),
+                    format!("{}: too large", crate::units::quoted(i.as_str())),
                 )),
             },
             DeValue::String(s) if s.trim().eq_ignore_ascii_case("none") => Ok(Some(None)),
@@ -411,7 +414,7 @@ impl<'d, 't> Section<'d, 't> {
                 Ok(SizeSpec::Bytes(b)) if b > value::MAX_SIZE => Err(self.fail(
                     key,
                     v.span(),
-                    format!("{}: too large (at most 1 EiB)", value::quoted(s)),
+                    format!("{}: too large (at most 1 EiB)", crate::units::quoted(s)),
                 )),
                 Ok(spec) => Ok(Some(Some(spec))),
                 Err(m) => Err(self.fail(key, v.span(), m)),

@@ -5,7 +5,8 @@
 //! sentence that says what was expected. The caller adds the file, line and key.
 
 use std::fmt;
-use std::time::Duration;
+
+use crate::units::quoted;
 
 /// A size in the config: an absolute number of bytes or a share of a filesystem.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -35,28 +36,13 @@ impl SizeSpec {
 impl fmt::Display for SizeSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SizeSpec::Bytes(b) => f.write_str(&crate::report::human_bytes(*b)),
+            SizeSpec::Bytes(b) => f.write_str(&crate::units::human_bytes(*b)),
             SizeSpec::Percent(p) => write!(f, "{p}% of the filesystem"),
         }
     }
 }
 
 pub const SIZE_EXPECTED: &str = "a size like \"10GiB\", \"500 MB\" or \"123456 B\", or a percentage of the filesystem like \"15%\"";
-pub const DURATION_EXPECTED: &str =
-    "a duration like \"30d\", \"36h\", \"90m\", \"2w\" or \"1d12h\" (units: s, m, h, d, w)";
-
-/// A value as error messages quote it: debug-quoted, and cut after 60 characters (a bad value
-/// can be megabytes long).
-#[must_use]
-pub fn quoted(text: &str) -> String {
-    const MAX: usize = 60;
-    if text.chars().count() <= MAX {
-        format!("{text:?}")
-    } else {
-        let head: String = text.chars().take(MAX).collect();
-        format!("{head:?}... ({} characters)", text.chars().count())
-    }
-}
 
 /// The largest size accepted: 1 EiB (more than any filesystem; it keeps sums from wrapping).
 pub const MAX_SIZE: u64 = 1 << 60;
@@ -132,67 +118,6 @@ pub fn parse_size(text: &str) -> Result<SizeSpec, String> {
     Ok(SizeSpec::Bytes(bytes.round() as u64))
 }
 
-/// Parses a duration made of one or more `<number><unit>` parts.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let q = quoted(text);
-    let t = text.trim();
-    let err = || format!("invalid duration {q}: expected {DURATION_EXPECTED}");
-    if t.is_empty() {
-        return Err(err());
-    }
-    let mut total: u64 = 0;
-    let mut rest = t;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(err());
-        }
-        let n: u64 = rest[..digits].parse().map_err(|_| err())?;
-        rest = rest[digits..].trim_start();
-        let unit_len = rest
-            .find(|c: char| !c.is_ascii_alphabetic())
-            .unwrap_or(rest.len());
-        let secs: u64 = match &rest[..unit_len] {
-            "s" | "sec" | "secs" => 1,
-            "m" | "min" | "mins" => 60,
-            "h" | "hour" | "hours" => 3600,
-            "d" | "day" | "days" => 86_400,
-            "w" | "week" | "weeks" => 7 * 86_400,
-            "" => {
-                return Err(format!(
-                    "invalid duration {q}: a number needs a unit; expected {DURATION_EXPECTED}"
-                ));
-            }
-            _ => return Err(err()),
-        };
-        total = n
-            .checked_mul(secs)
-            .and_then(|s| total.checked_add(s))
-            .ok_or_else(|| format!("invalid duration {q}: too large"))?;
-        rest = rest[unit_len..].trim_start();
-    }
-    Ok(Duration::from_secs(total))
-}
-
-/// Formats a duration the way the config writes it (`"30d"`, `"1d12h"`, `"90s"`).
-#[must_use]
-pub fn format_duration(d: Duration) -> String {
-    let mut secs = d.as_secs();
-    if secs == 0 {
-        return "0s".into();
-    }
-    let mut out = String::new();
-    for (unit, len) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
-        if secs >= len {
-            out.push_str(&format!("{}{unit}", secs / len));
-            secs %= len;
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,32 +152,5 @@ mod tests {
     fn percent_resolves_against_the_filesystem() {
         assert_eq!(SizeSpec::Percent(10.0).resolve(1000), 100);
         assert_eq!(SizeSpec::Bytes(7).resolve(1000), 7);
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("14d"), Ok(Duration::from_secs(14 * 86_400)));
-        assert_eq!(parse_duration("36h"), Ok(Duration::from_secs(36 * 3600)));
-        assert_eq!(
-            parse_duration("1d12h"),
-            Ok(Duration::from_secs(86_400 + 12 * 3600))
-        );
-        assert_eq!(parse_duration("2w"), Ok(Duration::from_secs(14 * 86_400)));
-        assert_eq!(parse_duration("90 m"), Ok(Duration::from_secs(5400)));
-        assert!(parse_duration("14").unwrap_err().contains("needs a unit"));
-        assert!(parse_duration("14 fortnights").is_err());
-        assert!(parse_duration("").is_err());
-        assert!(
-            parse_duration("99999999999999999w")
-                .unwrap_err()
-                .contains("too large")
-        );
-    }
-
-    #[test]
-    fn durations_round_trip_through_format() {
-        for text in ["30d", "1d12h", "1m30s", "1h1m1s"] {
-            assert_eq!(format_duration(parse_duration(text).unwrap()), text);
-        }
     }
 }

@@ -29,7 +29,6 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::buildkit::df::format_time;
 use crate::config::{self, Config, Env};
 use crate::inventory::{FingerprintCache, TargetDir};
 use crate::job::{self, Job};
@@ -37,6 +36,7 @@ use crate::lastuse::Signal;
 use crate::progress::Progress;
 use crate::report::{self, CleanView, DaemonInfo, SurveyView};
 use crate::survey::{self, Sides, Survey};
+use crate::units::rfc3339;
 
 const BOTH: Sides = Sides {
     cargo: true,
@@ -240,7 +240,7 @@ pub async fn serve(
     tracing::info!(
         "ready; next run {}",
         d.next_run
-            .map_or_else(|| "never".into(), report::human::local_time)
+            .map_or_else(|| "never".into(), crate::units::local_time)
     );
 
     let (ask_tx, mut ask_rx) = mpsc::unbounded_channel::<Ask>();
@@ -311,13 +311,13 @@ impl Daemon {
             .map_or(String::new(), |r| format!("running ({}); ", r.trigger));
         let next = self
             .next_run
-            .map_or_else(|| "never".into(), report::human::local_time);
+            .map_or_else(|| "never".into(), crate::units::local_time);
         let last = self.history.last(1).pop().map_or_else(
             || "no runs yet".to_string(),
             |r| {
                 format!(
                     "last run reclaimed {}",
-                    report::human_bytes(r.reclaimed_bytes)
+                    crate::units::human_bytes(r.reclaimed_bytes)
                 )
             },
         );
@@ -327,7 +327,7 @@ impl Daemon {
     fn remember_error(&mut self, e: String) {
         tracing::error!("{e}");
         self.errors
-            .push(format!("{} {e}", format_time(SystemTime::now())));
+            .push(format!("{} {e}", rfc3339(SystemTime::now())));
         let excess = self.errors.len().saturating_sub(10);
         self.errors.drain(..excess);
     }
@@ -409,17 +409,17 @@ impl Daemon {
         let runs = self.history.last(10);
         DaemonInfo {
             pid: std::process::id(),
-            started: format_time(self.started),
-            measured_at: self.measured_at.map(format_time),
+            started: rfc3339(self.started),
+            measured_at: self.measured_at.map(rfc3339),
             config_error: self.config_error.clone(),
             state_dir: self.state.path().to_path_buf(),
             socket: self.socket.clone(),
             schedule: self.config.daemon.schedule.text().to_string(),
-            next_run: self.next_run.map(format_time),
+            next_run: self.next_run.map(rfc3339),
             running: self
                 .running
                 .as_ref()
-                .map(|r| format!("{} since {}", r.trigger, format_time(r.started))),
+                .map(|r| format!("{} since {}", r.trigger, rfc3339(r.started))),
             pressure_armed: self.config.disk.min_free.is_some()
                 && self.pressure.values().all(Pressure::armed),
             pressure: match self.config.disk.min_free {
@@ -509,8 +509,8 @@ impl Daemon {
                 free = free,
                 watermark = watermark,
                 "disk pressure: {} free, under the {} watermark; running the policy",
-                report::human_bytes(free),
-                report::human_bytes(watermark)
+                crate::units::human_bytes(free),
+                crate::units::human_bytes(watermark)
             );
             self.start("pressure", false, None);
         }
@@ -584,7 +584,7 @@ impl Daemon {
             reclaimed = record.reclaimed_bytes,
             duration_ms = record.duration_ms,
             "run done: reclaimed {}",
-            report::human_bytes(record.reclaimed_bytes)
+            crate::units::human_bytes(record.reclaimed_bytes)
         );
         for why in &record.blocked {
             tracing::info!(trigger = run.trigger, "why: {why}");
@@ -745,7 +745,7 @@ fn record_of(outcome: &job::Outcome, run: &Running, stopped: bool, view: &CleanV
     RunRecord {
         trigger: run.trigger.clone(),
         dry_run: run.dry_run,
-        started: format_time(run.started),
+        started: rfc3339(run.started),
         started_unix: run
             .started
             .duration_since(SystemTime::UNIX_EPOCH)

@@ -21,7 +21,7 @@ pub struct Schedule {
 
 impl Schedule {
     pub fn parse(text: &str) -> Result<Schedule, String> {
-        let q = crate::config::value::quoted(text);
+        let q = crate::units::quoted(text);
         let fields = text.split_whitespace().count();
         let full = match fields {
             5 => format!("0 {text}"),

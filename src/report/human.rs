@@ -2,34 +2,11 @@
 
 use std::fmt::Write;
 
-use super::{
-    ActionView, BuildkitCleanView, BuildkitView, CleanView, SurveyView, TargetView, human_bytes,
-};
+use super::{ActionView, BuildkitCleanView, BuildkitView, CleanView, SurveyView, TargetView};
 use crate::inventory::ProfileState;
 use crate::policy::Rule;
 use crate::sweep::Status;
-
-/// A time as people read it: local, with its offset (the schedule is local time too). Views
-/// carry RFC 3339 UTC for scripts; anything else is shown as it is.
-#[must_use]
-pub fn local(utc: &str) -> String {
-    chrono::DateTime::parse_from_rfc3339(utc).map_or_else(
-        |_| utc.to_string(),
-        |t| {
-            t.with_timezone(&chrono::Local)
-                .format("%Y-%m-%d %H:%M:%S %:z")
-                .to_string()
-        },
-    )
-}
-
-/// [`local`] of a time.
-#[must_use]
-pub fn local_time(t: std::time::SystemTime) -> String {
-    chrono::DateTime::<chrono::Local>::from(t)
-        .format("%Y-%m-%d %H:%M:%S %:z")
-        .to_string()
-}
+use crate::units::{human_bytes, local};
 
 /// `local` of every RFC 3339 word in a sentence (`manual since <time>`).
 fn local_words(text: &str) -> String {

@@ -21,12 +21,6 @@ use crate::sweep::{Mode, Status, SweepReport};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// Bytes in binary units (`1.50 GiB`), the way every size is shown to people.
-#[must_use]
-pub fn human_bytes(bytes: u64) -> String {
-    humansize::format_size(bytes, humansize::BINARY)
-}
-
 #[derive(Serialize)]
 pub struct ProfileView {
     pub name: String,
@@ -267,8 +261,8 @@ impl BuildkitView {
                     in_use_bytes: sum(&|r| r.in_use),
                     shared_bytes: sum(&|r| r.shared && !r.in_use),
                     by_type,
-                    oldest_last_used: uses.iter().min().map(|t| buildkit::df::format_time(*t)),
-                    newest_last_used: uses.iter().max().map(|t| buildkit::df::format_time(*t)),
+                    oldest_last_used: uses.iter().min().map(|t| crate::units::rfc3339(*t)),
+                    newest_last_used: uses.iter().max().map(|t| crate::units::rfc3339(*t)),
                     budget_bytes: budget,
                     over_budget_bytes: budget.map_or(0, |b| reclaimable.saturating_sub(b)),
                     planned_bytes: plan.map_or(0, buildkit::plan::Plan::planned_bytes),
@@ -286,8 +280,8 @@ impl BuildkitView {
                             in_use: r.in_use,
                             shared: r.shared,
                             parents: r.parents.clone(),
-                            created_at: r.created_at.map(buildkit::df::format_time),
-                            last_used_at: r.last_used_at.map(buildkit::df::format_time),
+                            created_at: r.created_at.map(crate::units::rfc3339),
+                            last_used_at: r.last_used_at.map(crate::units::rfc3339),
                             usage_count: r.usage_count,
                         })
                         .collect(),
@@ -556,7 +550,7 @@ impl BuildkitCleanView {
                     id: rec.id.clone(),
                     kind: rec.kind.clone(),
                     description: rec.description.clone(),
-                    last_used: rec.last_use().map(buildkit::df::format_time),
+                    last_used: rec.last_use().map(crate::units::rfc3339),
                     rule: a.rule.name(),
                     reason: a.reason.clone(),
                     planned_bytes: a.bytes,

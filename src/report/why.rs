@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{BuildkitView, SkippedProfile, human_bytes};
+use super::{BuildkitView, SkippedProfile};
 use crate::policy::{Kept, Protection, Shortfall};
+use crate::units::human_bytes;
 
 /// What a person can do about each protection.
 fn advice(p: Protection) -> &'static str {

@@ -1,0 +1,266 @@
+//! Units people and files speak in: bytes, durations, ages and times, parsed and formatted
+//! in one place so every report says them the same way.
+//!
+//! Invariant: this module imports nothing of cachekeeper's; everything else may use it.
+
+use std::time::{Duration, SystemTime};
+
+/// Bytes in binary units (`1.50 GiB`), the way every size is shown to people.
+#[must_use]
+pub fn human_bytes(bytes: u64) -> String {
+    humansize::format_size(bytes, humansize::BINARY)
+}
+
+pub const DURATION_EXPECTED: &str =
+    "a duration like \"30d\", \"36h\", \"90m\", \"2w\" or \"1d12h\" (units: s, m, h, d, w)";
+
+/// Parses a duration made of one or more `<number><unit>` parts.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let q = quoted(text);
+    let t = text.trim();
+    let err = || format!("invalid duration {q}: expected {DURATION_EXPECTED}");
+    if t.is_empty() {
+        return Err(err());
+    }
+    let mut total: u64 = 0;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(err());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| err())?;
+        rest = rest[digits..].trim_start();
+        let unit_len = rest
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(rest.len());
+        let secs: u64 = match &rest[..unit_len] {
+            "s" | "sec" | "secs" => 1,
+            "m" | "min" | "mins" => 60,
+            "h" | "hour" | "hours" => 3600,
+            "d" | "day" | "days" => 86_400,
+            "w" | "week" | "weeks" => 7 * 86_400,
+            "" => {
+                return Err(format!(
+                    "invalid duration {q}: a number needs a unit; expected {DURATION_EXPECTED}"
+                ));
+            }
+            _ => return Err(err()),
+        };
+        total = n
+            .checked_mul(secs)
+            .and_then(|s| total.checked_add(s))
+            .ok_or_else(|| format!("invalid duration {q}: too large"))?;
+        rest = rest[unit_len..].trim_start();
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// Formats a duration the way the config writes it (`"30d"`, `"1d12h"`, `"90s"`).
+#[must_use]
+pub fn format_duration(d: Duration) -> String {
+    let mut secs = d.as_secs();
+    if secs == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (unit, len) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if secs >= len {
+            out.push_str(&format!("{}{unit}", secs / len));
+            secs %= len;
+        }
+    }
+    out
+}
+
+/// Formats an age the way people read it: `42d`, `5h`, `12m`, `30s`.
+#[must_use]
+pub fn age(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 2 * 86_400 {
+        format!("{}d", s / 86_400)
+    } else if s >= 2 * 3600 {
+        format!("{}h", s / 3600)
+    } else if s >= 120 {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// A value as error messages quote it: debug-quoted, and cut after 60 characters (a bad value
+/// can be megabytes long).
+#[must_use]
+pub fn quoted(text: &str) -> String {
+    const MAX: usize = 60;
+    if text.chars().count() <= MAX {
+        format!("{text:?}")
+    } else {
+        let head: String = text.chars().take(MAX).collect();
+        format!("{head:?}... ({} characters)", text.chars().count())
+    }
+}
+
+/// Parses an RFC 3339 timestamp as the engine writes it (`2026-11-24T06:53:01.123456789Z`,
+/// or with an offset). Go's zero time (`0001-01-01T00:00:00Z`) means "never".
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let (date, rest) = s.split_once('T')?;
+    let mut d = date.split('-');
+    let (y, mo, da): (i64, i64, i64) = (
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+    );
+    if y <= 1 {
+        return None;
+    }
+    let (clock, offset) = split_offset(rest)?;
+    let mut c = clock.split(':');
+    let (h, mi): (i64, i64) = (c.next()?.parse().ok()?, c.next()?.parse().ok()?);
+    let sec_text = c.next()?;
+    let (whole, frac) = sec_text.split_once('.').unwrap_or((sec_text, ""));
+    let sec: i64 = whole.parse().ok()?;
+    let nanos: u32 = if frac.is_empty() {
+        0
+    } else {
+        let digits: String = frac.chars().take(9).collect();
+        format!("{digits:0<9}").parse().ok()?
+    };
+    let days = days_from_civil(y, mo, da);
+    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset;
+    let secs = u64::try_from(secs).ok()?;
+    SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::new(secs, nanos))
+}
+
+/// Splits `hh:mm:ss[.frac](Z|±hh:mm)` into the clock and the offset in seconds.
+fn split_offset(rest: &str) -> Option<(&str, i64)> {
+    if let Some(clock) = rest.strip_suffix('Z') {
+        return Some((clock, 0));
+    }
+    let i = rest.rfind(['+', '-'])?;
+    let (clock, off) = rest.split_at(i);
+    let sign = if off.starts_with('-') { -1 } else { 1 };
+    let (oh, om) = off[1..].split_once(':')?;
+    Some((
+        clock,
+        sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60),
+    ))
+}
+
+/// Formats a time as RFC 3339 in UTC, to the second (`2026-11-24T06:53:01Z`).
+#[must_use]
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The date of a day count since 1970-01-01 (the inverse of [`days_from_civil`]).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// A time as people read it: local, with its offset (the schedule is local time too). Views
+/// carry RFC 3339 UTC for scripts; anything else is shown as it is.
+#[must_use]
+pub fn local(utc: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(utc).map_or_else(
+        |_| utc.to_string(),
+        |t| {
+            t.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S %:z")
+                .to_string()
+        },
+    )
+}
+
+/// [`local`] of a time.
+#[must_use]
+pub fn local_time(t: std::time::SystemTime) -> String {
+    chrono::DateTime::<chrono::Local>::from(t)
+        .format("%Y-%m-%d %H:%M:%S %:z")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("14d"), Ok(Duration::from_secs(14 * 86_400)));
+        assert_eq!(parse_duration("36h"), Ok(Duration::from_secs(36 * 3600)));
+        assert_eq!(
+            parse_duration("1d12h"),
+            Ok(Duration::from_secs(86_400 + 12 * 3600))
+        );
+        assert_eq!(parse_duration("2w"), Ok(Duration::from_secs(14 * 86_400)));
+        assert_eq!(parse_duration("90 m"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("14").unwrap_err().contains("needs a unit"));
+        assert!(parse_duration("14 fortnights").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(
+            parse_duration("99999999999999999w")
+                .unwrap_err()
+                .contains("too large")
+        );
+    }
+
+    #[test]
+    fn durations_round_trip_through_format() {
+        for text in ["30d", "1d12h", "1m30s", "1h1m1s"] {
+            assert_eq!(format_duration(parse_duration(text).unwrap()), text);
+        }
+    }
+
+    #[test]
+    fn timestamps() {
+        let t = parse_rfc3339("2026-11-24T05:50:16.067902Z").unwrap();
+        assert_eq!(
+            t.duration_since(SystemTime::UNIX_EPOCH).unwrap(),
+            Duration::new(1_795_499_416, 67_902_000)
+        );
+        assert_eq!(
+            parse_rfc3339("1970-01-01T00:00:00Z"),
+            Some(SystemTime::UNIX_EPOCH)
+        );
+        assert_eq!(parse_rfc3339("0001-01-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339("garbage"), None);
+        for text in [
+            "2026-11-24T05:50:16Z",
+            "2000-02-29T23:59:59Z",
+            "1970-01-01T00:00:00Z",
+        ] {
+            assert_eq!(rfc3339(parse_rfc3339(text).unwrap()), text);
+        }
+    }
+}
