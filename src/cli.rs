@@ -906,9 +906,10 @@ fn describe_services(c: &Config) -> String {
     let buildkit = if b.enabled {
         format!(
             "on ({}), budget {}, keep-duration {}, protect-cache-mounts {}",
-            b.docker_host
-                .as_deref()
-                .unwrap_or("$DOCKER_HOST or the local socket"),
+            b.docker_host.as_ref().map_or_else(
+                || "$DOCKER_HOST or the local socket".into(),
+                ToString::to_string
+            ),
             b.budget
                 .map_or_else(|| "none".to_string(), |s| s.to_string()),
             format_duration(b.keep_duration),

@@ -18,7 +18,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::buildkit::{self, plan::Protect};
+use crate::buildkit;
+use crate::config::Protect;
 use crate::config::{Config, Rules, SizeSpec};
 use crate::disk::{self, Filesystem};
 use crate::job::{self, Job};
@@ -109,7 +110,7 @@ pub async fn docker(config: &Config) -> Docker {
         };
     }
     let (side, _) = buildkit::measure_configured(
-        config.buildkit.docker_host.as_deref(),
+        config.buildkit.docker_host.as_ref(),
         config.buildkit.timeout,
     )
     .await;
@@ -240,7 +241,7 @@ async fn buildkit_budget(
         .find(|f| disk::measure(&f.path).is_ok_and(|m| m.dev == dev))
         .filter(|f| !f.holds())?;
     let (buildkit::Side::Ready(cache), _) = buildkit::measure_configured(
-        config.buildkit.docker_host.as_deref(),
+        config.buildkit.docker_host.as_ref(),
         config.buildkit.timeout,
     )
     .await

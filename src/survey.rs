@@ -66,7 +66,7 @@ pub async fn measure(
     let docker = async {
         if sides.buildkit && config.buildkit.enabled {
             buildkit::measure_configured(
-                config.buildkit.docker_host.as_deref(),
+                config.buildkit.docker_host.as_ref(),
                 config.buildkit.timeout,
             )
             .await
@@ -103,10 +103,8 @@ impl Survey {
         progress: &Progress,
         cache: Option<&FingerprintCache>,
     ) -> Survey {
-        let exclude = discover::exclude_set(&config.cargo.exclude)
-            .expect("exclude patterns were validated with the config");
         progress.say(&format!("searching {} for target dirs", list(roots)));
-        let found = discover::find(roots, &exclude, config.cargo.max_depth);
+        let found = discover::find(roots, &config.cargo.exclude_set, config.cargo.max_depth);
         let threads = crate::walk::default_threads();
         let mut targets = Vec::new();
         let mut failed = Vec::new();

@@ -130,7 +130,7 @@ pub async fn measure(host: Host, origin: Origin, timeout: Duration) -> (Side, Op
 /// [`measure`] for the configured host (`docker-host`, else `$DOCKER_HOST`, else the local
 /// socket).
 pub async fn measure_configured(
-    docker_host: Option<&str>,
+    docker_host: Option<&Host>,
     timeout: Duration,
 ) -> (Side, Option<Engine>) {
     match Host::resolve(docker_host) {

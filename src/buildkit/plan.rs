@@ -21,36 +21,9 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use super::Record;
-use crate::config::SizeSpec;
+use crate::config::{Protect, SizeSpec};
 use crate::policy::{Kept, Protection};
 use crate::units::age;
-
-/// How cache mounts are protected.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Protect {
-    /// Never removed.
-    Always,
-    /// Removed only when the budget cannot be met otherwise (the default).
-    LastResort,
-    /// Removed only while the reclaimable cache is over `hard-limit`.
-    UnderHardLimit,
-    /// Treated like any other record.
-    No,
-}
-
-impl Protect {
-    /// As the config spells it.
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Protect::Always => "always",
-            Protect::LastResort => "last-resort",
-            Protect::UnderHardLimit => "under-hard-limit",
-            Protect::No => "no",
-        }
-    }
-}
 
 #[derive(Clone, Debug)]
 pub struct Settings {

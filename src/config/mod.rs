@@ -10,14 +10,18 @@
 //! - Validation reads no disk and no clock ([`Env`] carries the few facts it needs); budgets
 //!   given as percentages are resolved later, against the filesystem they apply to.
 
+mod host;
 mod reader;
+mod schedule;
 pub mod value;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use value::SizeSpec;
+pub use host::{DEFAULT_SOCKET, Host, Origin};
+pub use schedule::Schedule;
+pub use value::{Protect, SizeSpec};
 
 use reader::{Doc, Section};
 
@@ -53,7 +57,7 @@ pub struct Config {
 
 #[derive(Clone, Debug)]
 pub struct DaemonConfig {
-    pub schedule: crate::daemon::trigger::Schedule,
+    pub schedule: Schedule,
     pub poll_interval: Duration,
     pub min_interval: Duration,
     pub hysteresis: SizeSpec,
@@ -68,12 +72,12 @@ pub struct DaemonConfig {
 pub struct BuildkitConfig {
     pub enabled: bool,
     /// `unix://...` or `tcp://...`; `None`: `$DOCKER_HOST`, else the local socket.
-    pub docker_host: Option<String>,
+    pub docker_host: Option<Host>,
     /// Budget of the reclaimable build cache.
     pub budget: Option<SizeSpec>,
     pub keep_duration: Duration,
     pub min_age: Duration,
-    pub protect_cache_mounts: crate::buildkit::plan::Protect,
+    pub protect_cache_mounts: Protect,
     pub hard_limit: Option<SizeSpec>,
     /// How long one request to the engine may take.
     pub timeout: Duration,
@@ -85,6 +89,8 @@ pub struct CargoConfig {
     pub roots: Vec<PathBuf>,
     /// Glob patterns (matched against absolute paths) of directories never searched.
     pub exclude: Vec<String>,
+    /// `exclude`, compiled once when the config was read.
+    pub exclude_set: globset::GlobSet,
     /// How deep below a root the search goes.
     pub max_depth: usize,
     /// Budget of one target dir.
@@ -275,6 +281,7 @@ pub fn defaults(env: &Env) -> Config {
         cargo: CargoConfig {
             roots: Vec::new(),
             exclude: Vec::new(),
+            exclude_set: globset::GlobSet::empty(),
             max_depth: 0,
             target_budget: None,
             total_budget: None,
@@ -295,13 +302,12 @@ pub fn defaults(env: &Env) -> Config {
             budget: None,
             keep_duration: Duration::ZERO,
             min_age: Duration::ZERO,
-            protect_cache_mounts: crate::buildkit::plan::Protect::LastResort,
+            protect_cache_mounts: Protect::LastResort,
             hard_limit: None,
             timeout: Duration::ZERO,
         },
         daemon: DaemonConfig {
-            schedule: crate::daemon::trigger::Schedule::parse("0 3 * * *")
-                .expect("a fixed valid schedule"),
+            schedule: Schedule::parse("0 3 * * *").expect("a fixed valid schedule"),
             poll_interval: Duration::ZERO,
             min_interval: Duration::ZERO,
             hysteresis: SizeSpec::Bytes(0),
@@ -369,8 +375,9 @@ fn apply(doc: &Doc<'_>, config: &mut Config, env: &Env) -> Result<(), ConfigErro
         if let Some(roots) = cargo.path_list("roots", env)? {
             c.roots = roots;
         }
-        if let Some(exclude) = cargo.glob_list("exclude", env)? {
+        if let Some((exclude, set)) = cargo.glob_list("exclude", env)? {
             c.exclude = exclude;
+            c.exclude_set = set;
         }
         if let Some(d) = cargo.count("max-depth", 1, 64)? {
             c.max_depth = d;
@@ -740,10 +747,7 @@ mod tests {
         let c = defaults(&env());
         assert!(c.buildkit.enabled);
         assert_eq!(c.buildkit.docker_host, None);
-        assert_eq!(
-            c.buildkit.protect_cache_mounts,
-            crate::buildkit::plan::Protect::LastResort
-        );
+        assert_eq!(c.buildkit.protect_cache_mounts, Protect::LastResort);
         let c = parse(
             "[buildkit]\ndocker-host = \"unix:///run/user/1000/docker.sock\"\nbudget = \"20GiB\"\nprotect-cache-mounts = \"under-hard-limit\"\nhard-limit = \"50GiB\"\n",
             Source::Embedded,
@@ -751,10 +755,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.buildkit.budget, Some(SizeSpec::Bytes(20 << 30)));
-        assert_eq!(
-            c.buildkit.protect_cache_mounts,
-            crate::buildkit::plan::Protect::UnderHardLimit
-        );
+        assert_eq!(c.buildkit.protect_cache_mounts, Protect::UnderHardLimit);
 
         let e = err("[buildkit]\nprotect-cache-mounts = \"under-hard-limit\"\n");
         assert_eq!(e.key, "buildkit.protect-cache-mounts");

@@ -249,14 +249,11 @@ impl<'d, 't> Section<'d, 't> {
     }
 
     /// A cron schedule.
-    pub(super) fn schedule(
-        &self,
-        key: &str,
-    ) -> Result<Option<crate::daemon::trigger::Schedule>, ConfigError> {
+    pub(super) fn schedule(&self, key: &str) -> Result<Option<super::Schedule>, ConfigError> {
         let Some((text, span)) = self.string(key, "a cron expression like \"0 3 * * *\"")? else {
             return Ok(None);
         };
-        crate::daemon::trigger::Schedule::parse(text)
+        super::Schedule::parse(text)
             .map(Some)
             .map_err(|m| self.fail(key, span, m))
     }
@@ -272,13 +269,14 @@ impl<'d, 't> Section<'d, 't> {
     }
 
     /// A Docker host URL (`unix://...`, `tcp://...`).
-    pub(super) fn docker_host(&self, key: &str) -> Result<Option<String>, ConfigError> {
+    pub(super) fn docker_host(&self, key: &str) -> Result<Option<super::Host>, ConfigError> {
         let Some((text, span)) = self.string(key, "a host like \"unix:///var/run/docker.sock\"")?
         else {
             return Ok(None);
         };
-        crate::buildkit::Host::parse(text).map_err(|m| self.fail(key, span, m))?;
-        Ok(Some(text.to_string()))
+        super::Host::parse(text)
+            .map(Some)
+            .map_err(|m| self.fail(key, span, m))
     }
 
     /// How cache mounts are protected; `under-hard-limit` needs a `hard-limit`.
@@ -286,8 +284,8 @@ impl<'d, 't> Section<'d, 't> {
         &self,
         key: &str,
         has_hard_limit: bool,
-    ) -> Result<Option<crate::buildkit::plan::Protect>, ConfigError> {
-        use crate::buildkit::plan::Protect;
+    ) -> Result<Option<super::Protect>, ConfigError> {
+        use super::Protect;
         let expected = "one of \"last-resort\", \"always\", \"under-hard-limit\", \"no\"";
         let Some((text, span)) = self.string(key, expected)? else {
             return Ok(None);
@@ -460,13 +458,14 @@ impl<'d, 't> Section<'d, 't> {
         &self,
         key: &str,
         env: &Env,
-    ) -> Result<Option<Vec<String>>, ConfigError> {
+    ) -> Result<Option<(Vec<String>, globset::GlobSet)>, ConfigError> {
         let Some(items) =
             self.strings(key, "a list of glob patterns, like [\"**/node_modules\"]")?
         else {
             return Ok(None);
         };
         let mut out = Vec::new();
+        let mut set = globset::GlobSetBuilder::new();
         for (s, span) in items {
             let pattern = if s.starts_with('~') {
                 expand_home(s, env)
@@ -476,10 +475,17 @@ impl<'d, 't> Section<'d, 't> {
             } else {
                 s.to_string()
             };
-            globset::Glob::new(&pattern)
-                .map_err(|e| self.fail(key, span, format!("invalid glob {s:?}: {}", e.kind())))?;
+            let glob = globset::Glob::new(&pattern).map_err(|e| {
+                let q = crate::units::quoted(s);
+                self.fail(key, span.clone(), format!("invalid glob {q}: {}", e.kind()))
+            })?;
+            set.add(glob);
             out.push(pattern);
         }
-        Ok(Some(out))
+        let set = set.build().map_err(|e| {
+            let whole = self.get(key).map_or(0..0, toml::Spanned::span);
+            self.fail(key, whole, format!("invalid globs: {}", e.kind()))
+        })?;
+        Ok(Some((out, set)))
     }
 }

@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use serde::Serialize;
+
 use crate::units::quoted;
 
 /// A size in the config: an absolute number of bytes or a share of a filesystem.
@@ -116,6 +118,33 @@ pub fn parse_size(text: &str) -> Result<SizeSpec, String> {
     }
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     Ok(SizeSpec::Bytes(bytes.round() as u64))
+}
+
+/// How cache mounts are protected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protect {
+    /// Never removed.
+    Always,
+    /// Removed only when the budget cannot be met otherwise (the default).
+    LastResort,
+    /// Removed only while the reclaimable cache is over `hard-limit`.
+    UnderHardLimit,
+    /// Treated like any other record.
+    No,
+}
+
+impl Protect {
+    /// As the config spells it.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Protect::Always => "always",
+            Protect::LastResort => "last-resort",
+            Protect::UnderHardLimit => "under-hard-limit",
+            Protect::No => "no",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -14,11 +14,11 @@
 //! signals.
 
 pub mod control;
+pub mod pressure;
 pub mod sdnotify;
 mod server;
 pub mod state;
 pub mod tracker;
-pub mod trigger;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -44,9 +44,9 @@ const BOTH: Sides = Sides {
 };
 use crate::sweep::{Mode, Observer};
 use control::{Request, Response};
+use pressure::Pressure;
 use state::{LastUse, RunRecord, StateDir};
 use tracker::Tracker;
-use trigger::Pressure;
 
 /// How the daemon was started.
 #[derive(Clone, Debug)]
