@@ -1,30 +1,26 @@
-//! cachekeeper: keeps cargo target dirs (and, later, the BuildKit cache) within budgets by
-//! removing what builds no longer use, with cargo-clean semantics.
+//! cachekeeper keeps cargo target dirs and Docker's BuildKit cache within budgets by removing
+//! what builds no longer use, whole units at a time, never what a build holds.
 //!
-//! The crate is laid out the way a run flows:
-//! [`config`] → [`discover`] (find target dirs) → [`inventory`] (measure and understand them,
-//! through [`walk`] and [`safefs`]) → [`policy`] (pure: measurements + budgets + now → plan)
-//! → [`sweep`] (carry the plan out, or dry-run it, under cargo's locks) → [`report`].
+//! One way through the code, shown by the folder tree (see ARCHITECTURE.md):
+//! [`measure`] (a [`model::Snapshot`] of the world, through [`os`] and [`docker`]) →
+//! [`decide`] (pure: snapshot + last uses + config + now → plans) → [`act`] (carry the plans
+//! out, or dry-run them on the same path) → [`report`] (views, text, JSON). [`run`] is that
+//! flow once; [`cli`], [`daemon`] and [`guard`] drive it. [`config`], [`model`] and [`units`]
+//! are the vocabulary below everything.
 
-pub mod buildkit;
-pub mod cargo_lock;
+pub mod act;
 pub mod cli;
 pub mod config;
 pub mod daemon;
-pub mod discover;
-pub mod disk;
+pub mod decide;
+pub mod docker;
 pub mod guard;
-pub mod inventory;
-pub mod job;
-pub mod lastuse;
+pub mod measure;
+pub mod model;
+pub mod os;
 pub mod pathcodec;
-pub mod policy;
 pub mod progress;
-pub mod remove;
+pub mod protocol;
 pub mod report;
-pub mod safefs;
-pub mod survey;
-pub mod sweep;
-pub mod toolchain;
+pub mod run;
 pub mod units;
-pub mod walk;

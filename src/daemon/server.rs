@@ -22,7 +22,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Ask;
-use super::control::{Request, Response};
+use crate::protocol::{Request, Response};
 
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 64;

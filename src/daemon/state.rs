@@ -10,158 +10,17 @@
 //! "first seen" semantics a fresh start counts every unit as used now, which only delays
 //! cleaning, never causes it.
 
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::{LastUse, RunRecord, Totals};
+
 const USES: &str = "last-use.json";
 
-/// Events of one unit closer together than this are one use (one build opens a unit's files
-/// several times).
-pub const SAME_USE: Duration = Duration::from_secs(5);
 const HISTORY: &str = "history.jsonl";
-
-fn secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// A time from seconds since the epoch.
-#[must_use]
-pub fn time_of(s: u64) -> SystemTime {
-    time(s)
-}
-
-fn time(s: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(s)
-}
-
-/// When the daemon first saw a unit, and when a build last used it (seconds since the epoch).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Seen {
-    pub first: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub used: Option<u64>,
-}
-
-/// The last-use index: target dir → unit fingerprint dir (relative) → [`Seen`].
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct LastUse {
-    #[serde(default, with = "crate::pathcodec::keys")]
-    targets: BTreeMap<PathBuf, BTreeMap<String, Seen>>,
-    #[serde(skip)]
-    dirty: bool,
-}
-
-impl LastUse {
-    /// Notes that the unit exists (first sight counts as a use at that moment).
-    pub fn observe(&mut self, target: &Path, unit: &Path, now: SystemTime) {
-        let units = self.targets.entry(target.to_path_buf()).or_default();
-        let key = crate::pathcodec::encode(unit);
-        if let std::collections::btree_map::Entry::Vacant(e) = units.entry(key) {
-            e.insert(Seen {
-                first: secs(now),
-                used: None,
-            });
-            self.dirty = true;
-        }
-    }
-
-    /// Records a use (a build read the unit's fingerprint). Returns whether it is a new use,
-    /// rather than another event of the same build (within [`SAME_USE`] of the last one).
-    pub fn record_use(&mut self, target: &Path, unit: &Path, at: SystemTime) -> bool {
-        let units = self.targets.entry(target.to_path_buf()).or_default();
-        let seen = units.entry(crate::pathcodec::encode(unit)).or_insert(Seen {
-            first: secs(at),
-            used: None,
-        });
-        let new = seen
-            .used
-            .is_none_or(|u| u.saturating_add(SAME_USE.as_secs()) < secs(at));
-        if seen.used.is_none_or(|u| u < secs(at)) {
-            seen.used = Some(secs(at));
-            self.dirty = true;
-        }
-        new
-    }
-
-    #[must_use]
-    pub fn first_seen(&self, target: &Path, unit: &Path) -> Option<SystemTime> {
-        let seen = self
-            .targets
-            .get(target)?
-            .get(&crate::pathcodec::encode(unit))?;
-        Some(time(seen.first))
-    }
-
-    #[must_use]
-    pub fn recorded(&self, target: &Path, unit: &Path) -> Option<SystemTime> {
-        let seen = self
-            .targets
-            .get(target)?
-            .get(&crate::pathcodec::encode(unit))?;
-        seen.used.map(time)
-    }
-
-    /// Drops what is no longer there: units of `target` not in `present`.
-    pub fn retain(&mut self, target: &Path, present: &std::collections::HashSet<String>) {
-        if let Some(units) = self.targets.get_mut(target) {
-            let before = units.len();
-            units.retain(|k, _| present.contains(k));
-            self.dirty |= units.len() != before;
-        }
-    }
-
-    /// Drops target dirs that are gone.
-    pub fn retain_targets(&mut self, present: &[PathBuf]) {
-        let before = self.targets.len();
-        self.targets.retain(|k, _| present.contains(k));
-        self.dirty |= self.targets.len() != before;
-    }
-
-    #[must_use]
-    pub fn units(&self) -> usize {
-        self.targets.values().map(BTreeMap::len).sum()
-    }
-}
-
-/// One run of the policy, as history keeps it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct RunRecord {
-    /// `schedule`, `pressure`, `manual`.
-    pub trigger: String,
-    pub dry_run: bool,
-    /// RFC 3339 UTC.
-    pub started: String,
-    pub started_unix: u64,
-    pub duration_ms: u64,
-    pub reclaimed_bytes: u64,
-    pub cargo_reclaimed_bytes: u64,
-    pub buildkit_reclaimed_bytes: u64,
-    pub targets: Vec<TargetRun>,
-    /// `ok`, `absent`, `unavailable` or `off`.
-    pub buildkit_state: String,
-    pub buildkit_records_removed: u64,
-    pub errors: Vec<String>,
-    /// Stopped before the plan was done (the daemon was asked to stop).
-    pub stopped: bool,
-    /// When the run freed nothing though the rules wanted to, or less than a budget needs:
-    /// what blocked it, one line per side.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub blocked: Vec<String>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct TargetRun {
-    #[serde(with = "crate::pathcodec")]
-    pub path: PathBuf,
-    pub reclaimed_bytes: u64,
-    pub units_removed: u64,
-    pub incremental_removed: u64,
-}
 
 pub struct StateDir {
     dir: PathBuf,
@@ -369,68 +228,20 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Totals over runs, for `history` and `status`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Totals {
-    /// Real runs (what the totals add up).
-    pub runs: u64,
-    /// Dry runs: listed, never counted in the totals (they remove nothing).
-    pub dry_runs: u64,
-    pub reclaimed_bytes: u64,
-    pub cargo_reclaimed_bytes: u64,
-    pub buildkit_reclaimed_bytes: u64,
-    /// History lines that could not be read (skipped, never hiding the records after them).
-    #[serde(default)]
-    pub unreadable_records: u64,
-}
-
-impl Totals {
-    fn add(&mut self, r: &RunRecord) {
-        if r.dry_run {
-            self.dry_runs += 1;
-            return;
-        }
-        self.runs += 1;
-        self.reclaimed_bytes = self.reclaimed_bytes.saturating_add(r.reclaimed_bytes);
-        self.cargo_reclaimed_bytes = self
-            .cargo_reclaimed_bytes
-            .saturating_add(r.cargo_reclaimed_bytes);
-        self.buildkit_reclaimed_bytes = self
-            .buildkit_reclaimed_bytes
-            .saturating_add(r.buildkit_reclaimed_bytes);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn first_sight_is_kept_and_uses_only_move_forward() {
-        let mut u = LastUse::default();
-        let (t, unit) = (Path::new("/t"), Path::new("debug/.fingerprint/a-1"));
-        u.observe(t, unit, time(100));
-        assert_eq!(u.first_seen(t, unit), Some(time(100)));
-        assert_eq!(u.recorded(t, unit), None);
-        u.observe(t, unit, time(500)); // seeing it again changes nothing
-        assert_eq!(u.first_seen(t, unit), Some(time(100)));
-        u.record_use(t, unit, time(300));
-        assert_eq!(u.recorded(t, unit), Some(time(300)));
-        u.record_use(t, unit, time(200)); // older events do not move it back
-        assert_eq!(u.recorded(t, unit), Some(time(300)));
-        assert_eq!(u.first_seen(t, unit), Some(time(100)));
-    }
 
     #[test]
     fn state_survives_a_restart_and_a_torn_history_line() {
         let d = tempfile::tempdir().unwrap();
         let s = StateDir::open(d.path()).unwrap();
         let mut u = LastUse::default();
-        u.record_use(Path::new("/t"), Path::new("u"), time(42));
+        u.record_use(Path::new("/t"), Path::new("u"), crate::model::time_of(42));
         s.save_uses(&mut u).unwrap();
         assert_eq!(
             s.load_uses().recorded(Path::new("/t"), Path::new("u")),
-            Some(time(42))
+            Some(crate::model::time_of(42))
         );
 
         let run = RunRecord {
@@ -480,7 +291,7 @@ mod tests {
         let mut h = s.history(true);
         let run = RunRecord {
             reclaimed_bytes: 1,
-            targets: vec![TargetRun::default(); 20],
+            targets: vec![crate::model::TargetRun::default(); 20],
             ..RunRecord::default()
         };
         for _ in 0..3 * History::KEEP {

@@ -8,7 +8,7 @@
 //! is never watched (cargo only stats it).
 //!
 //! inotify cannot tell who opened a file, so the signal files are ones cachekeeper never opens
-//! (see [`crate::inventory::is_fingerprint_use_signal`]): the hash and JSON files it does read
+//! (see [`crate::model::names::is_fingerprint_use_signal`]): the hash and JSON files it does read
 //! are ignored. So no read by any cachekeeper process (a `scan`, a `clean --dry-run`, the
 //! guard, the daemon's own rescans) is ever a use, and neither is a removal.
 //!
@@ -25,10 +25,9 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
-use serde::Serialize;
 
-use super::state::LastUse;
-use crate::inventory::TargetDir;
+use crate::model::TargetDir;
+use crate::model::{LastUse, TrackStats};
 
 /// Whose a watched dir is.
 #[derive(Clone)]
@@ -54,9 +53,9 @@ fn is_use(kind: &notify::EventKind, name: &std::ffi::OsStr, run_dir: bool) -> bo
         ) => {
             let name = name.to_str().unwrap_or("");
             if run_dir {
-                crate::inventory::is_run_use_signal(name)
+                crate::model::names::is_run_use_signal(name)
             } else {
-                crate::inventory::is_fingerprint_use_signal(name)
+                crate::model::names::is_fingerprint_use_signal(name)
             }
         }
         EventKind::Create(_)
@@ -64,17 +63,6 @@ fn is_use(kind: &notify::EventKind, name: &std::ffi::OsStr, run_dir: bool) -> bo
         | EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
         _ => false,
     }
-}
-
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct TrackStats {
-    pub watched_units: usize,
-    /// Units that could not be watched (they fall back to access times).
-    pub unwatched_units: usize,
-    pub watch_limit_reached: bool,
-    /// Uses of units recorded since the daemon started (one per unit and build).
-    pub uses: u64,
-    pub error: Option<String>,
 }
 
 pub struct Tracker {

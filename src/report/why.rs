@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{BuildkitView, SkippedProfile};
-use crate::policy::{Kept, Protection, Shortfall};
+use super::{BuildkitState, BuildkitView, SkippedProfile};
+use crate::model::{Kept, Protection, Shortfall};
 use crate::units::human_bytes;
 
 /// What a person can do about each protection.
@@ -76,7 +76,7 @@ pub fn cargo(
 /// The BuildKit cache's line: `freed` is what the prune gave back (in a dry run: would).
 #[must_use]
 pub fn buildkit(v: &BuildkitView, freed: u64) -> Option<String> {
-    if v.state != "ok" || v.records == 0 {
+    if v.state != BuildkitState::Ok || v.records == 0 {
         return None;
     }
     let never = if v.in_use_bytes + v.shared_bytes > 0 {
@@ -117,6 +117,7 @@ pub fn buildkit(v: &BuildkitView, freed: u64) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     #[test]
     fn a_busy_profile_names_itself_and_what_to_do() {
@@ -129,10 +130,10 @@ mod tests {
             },
         );
         let skipped = [SkippedProfile {
-            target: "/w/target".into(),
+            target: PathBuf::from("/w/target"),
             profile: "debug".into(),
             protection: Protection::BuildRunning,
-            reason: Protection::BuildRunning.describe(),
+            reason: Protection::BuildRunning.describe().to_string(),
             bytes: 4096,
         }];
         let line = cargo(0, &kept, &[], &skipped).unwrap();

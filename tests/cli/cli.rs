@@ -256,6 +256,14 @@ fn under_json_every_error_is_one_json_document_with_its_exit_code() {
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["healthy"], false, "{v:#}");
+    assert_eq!(v["error"]["exit_code"], 1, "{v:#}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no daemon answers"),
+        "{v:#}"
+    );
 }
 
 /// Issue: a bare `--min-free 10` meant 10 bytes, so the guard freed nothing.

@@ -173,9 +173,26 @@ fn ready_reaches_systemd_and_status_comes_from_the_daemon() {
     // so (it said "armed").
     assert_eq!(v["daemon"]["pressure"], "off");
     assert!(human.contains("disk pressure trigger: off"), "{human}");
-    // People read local times with their offset (the schedule is local time; the daemon of
-    // these tests runs in Asia/Kolkata); JSON is UTC.
+    // People read local times with their offset, in the CLI's own zone (the daemon sends
+    // views, the CLI renders them); JSON is UTC.
+    let status_in = |tz: &str| {
+        let out = crate::support::ck()
+            .arg("--config")
+            .arg(&d.client_config)
+            .arg("status")
+            .env("TZ", tz)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let human = status_in("Asia/Kolkata");
     assert!(human.contains("+05:30") && !human.contains("Z;"), "{human}");
+    // The daemon of these tests runs in Asia/Kolkata; a CLI elsewhere reads its own offset.
+    let human = status_in("Etc/GMT+3");
+    assert!(
+        human.contains("-03:00") && !human.contains("+05:30"),
+        "{human}"
+    );
     assert!(v["daemon"]["started"].as_str().unwrap().ends_with('Z'));
     assert_eq!(d.ck(&["healthcheck"]).status.code(), Some(0));
 
@@ -532,7 +549,7 @@ fn sigterm_during_a_long_clean_stops_between_units_within_the_deadline() {
 }
 
 fn free_bytes(path: &Path) -> u64 {
-    cachekeeper::disk::measure(path).unwrap().free_bytes
+    cachekeeper::os::disk::measure(path).unwrap().free_bytes
 }
 
 #[test]
@@ -566,7 +583,7 @@ fn disk_pressure_on_a_small_filesystem_fires_and_restores_the_watermark() {
         assert!(b.success, "{}", b.stderr);
     }
     let before = free_bytes(&target);
-    let total = cachekeeper::disk::measure(&target).unwrap().total_bytes;
+    let total = cachekeeper::os::disk::measure(&target).unwrap().total_bytes;
     // The watermark sits above what is free now, below what freeing a few units gives.
     let watermark = before + 6 * 1024 * 1024;
     assert!(watermark < total);
@@ -724,7 +741,7 @@ fn the_daemon_runs_on_the_built_in_defaults_with_the_engine_up() {
     // The built-in defaults watch free space too (min-free 10%): a real run on pressure would
     // prune the machine's engine by the default budget. Only on a disk that is nearly full is
     // that switched off, and said.
-    let fs = cachekeeper::disk::measure(f.dir.path()).unwrap();
+    let fs = cachekeeper::os::disk::measure(f.dir.path()).unwrap();
     let pressure = if fs.free_bytes < fs.total_bytes / 100 * 15 {
         eprintln!("note: this disk is short of free space: disk pressure is off in this test");
         "[disk]\nmin-free = \"none\"\n"

@@ -6,9 +6,12 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
-use cachekeeper::inventory::{self, TargetDir};
-use cachekeeper::policy::{self, Action, Item};
-use cachekeeper::sweep::{self, Mode, Observer, Status};
+use cachekeeper::act::sweep::{self, Observer};
+use cachekeeper::decide::cargo as policy;
+use cachekeeper::measure::inventory;
+use cachekeeper::model::{
+    ActionResult, CargoAction, CargoPlan, Mode, Part, Signal, Status, TargetDir,
+};
 
 use crate::support::{DAY, Fixture, Krate, ck, fingerprint_dirs, removed_units};
 
@@ -24,9 +27,9 @@ fn stale_workspace() -> Fixture {
 }
 
 /// The scan and plan cachekeeper would make with default rules, in-process.
-fn plan_for(f: &Fixture) -> (Vec<TargetDir>, policy::Plan) {
+fn plan_for(f: &Fixture) -> (Vec<TargetDir>, CargoPlan) {
     let target = inventory::scan(&f.target(), 2).unwrap();
-    let fs = cachekeeper::disk::measure(&f.target()).unwrap();
+    let fs = cachekeeper::os::disk::measure(&f.target()).unwrap();
     let settings = policy::Settings {
         rules: cachekeeper::config::Rules {
             incremental: true,
@@ -47,23 +50,33 @@ fn plan_for(f: &Fixture) -> (Vec<TargetDir>, policy::Plan) {
             .iter()
             .map(|dir| policy::Target {
                 dir,
-                signal: cachekeeper::lastuse::Signal::Relatime,
+                signal: Signal::Relatime,
                 fs: 0,
             })
             .collect(),
         filesystems: &[fs],
         toolchains: None,
         settings: &settings,
+        uses: None,
         now: SystemTime::now(),
     });
     (targets, plan)
+}
+
+/// Carries `plan` out for real, `observer` watching.
+fn execute(
+    targets: &[TargetDir],
+    plan: &CargoPlan,
+    observer: &mut dyn Observer,
+) -> cachekeeper::model::SweepReport {
+    sweep::sweep(targets, plan, Mode::Execute, None, observer, None)
 }
 
 fn unit_named<'a>(
     t: &'a TargetDir,
     prefix: &str,
     target_file: &str,
-) -> (usize, &'a inventory::Unit) {
+) -> (usize, &'a cachekeeper::model::Unit) {
     t.units
         .iter()
         .enumerate()
@@ -170,7 +183,7 @@ struct SwapBefore {
 }
 
 impl Observer for SwapBefore {
-    fn before(&mut self, _t: &TargetDir, _a: &Action) {
+    fn before(&mut self, _t: &TargetDir, _a: &CargoAction) {
         if self.seen == self.at {
             let aside = self.dir.with_extension("moved-away");
             std::fs::rename(&self.dir, aside).unwrap();
@@ -203,7 +216,7 @@ fn nothing_outside_is_touched_when_a_dir_becomes_a_symlink_mid_clean() {
         dir: f.target().join("debug/deps"),
         to: outside.clone(),
     };
-    let report = sweep::sweep(&targets, &plan, Mode::Execute, None, &mut swap);
+    let report = execute(&targets, &plan, &mut swap);
     for c in &canaries {
         assert_eq!(
             std::fs::read_to_string(c).unwrap(),
@@ -234,7 +247,7 @@ fn a_unit_dir_swapped_for_a_symlink_mid_clean_is_unlinked_not_followed() {
     let at = plan
         .actions
         .iter()
-        .position(|a| a.item == Item::Unit(idx))
+        .position(|a| a.item.part == Part::Unit(idx))
         .unwrap();
     let outside = f.dir.path().join("outside");
     let c = canary(&outside, "output");
@@ -244,7 +257,7 @@ fn a_unit_dir_swapped_for_a_symlink_mid_clean_is_unlinked_not_followed() {
         dir: build_dir.clone(),
         to: outside.clone(),
     };
-    sweep::sweep(&targets, &plan, Mode::Execute, None, &mut swap);
+    execute(&targets, &plan, &mut swap);
     assert_eq!(std::fs::read_to_string(&c).unwrap(), "must survive");
     assert!(
         std::fs::symlink_metadata(&build_dir).is_err(),
@@ -356,7 +369,7 @@ struct BuildDuringSweep {
 }
 
 impl Observer for BuildDuringSweep {
-    fn before(&mut self, _t: &TargetDir, _a: &Action) {
+    fn before(&mut self, _t: &TargetDir, _a: &CargoAction) {
         if self.child.is_some() {
             return;
         }
@@ -403,7 +416,7 @@ fn a_build_that_starts_while_we_delete_waits_for_us() {
         blocked: None,
         saw_blocking: false,
     };
-    let report = sweep::sweep(&targets, &plan, Mode::Execute, None, &mut obs);
+    let report = execute(&targets, &plan, &mut obs);
     assert!(
         report.results.iter().all(|r| r.status == Status::Removed),
         "{report:?}"
@@ -421,7 +434,7 @@ fn a_build_that_starts_while_we_delete_waits_for_us() {
 struct RacingClean(PathBuf, Vec<PathBuf>);
 
 impl Observer for RacingClean {
-    fn before(&mut self, _t: &TargetDir, _a: &Action) {
+    fn before(&mut self, _t: &TargetDir, _a: &CargoAction) {
         for p in self.1.drain(..) {
             let full = self.0.join(p);
             let _ = std::fs::remove_dir_all(&full).or_else(|_| std::fs::remove_file(&full));
@@ -439,7 +452,7 @@ fn files_that_vanish_mid_clean_are_not_errors() {
         .flat_map(|u| u.paths.clone())
         .collect();
     let mut race = RacingClean(f.target(), all);
-    let report = sweep::sweep(&targets, &plan, Mode::Execute, None, &mut race);
+    let report = execute(&targets, &plan, &mut race);
     assert_eq!(report.errors, 0, "{report:?}");
     assert!(report.results.iter().all(|r| r.status == Status::Removed));
 }
@@ -451,7 +464,7 @@ fn a_clean_stops_between_units_when_asked() {
     let stop = std::sync::atomic::AtomicBool::new(false);
     struct StopAfterFirst<'a>(&'a std::sync::atomic::AtomicBool);
     impl Observer for StopAfterFirst<'_> {
-        fn after(&mut self, _t: &TargetDir, _a: &Action, _r: &sweep::ActionResult) {
+        fn after(&mut self, _t: &TargetDir, _a: &CargoAction, _r: &ActionResult) {
             self.0.store(true, std::sync::atomic::Ordering::SeqCst);
         }
     }
@@ -461,6 +474,7 @@ fn a_clean_stops_between_units_when_asked() {
         Mode::Execute,
         Some(&stop),
         &mut StopAfterFirst(&stop),
+        None,
     );
     assert_eq!(report.results[0].status, Status::Removed);
     assert!(
@@ -627,7 +641,7 @@ fn a_target_dir_that_lost_its_tag_or_was_replaced_after_the_scan_is_left_alone()
     assert!(!plan.actions.is_empty());
     std::fs::remove_file(f.target().join("CACHEDIR.TAG")).unwrap();
     let before = f.du(&f.target());
-    let report = sweep::sweep(&targets, &plan, Mode::Execute, None, &mut sweep::NoObserver);
+    let report = execute(&targets, &plan, &mut sweep::NoObserver);
     assert!(
         report
             .results
@@ -653,7 +667,7 @@ fn a_target_dir_that_lost_its_tag_or_was_replaced_after_the_scan_is_left_alone()
     std::fs::rename(f.target(), f.ws.join("moved-away")).unwrap();
     std::fs::rename(&copy, f.target()).unwrap();
     let before = f.du(&f.target());
-    let report = sweep::sweep(&targets, &plan, Mode::Execute, None, &mut sweep::NoObserver);
+    let report = execute(&targets, &plan, &mut sweep::NoObserver);
     assert!(
         report
             .results

@@ -1,0 +1,261 @@
+//! The commands that measure, clean, or ask the daemon: `scan`, `status`, `clean`, `daemon`,
+//! `run-now`, `history`, `healthcheck`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::{Cli, Command, Context, emit_json, fail, no_daemon, show};
+use crate::act::sweep::Observer;
+use crate::config::{Env, LoadError};
+use crate::model::{CargoAction, Mode, Sides, TargetDir};
+use crate::progress::Progress;
+use crate::protocol::{Request, Response, ask};
+use crate::report::{
+    self, CleanView, ConfigOnDisk, Exit, HealthView, HistoryView, SurveyView, human,
+};
+
+/// How long the CLI waits for the daemon's answer to anything but a run.
+const ANSWER_WITHIN: Duration = Duration::from_secs(30);
+
+/// `scan` (and `status` with no daemon): measure, decide, show.
+pub fn scan(ctx: &Context<'_>, paths: &[PathBuf], sides: Sides) -> Exit {
+    survey(ctx, paths, sides, human::scan)
+}
+
+fn survey(
+    ctx: &Context<'_>,
+    paths: &[PathBuf],
+    sides: Sides,
+    render: fn(&SurveyView) -> String,
+) -> Exit {
+    let roots = match ctx.roots(paths) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let (snapshot, _) = ctx.rt.block_on(crate::measure::measure(
+        ctx.config,
+        &roots,
+        sides,
+        Arc::clone(ctx.progress),
+        None,
+    ));
+    let now = SystemTime::now();
+    let (plan, bk_plan) = crate::run::decide(ctx.config, &snapshot, None, &Default::default(), now);
+    let view = SurveyView::of(ctx.config, &snapshot, &plan, bk_plan.as_ref());
+    show(ctx.cli, &view, render);
+    view.exit()
+}
+
+/// `status`: the daemon's index when one answers, else measured here.
+pub fn status(ctx: &Context<'_>) -> Exit {
+    let path = ctx.socket();
+    match ask(&path, &Request::Status, Some(ANSWER_WITHIN)) {
+        Ok(Response::Status(view)) => {
+            show(ctx.cli, &*view, human::status);
+            return view.exit();
+        }
+        Ok(other) => eprintln!(
+            "note: the daemon at {} did not answer ({}); measuring directly",
+            path.display(),
+            refusal(&other)
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => eprintln!(
+            "note: the daemon at {} answers only its own user and root ({e}); measuring directly",
+            path.display()
+        ),
+        Err(e) => eprintln!("note: {}; measuring directly", no_daemon(&path, &e)),
+    }
+    survey(ctx, &[], Sides::BOTH, human::status)
+}
+
+/// Why an answer is not the one asked for.
+fn refusal(r: &Response) -> String {
+    match r {
+        Response::Refused(why) => why.clone(),
+        _ => "an answer to another question".to_string(),
+    }
+}
+
+pub fn daemon(ctx: &Context<'_>) -> Exit {
+    // The config was validated above; the daemon loads (and reloads) it itself.
+    let options = crate::daemon::Options {
+        config_path: ctx.cli.config.clone(),
+        env: Env::from_process(),
+    };
+    match crate::daemon::run(options, ctx.rt) {
+        Ok(()) => Exit::Ok,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            fail(ctx.cli, Exit::Failure, &format!("{e:#}"))
+        }
+    }
+}
+
+/// `run-now`: the daemon runs; this waits and shows what it did.
+pub fn run_now(ctx: &Context<'_>, dry_run: bool) -> Exit {
+    let path = ctx.socket();
+    match ask(&path, &Request::RunNow { dry_run }, None) {
+        Ok(answer) => show_run(ctx.cli, answer),
+        Err(e) => fail(
+            ctx.cli,
+            Exit::Failure,
+            &format!(
+                "{}; start it (`cachekeeper daemon`, or the systemd unit) or use `cachekeeper clean`",
+                no_daemon(&path, &e)
+            ),
+        ),
+    }
+}
+
+fn show_run(cli: &Cli, answer: Response) -> Exit {
+    match answer {
+        Response::Run(view) => {
+            show(cli, &*view, human::clean);
+            view.exit()
+        }
+        other => fail(
+            cli,
+            Exit::Failure,
+            &format!("the daemon refused: {}", refusal(&other)),
+        ),
+    }
+}
+
+/// `history`: from the daemon, else read from its state dir.
+pub fn history(ctx: &Context<'_>, limit: usize) -> Exit {
+    let view = match ask(
+        &ctx.socket(),
+        &Request::History { limit },
+        Some(ANSWER_WITHIN),
+    ) {
+        Ok(Response::History(view)) => view,
+        _ => {
+            let dir = crate::protocol::state_dir(ctx.config.daemon.state_dir.as_deref());
+            match crate::daemon::state::StateDir::open(&dir) {
+                Ok(state) => {
+                    let history = state.history(false);
+                    HistoryView::new(history.last(limit), history.totals())
+                }
+                Err(e) => {
+                    let msg = format!("cannot read the state dir {}: {e}", dir.display());
+                    return fail(ctx.cli, Exit::Failure, &msg);
+                }
+            }
+        }
+    };
+    show(ctx.cli, &view, human::history);
+    Exit::Ok
+}
+
+pub fn healthcheck(ctx: &Context<'_>) -> Exit {
+    let path = ctx.socket();
+    let view = match ask(&path, &Request::Health, Some(Duration::from_secs(10))) {
+        Ok(Response::Health(view)) => view,
+        Ok(other) => unhealthy(None, refusal(&other)),
+        Err(e) => unhealthy(None, no_daemon(&path, &e)),
+    };
+    show_health(ctx.cli, &view)
+}
+
+fn unhealthy(pid: Option<u32>, why: String) -> HealthView {
+    HealthView::unhealthy(pid, &why)
+}
+
+/// `healthy`, or why not on stderr; under `--json` the view either way.
+fn show_health(cli: &Cli, view: &HealthView) -> Exit {
+    if view.healthy {
+        show(cli, view, |_| "healthy\n".to_string());
+    } else {
+        let why = view
+            .error
+            .as_ref()
+            .map_or("unknown", |e| e.message.as_str());
+        eprintln!("unhealthy: {why}");
+        if cli.json {
+            emit_json(view);
+        }
+    }
+    view.exit()
+}
+
+/// Shows clean's progress: one line per action.
+struct CleanProgress(Arc<Progress>, usize);
+
+impl Observer for CleanProgress {
+    fn before(&mut self, target: &TargetDir, _action: &CargoAction) {
+        self.1 += 1;
+        self.0.say(&format!(
+            "cleaning ({} done): {}",
+            self.1,
+            target.path.display()
+        ));
+    }
+}
+
+pub fn clean(ctx: &Context<'_>, paths: &[PathBuf], sides: Sides, dry_run: bool) -> Exit {
+    let roots = match ctx.roots(paths) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let mode = if dry_run { Mode::DryRun } else { Mode::Execute };
+    let mut job = crate::run::Job::new(sides, mode, Arc::clone(ctx.progress));
+    job.observer = Box::new(CleanProgress(Arc::clone(ctx.progress), 0));
+    let outcome = ctx.rt.block_on(crate::run::clean(ctx.config, &roots, job));
+    ctx.progress.done();
+    report::journal::log_actions(&outcome);
+    let view = CleanView::from_outcome(&outcome);
+    show(ctx.cli, &view, human::clean);
+    view.exit()
+}
+
+/// `status`, `healthcheck`, `history` and `run-now` with a config that does not validate: the
+/// daemon's answer, with the error of the file on disk. `None` when no daemon answers (or the
+/// command needs the config itself).
+pub fn ask_despite_config(cli: &Cli, socket: &Path, error: &LoadError) -> Option<Exit> {
+    let request = match &cli.command {
+        Command::Status => Request::Status,
+        Command::Healthcheck => Request::Health,
+        Command::History { limit } => Request::History { limit: *limit },
+        Command::RunNow { dry_run } => Request::RunNow { dry_run: *dry_run },
+        _ => return None,
+    };
+    let wait = (!matches!(request, Request::RunNow { .. })).then_some(ANSWER_WITHIN);
+    let answer = ask(socket, &request, wait).ok()?;
+    if let Response::Health(view) = &answer {
+        // A daemon answers, but the file its next start (or reload) reads does not validate:
+        // unhealthy, whatever it says of itself.
+        let why = format!("the config on disk does not validate: {error}");
+        return Some(show_health(cli, &unhealthy(view.pid, why)));
+    }
+    eprintln!(
+        "warning: the config on disk does not validate; the daemon at {} answers with the config it loaded:\n{error}",
+        socket.display()
+    );
+    let on_disk = ConfigOnDisk {
+        valid: false,
+        error: error.to_string(),
+    };
+    Some(match answer {
+        Response::Status(mut view) => {
+            view.config_on_disk = Some(on_disk);
+            show(cli, &*view, human::status);
+            view.exit()
+        }
+        Response::History(mut view) => {
+            view.config_on_disk = Some(on_disk);
+            show(cli, &view, human::history);
+            Exit::Ok
+        }
+        Response::Run(mut view) => {
+            view.config_on_disk = Some(on_disk);
+            show_run(cli, Response::Run(view))
+        }
+        other => fail(
+            cli,
+            Exit::Failure,
+            &format!("the daemon refused: {}", refusal(&other)),
+        ),
+    })
+}

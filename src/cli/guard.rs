@@ -1,0 +1,72 @@
+//! `guard`: keep a CI runner above a free-space floor, once or while a command runs.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::{Context, emit, emit_json, fail};
+use crate::config::value::parse_size;
+use crate::guard::{self, describe, describe_watch, step_summary};
+use crate::report::{self, Exit};
+use crate::units::parse_duration;
+
+pub fn guard(
+    ctx: &Context<'_>,
+    min_free: &str,
+    interval: &str,
+    paths: &[PathBuf],
+    command: &[OsString],
+) -> ExitCode {
+    let cli = ctx.cli;
+    let floor = match parse_size(min_free) {
+        Ok(f) => f,
+        Err(e) => return fail(cli, Exit::Usage, &format!("--min-free: {e}")).into(),
+    };
+    let interval = match parse_duration(interval) {
+        Ok(d) if !d.is_zero() => d,
+        Ok(_) => return fail(cli, Exit::Usage, "--interval must be longer than zero").into(),
+        Err(e) => return fail(cli, Exit::Usage, &format!("--interval: {e}")).into(),
+    };
+    let roots = match ctx.roots(paths) {
+        Ok(r) => r,
+        Err(e) => return e.into(),
+    };
+    if command.is_empty() {
+        let pass = ctx.rt.block_on(guard::pass(ctx.config, &roots, floor));
+        if cli.json {
+            emit_json(&serde_json::json!({ "version": report::SCHEMA_VERSION, "pass": pass }));
+        } else {
+            emit(&describe(&pass));
+            emit(if pass.holds {
+                "The floor holds.\n"
+            } else {
+                "The floor cannot be reached.\n"
+            });
+        }
+        step_summary(std::slice::from_ref(&pass), None);
+        let exit = if pass.holds {
+            Exit::Ok
+        } else {
+            Exit::FloorNotReached
+        };
+        return exit.into();
+    }
+    let watched = ctx
+        .rt
+        .block_on(guard::watch(ctx.config, &roots, floor, interval, command));
+    match watched {
+        Ok(w) => {
+            // stdout belongs to COMMAND: the guard reports on stderr.
+            eprint!("{}", describe_watch(&w));
+            if cli.json {
+                eprintln!("{}", serde_json::to_string(&w).unwrap_or_default());
+            }
+            step_summary(&w.passes, Some(w.exit_code));
+            ExitCode::from(u8::try_from(w.exit_code).unwrap_or(1))
+        }
+        Err(e) => {
+            eprintln!("error: cannot run {:?}: {e}", command[0]);
+            ExitCode::from(127)
+        }
+    }
+}

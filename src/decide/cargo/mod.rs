@@ -1,0 +1,422 @@
+//! The target-dir rules: which units, incremental dirs and orphaned outputs go, and why.
+//!
+//! Rules, in the order they apply (each can be switched off):
+//! 1. `incremental`: incremental dirs no unit owns (superseded crate ids), incremental data
+//!    older than `incremental-max-age`, and compiled outputs no fingerprint refers to.
+//! 2. `toolchain`: units built by a rustc that is no longer installed.
+//! 3. `stale`: units not used for longer than `stale-after`.
+//! 4. budgets: while a target dir is over `target-budget`, all of them over `total-budget`,
+//!    or a filesystem under `min-free`, the least recently used units go ([`super::lru`]),
+//!    until it holds.
+//!
+//! Whole units, and their dependents: removing a unit makes cargo rebuild it, and every unit
+//! depending on it sees a newer dependency and rebuilds too. So a unit goes together with all
+//! units that depend on it (they are no more recently used: a build that uses a dependent
+//! reads the dependency's fingerprint too), and the next build recompiles exactly what was
+//! removed. A unit's *effective* last use is the newest use of it or of any dependent.
+//!
+//! Last use comes from the unit's files and, where the daemon watches, from what it recorded
+//! ([`LastUse`]): an input, never written into the snapshot.
+//!
+//! Protection: nothing used or written within `min-age` goes, nothing in a profile where a
+//! build runs (or that cargo never locked), and no group containing such a unit. A budget
+//! that cannot be met from unprotected data is reported as a shortfall.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use super::reason;
+use crate::config::{Config, Rules, SizeSpec};
+use crate::model::{
+    CargoAction, CargoPlan, Filesystem, Kept, LastUse, Part, ProfileState, Protection, Rule,
+    Shortfall, Signal, Snapshot, TargetDir, TargetPart, TargetPlan, Toolchains,
+};
+use crate::units::{age, human_bytes};
+
+mod budgets;
+mod rules;
+#[cfg(test)]
+mod tests;
+
+/// What the rules are configured with (percentages still unresolved).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub rules: Rules,
+    pub min_age: Duration,
+    pub stale_after: Duration,
+    pub incremental_max_age: Duration,
+    pub target_budget: Option<SizeSpec>,
+    pub total_budget: Option<SizeSpec>,
+    pub min_free: Option<SizeSpec>,
+}
+
+impl Settings {
+    /// The settings a config asks for.
+    #[must_use]
+    pub fn of(config: &Config) -> Settings {
+        let c = &config.cargo;
+        Settings {
+            rules: c.rules,
+            min_age: c.min_age,
+            stale_after: c.stale_after,
+            incremental_max_age: c.incremental_max_age,
+            target_budget: c.target_budget,
+            total_budget: c.total_budget,
+            min_free: config.disk.min_free,
+        }
+    }
+}
+
+/// One target dir as the rules see it.
+pub struct Target<'a> {
+    pub dir: &'a TargetDir,
+    pub signal: Signal,
+    /// Index into [`Input::filesystems`].
+    pub fs: usize,
+}
+
+pub struct Input<'a> {
+    pub targets: Vec<Target<'a>>,
+    pub filesystems: &'a [Filesystem],
+    /// `None` when installed toolchains were not looked up.
+    pub toolchains: Option<&'a Toolchains>,
+    pub settings: &'a Settings,
+    /// What the daemon recorded: when it first saw each unit and when builds used it.
+    pub uses: Option<&'a LastUse>,
+    pub now: SystemTime,
+}
+
+impl<'a> Input<'a> {
+    /// The input a snapshot gives: its target dirs, with the signal `Recorded` for those the
+    /// daemon watches whole (`tracked`).
+    #[must_use]
+    pub fn of(
+        snapshot: &'a Snapshot,
+        settings: &'a Settings,
+        uses: Option<&'a LastUse>,
+        tracked: &HashSet<PathBuf>,
+        now: SystemTime,
+    ) -> Input<'a> {
+        Input {
+            targets: snapshot
+                .targets
+                .iter()
+                .enumerate()
+                .map(|(i, dir)| Target {
+                    dir,
+                    signal: if tracked.contains(&dir.path) {
+                        Signal::Recorded
+                    } else {
+                        snapshot.signals[i]
+                    },
+                    fs: snapshot.fs_of[i],
+                })
+                .collect(),
+            filesystems: &snapshot.filesystems,
+            toolchains: Some(&snapshot.toolchains),
+            settings,
+            uses,
+            now,
+        }
+    }
+}
+
+struct State<'a> {
+    input: &'a Input<'a>,
+    /// Last use of every unit, per target: its files' or what the daemon recorded.
+    used: Vec<Vec<SystemTime>>,
+    /// When the daemon first saw each unit, per target (the stale rule counts no unit as
+    /// unused before it watched it).
+    first_seen: Vec<Vec<Option<SystemTime>>>,
+    /// Effective last use of every unit, per target.
+    eff: Vec<Vec<SystemTime>>,
+    /// Why a unit may not go, per target.
+    protected: Vec<Vec<Option<Protection>>>,
+    /// Parts already planned for removal, per target.
+    removed: Vec<HashSet<Part>>,
+    /// Parts a rule wanted that a protection kept, per target.
+    kept: Vec<HashMap<Part, Protection>>,
+    plan: CargoPlan,
+}
+
+/// Computes the plan.
+#[must_use]
+pub fn plan(input: &Input<'_>) -> CargoPlan {
+    let n = input.targets.len();
+    let (used, first_seen): (Vec<_>, Vec<_>) = input
+        .targets
+        .iter()
+        .map(|t| recorded(t, input.uses))
+        .unzip();
+    let eff = input
+        .targets
+        .iter()
+        .zip(&used)
+        .map(|(t, used)| effective_last_use(t, used))
+        .collect();
+    let mut st = State {
+        input,
+        used,
+        first_seen,
+        eff,
+        protected: Vec::new(),
+        removed: vec![HashSet::new(); n],
+        kept: vec![HashMap::new(); n],
+        plan: CargoPlan {
+            targets: vec![TargetPlan::default(); n],
+            ..CargoPlan::default()
+        },
+    };
+    st.protected = (0..n).map(|t| st.protection(t)).collect();
+    for t in 0..n {
+        st.plan.targets[t].signal = input.targets[t].signal;
+        let dir = input.targets[t].dir;
+        st.plan.targets[t].protected_bytes = dir
+            .units
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| st.protected[t][*i].is_some())
+            .map(|(_, u)| u.reclaimable)
+            .sum();
+        if dir.profiles.iter().any(|p| p.state == ProfileState::Busy) {
+            st.plan.targets[t]
+                .notes
+                .push("a build is running in part of it: that part is left alone".into());
+        }
+    }
+    let rules = input.settings.rules;
+    if rules.incremental {
+        st.incremental_rule();
+    }
+    if rules.toolchains {
+        st.toolchain_rule();
+    }
+    if rules.stale {
+        st.stale_rule();
+    }
+    st.resolve_budgets();
+    if rules.budgets {
+        st.budget_rules();
+    }
+    for a in &st.plan.actions {
+        let tp = &mut st.plan.targets[a.item.target];
+        *tp.by_rule.entry(a.rule).or_default() += a.bytes;
+        tp.planned_bytes += a.bytes;
+    }
+    st.tally_kept();
+    st.plan
+}
+
+/// Each unit's last use (its files', or a later one the daemon recorded) and when the daemon
+/// first saw it.
+fn recorded(t: &Target<'_>, uses: Option<&LastUse>) -> (Vec<SystemTime>, Vec<Option<SystemTime>>) {
+    t.dir
+        .units
+        .iter()
+        .map(|u| {
+            let rec = uses.and_then(|l| l.recorded(&t.dir.path, &u.fingerprint_dir));
+            let first = uses.and_then(|l| l.first_seen(&t.dir.path, &u.fingerprint_dir));
+            (u.last_used.max(rec.unwrap_or(u.last_used)), first)
+        })
+        .unzip()
+}
+
+/// Newest use of each unit or of anything depending on it.
+fn effective_last_use(t: &Target<'_>, used: &[SystemTime]) -> Vec<SystemTime> {
+    let units = &t.dir.units;
+    let own: Vec<SystemTime> = units
+        .iter()
+        .zip(used)
+        .map(|(u, used)| {
+            if t.signal.knows_use() {
+                *used
+            } else {
+                u.last_built
+            }
+        })
+        .collect();
+    let mut eff: Vec<Option<SystemTime>> = vec![None; units.len()];
+    // Iterative DFS over dependents; a cycle (impossible in cargo's graph, but the data is
+    // read from disk) is cut by the `visiting` mark.
+    let mut visiting = vec![false; units.len()];
+    for start in 0..units.len() {
+        if eff[start].is_some() {
+            continue;
+        }
+        let mut stack = vec![(start, 0usize)];
+        visiting[start] = true;
+        while let Some((u, next)) = stack.pop() {
+            if let Some(&d) = units[u].dependents.get(next) {
+                stack.push((u, next + 1));
+                if eff[d].is_none() && !visiting[d] {
+                    visiting[d] = true;
+                    stack.push((d, 0));
+                }
+            } else {
+                let newest = units[u]
+                    .dependents
+                    .iter()
+                    .filter_map(|&d| eff[d])
+                    .fold(own[u], SystemTime::max);
+                eff[u] = Some(newest);
+            }
+        }
+    }
+    eff.into_iter()
+        .zip(own)
+        .map(|(e, o)| e.unwrap_or(o))
+        .collect()
+}
+
+impl State<'_> {
+    fn since(&self, t: SystemTime) -> Duration {
+        self.input.now.duration_since(t).unwrap_or(Duration::ZERO)
+    }
+
+    fn profile_free(&self, t: usize, profile: u16) -> Result<(), Protection> {
+        match self.input.targets[t].dir.profiles[usize::from(profile)].state {
+            ProfileState::Idle => Ok(()),
+            ProfileState::Busy => Err(Protection::BuildRunning),
+            ProfileState::Unlockable => Err(Protection::NoCargoLock),
+        }
+    }
+
+    /// Notes that a rule wanted `part` but `why` keeps it (the first reason found stands).
+    fn keep(&mut self, t: usize, part: Part, why: Protection) {
+        self.kept[t].entry(part).or_insert(why);
+    }
+
+    /// Notes that a rule wanted the unit whose group is `group`, and the group is blocked.
+    fn keep_group(&mut self, t: usize, group: &[usize]) {
+        for &u in group {
+            let why = self.protected[t][u].unwrap_or(Protection::TiedToKept);
+            self.keep(t, Part::Unit(u), why);
+        }
+    }
+
+    fn bytes_of(&self, t: usize, part: Part) -> u64 {
+        let dir = self.input.targets[t].dir;
+        match part {
+            Part::Unit(u) => dir.units[u].reclaimable,
+            Part::Incremental(i) => dir.incremental[i].reclaimable,
+            Part::Orphan(o) => dir.orphans[o].reclaimable,
+        }
+    }
+
+    /// Sums what protections keep into each target's plan (parts that a later rule removed
+    /// after all are not kept).
+    fn tally_kept(&mut self) {
+        for t in 0..self.input.targets.len() {
+            let mut kept: BTreeMap<Protection, Kept> = BTreeMap::new();
+            for (part, why) in &self.kept[t] {
+                if !self.removed[t].contains(part) {
+                    kept.entry(*why).or_default().add(self.bytes_of(t, *part));
+                }
+            }
+            self.plan.targets[t].kept = kept;
+        }
+    }
+
+    fn protection(&self, t: usize) -> Vec<Option<Protection>> {
+        let s = self.input.settings;
+        self.input.targets[t]
+            .dir
+            .units
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                if let Err(why) = self.profile_free(t, u.key.profile) {
+                    return Some(why);
+                }
+                let newest = self.used[t][i].max(u.last_built);
+                (self.since(newest) < s.min_age).then_some(Protection::MinAge)
+            })
+            .collect()
+    }
+
+    /// The unit and every unit depending on it, not yet removed, dependents first.
+    fn group(&self, t: usize, unit: usize) -> Vec<usize> {
+        let units = &self.input.targets[t].dir.units;
+        let mut order = Vec::new();
+        let mut seen = HashSet::new();
+        let mut stack = vec![(unit, 0usize)];
+        seen.insert(unit);
+        while let Some((u, next)) = stack.pop() {
+            if let Some(&d) = units[u].dependents.get(next) {
+                stack.push((u, next + 1));
+                if !self.removed[t].contains(&Part::Unit(d)) && seen.insert(d) {
+                    stack.push((d, 0));
+                }
+            } else {
+                order.push(u);
+            }
+        }
+        order
+    }
+
+    fn group_blocked(&self, t: usize, group: &[usize]) -> bool {
+        group.iter().any(|&u| self.protected[t][u].is_some())
+    }
+
+    /// Plans the removal of one part. Its bytes are what it frees alone, plus every shared
+    /// inode whose last owner it is.
+    fn take(&mut self, t: usize, part: Part, rule: Rule, reason: String) -> u64 {
+        self.removed[t].insert(part);
+        let dir = self.input.targets[t].dir;
+        let mut bytes = self.bytes_of(t, part);
+        for shared in &dir.shared {
+            if shared.owners.contains(&part)
+                && shared.owners.iter().all(|o| self.removed[t].contains(o))
+            {
+                bytes += shared.bytes;
+            }
+        }
+        let last_use = match part {
+            Part::Unit(u) => Some(self.used[t][u].max(dir.units[u].last_built)),
+            _ => None,
+        };
+        self.plan.actions.push(CargoAction {
+            item: TargetPart { target: t, part },
+            rule,
+            reason,
+            bytes,
+            last_use,
+        });
+        bytes
+    }
+
+    /// Removes a unit with its dependents and the incremental dirs that only they own.
+    /// Returns the bytes expected back.
+    fn remove_group(&mut self, t: usize, unit: usize, rule: Rule, why: &str) -> u64 {
+        let group = self.group(t, unit);
+        let dir = self.input.targets[t].dir;
+        let root_name = dir.units[unit].name();
+        let mut bytes = 0;
+        for &u in &group {
+            let reason = if u == unit {
+                why.to_string()
+            } else {
+                reason::goes_with("depends on", &root_name, why)
+            };
+            bytes += self.take(t, Part::Unit(u), rule, reason);
+        }
+        for (i, inc) in dir.incremental.iter().enumerate() {
+            if self.removed[t].contains(&Part::Incremental(i))
+                || inc.owners.is_empty()
+                || !inc
+                    .owners
+                    .iter()
+                    .all(|o| self.removed[t].contains(&Part::Unit(*o)))
+            {
+                continue;
+            }
+            let reason = format!(
+                "incremental data of {}, which goes",
+                dir.units[inc.owners[0]].name()
+            );
+            bytes += self.take(t, Part::Incremental(i), rule, reason);
+        }
+        bytes
+    }
+}

@@ -1,0 +1,480 @@
+use super::*;
+use crate::model::{
+    ByKind, IncrementalDir, Layout, Profile, ProfileState, ScanErrors, Unit, UnitKey, Usage,
+};
+use std::path::PathBuf;
+
+const DAY: Duration = Duration::from_secs(86_400);
+const NOW_SECS: u64 = 2_000_000_000;
+
+fn now() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(NOW_SECS)
+}
+
+fn ago(d: Duration) -> SystemTime {
+    now() - d
+}
+
+/// A unit of `bytes` bytes, last used `used` ago, built by rustc `rustc`.
+fn unit(n: u64, used: Duration, bytes: u64) -> Unit {
+    Unit {
+        key: UnitKey {
+            profile: 0,
+            hash: n,
+            layout: Layout::Legacy,
+        },
+        package: format!("p{n}"),
+        targets: vec![format!("lib-p{n}")],
+        fingerprints: vec![1000 + n],
+        rustc: vec![7],
+        deps: Vec::new(),
+        dependents: Vec::new(),
+        build_script: false,
+        paths: vec![PathBuf::from(format!("debug/.fingerprint/p{n}-{n:016x}"))],
+        fingerprint_dir: PathBuf::from(format!("debug/.fingerprint/p{n}-{n:016x}")),
+        run_dir: None,
+        usage: ByKind {
+            deps: Usage {
+                bytes,
+                apparent_bytes: bytes,
+                files: 1,
+            },
+            ..ByKind::default()
+        },
+        reclaimable: bytes,
+        last_used: ago(used),
+        last_built: ago(used + DAY),
+        invoked: Some(ago(used + DAY)),
+        finished: Some(ago(used + DAY)),
+        unreadable: 0,
+    }
+}
+
+fn target(name: &str, units: Vec<Unit>) -> TargetDir {
+    let mut usage = ByKind::default();
+    for u in &units {
+        usage.merge(&u.usage);
+    }
+    let mut t = TargetDir {
+        path: PathBuf::from(name),
+        dev: 1,
+        ino: 1,
+        profiles: vec![Profile {
+            rel: PathBuf::from("debug"),
+            layouts: vec![Layout::Legacy],
+            usage,
+            state: ProfileState::Idle,
+        }],
+        units,
+        incremental: Vec::new(),
+        orphans: Vec::new(),
+        shared: Vec::new(),
+        usage,
+        errors: ScanErrors::default(),
+        rustc_vv: Some("rustc 9.9.9\nrelease: 9.9.9\n".into()),
+    };
+    // Dependents from deps, as the inventory links them.
+    let fps: Vec<u64> = t.units.iter().map(|u| u.fingerprints[0]).collect();
+    let deps: Vec<Vec<u64>> = t.units.iter().map(|u| u.deps.clone()).collect();
+    for (i, ds) in deps.iter().enumerate() {
+        for d in ds {
+            let j = fps.iter().position(|f| f == d).unwrap();
+            t.units[j].dependents.push(i);
+        }
+    }
+    t
+}
+
+fn settings() -> Settings {
+    Settings {
+        rules: Rules {
+            incremental: true,
+            toolchains: true,
+            stale: true,
+            budgets: true,
+        },
+        min_age: Duration::from_secs(3600),
+        stale_after: 30 * DAY,
+        incremental_max_age: 14 * DAY,
+        target_budget: None,
+        total_budget: None,
+        min_free: None,
+    }
+}
+
+fn fs(free: u64) -> Vec<Filesystem> {
+    vec![Filesystem {
+        dev: 1,
+        path: PathBuf::from("/"),
+        total_bytes: 1_000_000,
+        free_bytes: free,
+    }]
+}
+
+fn run(
+    targets: &[TargetDir],
+    s: &Settings,
+    fss: &[Filesystem],
+    tc: Option<&Toolchains>,
+) -> CargoPlan {
+    run_with(targets, s, fss, tc, Signal::Relatime)
+}
+
+fn run_with(
+    targets: &[TargetDir],
+    s: &Settings,
+    fss: &[Filesystem],
+    tc: Option<&Toolchains>,
+    signal: Signal,
+) -> CargoPlan {
+    run_recorded(targets, s, fss, tc, signal, None)
+}
+
+fn run_recorded(
+    targets: &[TargetDir],
+    s: &Settings,
+    fss: &[Filesystem],
+    tc: Option<&Toolchains>,
+    signal: Signal,
+    uses: Option<&LastUse>,
+) -> CargoPlan {
+    plan(&Input {
+        targets: targets
+            .iter()
+            .map(|dir| Target { dir, signal, fs: 0 })
+            .collect(),
+        filesystems: fss,
+        toolchains: tc,
+        settings: s,
+        uses,
+        now: now(),
+    })
+}
+
+/// (target, unit hash, rule) of every unit action.
+fn removed(p: &CargoPlan, targets: &[TargetDir]) -> Vec<(usize, u64, Rule)> {
+    p.actions
+        .iter()
+        .filter_map(|a| match a.item.part {
+            Part::Unit(u) => Some((
+                a.item.target,
+                targets[a.item.target].units[u].key.hash,
+                a.rule,
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn stale_units_go_and_used_ones_stay() {
+    let t = vec![target(
+        "/t",
+        vec![unit(1, 40 * DAY, 100), unit(2, DAY, 100)],
+    )];
+    let p = run(&t, &settings(), &fs(900_000), None);
+    assert_eq!(removed(&p, &t), vec![(0, 1, Rule::Stale)]);
+    assert_eq!(p.planned_bytes(), 100);
+    assert!(
+        p.actions[0]
+            .reason
+            .contains("not used for 40d (stale-after 30d)"),
+        "{}",
+        p.actions[0].reason
+    );
+}
+
+#[test]
+fn a_unit_goes_with_its_dependents_and_stays_while_one_is_used() {
+    // 2 depends on 1; 3 depends on 2.
+    let mut a = unit(1, 40 * DAY, 10);
+    let mut b = unit(2, 40 * DAY, 10);
+    let mut c = unit(3, 50 * DAY, 10);
+    b.deps = vec![1001];
+    c.deps = vec![1002];
+    let t = vec![target("/t", vec![a.clone(), b.clone(), c.clone()])];
+    let p = run(&t, &settings(), &fs(900_000), None);
+    let mut r = removed(&p, &t);
+    // Dependents are removed before what they depend on.
+    assert_eq!(r.iter().map(|x| x.1).collect::<Vec<_>>(), vec![3, 2, 1]);
+    r.sort();
+    assert_eq!(r.len(), 3);
+
+    // A dependent used yesterday keeps its whole dependency chain.
+    c.last_used = ago(DAY);
+    a.last_used = ago(40 * DAY);
+    b.last_used = ago(40 * DAY);
+    let t = vec![target("/t", vec![a, b, c])];
+    let p = run(&t, &settings(), &fs(900_000), None);
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+}
+
+#[test]
+fn target_budget_removes_least_recently_used_until_it_holds() {
+    let units: Vec<Unit> = (1..=10)
+        .map(|i| unit(i, Duration::from_secs(i * 3 * 3600), 100))
+        .collect();
+    let t = vec![target("/t", units)];
+    let mut s = settings();
+    s.target_budget = Some(SizeSpec::Bytes(550));
+    let p = run(&t, &s, &fs(900_000), None);
+    let r = removed(&p, &t);
+    // 1000 bytes, budget 550: the five least recently used (10, 9, 8, 7, 6) go.
+    assert_eq!(
+        r.iter().map(|x| x.1).collect::<Vec<_>>(),
+        vec![10, 9, 8, 7, 6]
+    );
+    assert!(r.iter().all(|x| x.2 == Rule::TargetBudget));
+    assert!(p.shortfalls.is_empty());
+    assert_eq!(p.targets[0].budget, Some(550));
+}
+
+#[test]
+fn young_units_are_never_removed_and_the_shortfall_is_said() {
+    let t = vec![target(
+        "/t",
+        vec![
+            unit(1, Duration::from_secs(600), 100),
+            unit(2, 5 * DAY, 100),
+        ],
+    )];
+    let mut s = settings();
+    s.target_budget = Some(SizeSpec::Bytes(50));
+    let p = run(&t, &s, &fs(900_000), None);
+    assert_eq!(removed(&p, &t), vec![(0, 2, Rule::TargetBudget)]);
+    assert_eq!(p.shortfalls.len(), 1);
+    assert_eq!(p.shortfalls[0].missing_bytes, 50);
+    assert!(
+        p.shortfalls[0]
+            .why
+            .contains("1 unit (100 B) used within min-age"),
+        "{}",
+        p.shortfalls[0].why
+    );
+    // What the budget wanted and min-age kept is counted.
+    assert_eq!(
+        p.targets[0].kept.get(&Protection::MinAge),
+        Some(&Kept {
+            parts: 1,
+            bytes: 100
+        })
+    );
+}
+
+#[test]
+fn busy_profiles_are_left_alone() {
+    let mut t = target("/t", vec![unit(1, 90 * DAY, 100)]);
+    t.profiles[0].state = ProfileState::Busy;
+    let mut s = settings();
+    s.target_budget = Some(SizeSpec::Bytes(0));
+    let t = vec![t];
+    let p = run(&t, &s, &fs(900_000), None);
+    assert!(p.actions.is_empty());
+    assert!(
+        p.targets[0]
+            .notes
+            .iter()
+            .any(|n| n.contains("build is running"))
+    );
+    assert_eq!(p.targets[0].protected_bytes, 100);
+    // The stale rule wanted it: what the running build keeps is counted, for the report.
+    assert_eq!(
+        p.kept().get(&Protection::BuildRunning),
+        Some(&Kept {
+            parts: 1,
+            bytes: 100
+        })
+    );
+}
+
+#[test]
+fn total_budget_is_least_recently_used_across_target_dirs() {
+    let t = vec![
+        target("/a", vec![unit(1, 2 * DAY, 100), unit(2, 4 * DAY, 100)]),
+        target("/b", vec![unit(3, 3 * DAY, 100), unit(4, 5 * DAY, 100)]),
+    ];
+    let mut s = settings();
+    s.total_budget = Some(SizeSpec::Bytes(250));
+    let p = run(&t, &s, &fs(900_000), None);
+    assert_eq!(
+        removed(&p, &t),
+        vec![(1, 4, Rule::TotalBudget), (0, 2, Rule::TotalBudget)]
+    );
+}
+
+#[test]
+fn min_free_frees_what_the_watermark_needs() {
+    let t = vec![target(
+        "/a",
+        (1..=5)
+            .map(|i| unit(i, DAY * u32::try_from(i).unwrap(), 100))
+            .collect(),
+    )];
+    let mut s = settings();
+    s.min_free = Some(SizeSpec::Bytes(1000));
+    // 750 free, 1000 wanted: 250 more, so three units of 100.
+    let p = run(&t, &s, &fs(750), None);
+    assert_eq!(
+        removed(&p, &t).iter().map(|x| x.1).collect::<Vec<_>>(),
+        vec![5, 4, 3]
+    );
+    let mut s = settings();
+    s.min_free = Some(SizeSpec::Percent(10.0)); // of 1_000_000
+    let p = run(&t, &s, &fs(100_000), None);
+    assert!(p.actions.is_empty());
+    assert_eq!(p.min_free, vec![Some(100_000)]);
+}
+
+#[test]
+fn toolchain_rule_removes_units_of_uninstalled_compilers_only_when_verified() {
+    let vv = "rustc 9.9.9\nrelease: 9.9.9\n";
+    let [installed_hash, _] = crate::model::hashes_of(vv);
+    let mut old = unit(1, DAY * 2, 100);
+    old.rustc = vec![12345];
+    let mut current = unit(2, DAY, 100);
+    current.rustc = vec![installed_hash];
+    let t = vec![target("/t", vec![old.clone(), current.clone()])];
+    let mut tc = Toolchains::default();
+    tc.add_verbose_version(vv);
+    let p = run(&t, &settings(), &fs(900_000), Some(&tc));
+    assert_eq!(removed(&p, &t), vec![(0, 1, Rule::Toolchain)]);
+
+    // Hashes in the target dir match nothing we can compute: rule off, nothing removed.
+    let mut t2 = target("/t", vec![old.clone(), current.clone()]);
+    t2.rustc_vv = Some("rustc 0.0.1\nrelease: 0.0.1\n".into());
+    let t2 = vec![t2];
+    let p = run(&t2, &settings(), &fs(900_000), Some(&tc));
+    assert!(p.actions.is_empty());
+    assert!(
+        p.targets[0].notes[0].contains("unknown scheme"),
+        "{:?}",
+        p.targets[0].notes
+    );
+
+    // The newest build used a compiler we do not see: rule off.
+    let mut tc2 = Toolchains::default();
+    tc2.add_verbose_version("rustc 1.0.0\nrelease: 1.0.0\n");
+    let p = run(&t, &settings(), &fs(900_000), Some(&tc2));
+    assert!(p.actions.is_empty());
+    assert!(
+        p.targets[0].notes[0].contains("not found installed"),
+        "{:?}",
+        p.targets[0].notes
+    );
+}
+
+fn incr(name: &str, written: Duration, owners: Vec<usize>) -> IncrementalDir {
+    IncrementalDir {
+        profile: 0,
+        name: name.into(),
+        crate_name: name.split('-').next().unwrap().into(),
+        path: PathBuf::from(format!("debug/incremental/{name}")),
+        usage: Usage {
+            bytes: 40,
+            apparent_bytes: 40,
+            files: 3,
+        },
+        reclaimable: 40,
+        newest_session: Some(ago(written)),
+        newest_mtime: ago(written),
+        session_locks: vec!["s-x.lock".into()],
+        owners,
+    }
+}
+
+#[test]
+fn incremental_dirs_superseded_old_or_with_their_unit() {
+    let mut t = target("/t", vec![unit(1, DAY, 100), unit(2, 40 * DAY, 100)]);
+    t.incremental = vec![
+        incr("a-1", 2 * DAY, vec![0]),                // owned, fresh: stays
+        incr("a-0", 3 * DAY, vec![]),                 // superseded: goes
+        incr("b-1", 20 * DAY, vec![0]),               // owned but older than 14d: goes
+        incr("c-1", 10 * DAY, vec![1]),               // goes with stale unit 2
+        incr("d-0", Duration::from_secs(60), vec![]), // unowned but young: stays
+    ];
+    let t = vec![t];
+    let p = run(&t, &settings(), &fs(900_000), None);
+    let incs: Vec<(&str, Rule)> = p
+        .actions
+        .iter()
+        .filter_map(|a| match a.item.part {
+            Part::Incremental(i) => Some((t[0].incremental[i].name.as_str(), a.rule)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        incs,
+        vec![
+            ("a-0", Rule::Incremental),
+            ("b-1", Rule::Incremental),
+            ("c-1", Rule::Stale)
+        ]
+    );
+}
+
+#[test]
+fn noatime_turns_the_stale_rule_off_and_orders_budgets_by_build_time() {
+    let mut a = unit(1, 40 * DAY, 100);
+    a.last_built = ago(2 * DAY);
+    let mut b = unit(2, 50 * DAY, 100);
+    b.last_built = ago(DAY);
+    let t = vec![target("/t", vec![a, b])];
+    let p = run_with(&t, &settings(), &fs(900_000), None, Signal::BuildTimeOnly);
+    assert!(p.actions.is_empty());
+    assert!(p.targets[0].notes.iter().any(|n| n.contains("noatime")));
+    let mut s = settings();
+    s.target_budget = Some(SizeSpec::Bytes(150));
+    let p = run_with(&t, &s, &fs(900_000), None, Signal::BuildTimeOnly);
+    assert_eq!(removed(&p, &t), vec![(0, 1, Rule::TargetBudget)]);
+}
+
+#[test]
+fn a_shared_inode_counts_when_its_last_owner_goes() {
+    let mut t = target(
+        "/t",
+        vec![
+            unit(1, 40 * DAY, 100),
+            unit(2, 40 * DAY, 100),
+            unit(3, DAY, 100),
+        ],
+    );
+    t.shared = vec![
+        crate::model::SharedInode {
+            bytes: 50,
+            owners: vec![Part::Unit(0), Part::Unit(1)],
+        },
+        crate::model::SharedInode {
+            bytes: 70,
+            owners: vec![Part::Unit(0), Part::Unit(2)],
+        },
+    ];
+    let t = vec![t];
+    let p = run(&t, &settings(), &fs(900_000), None);
+    // Units 1 and 2 are stale; the inode they share comes back with the second one, the
+    // one shared with the kept unit 3 never does.
+    assert_eq!(
+        p.actions.iter().map(|a| a.bytes).collect::<Vec<_>>(),
+        vec![100, 150]
+    );
+}
+
+#[test]
+fn first_sight_holds_off_the_stale_rule_but_not_budgets() {
+    let a = unit(1, 60 * DAY, 100);
+    let mut uses = LastUse::default();
+    uses.observe(std::path::Path::new("/t"), &a.fingerprint_dir, ago(DAY));
+    let t = vec![target("/t", vec![a])];
+    let fss = fs(900_000);
+    let p = run_recorded(&t, &settings(), &fss, None, Signal::Relatime, Some(&uses));
+    assert!(p.actions.is_empty(), "seen a day ago: not stale yet");
+    let p = run(&t, &settings(), &fss, None);
+    assert_eq!(
+        removed(&p, &t),
+        vec![(0, 1, Rule::Stale)],
+        "never seen: stale"
+    );
+    let mut s = settings();
+    s.target_budget = Some(SizeSpec::Bytes(0));
+    let p = run_recorded(&t, &s, &fss, None, Signal::Relatime, Some(&uses));
+    assert_eq!(removed(&p, &t), vec![(0, 1, Rule::TargetBudget)]);
+}

@@ -1,0 +1,269 @@
+//! The Docker engine client: connect, negotiate the API version, read the build cache, prune
+//! one record.
+//!
+//! bollard carries the connection, the version negotiation and `POST /build/prune` (whose
+//! `filters` and `all` parameters mean the same from API 1.41 to 1.53; bollard sends only the
+//! parameters we set, so the `keep-storage`/`reserved-space` split of API 1.48 never matters).
+//! `GET /system/df` is requested here, over the same host and at the negotiated version,
+//! because no bollard release models the build cache of every API version (see [`super::df`]).
+//!
+//! Every request runs under the configured timeout (pruning one record under twelve times it):
+//! a hung engine costs that long, once, and is reported.
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bollard::Docker;
+
+pub mod df;
+
+use crate::config::Host;
+use crate::model::{EngineError, EngineInfo, Record};
+
+/// How much longer than a listing pruning one record may take (removing a big snapshot is slow).
+const PRUNE_FACTOR: u32 = 12;
+
+impl EngineError {
+    fn classify(
+        host: &Host,
+        err: &(dyn std::error::Error + 'static),
+        limit: Duration,
+    ) -> EngineError {
+        let host = host.to_string();
+        // Find an io::Error in the chain: it says what went wrong with the connection.
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        while let Some(e) = cur {
+            if let Some(io) = e.downcast_ref::<io::Error>() {
+                return match io.kind() {
+                    io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
+                        EngineError::Absent {
+                            host,
+                            cause: io.to_string(),
+                        }
+                    }
+                    io::ErrorKind::PermissionDenied => EngineError::PermissionDenied { host },
+                    _ => EngineError::Other {
+                        host,
+                        cause: io.to_string(),
+                    },
+                };
+            }
+            match e.downcast_ref::<bollard::errors::Error>() {
+                Some(bollard::errors::Error::DockerResponseServerError {
+                    status_code,
+                    message,
+                }) => {
+                    return EngineError::Api {
+                        host,
+                        status: *status_code,
+                        message: message.clone(),
+                    };
+                }
+                // bollard's own clock (set to the same limit) may ring first.
+                Some(bollard::errors::Error::RequestTimeoutError) => {
+                    return EngineError::Timeout {
+                        host,
+                        secs: limit.as_secs(),
+                    };
+                }
+                _ => {}
+            }
+            cur = e.source();
+        }
+        EngineError::Other {
+            host,
+            cause: err.to_string(),
+        }
+    }
+}
+
+/// A connected engine.
+pub struct Engine {
+    pub host: Host,
+    docker: Docker,
+    timeout: Duration,
+    /// The negotiated API version, `1.41`.
+    pub api_version: String,
+    pub server_version: String,
+    /// Docker's root dir (`/var/lib/docker`), where the build cache lives.
+    pub root_dir: Option<PathBuf>,
+}
+
+async fn within<T, E: std::error::Error + 'static>(
+    host: &Host,
+    limit: Duration,
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, EngineError> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(EngineError::classify(host, &e, limit)),
+        Err(_) => Err(EngineError::Timeout {
+            host: host.to_string(),
+            secs: limit.as_secs(),
+        }),
+    }
+}
+
+impl Engine {
+    /// What the engine said of itself, as plain data.
+    #[must_use]
+    pub fn info(&self) -> EngineInfo {
+        EngineInfo {
+            host: self.host.clone(),
+            api_version: self.api_version.clone(),
+            server_version: self.server_version.clone(),
+            root_dir: self.root_dir.clone(),
+        }
+    }
+
+    /// Connects and negotiates the API version.
+    pub async fn connect(host: Host, timeout: Duration) -> Result<Engine, EngineError> {
+        if let Host::Unix(path) = &host {
+            // A missing socket is the common "no Docker here"; say it plainly.
+            if std::fs::symlink_metadata(path).is_err() {
+                return Err(EngineError::Absent {
+                    host: host.to_string(),
+                    cause: "no such socket".into(),
+                });
+            }
+        }
+        // bollard's own clock is set to the longest any request may take (a prune); each
+        // request is held to its own limit by `within`.
+        let secs = (timeout * PRUNE_FACTOR).as_secs().max(1);
+        let docker = match &host {
+            Host::Unix(p) => Docker::connect_with_unix(
+                &p.display().to_string(),
+                secs,
+                bollard::API_DEFAULT_VERSION,
+            ),
+            Host::Tcp(a) => Docker::connect_with_http(
+                &format!("http://{a}"),
+                secs,
+                bollard::API_DEFAULT_VERSION,
+            ),
+        }
+        .map_err(|e| EngineError::classify(&host, &e, timeout))?;
+        let docker = within(&host, timeout, docker.negotiate_version()).await?;
+        let version = within(&host, timeout, docker.version()).await?;
+        let info = within(&host, timeout, docker.info()).await?;
+        let negotiated = docker.client_version();
+        Ok(Engine {
+            api_version: format!("{}.{}", negotiated.major_version, negotiated.minor_version),
+            server_version: version.version.unwrap_or_default(),
+            root_dir: info.docker_root_dir.map(PathBuf::from),
+            host,
+            docker,
+            timeout,
+        })
+    }
+
+    /// Every build cache record.
+    pub async fn records(&self) -> Result<Vec<Record>, EngineError> {
+        let path = format!(
+            "/v{}/system/df?type=build-cache&verbose=1",
+            self.api_version
+        );
+        let (status, body) = within(&self.host, self.timeout, raw_get(&self.host, &path)).await?;
+        if status != 200 {
+            return Err(EngineError::Api {
+                host: self.host.to_string(),
+                status,
+                message: String::from_utf8_lossy(&body).trim().to_string(),
+            });
+        }
+        df::parse(&body).map_err(|cause| EngineError::Other {
+            host: self.host.to_string(),
+            cause,
+        })
+    }
+
+    /// Prunes one record (by its full id). Returns the ids the engine deleted and the bytes
+    /// it reports freed.
+    pub async fn prune(&self, id: &str) -> Result<(Vec<String>, u64), EngineError> {
+        use bollard::query_parameters::PruneBuildOptionsBuilder;
+        let mut filters = std::collections::HashMap::new();
+        filters.insert("id", vec![id]);
+        let options = PruneBuildOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let limit = self.timeout * PRUNE_FACTOR;
+        let answer = within(&self.host, limit, self.docker.prune_build(Some(options))).await?;
+        Ok((
+            answer.caches_deleted.unwrap_or_default(),
+            u64::try_from(answer.space_reclaimed.unwrap_or(0)).unwrap_or(0),
+        ))
+    }
+}
+
+/// An error of our own request, keeping its cause chain for [`EngineError::classify`].
+#[derive(Debug)]
+struct RawError(Box<dyn std::error::Error + Send + Sync>);
+
+impl std::fmt::Display for RawError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for RawError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+fn raw(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> RawError {
+    RawError(e.into())
+}
+
+/// `GET path` on the engine, returning the status and the body.
+async fn raw_get(host: &Host, path: &str) -> Result<(u16, Vec<u8>), RawError> {
+    use http_body_util::{BodyExt, Empty};
+    use hyper::body::Bytes;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let response = match host {
+        Host::Unix(socket) => {
+            let client: Client<hyperlocal::UnixConnector, Empty<Bytes>> =
+                Client::builder(TokioExecutor::new()).build(hyperlocal::UnixConnector);
+            client
+                .get(hyperlocal::Uri::new(socket, path).into())
+                .await
+                .map_err(raw)?
+        }
+        Host::Tcp(addr) => {
+            let client: Client<_, Empty<Bytes>> =
+                Client::builder(TokioExecutor::new()).build_http();
+            let uri = format!("http://{addr}{path}")
+                .parse::<hyper::Uri>()
+                .map_err(raw)?;
+            client.get(uri).await.map_err(raw)?
+        }
+    };
+    let status = response.status().as_u16();
+    // An engine's answer is bounded: a broken or hostile one must not fill our memory.
+    let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                raw(TooLarge)
+            } else {
+                RawError(e)
+            }
+        })?
+        .to_bytes()
+        .to_vec();
+    Ok((status, body))
+}
+
+/// The largest answer read from the engine (a listing of 100k records is a few tens of MiB).
+const MAX_ANSWER: usize = 256 << 20;
+
+#[derive(Debug, thiserror::Error)]
+#[error("its answer is too large (over {} MiB): not read", MAX_ANSWER >> 20)]
+struct TooLarge;

@@ -1,0 +1,288 @@
+//! The CI runner disk guard, a driver of measure → decide → act: keep free space above a
+//! floor, losing the cheapest-to-rebuild cache first ([`crate::decide::guard`] has the phases).
+//!
+//! A pass takes one snapshot, plans every phase from it, and carries the phases out in order,
+//! measuring free space between them (a `statvfs`, not a new snapshot) and stopping as soon as
+//! the floor holds on every filesystem involved (those holding the roots and Docker's root
+//! dir). A running build is never touched: its profile is locked by cargo (skipped), and
+//! BuildKit records in use are never pruned. What keeps the floor from being reached is
+//! reported.
+//!
+//! Invariant: the guard never imports the daemon or the CLI.
+
+mod summary;
+
+pub use summary::{describe, describe_watch, step_summary};
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::act::{prune, sweep};
+use crate::config::{Config, SizeSpec};
+use crate::decide::guard::{self as plan, Phase, PhasePlan};
+use crate::measure;
+use crate::model::{BuildkitSide, Filesystem, Mode, Sides};
+use crate::os::disk;
+use crate::progress::Progress;
+use crate::report::BuildkitState;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FsFree {
+    #[serde(with = "crate::pathcodec")]
+    pub path: PathBuf,
+    pub total_bytes: u64,
+    pub free_bytes: u64,
+    pub floor_bytes: u64,
+}
+
+impl FsFree {
+    #[must_use]
+    pub fn holds(&self) -> bool {
+        self.free_bytes >= self.floor_bytes
+    }
+}
+
+/// What one phase did.
+#[derive(Clone, Debug, Serialize)]
+pub struct PhaseResult {
+    pub phase: Phase,
+    pub reclaimed_bytes: u64,
+    pub actions: usize,
+}
+
+/// The BuildKit side as the guard found it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Docker {
+    pub state: BuildkitState,
+    pub message: Option<String>,
+    /// Docker's root dir, when the engine answers and it is reachable from here.
+    #[serde(with = "crate::pathcodec::option")]
+    pub root_dir: Option<PathBuf>,
+}
+
+/// One guard pass.
+#[derive(Clone, Debug, Serialize)]
+pub struct Pass {
+    pub before: Vec<FsFree>,
+    pub after: Vec<FsFree>,
+    pub phases: Vec<PhaseResult>,
+    pub reclaimed_bytes: u64,
+    pub holds: bool,
+    /// Why the floor was not reached (protected data, what is in use).
+    pub blocking: Vec<String>,
+    /// Whether the BuildKit cache could be part of it.
+    pub buildkit: Docker,
+}
+
+/// The filesystems the floor applies to: those of the roots (and the target dirs below them),
+/// and of Docker's root dir when the BuildKit side is on and reachable.
+fn involved(roots: &[PathBuf], docker_root: Option<&PathBuf>) -> Vec<(PathBuf, Filesystem)> {
+    let mut out: Vec<(PathBuf, Filesystem)> = Vec::new();
+    for p in roots.iter().chain(docker_root) {
+        let Ok(fs) = disk::measure(p) else { continue };
+        if out.iter().all(|(_, s)| s.dev != fs.dev) {
+            out.push((p.clone(), fs));
+        }
+    }
+    out
+}
+
+fn free(fs: &[(PathBuf, Filesystem)], floor: SizeSpec) -> Vec<FsFree> {
+    fs.iter()
+        .map(|(p, f)| FsFree {
+            path: p.clone(),
+            total_bytes: f.total_bytes,
+            free_bytes: f.free_bytes,
+            floor_bytes: floor.resolve(f.total_bytes),
+        })
+        .collect()
+}
+
+fn docker_of(side: &BuildkitSide) -> Docker {
+    match side {
+        BuildkitSide::Ready(cache) => Docker {
+            state: BuildkitState::Ok,
+            message: None,
+            root_dir: cache.root_dir().filter(|p| p.exists()).cloned(),
+        },
+        BuildkitSide::Unavailable { error, quiet } => Docker {
+            state: if *quiet {
+                BuildkitState::Absent
+            } else {
+                BuildkitState::Unavailable
+            },
+            message: Some(error.to_string()),
+            root_dir: None,
+        },
+        BuildkitSide::Off => Docker::default(),
+    }
+}
+
+/// Runs one pass against `floor` over `roots`.
+pub async fn pass(config: &Config, roots: &[PathBuf], floor: SizeSpec) -> Pass {
+    let (snapshot, engine) = measure::measure(
+        config,
+        roots,
+        Sides::BOTH,
+        Arc::new(Progress::hidden()),
+        None,
+    )
+    .await;
+    let docker = docker_of(&snapshot.buildkit);
+    let fs = involved(roots, docker.root_dir.as_ref());
+    let before = free(&fs, floor);
+    let mut after = before.clone();
+    let mut phases = Vec::new();
+    let mut blocking = Vec::new();
+    if !before.iter().all(FsFree::holds) {
+        let measured: Vec<Filesystem> = fs.iter().map(|(_, f)| f.clone()).collect();
+        let tracked = HashSet::new();
+        let decided = plan::plan(&plan::Input {
+            snapshot: &snapshot,
+            config,
+            floor,
+            involved: &measured,
+            uses: None,
+            tracked: &tracked,
+            now: SystemTime::now(),
+        });
+        let snapshot = Arc::new(snapshot);
+        for phase in decided.phases {
+            if after.iter().all(FsFree::holds) {
+                break;
+            }
+            let (name, actions, reclaimed) = match phase {
+                PhasePlan::Cargo(name, plan) if !plan.actions.is_empty() => {
+                    let snap = Arc::clone(&snapshot);
+                    let n = plan.actions.len();
+                    let done = tokio::task::spawn_blocking(move || {
+                        sweep::sweep(
+                            &snap.targets,
+                            &plan,
+                            Mode::Execute,
+                            None,
+                            &mut sweep::NoObserver,
+                            None,
+                        )
+                    })
+                    .await;
+                    (name, n, done.map_or(0, |r| r.reclaimed_bytes))
+                }
+                PhasePlan::Buildkit(name, plan) if !plan.actions.is_empty() => {
+                    let BuildkitSide::Ready(cache) = &snapshot.buildkit else {
+                        continue;
+                    };
+                    let r = prune::sweep(engine.as_ref(), cache, &plan, Mode::Execute, None).await;
+                    (name, plan.actions.len(), r.reclaimed_bytes)
+                }
+                _ => continue,
+            };
+            tracing::info!(phase = name.name(), actions, reclaimed, "guard phase done");
+            phases.push(PhaseResult {
+                phase: name,
+                reclaimed_bytes: reclaimed,
+                actions,
+            });
+            after = free(&involved(roots, docker.root_dir.as_ref()), floor);
+        }
+        blocking = decided.blocking;
+    }
+    let holds = after.iter().all(FsFree::holds);
+    if !holds && blocking.is_empty() {
+        blocking.push("nothing cachekeeper manages is left to remove there: the rest of the disk is other data".into());
+    }
+    Pass {
+        buildkit: docker,
+        reclaimed_bytes: phases.iter().map(|p| p.reclaimed_bytes).sum(),
+        before,
+        after,
+        phases,
+        holds,
+        blocking: if holds { Vec::new() } else { blocking },
+    }
+}
+
+/// What happened while a command ran under the guard.
+#[derive(Clone, Debug, Serialize)]
+pub struct Watch {
+    pub command: Vec<String>,
+    pub exit_code: i32,
+    /// Passes: one before the command, then one each time free space fell under the floor.
+    pub passes: Vec<Pass>,
+    pub reclaimed_bytes: u64,
+    /// The least free space seen on any involved filesystem while the command ran.
+    pub min_free_bytes: Option<u64>,
+    /// Whether the floor held at every check while the command ran.
+    pub held: bool,
+}
+
+/// Runs `command`, checking free space every `interval` and freeing space under it when it
+/// drops below the floor. SIGINT and SIGTERM are passed on to the command (a terminal's Ctrl-C
+/// reaches the whole process group anyway; a CI runner's SIGTERM reaches only us).
+pub async fn watch(
+    config: &Config,
+    roots: &[PathBuf],
+    floor: SizeSpec,
+    interval: std::time::Duration,
+    command: &[std::ffi::OsString],
+) -> std::io::Result<Watch> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let first = pass(config, roots, floor).await;
+    let docker = first.buildkit.root_dir.clone();
+    let mut passes = vec![first];
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut child = tokio::process::Command::new(&command[0])
+        .args(&command[1..])
+        .spawn()?;
+    let pid = child
+        .id()
+        .and_then(|id| rustix::process::Pid::from_raw(i32::try_from(id).ok()?));
+    let forward = |sig| {
+        if let Some(pid) = pid {
+            let _ = rustix::process::kill_process(pid, sig);
+        }
+    };
+    let mut min_free: Option<u64> = None;
+    let mut held = true;
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is now: the pass above just ran
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status?,
+            _ = term.recv() => forward(rustix::process::Signal::TERM),
+            _ = int.recv() => forward(rustix::process::Signal::INT),
+            _ = tick.tick() => {
+                let fs = free(&involved(roots, docker.as_ref()), floor);
+                for f in &fs {
+                    min_free = Some(min_free.map_or(f.free_bytes, |m| m.min(f.free_bytes)));
+                }
+                if !fs.iter().all(FsFree::holds) {
+                    held = false;
+                    tracing::warn!("free space under the floor while the command runs: freeing space");
+                    passes.push(pass(config, roots, floor).await);
+                }
+            }
+        }
+    };
+    use std::os::unix::process::ExitStatusExt;
+    let exit_code = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(1));
+    Ok(Watch {
+        command: command
+            .iter()
+            .map(|c| c.to_string_lossy().into_owned())
+            .collect(),
+        exit_code,
+        reclaimed_bytes: passes.iter().map(|p| p.reclaimed_bytes).sum(),
+        passes,
+        min_free_bytes: min_free,
+        held,
+    })
+}

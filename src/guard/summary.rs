@@ -1,0 +1,131 @@
+//! The guard's reports: a pass and a watched command for people, and the CI step summary.
+
+use super::{Pass, Watch};
+use crate::report::BuildkitState;
+use crate::units::human_bytes;
+
+/// A pass for people.
+#[must_use]
+pub fn describe(p: &Pass) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for (b, a) in p.before.iter().zip(&p.after) {
+        let _ = writeln!(
+            out,
+            "{}: {} free before, {} after (floor {}){}",
+            b.path.display(),
+            human_bytes(b.free_bytes),
+            human_bytes(a.free_bytes),
+            human_bytes(a.floor_bytes),
+            if a.holds() { "" } else { ": BELOW THE FLOOR" }
+        );
+    }
+    for ph in &p.phases {
+        let _ = writeln!(
+            out,
+            "  {:<13} reclaimed {} ({} actions)",
+            ph.phase.name(),
+            human_bytes(ph.reclaimed_bytes),
+            ph.actions
+        );
+    }
+    for b in &p.blocking {
+        let _ = writeln!(out, "  blocked: {b}");
+    }
+    match (p.buildkit.state, &p.buildkit.message) {
+        (BuildkitState::Unavailable, Some(m)) => {
+            let _ = writeln!(
+                out,
+                "  BuildKit: UNAVAILABLE, its cache was not considered: {m}"
+            );
+        }
+        (BuildkitState::Absent, _) => {
+            let _ = writeln!(out, "  BuildKit: no Docker engine on this machine");
+        }
+        _ => {}
+    }
+    out
+}
+
+#[must_use]
+pub fn describe_watch(w: &Watch) -> String {
+    let mut out = format!(
+        "cachekeeper guard: {:?} exited with {}; {} pass(es) reclaimed {}; floor {} while it ran{}\n",
+        w.command.join(" "),
+        w.exit_code,
+        w.passes.len(),
+        human_bytes(w.reclaimed_bytes),
+        if w.held { "held" } else { "was crossed" },
+        w.min_free_bytes
+            .map(|m| format!(" (least free: {})", human_bytes(m)))
+            .unwrap_or_default()
+    );
+    for p in &w.passes {
+        if p.reclaimed_bytes > 0 || !p.holds {
+            out.push_str(&describe(p));
+        }
+    }
+    out
+}
+
+/// Appends a Markdown summary to `$GITHUB_STEP_SUMMARY`, when set.
+pub fn step_summary(passes: &[Pass], exit_code: Option<i32>) {
+    use std::io::Write;
+    let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) else {
+        return;
+    };
+    let (Some(first), Some(last)) = (passes.first(), passes.last()) else {
+        return;
+    };
+    let mut md = String::from(
+        "### cachekeeper guard\n\n| filesystem | free before | free after | floor |\n|---|---|---|---|\n",
+    );
+    for (b, a) in first.before.iter().zip(&last.after) {
+        md.push_str(&format!(
+            "| `{}` | {} | {} | {}{} |\n",
+            b.path.display(),
+            human_bytes(b.free_bytes),
+            human_bytes(a.free_bytes),
+            human_bytes(a.floor_bytes),
+            if a.holds() { "" } else { " **not reached**" }
+        ));
+    }
+    let mut by_phase: Vec<(&str, u64)> = Vec::new();
+    for p in passes.iter().flat_map(|p| &p.phases) {
+        match by_phase.iter_mut().find(|(n, _)| *n == p.phase.name()) {
+            Some(e) => e.1 += p.reclaimed_bytes,
+            None => by_phase.push((p.phase.name(), p.reclaimed_bytes)),
+        }
+    }
+    let total: u64 = passes.iter().map(|p| p.reclaimed_bytes).sum();
+    let parts: Vec<String> = by_phase
+        .iter()
+        .filter(|(_, b)| *b > 0)
+        .map(|(n, b)| format!("{n} {}", human_bytes(*b)))
+        .collect();
+    md.push_str(&format!(
+        "\nReclaimed {}{} in {} pass(es).",
+        human_bytes(total),
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", parts.join(", "))
+        },
+        passes.len()
+    ));
+    if let Some(code) = exit_code {
+        md.push_str(&format!(" The command exited with {code}."));
+    }
+    md.push('\n');
+    for b in passes.iter().flat_map(|p| &p.blocking) {
+        md.push_str(&format!("\n- blocked: {b}"));
+    }
+    md.push('\n');
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+    {
+        let _ = f.write_all(md.as_bytes());
+    }
+}

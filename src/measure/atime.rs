@@ -1,0 +1,87 @@
+//! How trustworthy a target dir's last-use times are.
+//!
+//! A unit's last use is the newest access of its fingerprint files. Whether the kernel
+//! records accesses depends on the mount: `strictatime` always, `relatime` (Linux's default)
+//! at least once a day (an access updates atime when it is older than mtime or than 24 h),
+//! `noatime` never. On `noatime` the last use is unknown, and unknown must never read as old:
+//! the stale rule stays off there, and budgets order units by their last build instead.
+
+use std::path::Path;
+
+use crate::model::Signal;
+
+/// The signal for a path, from the options of the mount that holds it.
+#[must_use]
+pub fn for_path(path: &Path) -> Signal {
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .ok()
+        .and_then(|info| mount_options(&info, &real))
+        .map_or(Signal::Relatime, |opts| from_options(&opts))
+}
+
+fn from_options(opts: &str) -> Signal {
+    let has = |o: &str| opts.split(',').any(|x| x == o);
+    if has("noatime") {
+        Signal::BuildTimeOnly
+    } else if has("relatime") {
+        Signal::Relatime
+    } else {
+        Signal::Atime
+    }
+}
+
+/// Mount options (field 6 of `/proc/self/mountinfo`) of the longest mount point above `path`.
+fn mount_options(mountinfo: &str, path: &Path) -> Option<String> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let mut f = line.split(' ');
+            let point = unescape(f.nth(4)?);
+            let opts = f.next()?;
+            path.starts_with(&point)
+                .then(|| (point.len(), opts.to_string()))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, opts)| opts)
+}
+
+/// Mount points escape space, tab, newline and backslash as `\ooo`.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INFO: &str = "\
+22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+40 22 0:35 / /data rw,noatime shared:2 - ext4 /dev/vdb rw
+41 40 0:36 / /data/fast\\040disk rw,nosuid shared:3 - tmpfs tmpfs rw
+";
+
+    #[test]
+    fn the_innermost_mount_decides() {
+        let sig = |p: &str| mount_options(INFO, Path::new(p)).map(|o| from_options(&o));
+        assert_eq!(sig("/home/dev/proj/target"), Some(Signal::Relatime));
+        assert_eq!(sig("/data/proj/target"), Some(Signal::BuildTimeOnly));
+        assert_eq!(sig("/data/fast disk/target"), Some(Signal::Atime));
+        assert_eq!(sig("/database"), Some(Signal::Relatime));
+    }
+}

@@ -1,0 +1,108 @@
+//! Parsed fingerprint files, kept by the file's identity so a long-running process (the
+//! daemon, rescanning every few minutes) reads each version of a file once.
+//!
+//! It is only about speed: the files read here are never the ones whose opens count as a
+//! build's use (see [`super::is_fingerprint_use_signal`]).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use crate::os::safefs::Meta;
+
+/// What a fingerprint file said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Parsed {
+    /// A `*.json`: the rustc hash and the fingerprint values of the dependencies.
+    Json {
+        rustc: u64,
+        deps: Vec<u64>,
+    },
+    /// A hash file: the unit's fingerprint value.
+    Hash(u64),
+    Unreadable,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Key {
+    dev: u64,
+    ino: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    size: u64,
+    mtime: SystemTime,
+    ctime: SystemTime,
+}
+
+struct Entry {
+    stamp: Stamp,
+    parsed: Parsed,
+    generation: u64,
+}
+
+#[derive(Default)]
+pub struct FingerprintCache {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: HashMap<Key, Entry>,
+    generation: u64,
+}
+
+impl FingerprintCache {
+    /// Starts a survey: entries not used by its end are dropped by [`FingerprintCache::end`].
+    pub fn begin(&self) {
+        self.lock().generation += 1;
+    }
+
+    /// Drops entries of files the last survey did not meet.
+    pub fn end(&self) {
+        let mut inner = self.lock();
+        let g = inner.generation;
+        inner.entries.retain(|_, e| e.generation == g);
+    }
+
+    /// The parsed content of the file `meta` describes, reading it with `read` only if this
+    /// version was not seen before.
+    pub fn get_or_read(&self, meta: &Meta, read: impl FnOnce() -> Parsed) -> Parsed {
+        let key = Key {
+            dev: meta.dev,
+            ino: meta.ino,
+        };
+        let stamp = Stamp {
+            size: meta.apparent,
+            mtime: meta.mtime,
+            ctime: meta.ctime,
+        };
+        {
+            let mut inner = self.lock();
+            let g = inner.generation;
+            if let Some(e) = inner.entries.get_mut(&key).filter(|e| e.stamp == stamp) {
+                e.generation = g;
+                return e.parsed.clone();
+            }
+        }
+        let parsed = read();
+        let mut inner = self.lock();
+        let generation = inner.generation;
+        inner.entries.insert(
+            key,
+            Entry {
+                stamp,
+                parsed: parsed.clone(),
+                generation,
+            },
+        );
+        parsed
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}

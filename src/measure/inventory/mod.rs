@@ -1,0 +1,509 @@
+//! What a target dir holds: its profiles, units, incremental dirs and orphaned outputs,
+//! measured in one parallel walk.
+//!
+//! A *unit* is what cargo compiles once and reuses: one crate target in one profile with one
+//! set of features and flags, named by a 16-hex hash `H`. Its files are spread over the
+//! profile (fingerprint dir, `deps/` outputs, `build/` dirs, uplifted hardlinks in the profile
+//! dir) or, in cargo's new layout, gathered in `build/<pkg>/<H>/`. The inventory gathers them
+//! so a unit is always removed whole.
+//!
+//! Besides sizes it records what the policy needs: when each unit was last used (the newest
+//! access or write of its fingerprint files; cargo reads every unit's fingerprint on every
+//! build that involves it), which rustc built it, which units it depends on, and which
+//! incremental dirs belong to it.
+//!
+//! Invariants:
+//! - Scanning changes nothing: files are read with `O_NOATIME` and never written.
+//! - Only a dir carrying cargo's `CACHEDIR.TAG` is scanned.
+//! - Sizes are allocated bytes (`du`), with every inode counted once.
+
+mod cache;
+mod visitor;
+
+pub use cache::FingerprintCache;
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::os::locks;
+use crate::os::safefs::{self, Meta};
+use visitor::{Acc, Ctx, InventoryVisitor, Owner};
+
+use crate::model::names;
+use crate::model::{
+    ByKind, IncrementalDir, Layout, Orphan, Part, Profile, ProfileState, SharedInode, TargetDir,
+    Unit, UnitKey, Usage,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path} is not a cargo target dir (no CACHEDIR.TAG written by cargo)")]
+    NotTagged { path: PathBuf },
+}
+
+/// Tolerance when matching an incremental session's start to a unit's compile: file times
+/// come from the kernel's coarse clock, session names from the precise one.
+const SESSION_SLACK: Duration = Duration::from_secs(2);
+
+/// Measures and understands one target dir.
+pub fn scan(path: &Path, threads: usize) -> Result<TargetDir, ScanError> {
+    scan_cached(path, threads, None)
+}
+
+/// [`scan`], reading only the fingerprint files `cache` has not seen in this version.
+pub fn scan_cached(
+    path: &Path,
+    threads: usize,
+    cache: Option<&FingerprintCache>,
+) -> Result<TargetDir, ScanError> {
+    let open_err = |source| ScanError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let root = safefs::open_dir(path).map_err(open_err)?;
+    if !safefs::is_cargo_tagged(root.as_fd()) {
+        return Err(ScanError::NotTagged {
+            path: path.to_path_buf(),
+        });
+    }
+    let root_meta = safefs::stat_fd(root.as_fd()).map_err(open_err)?;
+    let profile_rels = find_profiles(root.as_fd());
+    let rustc_vv = read_rustc_vv(root.as_fd());
+
+    let mut containers: Vec<PathBuf> = Vec::new();
+    for rel in &profile_rels {
+        let mut a = rel.parent();
+        while let Some(p) = a.filter(|p| !p.as_os_str().is_empty()) {
+            containers.push(p.to_path_buf());
+            a = p.parent();
+        }
+    }
+    let visitor = InventoryVisitor {
+        cache,
+        profiles: profile_rels
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.clone(), u16::try_from(i).unwrap_or(u16::MAX)))
+            .collect(),
+        containers,
+        crates: std::sync::Mutex::new(Vec::new()),
+    };
+    let walk_root = rustix::io::fcntl_dupfd_cloexec(&root, 0).map_err(|e| open_err(e.into()))?;
+    let accs = crate::os::walk::walk(&visitor, walk_root, Ctx::Root, threads);
+
+    let crates = visitor
+        .crates
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut target = assemble(path, &root_meta, &profile_rels, &crates, accs, rustc_vv);
+    for profile in &mut target.profiles {
+        profile.state = probe_lock(root.as_fd(), &profile.rel);
+    }
+    Ok(target)
+}
+
+fn probe_lock(root: std::os::fd::BorrowedFd<'_>, rel: &Path) -> ProfileState {
+    match safefs::open_rel_dir(root, rel).and_then(|fd| locks::try_lock(fd.as_fd())) {
+        Ok(locks::Outcome::Locked(_)) => ProfileState::Idle,
+        Ok(locks::Outcome::Busy) => ProfileState::Busy,
+        Ok(locks::Outcome::NoLockFile) | Err(_) => ProfileState::Unlockable,
+    }
+}
+
+/// Profile dirs are recognised by what cargo creates in each: a lock file or `.fingerprint`.
+/// They sit at the top (`debug`, `release`, custom profiles) or one level down
+/// (`<triple>/<profile>`, a nested target such as rust-analyzer's).
+fn find_profiles(root: std::os::fd::BorrowedFd<'_>) -> Vec<PathBuf> {
+    fn is_profile(dir: std::os::fd::BorrowedFd<'_>) -> bool {
+        [
+            ".cargo-lock",
+            ".cargo-build-lock",
+            ".cargo-artifact-lock",
+            ".fingerprint",
+        ]
+        .iter()
+        .any(|m| safefs::stat_at(dir, OsStr::new(m)).is_ok())
+    }
+    fn subdirs(dir: std::os::fd::BorrowedFd<'_>) -> Vec<(PathBuf, std::os::fd::OwnedFd)> {
+        let Ok(list) = rustix::fs::Dir::read_from(dir) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for entry in list.flatten() {
+            let name = entry.file_name();
+            if name == c"." || name == c".." {
+                continue;
+            }
+            if let Ok(fd) = safefs::open_dir_at(dir, name) {
+                use std::os::unix::ffi::OsStrExt;
+                out.push((PathBuf::from(OsStr::from_bytes(name.to_bytes())), fd));
+            }
+        }
+        out
+    }
+    let mut found = Vec::new();
+    for (name, fd) in subdirs(root) {
+        if is_profile(fd.as_fd()) {
+            found.push(name);
+            continue;
+        }
+        for (sub, sfd) in subdirs(fd.as_fd()) {
+            if is_profile(sfd.as_fd()) {
+                found.push(name.join(sub));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The `rustc -vV` output cargo cached in `.rustc_info.json`, to verify our rustc hashing.
+fn read_rustc_vv(root: std::os::fd::BorrowedFd<'_>) -> Option<String> {
+    let bytes = safefs::read_small_at(root, OsStr::new(".rustc_info.json"), 1 << 20).ok()?;
+    let info: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    info.get("outputs")?
+        .as_object()?
+        .values()
+        .filter_map(|o| o.get("stdout")?.as_str())
+        .find(|s| s.starts_with("rustc ") && s.contains("\nrelease: "))
+        .map(str::to_string)
+}
+
+fn assemble(
+    path: &Path,
+    root_meta: &Meta,
+    profile_rels: &[PathBuf],
+    crates: &[(u16, std::sync::Arc<str>)],
+    accs: Vec<Acc>,
+    rustc_vv: Option<String>,
+) -> TargetDir {
+    let mut all = Acc::default();
+    for a in accs {
+        for (k, u) in a.units {
+            all.units.entry(k).or_default().merge(u);
+        }
+        for (k, i) in a.incr {
+            all.incr.entry(k).or_default().merge(i);
+        }
+        for (p, u) in a.profiles {
+            all.profiles.entry(p).or_default().merge(&u);
+        }
+        all.target.merge(&a.target);
+        all.links.extend(a.links);
+        all.errors.merge(a.errors);
+    }
+    all.target
+        .merge(&Usage::file(root_meta.bytes, root_meta.apparent));
+    let shared_links = resolve_links(&mut all);
+
+    let epoch = SystemTime::UNIX_EPOCH;
+    let mut units = Vec::new();
+    let mut orphans = Vec::new();
+    let mut keys: Vec<UnitKey> = all.units.keys().copied().collect();
+    keys.sort();
+    for key in keys {
+        let mut u = all.units.remove(&key).expect("key taken from the map");
+        // Fingerprint dir first: cargo must never see a fingerprint whose outputs are gone.
+        u.paths.sort();
+        u.paths.dedup();
+        let Some(fp_dir) = u.fingerprint_dir.clone().filter(|_| !u.targets.is_empty()) else {
+            orphans.push(Orphan {
+                key,
+                paths: u.paths,
+                usage: u.usage,
+                reclaimable: u.reclaimable,
+                newest_mtime: u.newest_mtime.unwrap_or(epoch),
+            });
+            continue;
+        };
+        if let Some(i) = u.paths.iter().position(|p| fp_dir.starts_with(p)) {
+            let first = u.paths.remove(i);
+            u.paths.insert(0, first);
+        }
+        if u.build_script && key.layout == Layout::New {
+            // New layout: a build script's `out/` is its OUT_DIR or binary, not a crate output.
+            let deps = std::mem::take(&mut u.usage.deps);
+            u.usage.build.merge(&deps);
+        }
+        let last_built = u.last_built.unwrap_or(epoch);
+        units.push(Unit {
+            key,
+            package: u.package.unwrap_or_default(),
+            targets: u.targets,
+            fingerprints: u.fingerprints,
+            rustc: u.rustc,
+            deps: u.deps,
+            dependents: Vec::new(),
+            build_script: u.build_script,
+            paths: u.paths,
+            fingerprint_dir: fp_dir,
+            run_dir: u.run_dir,
+            usage: u.usage,
+            reclaimable: u.reclaimable,
+            last_used: u.last_used.unwrap_or(last_built),
+            last_built,
+            invoked: u.invoked,
+            finished: u.finished,
+            unreadable: u.unreadable,
+        });
+    }
+    link_dependents(&mut units);
+
+    let mut incremental: Vec<IncrementalDir> = all
+        .incr
+        .into_iter()
+        .filter_map(|(id, i)| {
+            let (p, name) = crates.get(usize::try_from(id).ok()?)?;
+            Some(IncrementalDir {
+                profile: *p,
+                crate_name: names::incremental_crate(name)?.to_string(),
+                name: name.to_string(),
+                path: i.path?,
+                usage: i.usage,
+                reclaimable: i.reclaimable,
+                newest_session: i.newest_session,
+                newest_mtime: i.newest_mtime.unwrap_or(epoch),
+                session_locks: i.session_locks,
+                owners: Vec::new(),
+            })
+        })
+        .collect();
+    incremental.sort_by(|a, b| a.path.cmp(&b.path));
+    match_incremental_owners(&units, &mut incremental);
+    let shared = map_shared(
+        shared_links,
+        &units,
+        &orphans,
+        &incremental,
+        crates,
+        profile_rels,
+    );
+
+    let mut profiles: Vec<Profile> = profile_rels
+        .iter()
+        .map(|rel| Profile {
+            rel: rel.clone(),
+            layouts: Vec::new(),
+            usage: ByKind::default(),
+            state: ProfileState::Idle,
+        })
+        .collect();
+    for (p, u) in &all.profiles {
+        if let Some(profile) = profiles.get_mut(usize::from(*p)) {
+            profile.usage.merge(u);
+        }
+    }
+    for u in &units {
+        let profile = &mut profiles[usize::from(u.key.profile)];
+        profile.usage.merge(&u.usage);
+        if !profile.layouts.contains(&u.key.layout) {
+            profile.layouts.push(u.key.layout);
+        }
+    }
+    for o in &orphans {
+        profiles[usize::from(o.key.profile)].usage.merge(&o.usage);
+    }
+    for i in &incremental {
+        profiles[usize::from(i.profile)]
+            .usage
+            .incremental
+            .merge(&i.usage);
+    }
+    let mut usage = ByKind::default();
+    usage.other.merge(&all.target);
+    for p in &mut profiles {
+        p.layouts.sort();
+        usage.merge(&p.usage);
+    }
+    TargetDir {
+        path: path.to_path_buf(),
+        dev: root_meta.dev,
+        ino: root_meta.ino,
+        profiles,
+        units,
+        incremental,
+        orphans,
+        shared,
+        usage,
+        errors: all.errors,
+        rustc_vv,
+    }
+}
+
+/// Names the owners of shared inodes by their index in the assembled lists.
+fn map_shared(
+    links: Vec<(u64, Vec<Owner>)>,
+    units: &[Unit],
+    orphans: &[Orphan],
+    incremental: &[IncrementalDir],
+    crates: &[(u16, std::sync::Arc<str>)],
+    profile_rels: &[PathBuf],
+) -> Vec<SharedInode> {
+    let unit_idx: HashMap<UnitKey, Part> = units
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (u.key, Part::Unit(i)))
+        .chain(
+            orphans
+                .iter()
+                .enumerate()
+                .map(|(i, o)| (o.key, Part::Orphan(i))),
+        )
+        .collect();
+    let incr_idx: HashMap<PathBuf, usize> = incremental
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.path.clone(), i))
+        .collect();
+    links
+        .into_iter()
+        .filter_map(|(bytes, owners)| {
+            let owners = owners
+                .iter()
+                .map(|o| match o {
+                    Owner::Unit(key, _) => unit_idx.get(key).copied(),
+                    Owner::Incr(id) => {
+                        let (p, name) = crates.get(usize::try_from(*id).ok()?)?;
+                        let path = profile_rels
+                            .get(usize::from(*p))?
+                            .join("incremental")
+                            .join(&**name);
+                        incr_idx.get(&path).map(|i| Part::Incremental(*i))
+                    }
+                    _ => None,
+                })
+                .collect::<Option<Vec<Part>>>()?;
+            Some(SharedInode { bytes, owners })
+        })
+        .collect()
+}
+
+/// Counts each multiply-linked inode once and ties uplifted links to their unit.
+///
+/// The inode's bytes go to one owner: a unit if any link is in one, else an incremental dir,
+/// else the profile or target dir. Links in a profile dir itself (cargo's uplifted binaries
+/// and libraries) are added to that unit's paths so they go with it. Removing the owner
+/// gives the bytes back only if every link goes with it; when the links are spread over
+/// several units or incremental dirs the inode is returned as shared, freed when all go;
+/// a link anywhere else (outside the target dir, or loose in it) keeps it forever.
+fn resolve_links(all: &mut Acc) -> Vec<(u64, Vec<Owner>)> {
+    let mut by_inode: HashMap<(u64, u64), Vec<visitor::Link>> = HashMap::new();
+    for l in std::mem::take(&mut all.links) {
+        by_inode.entry((l.dev, l.ino)).or_default().push(l);
+    }
+    let rank = |o: &Owner| match o {
+        Owner::Unit(..) => 0,
+        Owner::Incr(..) => 1,
+        Owner::Profile(..) => 2,
+        Owner::Target => 3,
+    };
+    let mut shared = Vec::new();
+    for (_, mut links) in by_inode {
+        links.sort_by(|a, b| rank(&a.owner).cmp(&rank(&b.owner)).then(a.rel.cmp(&b.rel)));
+        let usage = links[0].usage;
+        let mut owners: Vec<Owner> = Vec::new();
+        let mut loose = Vec::new();
+        for l in &links {
+            match &l.owner {
+                Owner::Unit(..) | Owner::Incr(..) => {
+                    if !owners.iter().any(|o| same_owner(o, &l.owner)) {
+                        owners.push(l.owner.clone());
+                    }
+                }
+                Owner::Profile(..) | Owner::Target => loose.push(l.rel.clone()),
+            }
+        }
+        let Some(primary) = owners.first().cloned() else {
+            all.account(&links[0].owner, &usage, false);
+            continue;
+        };
+        let mut reclaimable = links.len() as u64 == links[0].nlink;
+        if let Owner::Unit(key, _) = &primary {
+            all.units.entry(*key).or_default().paths.extend(loose);
+        } else if !loose.is_empty() {
+            reclaimable = false;
+        }
+        all.account(&primary, &usage, reclaimable && owners.len() == 1);
+        if reclaimable && owners.len() > 1 {
+            shared.push((usage.bytes, owners));
+        }
+    }
+    shared
+}
+
+fn same_owner(a: &Owner, b: &Owner) -> bool {
+    match (a, b) {
+        (Owner::Unit(x, _), Owner::Unit(y, _)) => x == y,
+        (Owner::Incr(a), Owner::Incr(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Fills in `dependents` from the fingerprint values each unit's JSON names.
+fn link_dependents(units: &mut [Unit]) {
+    let mut by_fingerprint: HashMap<u64, usize> = HashMap::new();
+    for (i, u) in units.iter().enumerate() {
+        for f in &u.fingerprints {
+            by_fingerprint.insert(*f, i);
+        }
+    }
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); units.len()];
+    for (i, u) in units.iter().enumerate() {
+        for d in &u.deps {
+            if let Some(&j) = by_fingerprint.get(d)
+                && j != i
+                && !dependents[j].contains(&i)
+            {
+                dependents[j].push(i);
+            }
+        }
+    }
+    for (u, d) in units.iter_mut().zip(dependents) {
+        u.dependents = d;
+    }
+}
+
+/// An incremental crate dir belongs to the unit whose compile created its newest session:
+/// same profile, same crate name, and the session started between the unit's
+/// `invoked.timestamp` and the write of its fingerprint. A dir no unit claims was left by a
+/// superseded crate id (rustc never removes those). Ambiguous matches keep every candidate as
+/// owner, so the dir goes only when all of them go.
+fn match_incremental_owners(units: &[Unit], dirs: &mut [IncrementalDir]) {
+    let mut by_crate: HashMap<(u16, String), Vec<usize>> = HashMap::new();
+    for (i, u) in units.iter().enumerate() {
+        for c in u.crate_names() {
+            by_crate.entry((u.key.profile, c)).or_default().push(i);
+        }
+    }
+    for d in dirs {
+        let Some(session) = d.newest_session else {
+            continue;
+        };
+        let Some(candidates) = by_crate.get(&(d.profile, d.crate_name.clone())) else {
+            continue;
+        };
+        d.owners = candidates
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let u = &units[i];
+                match (u.invoked, u.finished) {
+                    (Some(start), Some(end)) => {
+                        session + SESSION_SLACK >= start && session <= end + SESSION_SLACK
+                    }
+                    _ => false,
+                }
+            })
+            .collect();
+    }
+}

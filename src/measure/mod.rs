@@ -1,0 +1,175 @@
+//! Measuring the world into a [`Snapshot`]: find the target dirs, scan each, measure the
+//! filesystems holding them, ask which toolchains are installed, and list the BuildKit cache
+//! of the Docker engine.
+//!
+//! Invariants: measuring changes nothing (files are read with `O_NOATIME` and never written;
+//! see `inventory`); it never reaches `decide` or `act`.
+
+pub mod atime;
+pub mod buildkit;
+pub mod discover;
+pub mod inventory;
+pub mod toolchain;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::docker::Engine;
+use crate::model::{BuildkitSide, Filesystem, Sides, Snapshot, Toolchains};
+use crate::os::disk;
+use crate::progress::Progress;
+use inventory::FingerprintCache;
+
+/// Measures what `sides` asks for: the cargo side on a blocking thread (it walks the disk on
+/// threads of its own) while the engine is asked. The engine's connection comes back beside
+/// the snapshot, for whoever acts on it; the snapshot itself is plain data.
+pub async fn measure(
+    config: &Config,
+    roots: &[PathBuf],
+    sides: Sides,
+    progress: Arc<Progress>,
+    cache: Option<Arc<FingerprintCache>>,
+) -> (Snapshot, Option<Engine>) {
+    let cargo = async {
+        if !sides.cargo {
+            return Snapshot::empty();
+        }
+        let (config, roots) = (config.clone(), roots.to_vec());
+        let task = tokio::task::spawn_blocking(move || {
+            take_cargo(&config, &roots, &progress, cache.as_deref())
+        });
+        task.await.unwrap_or_else(|e| {
+            let mut s = Snapshot::empty();
+            s.search_errors
+                .push(format!("measuring the target dirs failed: {e}"));
+            s
+        })
+    };
+    let docker = async {
+        if sides.buildkit && config.buildkit.enabled {
+            buildkit::measure_configured(
+                config.buildkit.docker_host.as_ref(),
+                config.buildkit.timeout,
+            )
+            .await
+        } else {
+            (BuildkitSide::Off, None)
+        }
+    };
+    let (mut survey, (side, engine)) = tokio::join!(cargo, docker);
+    survey.buildkit = side;
+    (survey, engine)
+}
+
+/// Finds and measures every target dir under `roots` (blocking), reading only the
+/// fingerprint files `cache` has not seen. The BuildKit side is left off.
+#[must_use]
+pub fn take_cargo(
+    config: &Config,
+    roots: &[PathBuf],
+    progress: &Progress,
+    cache: Option<&FingerprintCache>,
+) -> Snapshot {
+    progress.say(&format!("searching {} for target dirs", list(roots)));
+    let found = discover::find(roots, &config.cargo.exclude_set, config.cargo.max_depth);
+    let threads = crate::os::walk::default_threads();
+    let mut targets = Vec::new();
+    let mut failed = Vec::new();
+    let n = found.targets.len();
+    // Asking the toolchains (a process per compiler) overlaps with the walks; it is only
+    // needed when there is something the toolchain rule could decide.
+    let want_toolchains = n > 0 && config.cargo.rules.toolchains;
+    let toolchains = std::thread::scope(|s| {
+        let asking =
+            want_toolchains.then(|| s.spawn(|| toolchain::discover(&config.cargo.extra_rustc)));
+        for (i, path) in found.targets.iter().enumerate() {
+            progress.say(&format!("scanning {}/{n}: {}", i + 1, path.display()));
+            match inventory::scan_cached(path, threads, cache) {
+                Ok(t) => targets.push(t),
+                Err(e) => failed.push((path.clone(), e.to_string())),
+            }
+        }
+        asking.map_or_else(Toolchains::default, |h| {
+            h.join().expect("toolchain lookup does not panic")
+        })
+    });
+    progress.done();
+    // A target dir whose filesystem cannot be measured is left out: a percentage budget
+    // resolved against an unknown size could read as zero and empty it.
+    let mut filesystems: Vec<Filesystem> = Vec::new();
+    let mut fs_of = Vec::new();
+    targets.retain(|t| match disk::measure(&t.path) {
+        Ok(fs) => {
+            let idx = filesystems
+                .iter()
+                .position(|f| f.dev == fs.dev)
+                .unwrap_or_else(|| {
+                    filesystems.push(fs);
+                    filesystems.len() - 1
+                });
+            fs_of.push(idx);
+            true
+        }
+        Err(e) => {
+            failed.push((
+                t.path.clone(),
+                format!("cannot measure its filesystem: {e}"),
+            ));
+            false
+        }
+    });
+    let signals = targets.iter().map(|t| atime::for_path(&t.path)).collect();
+    Snapshot {
+        buildkit: BuildkitSide::Off,
+        targets,
+        signals,
+        fs_of,
+        filesystems,
+        toolchains,
+        failed,
+        missing_roots: found.missing_roots,
+        search_errors: found.errors,
+    }
+}
+
+fn list(paths: &[PathBuf]) -> String {
+    let shown: Vec<String> = paths
+        .iter()
+        .take(3)
+        .map(|p| p.display().to_string())
+        .collect();
+    let more = paths.len().saturating_sub(3);
+    if more > 0 {
+        format!("{} and {more} more", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
+}
+
+/// Resolves command-line paths: they must exist (a typo is a usage error, not "nothing found"),
+/// and `..` means what the kernel makes of it (`target/../../other` is `other`, never
+/// `target`, which a search upward from it would otherwise find first).
+pub fn check_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    paths
+        .iter()
+        .map(|p| {
+            std::fs::symlink_metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let abs = std::path::absolute(p).unwrap_or_else(|_| p.clone());
+            resolve_parent_dirs(&abs).map_err(|e| format!("{}: {e}", p.display()))
+        })
+        .collect()
+}
+
+/// Resolves the part of `path` up to its last `..` as the kernel does (through symlinks, then
+/// up), and keeps the rest as written: a final symlink is still not followed.
+fn resolve_parent_dirs(path: &std::path::Path) -> std::io::Result<PathBuf> {
+    use std::path::Component;
+    let comps: Vec<Component> = path.components().collect();
+    let Some(last) = comps.iter().rposition(|c| *c == Component::ParentDir) else {
+        return Ok(path.to_path_buf());
+    };
+    let prefix: PathBuf = comps[..=last].iter().collect();
+    let rest: PathBuf = comps[last + 1..].iter().collect();
+    Ok(std::fs::canonicalize(prefix)?.join(rest))
+}

@@ -1,0 +1,26 @@
+//! The data everything else passes around: what was measured (target dirs, the BuildKit cache,
+//! filesystems), what was decided (plans), what was done (outcomes), and what the daemon keeps
+//! (last uses, run records).
+//!
+//! Invariant: plain data and pure functions of it. Nothing here does I/O, reads a clock or
+//! holds a live handle (no engine client, no runtime, no fd): a snapshot can be kept, cloned,
+//! sent and dropped anywhere. It imports only `config`, `units` and `pathcodec`.
+
+pub mod buildkit;
+pub mod history;
+pub mod names;
+pub mod outcome;
+pub mod plan;
+pub mod snapshot;
+pub mod target;
+pub mod toolchains;
+pub mod uses;
+
+pub use buildkit::*;
+pub use history::*;
+pub use outcome::*;
+pub use plan::*;
+pub use snapshot::*;
+pub use target::*;
+pub use toolchains::*;
+pub use uses::*;

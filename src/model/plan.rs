@@ -1,0 +1,229 @@
+//! What a decision says: which parts go, by which rule, for what reason, and what protections
+//! keep. One vocabulary for both caches: an [`Action`] names an item of a target dir or a
+//! BuildKit record, a [`Rule`], a reason and the bytes it should give back.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Part, Signal};
+
+/// Every rule that can remove something, on either side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rule {
+    /// Superseded or old incremental data.
+    Incremental,
+    /// Outputs no fingerprint refers to.
+    Orphaned,
+    /// Units of uninstalled toolchains.
+    Toolchain,
+    /// Units unused for `stale-after`.
+    Stale,
+    TargetBudget,
+    TotalBudget,
+    MinFree,
+    /// BuildKit records unused for `keep-duration`.
+    KeepDuration,
+    /// The BuildKit cache's `budget`.
+    BuildkitBudget,
+    /// Cache mounts while the cache is over `hard-limit`.
+    HardLimit,
+}
+
+impl Rule {
+    /// As the config and reports spell it.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::Incremental => "incremental",
+            Rule::Orphaned => "orphaned",
+            Rule::Toolchain => "toolchain",
+            Rule::Stale => "stale",
+            Rule::TargetBudget => "target-budget",
+            Rule::TotalBudget => "total-budget",
+            Rule::MinFree => "min-free",
+            Rule::KeepDuration => "keep-duration",
+            Rule::BuildkitBudget => "buildkit-budget",
+            Rule::HardLimit => "hard-limit",
+        }
+    }
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One planned removal of `item`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Action<I> {
+    pub item: I,
+    pub rule: Rule,
+    /// For people: why it goes.
+    pub reason: String,
+    /// Bytes it should give back.
+    pub bytes: u64,
+    /// Its own last use as the plan saw it: one found newer when it is removed means a build
+    /// used it since, and it stays.
+    #[serde(skip)]
+    pub last_use: Option<std::time::SystemTime>,
+}
+
+/// A part of one target dir of a snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TargetPart {
+    /// Index into the snapshot's target dirs.
+    pub target: usize,
+    pub part: Part,
+}
+
+/// A removal in a target dir.
+pub type CargoAction = Action<TargetPart>;
+/// A removal of a BuildKit record (by its index in the snapshot's records).
+pub type RecordAction = Action<usize>;
+
+/// Why something a rule would remove stays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protection {
+    /// A build holds cargo's lock on its profile.
+    BuildRunning,
+    /// Its profile has no cargo lock file: cachekeeper cannot keep builds out while it works.
+    NoCargoLock,
+    /// Used or written within `min-age`.
+    MinAge,
+    /// It goes only together with others (a unit's dependents, a record's descendants), one
+    /// of which is kept.
+    TiedToKept,
+    /// A BuildKit record a build is using now.
+    InUse,
+    /// A BuildKit record held by an image: pruning it frees nothing.
+    SharedWithImage,
+    /// A BuildKit cache mount, protected by `protect-cache-mounts`.
+    CacheMount,
+}
+
+impl Protection {
+    /// For people: why it stays.
+    #[must_use]
+    pub fn describe(self) -> &'static str {
+        match self {
+            Protection::BuildRunning => "a build holds cargo's lock on its profile",
+            Protection::NoCargoLock => "its profile has no cargo lock file",
+            Protection::MinAge => "used within min-age",
+            Protection::TiedToKept => "it goes only with something that is kept",
+            Protection::InUse => "in use by a running build",
+            Protection::SharedWithImage => "shared with an image",
+            Protection::CacheMount => "a protected cache mount",
+        }
+    }
+}
+
+/// What a protection keeps of what the rules would remove.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kept {
+    pub parts: usize,
+    pub bytes: u64,
+}
+
+impl Kept {
+    pub fn add(&mut self, bytes: u64) {
+        self.parts += 1;
+        self.bytes = self.bytes.saturating_add(bytes);
+    }
+}
+
+/// A limit the plan cannot meet from what it may remove.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Shortfall {
+    pub scope: String,
+    pub limit_bytes: u64,
+    /// How far from the limit it stays after the plan.
+    pub missing_bytes: u64,
+    pub why: String,
+}
+
+/// The plan's view of one target dir.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TargetPlan {
+    /// How last use was known there (the daemon's record where it watches the dir whole).
+    pub signal: Signal,
+    /// The resolved per-target budget.
+    pub budget: Option<u64>,
+    /// Expected reclaim per rule.
+    pub by_rule: BTreeMap<Rule, u64>,
+    pub planned_bytes: u64,
+    /// Bytes in units that no rule may touch now (young, or a build runs).
+    pub protected_bytes: u64,
+    /// What the rules would remove but a protection keeps, by protection (a budget's wish
+    /// counts only when the budget then falls short).
+    pub kept: BTreeMap<Protection, Kept>,
+    /// Why a rule did not apply here.
+    pub notes: Vec<String>,
+}
+
+/// What goes from the target dirs.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CargoPlan {
+    pub actions: Vec<CargoAction>,
+    pub targets: Vec<TargetPlan>,
+    pub total_budget: Option<u64>,
+    /// Per filesystem: the resolved watermark.
+    pub min_free: Vec<Option<u64>>,
+    pub shortfalls: Vec<Shortfall>,
+}
+
+impl CargoPlan {
+    #[must_use]
+    pub fn planned_bytes(&self) -> u64 {
+        self.actions
+            .iter()
+            .fold(0, |t, a| t.saturating_add(a.bytes))
+    }
+
+    /// What protections keep, over all target dirs.
+    #[must_use]
+    pub fn kept(&self) -> BTreeMap<Protection, Kept> {
+        let mut all: BTreeMap<Protection, Kept> = BTreeMap::new();
+        for t in &self.targets {
+            for (p, k) in &t.kept {
+                let e = all.entry(*p).or_default();
+                e.parts += k.parts;
+                e.bytes = e.bytes.saturating_add(k.bytes);
+            }
+        }
+        all
+    }
+}
+
+/// What goes from the BuildKit cache.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct BuildkitPlan {
+    pub actions: Vec<RecordAction>,
+    pub budget_bytes: Option<u64>,
+    pub hard_limit_bytes: Option<u64>,
+    pub shortfall: Option<Shortfall>,
+    /// Records a rule would remove that a protection keeps (a budget's wish counts only when
+    /// it then falls short), by protection.
+    pub kept: BTreeMap<Protection, Kept>,
+}
+
+impl BuildkitPlan {
+    #[must_use]
+    pub fn planned_bytes(&self) -> u64 {
+        self.actions
+            .iter()
+            .fold(0, |t, a| t.saturating_add(a.bytes))
+    }
+}
+
+/// The BuildKit record type of cache mounts (`RUN --mount=type=cache`).
+pub const CACHE_MOUNT: &str = "exec.cachemount";
+
+/// The first 12 characters of a record id, as `docker buildx du` shows them.
+#[must_use]
+pub fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}

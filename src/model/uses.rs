@@ -1,0 +1,164 @@
+//! What the daemon knows of last use beyond file times: when it first saw each unit and when
+//! a build last used it, per target dir. An input of the decision, never patched into a
+//! snapshot.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// Events of one unit closer together than this are one use (one build opens a unit's files
+/// several times).
+pub const SAME_USE: Duration = Duration::from_secs(5);
+
+fn secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A time from seconds since the epoch.
+#[must_use]
+pub fn time_of(s: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(s)
+}
+
+fn time(s: u64) -> SystemTime {
+    time_of(s)
+}
+
+/// When the daemon first saw a unit, and when a build last used it (seconds since the epoch).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seen {
+    pub first: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used: Option<u64>,
+}
+
+/// The last-use index: target dir → unit fingerprint dir (relative) → [`Seen`].
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LastUse {
+    #[serde(default, with = "crate::pathcodec::keys")]
+    targets: BTreeMap<PathBuf, BTreeMap<String, Seen>>,
+    /// Changed since it was last saved.
+    #[serde(skip)]
+    pub dirty: bool,
+}
+
+impl LastUse {
+    /// Notes that the unit exists (first sight counts as a use at that moment).
+    pub fn observe(&mut self, target: &Path, unit: &Path, now: SystemTime) {
+        let units = self.targets.entry(target.to_path_buf()).or_default();
+        let key = crate::pathcodec::encode(unit);
+        if let std::collections::btree_map::Entry::Vacant(e) = units.entry(key) {
+            e.insert(Seen {
+                first: secs(now),
+                used: None,
+            });
+            self.dirty = true;
+        }
+    }
+
+    /// Records a use (a build read the unit's fingerprint). Returns whether it is a new use,
+    /// rather than another event of the same build (within [`SAME_USE`] of the last one).
+    pub fn record_use(&mut self, target: &Path, unit: &Path, at: SystemTime) -> bool {
+        let units = self.targets.entry(target.to_path_buf()).or_default();
+        let seen = units.entry(crate::pathcodec::encode(unit)).or_insert(Seen {
+            first: secs(at),
+            used: None,
+        });
+        let new = seen
+            .used
+            .is_none_or(|u| u.saturating_add(SAME_USE.as_secs()) < secs(at));
+        if seen.used.is_none_or(|u| u < secs(at)) {
+            seen.used = Some(secs(at));
+            self.dirty = true;
+        }
+        new
+    }
+
+    #[must_use]
+    pub fn first_seen(&self, target: &Path, unit: &Path) -> Option<SystemTime> {
+        let seen = self
+            .targets
+            .get(target)?
+            .get(&crate::pathcodec::encode(unit))?;
+        Some(time(seen.first))
+    }
+
+    #[must_use]
+    pub fn recorded(&self, target: &Path, unit: &Path) -> Option<SystemTime> {
+        let seen = self
+            .targets
+            .get(target)?
+            .get(&crate::pathcodec::encode(unit))?;
+        seen.used.map(time)
+    }
+
+    /// Drops what is no longer there: units of `target` not in `present`.
+    pub fn retain(&mut self, target: &Path, present: &std::collections::HashSet<String>) {
+        if let Some(units) = self.targets.get_mut(target) {
+            let before = units.len();
+            units.retain(|k, _| present.contains(k));
+            self.dirty |= units.len() != before;
+        }
+    }
+
+    /// Drops target dirs that are gone.
+    pub fn retain_targets(&mut self, present: &[PathBuf]) {
+        let before = self.targets.len();
+        self.targets.retain(|k, _| present.contains(k));
+        self.dirty |= self.targets.len() != before;
+    }
+
+    #[must_use]
+    pub fn units(&self) -> usize {
+        self.targets.values().map(BTreeMap::len).sum()
+    }
+}
+
+/// How the daemon's watching goes.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TrackStats {
+    pub watched_units: usize,
+    /// Units that could not be watched (they fall back to access times).
+    pub unwatched_units: usize,
+    pub watch_limit_reached: bool,
+    /// Uses of units recorded since the daemon started (one per unit and build).
+    pub uses: u64,
+    pub error: Option<String>,
+}
+
+/// Uses recorded while a run goes on: the sweep asks, under cargo's lock, whether a build used
+/// a unit since the plan was made.
+pub trait RecordedUses: Send + Sync {
+    fn recorded_use(&self, target: &Path, unit: &Path) -> Option<SystemTime>;
+}
+
+impl RecordedUses for std::sync::Mutex<LastUse> {
+    fn recorded_use(&self, target: &Path, unit: &Path) -> Option<SystemTime> {
+        self.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .recorded(target, unit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_sight_is_kept_and_uses_only_move_forward() {
+        let mut u = LastUse::default();
+        let (t, unit) = (Path::new("/t"), Path::new("debug/.fingerprint/a-1"));
+        u.observe(t, unit, time(100));
+        assert_eq!(u.first_seen(t, unit), Some(time(100)));
+        assert_eq!(u.recorded(t, unit), None);
+        u.observe(t, unit, time(500)); // seeing it again changes nothing
+        assert_eq!(u.first_seen(t, unit), Some(time(100)));
+        u.record_use(t, unit, time(300));
+        assert_eq!(u.recorded(t, unit), Some(time(300)));
+        u.record_use(t, unit, time(200)); // older events do not move it back
+        assert_eq!(u.recorded(t, unit), Some(time(300)));
+        assert_eq!(u.first_seen(t, unit), Some(time(100)));
+    }
+}

@@ -1,0 +1,93 @@
+//! `history`.
+use super::*;
+
+pub(super) fn run_line(r: &RunRecord) -> String {
+    format!(
+        "{}  {:<8}  {}{} in {:.1}s{}{}",
+        local(&r.started),
+        r.trigger,
+        if r.dry_run {
+            "would reclaim "
+        } else {
+            "reclaimed "
+        },
+        human_bytes(r.reclaimed_bytes),
+        r.duration_ms as f64 / 1000.0,
+        if r.stopped { " (stopped)" } else { "" },
+        if r.errors.is_empty() {
+            String::new()
+        } else {
+            format!(", {} errors", r.errors.len())
+        }
+    )
+}
+
+/// `cachekeeper history`.
+#[must_use]
+pub fn history(v: &HistoryView) -> String {
+    let (runs, totals) = (&v.runs, &v.totals);
+    let mut out = String::new();
+    if runs.is_empty() {
+        out.push_str("No runs recorded yet.\n");
+    }
+    for r in runs {
+        let _ = writeln!(out, "{}", run_line(r));
+        for t in &r.targets {
+            let _ = writeln!(
+                out,
+                "    {}: {} ({} units, {} incremental dirs)",
+                t.path.display(),
+                human_bytes(t.reclaimed_bytes),
+                t.units_removed,
+                t.incremental_removed
+            );
+        }
+        if r.buildkit_reclaimed_bytes > 0 || r.buildkit_records_removed > 0 {
+            let _ = writeln!(
+                out,
+                "    BuildKit: {} ({} records)",
+                human_bytes(r.buildkit_reclaimed_bytes),
+                r.buildkit_records_removed
+            );
+        }
+        for why in &r.blocked {
+            let _ = writeln!(out, "    why: {why}");
+        }
+        for e in &r.errors {
+            let _ = writeln!(out, "    error: {e}");
+        }
+    }
+    let _ = writeln!(out, "Total: {}.", totals_line(totals));
+    out
+}
+
+/// `1.2 GiB over 3 runs (target dirs ..., BuildKit ...); 2 dry runs not counted`.
+pub(super) fn totals_line(t: &Totals) -> String {
+    let runs = |n: u64, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let mut line = format!(
+        "{} over {} (target dirs {}, BuildKit {})",
+        human_bytes(t.reclaimed_bytes),
+        runs(t.runs, "run"),
+        human_bytes(t.cargo_reclaimed_bytes),
+        human_bytes(t.buildkit_reclaimed_bytes)
+    );
+    if t.dry_runs > 0 {
+        line.push_str(&format!(
+            "; {} not counted (dry runs remove nothing)",
+            runs(t.dry_runs, "dry run")
+        ));
+    }
+    if t.unreadable_records > 0 {
+        line.push_str(&format!(
+            "; {} history line{} could not be read and {} skipped",
+            t.unreadable_records,
+            if t.unreadable_records == 1 { "" } else { "s" },
+            if t.unreadable_records == 1 {
+                "was"
+            } else {
+                "were"
+            }
+        ));
+    }
+    line
+}

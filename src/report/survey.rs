@@ -1,0 +1,374 @@
+//! What `scan` and `status` show: every target dir against its budget, the filesystems, the
+//! BuildKit cache, what the next run would do, and (from the daemon) its own state.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::buildkit::BuildkitView;
+use super::{Exit, SCHEMA_VERSION, why};
+use crate::config::{Config, SizeSpec};
+use crate::model::{
+    BuildkitPlan, ByKind, CargoPlan, Kept, Layout, ProfileState, Protection, Rule, RunRecord,
+    ScanErrors, Shortfall, Signal, Snapshot, TargetDir, Totals, TrackStats,
+};
+
+/// Who measured what a status shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    /// This command, now.
+    Direct,
+    /// The daemon, at `daemon.measured_at`.
+    Daemon,
+}
+
+/// The disk-pressure trigger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trigger {
+    /// No `min-free`.
+    Off,
+    Armed,
+    /// After a pressure run, until free space recovers.
+    Disarmed,
+}
+
+/// A config file on disk that does not validate, beside a daemon's answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConfigOnDisk {
+    pub valid: bool,
+    pub error: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProfileView {
+    pub name: String,
+    pub state: ProfileState,
+    pub layouts: Vec<Layout>,
+    pub units: usize,
+    pub bytes: u64,
+    pub apparent_bytes: u64,
+    pub by_kind: ByKind,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TargetView {
+    #[serde(with = "crate::pathcodec")]
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub apparent_bytes: u64,
+    pub files: u64,
+    pub units: usize,
+    pub incremental_dirs: usize,
+    pub orphans: usize,
+    pub layouts: Vec<Layout>,
+    pub last_use_signal: Signal,
+    pub by_kind: ByKind,
+    pub profiles: Vec<ProfileView>,
+    pub budget_bytes: Option<u64>,
+    pub over_budget_bytes: u64,
+    /// What a run now would free here.
+    pub reclaimable_bytes: u64,
+    pub reclaimable_by_rule: BTreeMap<Rule, u64>,
+    /// Bytes of units no rule may touch now (used within min-age, or a build runs).
+    pub protected_bytes: u64,
+    /// What the rules would remove now but a protection keeps, by protection.
+    pub kept: BTreeMap<Protection, Kept>,
+    pub notes: Vec<String>,
+    pub errors: ScanErrors,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FilesystemView {
+    #[serde(with = "crate::pathcodec")]
+    pub path: PathBuf,
+    pub total_bytes: u64,
+    pub free_bytes: u64,
+    pub min_free_bytes: Option<u64>,
+    pub below_min_free: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TotalView {
+    pub bytes: u64,
+    pub apparent_bytes: u64,
+    pub budget_bytes: Option<u64>,
+    pub over_budget_bytes: u64,
+    pub reclaimable_bytes: u64,
+    pub reclaimable_by_rule: BTreeMap<Rule, u64>,
+    /// What the rules would remove now but a protection keeps, by protection.
+    pub kept: BTreeMap<Protection, Kept>,
+    /// When a run now would free nothing although the rules want something, or a budget
+    /// falls short: what blocks it, in one line.
+    pub blocked: Option<String>,
+}
+
+/// A profile a run leaves alone whole.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SkippedProfile {
+    #[serde(with = "crate::pathcodec")]
+    pub target: PathBuf,
+    pub profile: String,
+    pub protection: Protection,
+    pub reason: String,
+    /// Everything in it.
+    pub bytes: u64,
+}
+
+/// Profiles left alone: those a build holds locked at the scan, or that have no cargo lock
+/// file, and (after a sweep) those a build locked since.
+pub(crate) fn skipped_profiles(
+    survey: &Snapshot,
+    busy_since: &[(usize, u16)],
+) -> Vec<SkippedProfile> {
+    let mut out = Vec::new();
+    for (t, target) in survey.targets.iter().enumerate() {
+        for (p, profile) in target.profiles.iter().enumerate() {
+            let protection = match profile.state {
+                ProfileState::Busy => Protection::BuildRunning,
+                ProfileState::Unlockable
+                    if target.units.iter().any(|u| usize::from(u.key.profile) == p) =>
+                {
+                    Protection::NoCargoLock
+                }
+                _ if busy_since.contains(&(t, u16::try_from(p).unwrap_or(u16::MAX))) => {
+                    Protection::BuildRunning
+                }
+                _ => continue,
+            };
+            out.push(SkippedProfile {
+                target: target.path.clone(),
+                profile: profile.rel.display().to_string(),
+                protection,
+                reason: protection.describe().to_string(),
+                bytes: profile.usage.total().bytes,
+            });
+        }
+    }
+    out
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Failure {
+    #[serde(with = "crate::pathcodec")]
+    pub path: PathBuf,
+    pub error: String,
+}
+
+pub(crate) fn failures(survey: &Snapshot) -> Vec<Failure> {
+    survey
+        .failed
+        .iter()
+        .map(|(p, e)| Failure {
+            path: p.clone(),
+            error: e.clone(),
+        })
+        .collect()
+}
+
+/// The daemon's own state, in `status` when the daemon answers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    pub pid: u32,
+    pub started: String,
+    /// When the numbers above were measured (the daemon rescans every `rescan-interval`
+    /// and after each run).
+    pub measured_at: Option<String>,
+    /// Set when the last config reload failed (the previous config is still in force).
+    pub config_error: Option<String>,
+    #[serde(with = "crate::pathcodec")]
+    pub state_dir: PathBuf,
+    #[serde(with = "crate::pathcodec")]
+    pub socket: PathBuf,
+    pub schedule: String,
+    pub next_run: Option<String>,
+    pub running: Option<String>,
+    /// Whether disk pressure can trigger a run (false right after one, until free space
+    /// recovers past the hysteresis).
+    pub pressure_armed: bool,
+    /// The disk-pressure trigger: `off` (no `min-free`), `armed`, or `disarmed` (after a
+    /// pressure run, until free space recovers).
+    pub pressure: Trigger,
+    pub tracking: TrackStats,
+    pub totals: Totals,
+    pub last_runs: Vec<RunRecord>,
+    pub errors: Vec<String>,
+}
+
+/// What `scan` and `status` show: every target dir against its budget, and the next run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SurveyView {
+    pub version: u32,
+    /// `direct`: measured by this command; `daemon`: the daemon's last measurement.
+    pub source: Source,
+    pub config: String,
+    pub targets: Vec<TargetView>,
+    pub total: TotalView,
+    /// Profiles a run would leave alone whole, and why.
+    pub skipped_profiles: Vec<SkippedProfile>,
+    pub filesystems: Vec<FilesystemView>,
+    pub toolchains: Vec<String>,
+    pub shortfalls: Vec<Shortfall>,
+    pub failed: Vec<Failure>,
+    #[serde(with = "crate::pathcodec::list")]
+    pub missing_roots: Vec<PathBuf>,
+    pub search_errors: Vec<String>,
+    pub buildkit: BuildkitView,
+    /// Present when the daemon answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<DaemonInfo>,
+    /// When the config file on disk no longer validates (the daemon answers on the one it
+    /// loaded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_on_disk: Option<ConfigOnDisk>,
+}
+
+impl SurveyView {
+    /// The view of a snapshot and its plans under `config` (what `scan`, `status` and the
+    /// daemon's index show).
+    #[must_use]
+    pub fn of(
+        config: &Config,
+        snapshot: &Snapshot,
+        plan: &CargoPlan,
+        buildkit_plan: Option<&BuildkitPlan>,
+    ) -> SurveyView {
+        let share = matches!(config.buildkit.budget, Some(SizeSpec::Percent(_)));
+        let bk = BuildkitView::build(&snapshot.buildkit, buildkit_plan, share);
+        SurveyView::build(snapshot, plan, bk, config.source.to_string())
+    }
+
+    /// 1 when something could not be read: a target dir that could not be scanned, or a
+    /// directory the search could not enter (a target dir may hide there).
+    #[must_use]
+    pub fn exit(&self) -> Exit {
+        if self.failed.is_empty() && self.search_errors.is_empty() {
+            Exit::Ok
+        } else {
+            Exit::Failure
+        }
+    }
+
+    #[must_use]
+    pub fn build(
+        survey: &Snapshot,
+        plan: &CargoPlan,
+        buildkit: BuildkitView,
+        config: String,
+    ) -> SurveyView {
+        let targets: Vec<TargetView> = survey
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| target_view(t, plan.targets[i].signal, plan, i))
+            .collect();
+        let mut total_by_rule: BTreeMap<Rule, u64> = BTreeMap::new();
+        for t in &targets {
+            for (r, b) in &t.reclaimable_by_rule {
+                *total_by_rule.entry(*r).or_default() += b;
+            }
+        }
+        let bytes: u64 = targets.iter().map(|t| t.bytes).sum();
+        let total = TotalView {
+            bytes,
+            apparent_bytes: targets.iter().map(|t| t.apparent_bytes).sum(),
+            budget_bytes: plan.total_budget,
+            over_budget_bytes: plan.total_budget.map_or(0, |b| bytes.saturating_sub(b)),
+            reclaimable_bytes: plan.planned_bytes(),
+            reclaimable_by_rule: total_by_rule,
+            kept: plan.kept(),
+            blocked: None,
+        };
+        let filesystems = survey
+            .filesystems
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let min = plan.min_free.get(i).copied().flatten();
+                FilesystemView {
+                    path: f.path.clone(),
+                    total_bytes: f.total_bytes,
+                    free_bytes: f.free_bytes,
+                    min_free_bytes: min,
+                    below_min_free: min.is_some_and(|m| f.free_bytes < m),
+                }
+            })
+            .collect();
+        let skipped = skipped_profiles(survey, &[]);
+        let mut total = total;
+        total.blocked = why::cargo(
+            total.reclaimable_bytes,
+            &total.kept,
+            &plan.shortfalls,
+            &skipped,
+        );
+        SurveyView {
+            version: SCHEMA_VERSION,
+            source: Source::Direct,
+            config,
+            targets,
+            total,
+            skipped_profiles: skipped,
+            filesystems,
+            toolchains: survey.toolchains.found.clone(),
+            shortfalls: plan.shortfalls.clone(),
+            failed: failures(survey),
+            missing_roots: survey.missing_roots.clone(),
+            search_errors: survey.search_errors.clone(),
+            buildkit,
+            daemon: None,
+            config_on_disk: None,
+        }
+    }
+}
+
+fn target_view(t: &TargetDir, signal: Signal, plan: &CargoPlan, i: usize) -> TargetView {
+    let total = t.usage.total();
+    let tp = &plan.targets[i];
+    let mut layouts: Vec<Layout> = t.profiles.iter().flat_map(|p| p.layouts.clone()).collect();
+    layouts.sort();
+    layouts.dedup();
+    TargetView {
+        path: t.path.clone(),
+        bytes: total.bytes,
+        apparent_bytes: total.apparent_bytes,
+        files: total.files,
+        units: t.units.len(),
+        incremental_dirs: t.incremental.len(),
+        orphans: t.orphans.len(),
+        layouts,
+        last_use_signal: signal,
+        by_kind: t.usage,
+        profiles: t
+            .profiles
+            .iter()
+            .enumerate()
+            .map(|(p, prof)| {
+                let total = prof.usage.total();
+                ProfileView {
+                    name: prof.rel.display().to_string(),
+                    state: prof.state.clone(),
+                    layouts: prof.layouts.clone(),
+                    units: t
+                        .units
+                        .iter()
+                        .filter(|u| usize::from(u.key.profile) == p)
+                        .count(),
+                    bytes: total.bytes,
+                    apparent_bytes: total.apparent_bytes,
+                    by_kind: prof.usage,
+                }
+            })
+            .collect(),
+        budget_bytes: tp.budget,
+        over_budget_bytes: tp.budget.map_or(0, |b| total.bytes.saturating_sub(b)),
+        reclaimable_bytes: tp.planned_bytes,
+        reclaimable_by_rule: tp.by_rule.clone(),
+        protected_bytes: tp.protected_bytes,
+        kept: tp.kept.clone(),
+        notes: tp.notes.clone(),
+        errors: t.errors.clone(),
+    }
+}
