@@ -13,4 +13,5 @@ mod guard;
 mod install;
 mod layout;
 mod safety;
+mod tidy;
 mod toolchain;
