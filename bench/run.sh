@@ -143,7 +143,7 @@ restore; "$ck" --config "$work/ck-real-copy.toml" clean -q > /dev/null
 printf '| `cachekeeper clean` (stale-after 30d) | %s MB | %s | %s s | %s MiB |\n' $(((before - after) / 1000000)) "$(rebuilt "$work/real-copy")" "$(field "$timing" median_s)" "$(field "$timing" max_rss_mib)"
 # The same size budget cargo-sweep --maxsize gets below, least recently used first.
 half=$((before / 2))
-printf '[cargo]\nroots = ["%s"]\nstale-after = "1000d"\ntarget-budget = %s\ntotal-budget = "none"\n[disk]\nmin-free = "none"\n[buildkit]\nenabled = false\n' "$work/real-copy" "$half" > "$work/ck-real-budget.toml"
+printf '[cargo]\nroots = ["%s"]\nstale-after = "1000d"\ntarget-budget = "%s B"\ntotal-budget = "none"\n[disk]\nmin-free = "none"\n[buildkit]\nenabled = false\n' "$work/real-copy" "$half" > "$work/ck-real-budget.toml"
 restore; "$ck" --config "$work/ck-real-budget.toml" clean -q > /dev/null
 after=$(du -sb "$work/real-copy" | cut -f1)
 printf '| `cachekeeper clean` (target-budget %s MB) | %s MB | %s | | |\n' $((half / 1000000)) $(((before - after) / 1000000)) "$(rebuilt "$work/real-copy")"
