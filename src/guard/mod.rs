@@ -156,30 +156,31 @@ pub async fn pass(config: &Config, roots: &[PathBuf], floor: SizeSpec) -> Pass {
                 break;
             }
             let (name, actions, reclaimed) = match phase {
-                PhasePlan::Cargo(name, plan) if !plan.actions.is_empty() => {
+                PhasePlan::Cargo(name, plan) => {
                     let snap = Arc::clone(&snapshot);
                     let n = plan.actions.len();
                     let done = tokio::task::spawn_blocking(move || {
-                        sweep::sweep(
+                        let report = sweep::sweep(
                             &snap.targets,
                             &plan,
                             Mode::Execute,
                             None,
                             &mut sweep::NoObserver,
                             None,
-                        )
+                        );
+                        crate::report::journal::log_sweep(&snap, &plan, &report);
+                        report
                     })
                     .await;
                     (name, n, done.map_or(0, |r| r.reclaimed_bytes))
                 }
-                PhasePlan::Buildkit(name, plan) if !plan.actions.is_empty() => {
+                PhasePlan::Buildkit(name, plan) => {
                     let BuildkitSide::Ready(cache) = &snapshot.buildkit else {
                         continue;
                     };
                     let r = prune::sweep(engine.as_ref(), cache, &plan, Mode::Execute, None).await;
                     (name, plan.actions.len(), r.reclaimed_bytes)
                 }
-                _ => continue,
             };
             tracing::info!(phase = name.name(), actions, reclaimed, "guard phase done");
             phases.push(PhaseResult {
