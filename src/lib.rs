@@ -16,6 +16,7 @@ pub mod decide;
 pub mod docker;
 pub mod guard;
 pub mod measure;
+pub mod metrics;
 pub mod model;
 pub mod os;
 pub mod pathcodec;

@@ -53,6 +53,19 @@ pub struct Config {
     pub buildkit: BuildkitConfig,
     pub daemon: DaemonConfig,
     pub disk: DiskConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// What the daemon exposes for Prometheus.
+#[derive(Clone, Debug)]
+pub struct MetricsConfig {
+    /// Where `GET /metrics` is served; `None`: not served.
+    pub listen: Option<std::net::SocketAddr>,
+    /// A file the same families are written to after every run and rescan (node_exporter's
+    /// textfile collector).
+    pub textfile: Option<PathBuf>,
+    /// How many target dirs get series of their own (the largest); the rest are summed.
+    pub max_target_dirs: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -318,6 +331,11 @@ pub fn defaults(env: &Env) -> Config {
             socket: None,
         },
         disk: DiskConfig { min_free: None },
+        metrics: MetricsConfig {
+            listen: None,
+            textfile: None,
+            max_target_dirs: 0,
+        },
     };
     // The embedded file is tested to validate (see the tests below), so this cannot fail.
     apply(
@@ -329,7 +347,8 @@ pub fn defaults(env: &Env) -> Config {
     config
 }
 
-const TOP_KEYS: &[&str] = &["cargo", "buildkit", "daemon", "disk"];
+const TOP_KEYS: &[&str] = &["cargo", "buildkit", "daemon", "disk", "metrics"];
+const METRICS_KEYS: &[&str] = &["listen", "textfile", "max-target-dirs"];
 const DAEMON_KEYS: &[&str] = &[
     "schedule",
     "poll-interval",
@@ -474,6 +493,18 @@ fn apply(doc: &Doc<'_>, config: &mut Config, env: &Env) -> Result<(), ConfigErro
         && let Some(b) = disk.budget_below("min-free", 100.0)?
     {
         config.disk.min_free = b;
+    }
+    if let Some(m) = top.table("metrics", METRICS_KEYS)? {
+        let c = &mut config.metrics;
+        if let Some(l) = m.listen("listen")? {
+            c.listen = l;
+        }
+        if let Some(p) = m.path("textfile", env)? {
+            c.textfile = Some(p);
+        }
+        if let Some(n) = m.count("max-target-dirs", 1, 10_000)? {
+            c.max_target_dirs = n;
+        }
     }
     config.warnings = warnings(config);
     Ok(())

@@ -4,6 +4,7 @@
 //! [`ConfigError`] pointing at the value (or the key) for a bad one. Unknown keys are found
 //! when a section is opened, so a misspelt key is reported before anything else in it.
 
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -246,6 +247,32 @@ impl<'d, 't> Section<'d, 't> {
                 _ => Err(self.wrong_type(key, v, expected)),
             },
         }
+    }
+
+    /// Where to listen for scrapes: `"none"` (off), a port alone (`"9184"`: loopback), or an
+    /// address with its port (`"0.0.0.0:9184"`: any other interface only when written out).
+    pub(super) fn listen(&self, key: &str) -> Result<Option<Option<SocketAddr>>, ConfigError> {
+        let expected =
+            "\"none\", a port like \"9184\" (loopback), or an address like \"0.0.0.0:9184\"";
+        let Some((text, span)) = self.string(key, expected)? else {
+            return Ok(None);
+        };
+        if text == "none" {
+            return Ok(Some(None));
+        }
+        let port = text.strip_prefix(':').unwrap_or(text);
+        if let Ok(p) = port.parse::<u16>() {
+            return Ok(Some(Some(SocketAddr::from(([127, 0, 0, 1], p)))));
+        }
+        text.parse::<SocketAddr>()
+            .map(|a| Some(Some(a)))
+            .map_err(|_| {
+                self.fail(
+                    key,
+                    span,
+                    format!("expected {expected}, found {text:?} (an IP address, not a host name)"),
+                )
+            })
     }
 
     /// A cron schedule.

@@ -60,6 +60,20 @@ impl Daemon {
         self.view = Some(view);
         self.next_rescan = Instant::now() + self.config.daemon.rescan_interval;
         self.save();
+        self.publish_metrics(true);
+    }
+
+    /// Refreshes what metrics scrapes read (the last measurement, the daemon's own state);
+    /// `textfile`: and writes the textfile.
+    pub(super) fn publish_metrics(&mut self, textfile: bool) {
+        let mut view = self.view.clone();
+        if let Some(v) = view.as_mut() {
+            v.daemon = Some(self.info());
+        }
+        self.exporter.publish(view);
+        if textfile && let Err(e) = self.exporter.write_textfile() {
+            self.remember_error(e);
+        }
     }
 
     /// The daemon's own state, live.
@@ -85,6 +99,10 @@ impl Daemon {
                 Some(_) => Trigger::Disarmed,
             },
             tracking: self.tracker.stats(),
+            metrics: self
+                .exporter
+                .address()
+                .map(|a| format!("http://{a}/metrics")),
             totals: self.history.totals(),
             last_runs: self.history.last(10),
             errors: self.errors.clone(),

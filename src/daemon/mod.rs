@@ -16,6 +16,7 @@
 //!
 //! Invariant: the daemon never imports the guard or the CLI.
 
+mod exporter;
 mod index;
 pub mod pressure;
 mod runs;
@@ -118,6 +119,7 @@ struct Daemon {
     next_poll: Instant,
     next_save: Instant,
     next_watchdog: Option<(Instant, Duration)>,
+    exporter: exporter::Exporter,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -140,6 +142,7 @@ pub async fn serve(
     let listener = server::bind(&socket)?;
     let uses = Arc::new(Mutex::new(state.load_uses()));
     let history = state.history(true);
+    let exporter = exporter::Exporter::start(&config.metrics, &history.last(usize::MAX))?;
     let tracker = Tracker::new(Arc::clone(&uses), config.daemon.track_access);
     let now = Instant::now();
     let mut d = Daemon {
@@ -167,6 +170,7 @@ pub async fn serve(
         next_poll: now,
         next_save: now + Duration::from_secs(10),
         next_watchdog: sdnotify::Notifier::watchdog_interval().map(|i| (now, i)),
+        exporter,
         config,
     };
     d.last_run = d
@@ -260,11 +264,15 @@ impl Daemon {
                     tracing::warn!("config: {w}");
                 }
                 self.next_run = c.daemon.schedule.next_after(SystemTime::now());
+                if let Err(e) = self.exporter.reconfigure(&c.metrics) {
+                    self.remember_error(format!("metrics: {e}"));
+                }
                 self.config = c;
                 self.config_error = None;
                 self.next_rescan = Instant::now();
             }
             Err(e) => {
+                self.exporter.error(crate::metrics::ErrorKind::Reload);
                 let msg = format!("config reload failed, keeping the previous one: {e}");
                 self.config_error = Some(msg.clone());
                 self.remember_error(msg);
@@ -307,6 +315,7 @@ impl Daemon {
         if now >= self.next_poll {
             self.next_poll = now + self.config.daemon.poll_interval;
             self.poll_pressure(wall);
+            self.publish_metrics(false);
         }
         if now >= self.next_rescan && self.running.is_none() {
             self.rescan().await;

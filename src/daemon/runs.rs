@@ -89,6 +89,7 @@ impl Daemon {
         let stopped = run.stop.load(Ordering::SeqCst);
         let view = CleanView::from_outcome(&outcome);
         let record = record_of(&outcome, &run, stopped, &view);
+        self.exporter.observe(&record, &view);
         journal::log_actions(&outcome);
         tracing::info!(
             trigger = run.trigger,
@@ -111,7 +112,9 @@ impl Daemon {
             let _ = w.send(response.clone());
         }
         drop(outcome);
-        if !stopped {
+        if stopped {
+            self.publish_metrics(true);
+        } else {
             self.rescan().await;
             if !self.queued.is_empty() {
                 let (trigger, dry_run, waiter) = self.queued.remove(0);
@@ -149,8 +152,10 @@ fn record_of(outcome: &Outcome, run: &Running, stopped: bool, view: &CleanView) 
         })
         .collect();
     let mut errors = Vec::new();
+    let mut by_rule = std::collections::BTreeMap::new();
     for r in &outcome.sweep.results {
         let a = &outcome.plan.actions[r.action];
+        *by_rule.entry(a.rule).or_insert(0u64) += r.reclaimed_bytes;
         let t = &mut targets[a.item.target];
         t.reclaimed_bytes += r.reclaimed_bytes;
         if matches!(r.status, Status::Removed | Status::WouldRemove) {
@@ -174,9 +179,13 @@ fn record_of(outcome: &Outcome, run: &Running, stopped: bool, view: &CleanView) 
     {
         errors.push(format!("BuildKit: {error}"));
     }
-    if let Some(s) = &outcome.buildkit_sweep {
+    if let (Some(s), Some(plan)) = (&outcome.buildkit_sweep, &outcome.buildkit_plan) {
         errors.extend(s.results.iter().filter_map(|r| r.error.clone()));
+        for r in &s.results {
+            *by_rule.entry(plan.actions[r.action].rule).or_insert(0) += r.reclaimed_bytes;
+        }
     }
+    by_rule.retain(|_, b| *b > 0);
     let buildkit_records_removed = outcome.buildkit_sweep.as_ref().map_or(0, |s| {
         s.results
             .iter()
@@ -198,6 +207,7 @@ fn record_of(outcome: &Outcome, run: &Running, stopped: bool, view: &CleanView) 
             .buildkit_sweep
             .as_ref()
             .map_or(0, |s| s.reclaimed_bytes),
+        by_rule,
         targets,
         buildkit_state: view.buildkit.state.name().to_string(),
         buildkit_records_removed,

@@ -1,8 +1,11 @@
 //! The daemon's history as data: one record per run, and totals.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+
+use super::Rule;
 
 /// One run of the policy, as history keeps it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -17,6 +20,10 @@ pub struct RunRecord {
     pub reclaimed_bytes: u64,
     pub cargo_reclaimed_bytes: u64,
     pub buildkit_reclaimed_bytes: u64,
+    /// Freed per rule, both sides (in a dry run: what would be). Absent in records written
+    /// before it was kept.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_rule: BTreeMap<Rule, u64>,
     pub targets: Vec<TargetRun>,
     /// `ok`, `absent`, `unavailable` or `off`.
     pub buildkit_state: String,

@@ -192,6 +192,9 @@ pub struct DaemonInfo {
     /// pressure run, until free space recovers).
     pub pressure: Trigger,
     pub tracking: TrackStats,
+    /// Where metrics are served, when they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
     pub totals: Totals,
     pub last_runs: Vec<RunRecord>,
     pub errors: Vec<String>,

@@ -2,6 +2,7 @@
 //! cachekeeper binary run on them, and the disk checked afterwards.
 
 mod engine;
+mod running;
 mod support;
 
 mod budget;
@@ -12,6 +13,7 @@ mod daemon;
 mod guard;
 mod install;
 mod layout;
+mod metrics;
 mod safety;
 mod tidy;
 mod toolchain;

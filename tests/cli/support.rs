@@ -545,3 +545,22 @@ pub fn deep_tree(top: &Path, depth: usize, siblings: usize) {
         fd = rustix::fs::openat(fd.as_fd(), "nested", flags, Mode::empty()).unwrap();
     }
 }
+
+/// A program on PATH the tests need, or `None` (the test says it skipped what needs it).
+/// `.ci/run` installs every one and sets `CACHEKEEPER_TEST_STRICT`, under which a missing one
+/// fails instead: CI never skips silently.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CACHEKEEPER_TEST_STRICT").is_none(),
+            "{name} is not installed (.ci/run installs it)"
+        );
+        eprintln!("skipped: {name} is not installed (.ci/run installs it)");
+    }
+    found
+}

@@ -22,6 +22,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "run",
         &["act", "config", "decide", "measure", "model", "progress"],
     ),
+    ("metrics", &["model", "report", "units"]),
     ("protocol", &["report"]),
     (
         "guard",
@@ -83,6 +84,10 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ),
     ("model", &["std::fs", "tokio", "SystemTime::now", "rustix"]),
     ("report", &["std::fs", "tokio", "rustix"]),
+    (
+        "metrics",
+        &["std::fs", "tokio", "rustix", "sysinfo", "std::net"],
+    ),
     ("config", &["tokio", "SystemTime::now"]),
 ];
 

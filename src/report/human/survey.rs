@@ -365,6 +365,9 @@ fn daemon(d: &DaemonInfo) -> String {
             Trigger::Disarmed => "disarmed until free space recovers",
         }
     );
+    if let Some(m) = &d.metrics {
+        let _ = writeln!(out, "  metrics: {m}");
+    }
     if d.last_runs.is_empty() {
         let _ = writeln!(out, "  last runs: none yet");
     } else {

@@ -1,0 +1,246 @@
+//! The daemon's metrics: `GET /metrics` on `[metrics] listen`, and the textfile for
+//! node_exporter, both rendered from the one [`Exposition`] the daemon refreshes after each
+//! rescan, run and pressure poll. A scrape reads it and the process's own facts; it never
+//! measures a target dir or asks the engine.
+
+use std::convert::Infallible;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use tokio::sync::Semaphore;
+
+use super::lock;
+use crate::config::MetricsConfig;
+use crate::metrics::{ErrorKind, Exposition, Format, ProcessFacts};
+use crate::model::RunRecord;
+use crate::report::{CleanView, SurveyView};
+
+/// Scrapes served at once; more wait for a slot.
+const CONNECTIONS: usize = 16;
+/// A connection that has not sent its request and read its answer by then is dropped.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(super) struct Exporter {
+    shared: Arc<Mutex<Exposition>>,
+    server: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
+    textfile: Option<PathBuf>,
+    system: Arc<Mutex<Option<sysinfo::System>>>,
+}
+
+impl Exporter {
+    /// Starts serving on `config.listen`, if set. Fails when the address cannot be bound: the
+    /// daemon does not start on a metrics address it cannot serve.
+    pub(super) fn start(config: &MetricsConfig, history: &[RunRecord]) -> anyhow::Result<Exporter> {
+        let shared = Arc::new(Mutex::new(Exposition {
+            status: None,
+            counters: crate::metrics::Counters::seeded(history),
+            max_target_dirs: config.max_target_dirs,
+        }));
+        let mut e = Exporter {
+            shared,
+            server: None,
+            textfile: config.textfile.clone(),
+            system: Arc::new(Mutex::new(sysinfo::System::new().ok())),
+        };
+        if let Some(addr) = config.listen {
+            e.server = Some((addr, e.serve(addr)?));
+            tracing::info!(%addr, "serving metrics at http://{addr}/metrics");
+        }
+        Ok(e)
+    }
+
+    fn serve(&self, addr: SocketAddr) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+        let listener = std::net::TcpListener::bind(addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .and_then(tokio::net::TcpListener::from_std)
+            .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {addr}: {e}"))?;
+        let shared = Arc::clone(&self.shared);
+        let system = Arc::clone(&self.system);
+        Ok(tokio::spawn(accept(listener, shared, system)))
+    }
+
+    /// Applies a reloaded `[metrics]`: a changed address is bound anew (the old one kept if
+    /// the new one cannot be).
+    pub(super) fn reconfigure(&mut self, config: &MetricsConfig) -> Result<(), String> {
+        self.textfile.clone_from(&config.textfile);
+        lock(&self.shared).max_target_dirs = config.max_target_dirs;
+        if self.server.as_ref().map(|(a, _)| *a) == config.listen {
+            return Ok(());
+        }
+        let new = match config.listen {
+            Some(addr) => Some((addr, self.serve(addr).map_err(|e| format!("{e:#}"))?)),
+            None => None,
+        };
+        if let Some((_, task)) = std::mem::replace(&mut self.server, new) {
+            task.abort();
+        }
+        Ok(())
+    }
+
+    /// Refreshes what scrapes read.
+    pub(super) fn publish(&self, status: Option<SurveyView>) {
+        lock(&self.shared).status = status;
+    }
+
+    /// Counts a finished run.
+    pub(super) fn observe(&self, record: &RunRecord, view: &CleanView) {
+        lock(&self.shared).counters.observe(record, view);
+    }
+
+    pub(super) fn error(&self, kind: ErrorKind) {
+        lock(&self.shared).counters.error(kind, 1);
+    }
+
+    /// Writes the textfile, if one is configured: beside it, then renamed over it, so
+    /// node_exporter never reads half a file.
+    pub(super) fn write_textfile(&self) -> Result<(), String> {
+        let Some(path) = &self.textfile else {
+            return Ok(());
+        };
+        let text = lock(&self.shared).render(Format::Prometheus, None);
+        write_atomically(path, text.as_bytes()).map_err(|e| {
+            self.error(ErrorKind::Textfile);
+            format!("cannot write the metrics textfile {}: {e}", path.display())
+        })
+    }
+
+    /// The address scrapes are served on.
+    pub(super) fn address(&self) -> Option<SocketAddr> {
+        self.server.as_ref().map(|(a, _)| *a)
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        if let Some((_, task)) = &self.server {
+            task.abort();
+        }
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+async fn accept(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Mutex<Exposition>>,
+    system: Arc<Mutex<Option<sysinfo::System>>>,
+) {
+    let slots = Arc::new(Semaphore::new(CONNECTIONS));
+    loop {
+        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::warn!("metrics: accepting a connection failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let (shared, system) = (Arc::clone(&shared), Arc::clone(&system));
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let answer = answer(&req, &shared, &system);
+                async move { Ok::<_, Infallible>(answer) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .keep_alive(false)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
+            drop(permit);
+        });
+    }
+}
+
+fn answer(
+    req: &Request<Incoming>,
+    shared: &Mutex<Exposition>,
+    system: &Mutex<Option<sysinfo::System>>,
+) -> Response<Full<Bytes>> {
+    let reply = |status: StatusCode, kind: &str, body: String| {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = status;
+        if let Ok(v) = kind.parse() {
+            r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+        }
+        r
+    };
+    match (req.method(), req.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/metrics") => {
+            let accept = req
+                .headers()
+                .get(hyper::header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
+            let format = Format::negotiate(accept);
+            let process = process_facts(system);
+            let body = lock(shared).render(format, process);
+            reply(StatusCode::OK, format.content_type(), body)
+        }
+        (&Method::GET | &Method::HEAD, "/") => reply(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            "<html><body><h1>cachekeeper</h1><p><a href=\"/metrics\">metrics</a></p></body></html>\n"
+                .into(),
+        ),
+        (_, "/" | "/metrics") => {
+            let mut r = reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain; charset=utf-8",
+                "only GET\n".into(),
+            );
+            r.headers_mut()
+                .insert(hyper::header::ALLOW, hyper::header::HeaderValue::from_static("GET, HEAD"));
+            r
+        }
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "not found: metrics are at /metrics\n".into(),
+        ),
+    }
+}
+
+/// The process's resident memory, CPU time, open fds and start time, from /proc (sysinfo).
+fn process_facts(system: &Mutex<Option<sysinfo::System>>) -> Option<ProcessFacts> {
+    use sysinfo::{ProcessRefreshKind, ProcessesToUpdate};
+    let mut guard = lock(system);
+    let sys = guard.as_mut()?;
+    let pid = sysinfo::get_current_pid().ok()?;
+    sys.refresh_processes_specifics(
+        ProcessesToUpdate::Some(&[pid]),
+        true,
+        ProcessRefreshKind::nothing()
+            .with_memory()
+            .with_cpu()
+            .without_tasks(),
+    );
+    let p = sys.process(pid)?;
+    #[allow(clippy::cast_precision_loss)] // milliseconds of CPU time: far below 2^52
+    let cpu_seconds = p.accumulated_cpu_time() as f64 / 1000.0;
+    Some(ProcessFacts {
+        resident_bytes: p.memory(),
+        cpu_seconds,
+        open_fds: p.open_files().map(|n| n as u64),
+        start_time_seconds: p.start_time(),
+    })
+}

@@ -1,0 +1,194 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::*;
+use crate::model::{
+    ByKind, CargoPlan, Mode, Rule, RunRecord, ScanErrors, Sides, Signal, Snapshot, SweepReport,
+};
+use crate::report::{BuildkitCleanView, BuildkitView, CleanView, TargetView};
+
+fn target(path: &str, bytes: u64) -> TargetView {
+    TargetView {
+        path: PathBuf::from(path),
+        bytes,
+        apparent_bytes: bytes,
+        files: 1,
+        units: 1,
+        incremental_dirs: 0,
+        orphans: 0,
+        layouts: Vec::new(),
+        last_use_signal: Signal::Relatime,
+        by_kind: ByKind::default(),
+        profiles: Vec::new(),
+        budget_bytes: Some(1000),
+        over_budget_bytes: 0,
+        reclaimable_bytes: bytes / 10,
+        reclaimable_by_rule: BTreeMap::new(),
+        protected_bytes: 0,
+        kept: BTreeMap::new(),
+        notes: Vec::new(),
+        errors: ScanErrors::default(),
+    }
+}
+
+fn exposition(targets: Vec<TargetView>, cap: usize) -> Exposition {
+    let mut view = SurveyView::build(
+        &Snapshot::empty(),
+        &CargoPlan::default(),
+        BuildkitView::default(),
+        "test".into(),
+    );
+    view.total.bytes = targets.iter().map(|t| t.bytes).sum();
+    view.targets = targets;
+    Exposition {
+        status: Some(view),
+        counters: Counters::default(),
+        max_target_dirs: cap,
+    }
+}
+
+/// The value of the one sample named `name` with `labels` (as written, in order).
+fn sample(text: &str, name_and_labels: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
+        .map(str::to_string)
+}
+
+#[test]
+fn the_largest_target_dirs_get_their_own_series_and_the_rest_are_summed() {
+    let e = exposition(
+        vec![
+            target("/a", 300),
+            target("/b", 100),
+            target("/c", 200),
+            target("/d", 50),
+        ],
+        2,
+    );
+    let text = e.render(Format::Prometheus, None);
+    let used = |p: &str| {
+        sample(
+            &text,
+            &format!("cachekeeper_target_dir_used_bytes{{path=\"{p}\"}}"),
+        )
+    };
+    assert_eq!(used("/a").as_deref(), Some("300"), "{text}");
+    assert_eq!(used("/c").as_deref(), Some("200"));
+    assert_eq!(used("/b"), None, "past the cap");
+    assert_eq!(used("(other)").as_deref(), Some("150"));
+    assert_eq!(
+        sample(&text, "cachekeeper_cargo_used_bytes").as_deref(),
+        Some("650")
+    );
+    assert_eq!(
+        sample(&text, "cachekeeper_target_dirs").as_deref(),
+        Some("4")
+    );
+    // A budget is per dir: no sum of budgets.
+    assert_eq!(
+        sample(
+            &text,
+            "cachekeeper_target_dir_budget_bytes{path=\"(other)\"}"
+        ),
+        None
+    );
+}
+
+#[test]
+fn a_finished_run_is_counted_by_cache_rule_and_trigger() {
+    let mut e = exposition(Vec::new(), 50);
+    let view = CleanView::build(
+        &Snapshot::empty(),
+        &CargoPlan::default(),
+        &SweepReport::default(),
+        BuildkitCleanView::default(),
+        Mode::Execute,
+        Sides::BOTH,
+    );
+    let run = |by_rule: &[(Rule, u64)], dry_run: bool| RunRecord {
+        trigger: "manual".into(),
+        dry_run,
+        started_unix: 1_800_000_000,
+        duration_ms: 2500,
+        by_rule: by_rule.iter().copied().collect(),
+        ..RunRecord::default()
+    };
+    e.counters.observe(
+        &run(&[(Rule::Orphaned, 4096), (Rule::KeepDuration, 10)], false),
+        &view,
+    );
+    e.counters
+        .observe(&run(&[(Rule::Orphaned, 1 << 20)], true), &view);
+    let text = e.render(Format::Prometheus, None);
+    assert_eq!(
+        sample(
+            &text,
+            "cachekeeper_reclaimed_bytes_total{cache=\"cargo\",rule=\"orphaned\",trigger=\"manual\"}"
+        )
+        .as_deref(),
+        Some("4096"),
+        "a dry run frees nothing: {text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "cachekeeper_reclaimed_bytes_total{cache=\"buildkit\",rule=\"keep-duration\",trigger=\"manual\"}"
+        )
+        .as_deref(),
+        Some("10")
+    );
+    for (outcome, n) in [("success", "1"), ("dry-run", "1")] {
+        let name = format!("cachekeeper_runs_total{{trigger=\"manual\",outcome=\"{outcome}\"}}");
+        assert_eq!(sample(&text, &name).as_deref(), Some(n), "{text}");
+    }
+    assert_eq!(
+        sample(&text, "cachekeeper_run_duration_seconds_count").as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        sample(&text, "cachekeeper_run_duration_seconds_bucket{le=\"5\"}").as_deref(),
+        Some("2"),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "cachekeeper_last_success_timestamp_seconds").as_deref(),
+        Some("1800000000")
+    );
+}
+
+#[test]
+fn openmetrics_when_asked_and_prometheus_text_otherwise() {
+    let e = exposition(vec![target("/a", 1)], 50);
+    let process = ProcessFacts {
+        resident_bytes: 10 << 20,
+        cpu_seconds: 1.5,
+        open_fds: Some(12),
+        start_time_seconds: 1_800_000_000,
+    };
+    let prom = e.render(Format::Prometheus, Some(process));
+    assert!(!prom.contains("# EOF"), "{prom}");
+    assert!(
+        prom.contains("# TYPE cachekeeper_runs_total counter"),
+        "{prom}"
+    );
+    assert_eq!(
+        sample(&prom, "process_cpu_seconds_total").as_deref(),
+        Some("1.5")
+    );
+    assert_eq!(sample(&prom, "process_open_fds").as_deref(), Some("12"));
+    let om = e.render(Format::OpenMetrics, Some(process));
+    assert!(om.ends_with("# EOF\n"), "{om}");
+    assert!(om.contains("# TYPE cachekeeper_runs counter"), "{om}");
+    assert!(
+        om.contains("# UNIT cachekeeper_cargo_used_bytes bytes"),
+        "{om}"
+    );
+    assert_eq!(
+        Format::negotiate(Some("application/openmetrics-text;version=1.0.0")),
+        Format::OpenMetrics
+    );
+    assert_eq!(Format::negotiate(Some("text/plain")), Format::Prometheus);
+    assert_eq!(Format::negotiate(None), Format::Prometheus);
+    // The textfile leaves the process out: node_exporter has its own process_* families.
+    assert!(!e.render(Format::Prometheus, None).contains("process_"));
+}

@@ -1,0 +1,310 @@
+//! Metrics as a fleet meets them: the daemon on its defaults (BuildKit on) with `[metrics]`
+//! set, scraped over HTTP, linted by `promtool`, stored by a real Prometheus, and written to
+//! a textfile for node_exporter.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::running::{Daemon, daemon_section};
+use crate::support::{DAY, Fixture, fingerprint_dirs, tool};
+
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A plain HTTP/1.0 GET (no chunking): the status code, the headers, the body.
+pub fn get(port: u16, path: &str, accept: Option<&str>) -> (u16, String, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let accept = accept.map_or(String::new(), |a| format!("Accept: {a}\r\n"));
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{accept}\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, head.to_string(), body.to_string())
+}
+
+/// The value of the sample written exactly `name{labels}` (or `name`), if present.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Every sample of `name` (any labels), summed.
+fn sum_of(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+/// A built workspace two months old whose dependency lost its fingerprint: its outputs are
+/// orphans, the one thing a run removes (stale-after is far away).
+fn orphaned(f: &Fixture) {
+    f.app_and_dep();
+    assert!(f.cargo(&["build"]).success);
+    f.pass_time(60 * DAY);
+    let lib = fingerprint_dirs(&f.target(), "debug")
+        .into_iter()
+        .find(|d| d.starts_with("dep-"))
+        .unwrap();
+    std::fs::remove_dir_all(f.target().join("debug/.fingerprint").join(lib)).unwrap();
+}
+
+struct Prometheus {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Debian's prometheus, scraping `target` every second, on a loopback port of its own.
+    fn start(bin: &Path, target: u16) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: cachekeeper\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let child = Command::new(bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let p = Prometheus {
+            child,
+            port,
+            _dir: dir,
+        };
+        p.wait_for("ready", || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok() && get(port, "/-/ready", None).0 == 200
+        });
+        p
+    }
+
+    fn wait_for(&self, what: &str, ok: impl Fn() -> bool) {
+        let t = Instant::now();
+        while !ok() {
+            assert!(
+                t.elapsed() < Duration::from_secs(90),
+                "Prometheus: timed out waiting for {what}: {}",
+                std::fs::read_to_string(self._dir.path().join("prometheus.log"))
+                    .unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// The value of an instant PromQL query with one result, if it has one.
+    fn query(&self, promql: &str) -> Option<f64> {
+        let encoded: String = promql
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' | b'-' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let (code, _, body) = get(self.port, &format!("/api/v1/query?query={encoded}"), None);
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_real_prometheus_scrapes_what_history_reports() {
+    let f = Fixture::new();
+    orphaned(&f);
+    let port = free_port();
+    let textfile = f.dir.path().join("textfile/cachekeeper.prom");
+    std::fs::create_dir_all(textfile.parent().unwrap()).unwrap();
+    f.config_with(
+        "stale-after = \"1000d\"",
+        &format!(
+            "{}[metrics]\nlisten = \"{port}\"\ntextfile = \"{}\"\n",
+            daemon_section(&f, ""),
+            textfile.display()
+        ),
+    );
+    let d = Daemon::start(&f);
+
+    // Served on loopback, in Prometheus text unless OpenMetrics is asked for.
+    let (code, head, text) = get(port, "/metrics", None);
+    assert_eq!(code, 200, "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    assert_eq!(
+        sample(&text, "cachekeeper_target_dirs"),
+        Some(1.0),
+        "{text}"
+    );
+    let target = f.target().display().to_string();
+    let used = sample(
+        &text,
+        &format!("cachekeeper_target_dir_used_bytes{{path=\"{target}\"}}"),
+    );
+    let status = d.json(&["status"]);
+    #[allow(clippy::cast_precision_loss)]
+    let expected = status["targets"][0]["bytes"].as_u64().unwrap() as f64;
+    assert_eq!(used, Some(expected), "{text}");
+    assert!(sample(&text, "process_resident_memory_bytes").unwrap() > 0.0);
+    assert!(sample(&text, "process_open_fds").unwrap() > 0.0);
+    let (_, head, om) = get(
+        port,
+        "/metrics",
+        Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5"),
+    );
+    assert!(head.contains("application/openmetrics-text"), "{head}");
+    assert!(om.ends_with("# EOF\n"));
+    assert_eq!(get(port, "/nope", None).0, 404);
+    // The daemon says where.
+    let human = String::from_utf8_lossy(&d.ck(&["status"]).stdout).into_owned();
+    assert!(
+        human.contains(&format!("metrics: http://127.0.0.1:{port}/metrics")),
+        "{human}"
+    );
+
+    // promtool finds nothing to complain about.
+    if let Some(promtool) = tool("promtool") {
+        let mut child = Command::new(promtool)
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && said.trim().is_empty(),
+            "promtool: {said}\n{text}"
+        );
+    }
+
+    let prometheus = tool("prometheus").map(|bin| Prometheus::start(&bin, port));
+    if let Some(p) = &prometheus {
+        p.wait_for("the first scrape", || {
+            p.query("up{job=\"cachekeeper\"}") == Some(1.0)
+        });
+    }
+
+    // A run removes the orphans; history, the scrape, the textfile and Prometheus agree.
+    let run = d.json(&["run-now"]);
+    assert!(run["reclaimed_bytes"].as_u64().unwrap() > 0, "{run:#}");
+    let history = d.json(&["history"]);
+    #[allow(clippy::cast_precision_loss)]
+    let reclaimed = history["totals"]["reclaimed_bytes"].as_u64().unwrap() as f64;
+    assert!(reclaimed > 0.0);
+    let text = get(port, "/metrics", None).2;
+    assert_eq!(
+        sum_of(&text, "cachekeeper_reclaimed_bytes_total"),
+        reclaimed,
+        "{text}"
+    );
+    // The orphans, and the dependency's incremental data that went with them.
+    let orphans = sample(
+        &text,
+        "cachekeeper_reclaimed_bytes_total{cache=\"cargo\",rule=\"orphaned\",trigger=\"manual\"}",
+    );
+    assert!(orphans.is_some_and(|b| b > 0.0), "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            "cachekeeper_runs_total{trigger=\"manual\",outcome=\"success\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    let file = std::fs::read_to_string(&textfile).unwrap();
+    assert_eq!(
+        sum_of(&file, "cachekeeper_reclaimed_bytes_total"),
+        reclaimed,
+        "{file}"
+    );
+    assert!(
+        !file.contains("process_"),
+        "node_exporter has its own process_* families"
+    );
+    let leftovers: Vec<PathBuf> = std::fs::read_dir(textfile.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p != &textfile)
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    if let Some(p) = &prometheus {
+        p.wait_for("the run's bytes", || {
+            p.query("sum(cachekeeper_reclaimed_bytes_total)") == Some(reclaimed)
+        });
+    }
+}
+
+#[test]
+fn a_metrics_address_in_use_keeps_the_daemon_from_starting() {
+    let f = Fixture::new();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    f.config_with(
+        "",
+        &format!(
+            "{}[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+            daemon_section(&f, "")
+        ),
+    );
+    let out = crate::support::ck()
+        .arg("--config")
+        .arg(f.dir.path().join("cachekeeper.toml"))
+        .arg("daemon")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen for metrics on 127.0.0.1:{port}")),
+        "{err}"
+    );
+}
