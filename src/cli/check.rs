@@ -117,11 +117,28 @@ fn describe_services(c: &Config) -> String {
     } else {
         "off".to_string()
     };
+    let m = &c.metrics;
+    let metrics = match (m.listen, &m.textfile) {
+        (None, None) => "off".to_string(),
+        (listen, textfile) => [
+            listen.map(|a| format!("http://{a}/metrics")),
+            textfile
+                .as_ref()
+                .map(|p| format!("textfile {}", p.display())),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", "),
+    };
     format!(
         "buildkit:            {buildkit}\n\
-         daemon schedule:     \"{}\" (poll every {}, at most every {})\n",
+         daemon schedule:     \"{}\" (poll every {}, at most every {})\n\
+         daemon stop-timeout: {}s\n\
+         metrics:             {metrics}\n",
         d.schedule.text(),
         format_duration(d.poll_interval),
         format_duration(d.min_interval),
+        d.stop_timeout.as_secs(),
     )
 }

@@ -135,6 +135,10 @@ impl TestEngine {
     }
 
     pub fn prune_everything(&self) {
+        // A container a failed test left behind holds its image.
+        for container in self.ok(&["ps", "-aq"]).split_whitespace() {
+            self.ok(&["rm", "-f", container]);
+        }
         for image in self.ok(&["images", "-aq"]).split_whitespace() {
             self.ok(&["rmi", "-f", image]);
         }
