@@ -161,3 +161,17 @@ fi
 restore
 t0=$(date +%s.%N); rm -rf "$work/real-copy"; t1=$(date +%s.%N)
 printf '| `cargo clean` (rm -rf) | %s MB | everything | %.2f s | |\n' $((before / 1000000)) "$(echo "$t1 - $t0" | bc)"
+echo
+
+# 4. The daemon's metrics, over the generated and the real target dirs.
+echo "## The daemon's metrics"
+echo
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+printf '[cargo]\nroots = ["%s", "%s"]\ntarget-budget = "none"\ntotal-budget = "none"\n[disk]\nmin-free = "none"\n[buildkit]\nenabled = false\n[daemon]\nstate-dir = "%s"\nsocket = "%s"\n[metrics]\nlisten = "%s"\n' \
+  "$big" "$real/target" "$work/daemon-state" "$work/daemon.sock" "$port" > "$work/ck-daemon.toml"
+"$ck" --config "$work/ck-daemon.toml" daemon 2> "$work/daemon.log" &
+daemon=$!
+trap 'kill $daemon 2> /dev/null || true' EXIT
+python3 "$root/bench/scrape.py" "http://127.0.0.1:$port/metrics" "$ck" "$work/ck-daemon.toml"
+kill "$daemon"; wait "$daemon" 2> /dev/null || true
+trap - EXIT

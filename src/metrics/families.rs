@@ -411,15 +411,14 @@ impl Collector for Collected {
                 encoder.encode_descriptor(family.name, family.help, family.unit.as_ref(), kind)?;
             match &family.data {
                 Data::Histogram(h) => {
-                    let mut buckets: Vec<(f64, u64)> = DURATION_BUCKETS
+                    // Every bound, observed or not (no runs yet: all zero).
+                    let buckets: Vec<(f64, u64)> = DURATION_BUCKETS
                         .iter()
                         .copied()
-                        .zip(h.buckets.iter().copied())
+                        .chain([f64::INFINITY])
+                        .enumerate()
+                        .map(|(i, bound)| (bound, h.buckets.get(i).copied().unwrap_or(0)))
                         .collect();
-                    buckets.push((
-                        f64::INFINITY,
-                        h.buckets.get(DURATION_BUCKETS.len()).copied().unwrap_or(0),
-                    ));
                     m.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
                         h.sum, h.count, &buckets, None,
                     )?;

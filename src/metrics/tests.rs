@@ -189,6 +189,16 @@ fn openmetrics_when_asked_and_prometheus_text_otherwise() {
     );
     assert_eq!(Format::negotiate(Some("text/plain")), Format::Prometheus);
     assert_eq!(Format::negotiate(None), Format::Prometheus);
+    // A histogram lists every bucket before the first run, too.
+    assert_eq!(
+        sample(
+            &prom,
+            "cachekeeper_run_duration_seconds_bucket{le=\"3600\"}"
+        )
+        .as_deref(),
+        Some("0"),
+        "{prom}"
+    );
     // The textfile leaves the process out: node_exporter has its own process_* families.
     assert!(!e.render(Format::Prometheus, None).contains("process_"));
 }
