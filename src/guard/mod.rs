@@ -254,11 +254,17 @@ pub async fn watch(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is now: the pass above just ran
     let status = loop {
+        // The command's end comes first: once it has exited (and let go of cargo's locks), no
+        // pass runs, since the guard's job was to keep space while it ran.
         tokio::select! {
+            biased;
             status = child.wait() => break status?,
             _ = term.recv() => forward(rustix::process::Signal::TERM),
             _ = int.recv() => forward(rustix::process::Signal::INT),
             _ = tick.tick() => {
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    continue;
+                }
                 let fs = free(&involved(roots, docker.as_ref()), floor);
                 for f in &fs {
                     min_free = Some(min_free.map_or(f.free_bytes, |m| m.min(f.free_bytes)));

@@ -45,6 +45,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "act",
             "config",
             "measure",
+            "metrics",
             "model",
             "os",
             "pathcodec",
