@@ -19,6 +19,82 @@ Examples:
   cachekeeper guard --min-free 20GiB ~/work
   cachekeeper guard --min-free 15% -- cargo test --workspace";
 
+const SCAN_HELP: &str = "\
+Exit codes: 0 ok, 1 when a target dir or a directory on the way could not be read (named in
+the output), 2 bad usage or config.
+
+Examples:
+  cachekeeper scan                    every target dir under the configured roots, and BuildKit
+  cachekeeper scan ~/src/service      one workspace (or its target dir)
+  cachekeeper scan --json | jq '.targets[] | {path, bytes, reclaimable_bytes}'";
+
+const CLEAN_HELP: &str = "\
+A dry run plans exactly what a real run removes, on the same code path; only the final unlink
+differs. Whole units go (fingerprint, outputs, build-script dirs, incremental data), with every
+unit that depends on them, so the next build recompiles exactly what was removed.
+
+Exit codes: 0 ok, 1 something could not be read or removed, 2 bad usage or config, 3 the
+cargo side was done but the BuildKit side could not be (the engine did not answer or erred).
+
+Examples:
+  cachekeeper clean --dry-run         what would go, why, and how much it frees
+  cachekeeper clean ~/src/service     clean one workspace's target dir (cargo side only)
+  cachekeeper clean --buildkit-only   prune the Docker engine's build cache to its budget";
+
+const STATUS_HELP: &str = "\
+Exit codes: 0 ok, 1 when something could not be read, 2 bad usage or config.
+
+Examples:
+  cachekeeper status                  the daemon's view, or a direct measurement
+  cachekeeper status --json | jq .total";
+
+const HISTORY_HELP: &str = "\
+Read from the daemon, or from its state dir when no daemon runs.
+
+Examples:
+  cachekeeper history --limit 5
+  cachekeeper history --json | jq .totals.reclaimed_bytes";
+
+const CHECK_HELP: &str = "\
+An error names the file, line, column and key, and says what was expected. Exit codes: 0 valid,
+2 invalid (nothing runs on a config that does not validate).
+
+Examples:
+  cachekeeper check-config                      the config in force
+  cachekeeper check-config ./cachekeeper.toml   a file before installing it
+  cachekeeper check-config --print-default > ~/.config/cachekeeper/config.toml";
+
+const RUN_NOW_HELP: &str = "\
+Exit codes: 0 ok, 1 no daemon answers or something could not be removed, 3 the BuildKit side
+could not be done.
+
+Examples:
+  cachekeeper run-now --dry-run       what the daemon's next run would do, now";
+
+const DAEMON_HELP: &str = "\
+Usually run by systemd (see the units in systemd/) or a container. It never cleans at start-up;
+SIGHUP reloads the config (an invalid one is reported and the old one kept), SIGTERM stops it
+within [daemon] stop-timeout.
+
+Examples:
+  cachekeeper daemon                  in the foreground, logging to stderr
+  systemctl --user status cachekeeper";
+
+const COMPLETIONS_HELP: &str = "\
+install.sh installs them where each shell looks. By hand:
+
+Examples:
+  cachekeeper completions bash > ~/.local/share/bash-completion/completions/cachekeeper
+  cachekeeper completions zsh > ~/.zfunc/_cachekeeper      (with ~/.zfunc in $fpath)
+  cachekeeper completions fish > ~/.config/fish/completions/cachekeeper.fish";
+
+const MAN_HELP: &str = "\
+install.sh installs the pages under PREFIX/share/man/man1.
+
+Examples:
+  cachekeeper man | man -l -
+  cachekeeper man --dir ~/.local/share/man/man1";
+
 const AFTER_HELP: &str = "\
 Config: --config FILE, else $CACHEKEEPER_CONFIG, $XDG_CONFIG_HOME/cachekeeper/config.toml
 (~/.config/...), /etc/cachekeeper/config.toml, else the built-in defaults (shown by
@@ -73,6 +149,7 @@ pub struct Cli {
 pub enum Command {
     /// Find target dirs and show, per dir, size by profile and kind, units, and what each
     /// rule would reclaim now.
+    #[command(after_help = SCAN_HELP)]
     Scan {
         /// Where to look: a target dir, a workspace, or any dir above them
         /// (default: the configured roots, and the BuildKit cache).
@@ -82,6 +159,7 @@ pub enum Command {
     },
     /// Remove stale artifacts under the configured rules and budgets, printing the plan
     /// (what, why, how big) and what was reclaimed.
+    #[command(after_help = CLEAN_HELP)]
     Clean {
         /// Show exactly what would be removed and how much it would free; remove nothing.
         #[arg(long, short = 'n')]
@@ -95,17 +173,21 @@ pub enum Command {
     /// Usage of every target dir against its budget, the total against the total budget,
     /// free disk against the watermark, and what the next run would do. Answered by the
     /// daemon when one runs (`"source": "daemon"`), else measured directly.
+    #[command(after_help = STATUS_HELP)]
     Status,
     /// Run the background service: clean on the schedule and on disk pressure, record builds'
     /// uses, answer status, run-now, history and healthcheck on its socket.
+    #[command(after_help = DAEMON_HELP)]
     Daemon,
     /// Ask the daemon to run the policy now; wait for it and print what it did.
+    #[command(after_help = RUN_NOW_HELP)]
     RunNow {
         /// Show what would be removed; remove nothing.
         #[arg(long, short = 'n')]
         dry_run: bool,
     },
     /// Past runs of the daemon and what they reclaimed.
+    #[command(after_help = HISTORY_HELP)]
     History {
         /// How many runs to show (the newest).
         #[arg(long, default_value_t = 20)]
@@ -130,8 +212,23 @@ pub enum Command {
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<std::ffi::OsString>,
     },
+    /// Print a shell completion script.
+    #[command(after_help = COMPLETIONS_HELP)]
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into a directory.
+    #[command(after_help = MAN_HELP)]
+    Man {
+        /// Write cachekeeper.1 and cachekeeper-COMMAND.1 into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Validate a config file and explain any error (default: the config in force).
+    #[command(after_help = CHECK_HELP)]
     CheckConfig {
+        /// The file to check (default: the config in force).
         file: Option<PathBuf>,
         /// Print the built-in default config (fully commented) and exit.
         #[arg(long, conflicts_with = "file")]

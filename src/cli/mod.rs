@@ -5,6 +5,7 @@
 mod args;
 mod check;
 mod commands;
+mod docs;
 mod guard;
 mod logging;
 
@@ -122,6 +123,22 @@ fn run(cli: &Cli) -> ExitCode {
     {
         return check::check_config(cli, file.as_deref(), *print_default, &env).into();
     }
+    // What the shells and man read needs no config.
+    match &cli.command {
+        Command::Completions { shell } => return docs::completions(*shell).into(),
+        Command::Man { dir } => {
+            return match docs::man(dir.as_deref()) {
+                Ok(()) => Exit::Ok.into(),
+                Err(e) => fail(
+                    cli,
+                    Exit::Failure,
+                    &format!("cannot write the man pages: {e}"),
+                )
+                .into(),
+            };
+        }
+        _ => {}
+    }
     let config = match config::load(cli.config.as_deref(), &env) {
         Ok(c) => c,
         Err(e) => {
@@ -177,7 +194,9 @@ fn run(cli: &Cli) -> ExitCode {
             paths,
             only,
         } => commands::clean(&ctx, paths, only.sides(paths), *dry_run).into(),
-        Command::CheckConfig { .. } => unreachable!("handled above"),
+        Command::CheckConfig { .. } | Command::Completions { .. } | Command::Man { .. } => {
+            unreachable!("handled above")
+        }
     }
 }
 

@@ -133,6 +133,35 @@ fn installs_into_a_prefix_idempotently_and_uninstalls() {
             .success()
     );
 
+    // Completions for each shell and a man page per command, where they look below a prefix.
+    let completions = [
+        (
+            "bash",
+            prefix.join("share/bash-completion/completions/cachekeeper"),
+        ),
+        ("zsh", prefix.join("share/zsh/site-functions/_cachekeeper")),
+        (
+            "fish",
+            prefix.join("share/fish/vendor_completions.d/cachekeeper.fish"),
+        ),
+    ];
+    for (shell, file) in &completions {
+        assert!(
+            file.is_file(),
+            "no {shell} completion at {}",
+            file.display()
+        );
+        parses(shell, file);
+    }
+    let man = prefix.join("share/man/man1");
+    for page in [
+        "cachekeeper.1",
+        "cachekeeper-clean.1",
+        "cachekeeper-guard.1",
+    ] {
+        renders(&man.join(page));
+    }
+
     let out = install(&prefix, &["--uninstall", "--dry-run"], &home);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -142,7 +171,99 @@ fn installs_into_a_prefix_idempotently_and_uninstalls() {
     let out = install(&prefix, &["--uninstall"], &home);
     assert!(out.status.success());
     assert!(!bin.exists() && !unit.exists() && !readme.exists());
+    assert!(completions.iter().all(|(_, f)| !f.exists()));
+    assert_eq!(
+        std::fs::read_dir(&man).unwrap().count(),
+        0,
+        "man pages left"
+    );
     assert!(config.exists(), "uninstall keeps the config");
+}
+
+/// A completion script the shell accepts (bash -n, zsh -n, fish --no-execute), where the shell
+/// is installed (.ci/run installs all three).
+fn parses(shell: &str, file: &Path) {
+    let Some(program) = crate::support::tool(shell) else {
+        return;
+    };
+    let check = if shell == "fish" {
+        "--no-execute"
+    } else {
+        "-n"
+    };
+    let out = Command::new(program).arg(check).arg(file).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{shell} rejects {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A man page `man -l` renders without a warning, naming its command.
+fn renders(page: &Path) {
+    let Some(man) = crate::support::tool("man") else {
+        return;
+    };
+    let out = Command::new(man)
+        .arg("-l")
+        .arg(page)
+        .env("MANWIDTH", "100")
+        .env("MAN_KEEP_STDERR", "1")
+        .env("PAGER", "cat")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let name = page.file_stem().unwrap().to_string_lossy();
+    assert!(
+        out.status.success() && out.stderr.is_empty() && text.contains(name.as_ref()),
+        "{}: {}{text}",
+        page.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_timer_install_runs_cleans_without_a_daemon_and_a_daemon_install_replaces_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let prefix = tmp.path().join("prefix");
+    let home = tmp.path().join("home");
+    let out = install(&prefix, &["--timer"], &home);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let units = prefix.join("lib/systemd/system");
+    let service = units.join("cachekeeper-clean.service");
+    let timer = units.join("cachekeeper-clean.timer");
+    let text = std::fs::read_to_string(&service).unwrap();
+    assert!(
+        text.contains(&format!(
+            "ExecStart={} --config {} clean --quiet",
+            prefix.join("bin/cachekeeper").display(),
+            prefix.join("etc/cachekeeper/config.toml").display()
+        )) && text.contains("Type=oneshot"),
+        "{text}"
+    );
+    assert!(
+        !units.join("cachekeeper.service").exists(),
+        "no daemon with --timer"
+    );
+    let timer_text = std::fs::read_to_string(&timer).unwrap();
+    assert!(timer_text.contains("OnCalendar=") && timer_text.contains("Persistent=true"));
+    verify(&service, false);
+    verify(&timer, false);
+
+    // The daemon instead: the timer goes.
+    let out = install(&prefix, &[], &home);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(units.join("cachekeeper.service").exists());
+    assert!(!service.exists() && !timer.exists());
 }
 
 #[test]
@@ -172,6 +293,16 @@ fn the_units_in_the_repo_verify_as_shipped() {
             "%h/.local/bin/cachekeeper",
             true,
         ),
+        (
+            "cachekeeper-clean.service",
+            "/usr/local/bin/cachekeeper",
+            false,
+        ),
+        (
+            "cachekeeper-clean-user.service",
+            "%h/.local/bin/cachekeeper",
+            true,
+        ),
     ] {
         let text = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -179,7 +310,15 @@ fn the_units_in_the_repo_verify_as_shipped() {
                 .join(name),
         )
         .unwrap();
-        assert!(text.contains(&format!("ExecStart={from} daemon")), "{name}");
+        let command = if name.contains("clean") {
+            "clean --quiet"
+        } else {
+            "daemon"
+        };
+        assert!(
+            text.contains(&format!("ExecStart={from} {command}")),
+            "{name}"
+        );
         let unit = tmp.path().join(name);
         std::fs::write(&unit, text.replace(from, env!("CARGO_BIN_EXE_cachekeeper"))).unwrap();
         verify(&unit, user);
