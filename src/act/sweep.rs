@@ -33,6 +33,8 @@ use crate::os::safefs;
 /// Hooks into a sweep: progress display, and tests that act mid-clean. `before` runs with
 /// the action's profile already locked (if it could be).
 pub trait Observer {
+    /// The sweep begins: `actions` removals planned, freeing `bytes`.
+    fn start(&mut self, _actions: usize, _bytes: u64) {}
     fn before(&mut self, _target: &TargetDir, _action: &CargoAction) {}
     fn after(&mut self, _target: &TargetDir, _action: &CargoAction, _result: &ActionResult) {}
 }
@@ -79,6 +81,7 @@ pub fn sweep(
 ) -> SweepReport {
     let mut report = SweepReport::default();
     let mut tally = Tally::default();
+    observer.start(plan.actions.len(), plan.planned_bytes());
     for (t, target) in targets.iter().enumerate() {
         let actions: Vec<usize> = (0..plan.actions.len())
             .filter(|&i| plan.actions[i].item.target == t)

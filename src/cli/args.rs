@@ -141,6 +141,11 @@ pub struct Cli {
     #[arg(long, short, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// When to colour tables and logs (auto: on a terminal, unless NO_COLOR is set;
+    /// CLICOLOR_FORCE forces it).
+    #[arg(long, global = true, value_enum, default_value_t, value_name = "WHEN")]
+    pub color: super::term::ColorWhen,
+
     #[command(subcommand)]
     pub command: Command,
 }

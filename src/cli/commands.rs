@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use super::{Cli, Command, Context, emit_json, fail, no_daemon, show};
 use crate::act::sweep::Observer;
 use crate::config::{Env, LoadError};
-use crate::model::{CargoAction, Mode, Sides, TargetDir};
+use crate::model::{ActionResult, CargoAction, Mode, Sides, TargetDir};
 use crate::progress::Progress;
 use crate::protocol::{Request, Response, ask};
 use crate::report::{
@@ -27,7 +27,7 @@ fn survey(
     ctx: &Context<'_>,
     paths: &[PathBuf],
     sides: Sides,
-    render: fn(&SurveyView) -> String,
+    render: fn(&SurveyView, human::Style) -> String,
 ) -> Exit {
     let roots = match ctx.roots(paths) {
         Ok(r) => r,
@@ -166,7 +166,7 @@ fn unhealthy(pid: Option<u32>, why: String) -> HealthView {
 /// `healthy`, or why not on stderr; under `--json` the view either way.
 fn show_health(cli: &Cli, view: &HealthView) -> Exit {
     if view.healthy {
-        show(cli, view, |_| "healthy\n".to_string());
+        show(cli, view, |_, _| "healthy\n".to_string());
     } else {
         let why = view
             .error
@@ -180,17 +180,30 @@ fn show_health(cli: &Cli, view: &HealthView) -> Exit {
     view.exit()
 }
 
-/// Shows clean's progress: one line per action.
-struct CleanProgress(Arc<Progress>, usize);
+/// Shows clean's progress: bytes freed of the plan, with rate and ETA.
+struct CleanProgress {
+    progress: Arc<Progress>,
+    done: usize,
+    of: usize,
+}
 
 impl Observer for CleanProgress {
-    fn before(&mut self, target: &TargetDir, _action: &CargoAction) {
-        self.1 += 1;
-        self.0.say(&format!(
-            "cleaning ({} done): {}",
-            self.1,
-            target.path.display()
-        ));
+    fn start(&mut self, actions: usize, bytes: u64) {
+        self.of = actions;
+        if actions > 0 {
+            self.progress.cleaning(actions, bytes);
+        }
+    }
+
+    fn after(&mut self, target: &TargetDir, action: &CargoAction, result: &ActionResult) {
+        self.done += 1;
+        let bytes = result.reclaimed_bytes.max(match result.status {
+            // A dry run frees nothing but walks the plan all the same.
+            crate::model::Status::WouldRemove => action.bytes,
+            _ => 0,
+        });
+        self.progress
+            .cleaned(self.done, self.of, bytes, &target.path);
     }
 }
 
@@ -201,7 +214,11 @@ pub fn clean(ctx: &Context<'_>, paths: &[PathBuf], sides: Sides, dry_run: bool) 
     };
     let mode = if dry_run { Mode::DryRun } else { Mode::Execute };
     let mut job = crate::run::Job::new(sides, mode, Arc::clone(ctx.progress));
-    job.observer = Box::new(CleanProgress(Arc::clone(ctx.progress), 0));
+    job.observer = Box::new(CleanProgress {
+        progress: Arc::clone(ctx.progress),
+        done: 0,
+        of: 0,
+    });
     let outcome = ctx.rt.block_on(crate::run::clean(ctx.config, &roots, job));
     ctx.progress.done();
     report::journal::log_actions(&outcome);

@@ -32,7 +32,13 @@ pub fn guard(
         Err(e) => return e.into(),
     };
     if command.is_empty() {
-        let pass = ctx.rt.block_on(guard::pass(ctx.config, &roots, floor));
+        let pass = ctx.rt.block_on(guard::pass(
+            ctx.config,
+            &roots,
+            floor,
+            std::sync::Arc::clone(ctx.progress),
+        ));
+        ctx.progress.done();
         if cli.json {
             emit_json(&serde_json::json!({ "version": report::SCHEMA_VERSION, "pass": pass }));
         } else {

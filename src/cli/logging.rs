@@ -3,7 +3,7 @@
 /// Logs to stderr. Under systemd (`$JOURNAL_STREAM` set) each line starts with its syslog
 /// priority (`<3>` error ... `<7>` debug), which journald turns into the entry's level, and
 /// carries no colors or timestamps (journald adds its own).
-pub fn init(verbose: u8, daemon: bool) {
+pub fn init(verbose: u8, daemon: bool, color: super::term::ColorWhen) {
     use std::io::IsTerminal;
     let default = match (verbose, daemon) {
         (0, false) => "warn",
@@ -16,9 +16,11 @@ pub fn init(verbose: u8, daemon: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
     // https://no-color.org: any non-empty NO_COLOR turns colour off.
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    // Journald gets priorities, never escapes; otherwise as for tables (--color, NO_COLOR,
+    // CLICOLOR_FORCE, a terminal).
+    let ansi = !journald && super::term::colour(color, std::io::stderr().is_terminal());
     let format = tracing_subscriber::fmt::format()
-        .with_ansi(std::io::stderr().is_terminal() && !journald && !no_color)
+        .with_ansi(ansi)
         .with_target(false)
         .without_time();
     let _ = tracing_subscriber::fmt()

@@ -8,6 +8,7 @@ mod commands;
 mod docs;
 mod guard;
 mod logging;
+mod term;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -66,12 +67,17 @@ fn emit_json<T: serde::Serialize>(value: &T) {
     emit("\n");
 }
 
-/// Prints a view: as JSON under `--json`, else rendered for people.
-fn show<V: serde::Serialize>(cli: &Cli, view: &V, render: impl FnOnce(&V) -> String) {
+/// Prints a view: as JSON under `--json`, else rendered for people, in colour and with
+/// pictures as the terminal takes them.
+fn show<V: serde::Serialize>(
+    cli: &Cli,
+    view: &V,
+    render: impl FnOnce(&V, report::human::Style) -> String,
+) {
     if cli.json {
         emit_json(view);
     } else {
-        emit(&render(view));
+        emit(&render(view, term::stdout_style(cli.color)));
     }
 }
 
@@ -110,7 +116,11 @@ pub fn main() -> ExitCode {
             return Exit::Usage.into();
         }
     };
-    logging::init(cli.verbose, matches!(cli.command, Command::Daemon));
+    logging::init(
+        cli.verbose,
+        matches!(cli.command, Command::Daemon),
+        cli.color,
+    );
     run(&cli)
 }
 
@@ -153,11 +163,8 @@ fn run(cli: &Cli) -> ExitCode {
             };
         }
     };
-    let progress = Arc::new(if cli.quiet {
-        Progress::hidden()
-    } else {
-        Progress::new(false)
-    });
+    // Progress is for a person at a terminal: never with --json or -q.
+    let progress = Arc::new(Progress::new(cli.quiet || cli.json));
     // The one runtime of this process: the engine client is async, so every command that may
     // talk to it runs on this, and nothing below builds another.
     let rt = match tokio::runtime::Builder::new_current_thread()

@@ -122,16 +122,16 @@ fn docker_of(side: &BuildkitSide) -> Docker {
     }
 }
 
-/// Runs one pass against `floor` over `roots`.
-pub async fn pass(config: &Config, roots: &[PathBuf], floor: SizeSpec) -> Pass {
-    let (snapshot, engine) = measure::measure(
-        config,
-        roots,
-        Sides::BOTH,
-        Arc::new(Progress::hidden()),
-        None,
-    )
-    .await;
+/// Runs one pass against `floor` over `roots`; `progress` shows the measurement and one line
+/// per phase.
+pub async fn pass(
+    config: &Config,
+    roots: &[PathBuf],
+    floor: SizeSpec,
+    progress: Arc<Progress>,
+) -> Pass {
+    let (snapshot, engine) =
+        measure::measure(config, roots, Sides::BOTH, Arc::clone(&progress), None).await;
     let docker = docker_of(&snapshot.buildkit);
     let fs = involved(roots, docker.root_dir.as_ref());
     let before = free(&fs, floor);
@@ -155,6 +155,14 @@ pub async fn pass(config: &Config, roots: &[PathBuf], floor: SizeSpec) -> Pass {
             if after.iter().all(FsFree::holds) {
                 break;
             }
+            progress.say(&format!(
+                "guard: {} phase: {} removals",
+                phase.phase().name(),
+                match &phase {
+                    PhasePlan::Cargo(_, p) => p.actions.len(),
+                    PhasePlan::Buildkit(_, p) => p.actions.len(),
+                }
+            ));
             let (name, actions, reclaimed) = match phase {
                 PhasePlan::Cargo(name, plan) => {
                     let snap = Arc::clone(&snapshot);
@@ -232,7 +240,9 @@ pub async fn watch(
     command: &[std::ffi::OsString],
 ) -> std::io::Result<Watch> {
     use tokio::signal::unix::{SignalKind, signal};
-    let first = pass(config, roots, floor).await;
+    // The command's output owns the terminal: passes show no progress.
+    let hidden = Arc::new(Progress::hidden());
+    let first = pass(config, roots, floor, Arc::clone(&hidden)).await;
     let docker = first.buildkit.root_dir.clone();
     let mut passes = vec![first];
     let mut term = signal(SignalKind::terminate())?;
@@ -272,7 +282,7 @@ pub async fn watch(
                 if !fs.iter().all(FsFree::holds) {
                     held = false;
                     tracing::warn!("free space under the floor while the command runs: freeing space");
-                    passes.push(pass(config, roots, floor).await);
+                    passes.push(pass(config, roots, floor, Arc::clone(&hidden)).await);
                 }
             }
         }

@@ -84,8 +84,8 @@ pub fn take_cargo(
         let asking =
             want_toolchains.then(|| s.spawn(|| toolchain::discover(&config.cargo.extra_rustc)));
         for (i, path) in found.targets.iter().enumerate() {
-            progress.say(&format!("scanning {}/{n}: {}", i + 1, path.display()));
-            match inventory::scan_cached(path, threads, cache) {
+            progress.scanning(i, n, path);
+            match inventory::scan_cached(path, threads, cache, Some(progress)) {
                 Ok(t) => targets.push(t),
                 Err(e) => failed.push((path.clone(), e.to_string())),
             }

@@ -17,5 +17,6 @@ mod install;
 mod layout;
 mod metrics;
 mod safety;
+mod terminal;
 mod tidy;
 mod toolchain;

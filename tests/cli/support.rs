@@ -399,7 +399,9 @@ pub fn du(path: &Path) -> u64 {
 /// The cachekeeper binary, with an environment that cannot leak a user's config in.
 pub fn ck() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_cachekeeper"));
+    // Output as a pipe gets it, whatever the terminal running the tests forces.
     c.env_remove("CACHEKEEPER_CONFIG")
+        .env_remove("CLICOLOR_FORCE")
         .env("XDG_CONFIG_HOME", "/nonexistent")
         .stdin(Stdio::null());
     c

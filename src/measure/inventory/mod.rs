@@ -57,14 +57,16 @@ const SESSION_SLACK: Duration = Duration::from_secs(2);
 
 /// Measures and understands one target dir.
 pub fn scan(path: &Path, threads: usize) -> Result<TargetDir, ScanError> {
-    scan_cached(path, threads, None)
+    scan_cached(path, threads, None, None)
 }
 
-/// [`scan`], reading only the fingerprint files `cache` has not seen in this version.
+/// [`scan`], reading only the fingerprint files `cache` has not seen in this version, and
+/// telling `progress` what it walks.
 pub fn scan_cached(
     path: &Path,
     threads: usize,
     cache: Option<&FingerprintCache>,
+    progress: Option<&crate::progress::Progress>,
 ) -> Result<TargetDir, ScanError> {
     let open_err = |source| ScanError::Open {
         path: path.to_path_buf(),
@@ -97,6 +99,7 @@ pub fn scan_cached(
             .collect(),
         containers,
         crates: std::sync::Mutex::new(Vec::new()),
+        progress: progress.filter(|p| p.is_shown()),
     };
     let walk_root = rustix::io::fcntl_dupfd_cloexec(&root, 0).map_err(|e| open_err(e.into()))?;
     let accs = crate::os::walk::walk(&visitor, walk_root, Ctx::Root, threads);

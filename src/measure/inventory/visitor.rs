@@ -155,6 +155,8 @@ impl IncrAcc {
 
 #[derive(Default)]
 pub(super) struct Acc {
+    /// Walked since progress was last told (files, allocated bytes).
+    pub unreported: (u64, u64),
     pub units: HashMap<UnitKey, UnitAcc>,
     pub incr: HashMap<u32, IncrAcc>,
     pub profiles: HashMap<u16, ByKind>,
@@ -200,7 +202,12 @@ pub(super) struct InventoryVisitor<'c> {
     /// Incremental crate dirs met so far, `(profile, dir name)`, indexed by their id: files
     /// below them are tallied under that small id, not their name.
     pub crates: Mutex<Vec<(u16, Arc<str>)>>,
+    /// Told what was walked, every few thousand entries.
+    pub progress: Option<&'c crate::progress::Progress>,
 }
+
+/// Entries a walker thread counts before telling progress.
+const REPORT_EVERY: u64 = 4096;
 
 /// The largest fingerprint JSON we read (real ones are a few hundred bytes).
 const MAX_FINGERPRINT_JSON: usize = 1 << 20;
@@ -423,6 +430,14 @@ impl Visitor for InventoryVisitor<'_> {
         meta: &Meta,
     ) -> Option<Ctx> {
         let is_dir = meta.kind == safefs::Kind::Dir;
+        if let Some(p) = self.progress {
+            acc.unreported.0 += 1;
+            acc.unreported.1 += meta.bytes;
+            if acc.unreported.0 >= REPORT_EVERY {
+                let (files, bytes) = std::mem::take(&mut acc.unreported);
+                p.walked(files, bytes);
+            }
+        }
         // Names that are not UTF-8 are not cargo's: account for them, never interpret them.
         let (owner, ctx) = match name.to_str() {
             Some(n) => self.classify(parent, dir_rel, n, is_dir),

@@ -153,7 +153,7 @@ fn cargo_clean(v: &CleanView, out: &mut String) {
 
 /// `cachekeeper clean`.
 #[must_use]
-pub fn clean(v: &CleanView) -> String {
+pub fn clean(v: &CleanView, style: Style) -> String {
     let mut out = String::new();
     if v.sides.cargo {
         cargo_clean(v, &mut out);
@@ -166,11 +166,9 @@ pub fn clean(v: &CleanView) -> String {
     } else {
         "Reclaimed"
     };
-    let _ = write!(
-        out,
-        "{reclaim} {} in total.",
-        human_bytes(v.reclaimed_bytes)
-    );
+    let total = format!("{reclaim} {} in total.", human_bytes(v.reclaimed_bytes));
+    let tone = if v.dry_run { Tone::Dim } else { Tone::Good };
+    out.push_str(&paint(style, tone, &total));
     let _ = writeln!(
         out,
         "{}",
@@ -186,7 +184,8 @@ pub fn clean(v: &CleanView) -> String {
     if v.errors > 0 {
         let _ = writeln!(
             out,
-            "error: {} files could not be removed (see above).",
+            "{} {} files could not be removed (see above).",
+            paint(style, Tone::Bad, "error:"),
             v.errors
         );
     }
@@ -195,7 +194,8 @@ pub fn clean(v: &CleanView) -> String {
         let _ = writeln!(out, "Why: {why}.");
     }
     for f in &v.failed {
-        let _ = writeln!(out, "error: {}: {}", f.path.display(), f.error);
+        let e = paint(style, Tone::Bad, "error:");
+        let _ = writeln!(out, "{e} {}: {}", f.path.display(), f.error);
     }
     search_errors(&v.search_errors, &mut out);
     out

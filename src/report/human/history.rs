@@ -24,7 +24,7 @@ pub(super) fn run_line(r: &RunRecord) -> String {
 
 /// `cachekeeper history`.
 #[must_use]
-pub fn history(v: &HistoryView) -> String {
+pub fn history(v: &HistoryView, style: Style) -> String {
     let (runs, totals) = (&v.runs, &v.totals);
     let mut out = String::new();
     if runs.is_empty() {
@@ -56,6 +56,20 @@ pub fn history(v: &HistoryView) -> String {
         for e in &r.errors {
             let _ = writeln!(out, "    error: {e}");
         }
+    }
+    // Reclaimed per real run over time, when there are a few to compare.
+    let real: Vec<&RunRecord> = runs.iter().filter(|r| !r.dry_run).collect();
+    if real.len() >= 2 {
+        let bytes: Vec<u64> = real.iter().map(|r| r.reclaimed_bytes).collect();
+        let max = bytes.iter().copied().max().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "Reclaimed per run, {} to {}: {}  (most {})",
+            local(&real[0].started),
+            local(&real[real.len() - 1].started),
+            paint(style, Tone::Good, &sparkline(style, &bytes)),
+            human_bytes(max)
+        );
     }
     let _ = writeln!(out, "Total: {}.", totals_line(totals));
     out

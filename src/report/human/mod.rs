@@ -13,8 +13,12 @@ use crate::model::{
 use crate::units::{human_bytes, local};
 
 mod clean;
+mod draw;
 mod history;
 mod survey;
+
+pub use draw::{Style, Tone, paint, width};
+use draw::{bar, sparkline, tone_of};
 
 pub use clean::clean;
 pub use history::history;
@@ -38,11 +42,11 @@ fn local_prefix(line: &str) -> String {
 /// Aligns columns; the first is left-aligned, the others right-aligned.
 fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let width: Vec<usize> = (0..cols)
+    let widths: Vec<usize> = (0..cols)
         .map(|c| {
             rows.iter()
                 .filter_map(|r| r.get(c))
-                .map(|s| s.chars().count())
+                .map(|s| width(s))
                 .max()
                 .unwrap_or(0)
         })
@@ -51,7 +55,7 @@ fn table(rows: &[Vec<String>]) -> String {
     for r in rows {
         let mut line = String::new();
         for (c, cell) in r.iter().enumerate() {
-            let pad = width[c] - cell.chars().count();
+            let pad = widths[c] - width(cell);
             if c == 0 {
                 line.push_str(cell);
                 line.push_str(&" ".repeat(pad));

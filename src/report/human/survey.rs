@@ -30,7 +30,7 @@ fn footer(v: &SurveyView, out: &mut String) {
 }
 
 /// Directories the search could not enter, named (a target dir may hide in each).
-fn buildkit(b: &BuildkitView, detailed: bool, out: &mut String) {
+fn buildkit(b: &BuildkitView, detailed: bool, style: Style, out: &mut String) {
     match b.state {
         BuildkitState::Off => {}
         BuildkitState::Absent => {
@@ -56,9 +56,11 @@ fn buildkit(b: &BuildkitView, detailed: bool, out: &mut String) {
                 b.host.as_deref().unwrap_or("?")
             );
             let budget_state = match b.budget_bytes {
-                Some(_) if b.over_budget_bytes > 0 => {
-                    format!(" (over by {})", human_bytes(b.over_budget_bytes))
-                }
+                Some(_) if b.over_budget_bytes > 0 => paint(
+                    style,
+                    Tone::Bad,
+                    &format!(" (over by {})", human_bytes(b.over_budget_bytes)),
+                ),
                 Some(_) => " (ok)".into(),
                 None => String::new(),
             };
@@ -72,6 +74,13 @@ fn buildkit(b: &BuildkitView, detailed: bool, out: &mut String) {
                 human_bytes(b.shared_bytes),
                 budget(b.budget_bytes),
             );
+            if let Some(limit) = b.budget_bytes {
+                let _ = writeln!(
+                    out,
+                    "  reclaimable against the budget: {}",
+                    bar(style, b.reclaimable_bytes, limit, 20)
+                );
+            }
             if detailed && !b.by_type.is_empty() {
                 let mut rows = vec![vec!["  TYPE".to_string(), "RECORDS".into(), "SIZE".into()]];
                 for (kind, u) in &b.by_type {
@@ -119,7 +128,9 @@ fn buildkit(b: &BuildkitView, detailed: bool, out: &mut String) {
     }
 }
 
-fn filesystems(v: &SurveyView, out: &mut String) {
+/// Each filesystem's free space against its watermark; the bar is the space used of what may
+/// be used before free space falls under min-free.
+fn filesystems(v: &SurveyView, style: Style, out: &mut String) {
     if v.filesystems.is_empty() {
         return;
     }
@@ -128,16 +139,22 @@ fn filesystems(v: &SurveyView, out: &mut String) {
         "FREE".into(),
         "SIZE".into(),
         "MIN-FREE".into(),
+        "USE (100% = MIN-FREE)".into(),
         String::new(),
     ]];
     for f in &v.filesystems {
+        let used = f.total_bytes.saturating_sub(f.free_bytes);
+        let picture = f.min_free_bytes.map_or(String::new(), |m| {
+            bar(style, used, f.total_bytes.saturating_sub(m), 12)
+        });
         rows.push(vec![
             f.path.display().to_string(),
             human_bytes(f.free_bytes),
             human_bytes(f.total_bytes),
             budget(f.min_free_bytes),
+            picture,
             if f.below_min_free {
-                "BELOW".into()
+                paint(style, Tone::Bad, "BELOW")
             } else {
                 "ok".into()
             },
@@ -148,7 +165,7 @@ fn filesystems(v: &SurveyView, out: &mut String) {
 
 /// `cachekeeper scan`: each target dir in detail.
 #[must_use]
-pub fn scan(v: &SurveyView) -> String {
+pub fn scan(v: &SurveyView, style: Style) -> String {
     let mut out = String::new();
     if v.targets.is_empty() {
         out.push_str("No cargo target dirs found.\n");
@@ -245,15 +262,15 @@ pub fn scan(v: &SurveyView) -> String {
         human_bytes(v.total.reclaimable_bytes),
         by_rule(&v.total.reclaimable_by_rule)
     );
-    buildkit(&v.buildkit, true, &mut out);
-    filesystems(v, &mut out);
+    buildkit(&v.buildkit, true, style, &mut out);
+    filesystems(v, style, &mut out);
     footer(v, &mut out);
     out
 }
 
 /// `cachekeeper status`: every target dir against its budget, in one table.
 #[must_use]
-pub fn status(v: &SurveyView) -> String {
+pub fn status(v: &SurveyView, style: Style) -> String {
     let mut out = String::new();
     let source = if v.daemon.is_some() {
         "from the daemon"
@@ -265,17 +282,23 @@ pub fn status(v: &SurveyView) -> String {
         "TARGET DIR".to_string(),
         "USED".into(),
         "BUDGET".into(),
+        "USE OF BUDGET".into(),
         "RECLAIMABLE".into(),
         String::new(),
     ]];
-    let over = |b: Option<u64>, over: u64| match b {
-        Some(_) if over > 0 => format!("over by {}", human_bytes(over)),
+    // Over a budget in red, near one in yellow, as cargo and docker colour their warnings.
+    let state = |used: u64, b: Option<u64>, over: u64| match b {
+        Some(_) if over > 0 => paint(style, Tone::Bad, &format!("over by {}", human_bytes(over))),
+        Some(limit) if tone_of(used, limit) == Some(Tone::Warn) => {
+            paint(style, Tone::Warn, "near budget")
+        }
         Some(_) => "ok".into(),
         None => String::new(),
     };
+    let picture = |used: u64, b: Option<u64>| b.map_or(String::new(), |l| bar(style, used, l, 12));
     for t in &v.targets {
         let busy = t.profiles.iter().any(|p| p.state == ProfileState::Busy);
-        let mut state = over(t.budget_bytes, t.over_budget_bytes);
+        let mut state = state(t.bytes, t.budget_bytes, t.over_budget_bytes);
         if busy {
             state.push_str(" (build running)");
         }
@@ -283,6 +306,7 @@ pub fn status(v: &SurveyView) -> String {
             t.path.display().to_string(),
             human_bytes(t.bytes),
             budget(t.budget_bytes),
+            picture(t.bytes, t.budget_bytes),
             human_bytes(t.reclaimable_bytes),
             state.trim().to_string(),
         ]);
@@ -291,12 +315,17 @@ pub fn status(v: &SurveyView) -> String {
         format!("total ({} target dirs)", v.targets.len()),
         human_bytes(v.total.bytes),
         budget(v.total.budget_bytes),
+        picture(v.total.bytes, v.total.budget_bytes),
         human_bytes(v.total.reclaimable_bytes),
-        over(v.total.budget_bytes, v.total.over_budget_bytes),
+        state(
+            v.total.bytes,
+            v.total.budget_bytes,
+            v.total.over_budget_bytes,
+        ),
     ]);
     out.push_str(&table(&rows));
-    buildkit(&v.buildkit, false, &mut out);
-    filesystems(v, &mut out);
+    buildkit(&v.buildkit, false, style, &mut out);
+    filesystems(v, style, &mut out);
     if v.daemon.is_none() {
         let _ = writeln!(
             out,
