@@ -106,7 +106,7 @@ fn describe_services(c: &Config) -> String {
         format!(
             "on ({}), budget {}, keep-duration {}, protect-cache-mounts {}",
             b.docker_host.as_ref().map_or_else(
-                || "$DOCKER_HOST or the local socket".into(),
+                || "$DOCKER_HOST, a docker context, or the local socket".into(),
                 ToString::to_string
             ),
             b.budget

@@ -1,5 +1,7 @@
-//! Where the Docker engine listens: a host named in the config or `$DOCKER_HOST`, or the
-//! conventional local socket.
+//! How a Docker engine is named: `unix:///path`, `tcp://host:port` or `ssh://[user@]host[:port]`,
+//! and where the name came from. Finding the one to use (the config, `$DOCKER_HOST`, a docker
+//! context, the local socket) reads the environment and the docker CLI's files: that is
+//! `docker::endpoint`'s.
 
 use std::path::PathBuf;
 
@@ -7,7 +9,10 @@ use std::path::PathBuf;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Host {
     Unix(PathBuf),
+    /// `host:port`; TLS when the environment or the context says so.
     Tcp(String),
+    /// `[user@]host[:port]`, reached through `ssh ... docker system dial-stdio`.
+    Ssh(String),
 }
 
 impl std::fmt::Display for Host {
@@ -15,6 +20,7 @@ impl std::fmt::Display for Host {
         match self {
             Host::Unix(p) => write!(f, "unix://{}", p.display()),
             Host::Tcp(a) => write!(f, "tcp://{a}"),
+            Host::Ssh(d) => write!(f, "ssh://{d}"),
         }
     }
 }
@@ -26,22 +32,13 @@ pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
 pub enum Origin {
     Config,
     Env,
+    /// A docker context (`$DOCKER_CONTEXT`, or the docker CLI's current one).
+    Context,
     /// Nobody named one: the conventional local socket.
     Default,
 }
 
 impl Host {
-    /// The configured host, else `$DOCKER_HOST`, else the local socket.
-    pub fn resolve(configured: Option<&Host>) -> Result<(Host, Origin), String> {
-        if let Some(c) = configured {
-            return Ok((c.clone(), Origin::Config));
-        }
-        match std::env::var("DOCKER_HOST").ok().filter(|s| !s.is_empty()) {
-            Some(e) => Ok((Host::parse(&e)?, Origin::Env)),
-            None => Ok((Host::Unix(PathBuf::from(DEFAULT_SOCKET)), Origin::Default)),
-        }
-    }
-
     pub fn parse(text: &str) -> Result<Host, String> {
         let q = crate::units::quoted(text);
         if let Some(p) = text.strip_prefix("unix://") {
@@ -51,9 +48,17 @@ impl Host {
             .or_else(|| text.strip_prefix("http://"))
         {
             Ok(Host::Tcp(a.trim_end_matches('/').to_string()))
+        } else if let Some(d) = text.strip_prefix("ssh://") {
+            let d = d.trim_end_matches('/');
+            if d.is_empty() || d.contains('/') {
+                return Err(format!(
+                    "unsupported Docker host {q}: expected ssh://[user@]host[:port]"
+                ));
+            }
+            Ok(Host::Ssh(d.to_string()))
         } else {
             Err(format!(
-                "unsupported Docker host {q}: expected unix:///path/to/docker.sock or tcp://host:port"
+                "unsupported Docker host {q}: expected unix:///path/to/docker.sock, tcp://host:port or ssh://[user@]host[:port]"
             ))
         }
     }
@@ -73,14 +78,15 @@ mod tests {
             Host::parse("tcp://127.0.0.1:2375"),
             Ok(Host::Tcp("127.0.0.1:2375".into()))
         );
+        assert_eq!(
+            Host::parse("ssh://me@box:2222"),
+            Ok(Host::Ssh("me@box:2222".into()))
+        );
+        assert!(Host::parse("ssh://box/path").is_err());
         assert!(
-            Host::parse("ssh://me@box")
+            Host::parse("npipe:////./pipe/docker_engine")
                 .unwrap_err()
                 .contains("unsupported Docker host")
-        );
-        assert_eq!(
-            Host::resolve(Some(&Host::Tcp("h:1".into()))),
-            Ok((Host::Tcp("h:1".into()), Origin::Config))
         );
     }
 }

@@ -1,11 +1,12 @@
 //! The Docker engine client: connect, negotiate the API version, read the build cache, prune
 //! one record.
 //!
-//! bollard carries the connection, the version negotiation and `POST /build/prune` (whose
-//! `filters` and `all` parameters mean the same from API 1.41 to 1.53; bollard sends only the
-//! parameters we set, so the `keep-storage`/`reserved-space` split of API 1.48 never matters).
-//! `GET /system/df` is requested here, over the same host and at the negotiated version,
-//! because no bollard release models the build cache of every API version (see [`super::df`]).
+//! bollard carries the version negotiation and `POST /build/prune` (whose `filters` and `all`
+//! parameters mean the same from API 1.41 to 1.53; bollard sends only the parameters we set,
+//! so the `keep-storage`/`reserved-space` split of API 1.48 never matters). `GET /system/df` is
+//! requested here, at the negotiated version, because no bollard release models the build
+//! cache of every API version (see [`df`]). Both go through our [`transport`] (unix socket,
+//! TCP, TLS, ssh) to the engine [`endpoint`] names, found as the docker CLI finds it.
 //!
 //! Every request runs under the configured timeout (pruning one record under twelve times it):
 //! a hung engine costs that long, once, and is reported.
@@ -17,9 +18,13 @@ use std::time::Duration;
 use bollard::Docker;
 
 pub mod df;
+pub mod endpoint;
+pub mod transport;
 
 use crate::config::Host;
 use crate::model::{EngineError, EngineInfo, Record};
+use endpoint::Endpoint;
+use transport::Transport;
 
 /// How much longer than a listing pruning one record may take (removing a big snapshot is slow).
 const PRUNE_FACTOR: u32 = 12;
@@ -34,7 +39,14 @@ impl EngineError {
         // Find an io::Error in the chain: it says what went wrong with the connection.
         let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
         while let Some(e) = cur {
-            if let Some(io) = e.downcast_ref::<io::Error>() {
+            // bollard's IOError is transparent: its source is the io::Error's own source.
+            let io = e.downcast_ref::<io::Error>().or_else(|| {
+                match e.downcast_ref::<bollard::errors::Error>() {
+                    Some(bollard::errors::Error::IOError { err }) => Some(err),
+                    _ => None,
+                }
+            });
+            if let Some(io) = io {
                 return match io.kind() {
                     io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
                         EngineError::Absent {
@@ -81,7 +93,10 @@ impl EngineError {
 /// A connected engine.
 pub struct Engine {
     pub host: Host,
+    /// The docker context the host came from.
+    pub context: Option<String>,
     docker: Docker,
+    transport: Transport,
     timeout: Duration,
     /// The negotiated API version, `1.41`.
     pub api_version: String,
@@ -111,6 +126,7 @@ impl Engine {
     pub fn info(&self) -> EngineInfo {
         EngineInfo {
             host: self.host.clone(),
+            context: self.context.clone(),
             api_version: self.api_version.clone(),
             server_version: self.server_version.clone(),
             root_dir: self.root_dir.clone(),
@@ -118,7 +134,8 @@ impl Engine {
     }
 
     /// Connects and negotiates the API version.
-    pub async fn connect(host: Host, timeout: Duration) -> Result<Engine, EngineError> {
+    pub async fn connect(endpoint: Endpoint, timeout: Duration) -> Result<Engine, EngineError> {
+        let host = endpoint.host.clone();
         if let Host::Unix(path) = &host {
             // A missing socket is the common "no Docker here"; say it plainly.
             if std::fs::symlink_metadata(path).is_err() {
@@ -128,21 +145,23 @@ impl Engine {
                 });
             }
         }
+        let transport = Transport::new(&endpoint).map_err(|cause| EngineError::Other {
+            host: host.to_string(),
+            cause,
+        })?;
         // bollard's own clock is set to the longest any request may take (a prune); each
         // request is held to its own limit by `within`.
         let secs = (timeout * PRUNE_FACTOR).as_secs().max(1);
-        let docker = match &host {
-            Host::Unix(p) => Docker::connect_with_unix(
-                &p.display().to_string(),
-                secs,
-                bollard::API_DEFAULT_VERSION,
-            ),
-            Host::Tcp(a) => Docker::connect_with_http(
-                &format!("http://{a}"),
-                secs,
-                bollard::API_DEFAULT_VERSION,
-            ),
-        }
+        let via = transport.clone();
+        let docker = Docker::connect_with_custom_transport(
+            move |req: bollard::BollardRequest| {
+                let via = via.clone();
+                async move { via.send(req).await.map_err(bollard::errors::Error::from) }
+            },
+            Some("http://docker"),
+            secs,
+            bollard::API_DEFAULT_VERSION,
+        )
         .map_err(|e| EngineError::classify(&host, &e, timeout))?;
         let docker = within(&host, timeout, docker.negotiate_version()).await?;
         let version = within(&host, timeout, docker.version()).await?;
@@ -153,7 +172,9 @@ impl Engine {
             server_version: version.version.unwrap_or_default(),
             root_dir: info.docker_root_dir.map(PathBuf::from),
             host,
+            context: endpoint.context,
             docker,
+            transport,
             timeout,
         })
     }
@@ -164,7 +185,8 @@ impl Engine {
             "/v{}/system/df?type=build-cache&verbose=1",
             self.api_version
         );
-        let (status, body) = within(&self.host, self.timeout, raw_get(&self.host, &path)).await?;
+        let (status, body) =
+            within(&self.host, self.timeout, raw_get(&self.transport, &path)).await?;
         if status != 200 {
             return Err(EngineError::Api {
                 host: self.host.to_string(),
@@ -218,30 +240,14 @@ fn raw(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> RawError {
 }
 
 /// `GET path` on the engine, returning the status and the body.
-async fn raw_get(host: &Host, path: &str) -> Result<(u16, Vec<u8>), RawError> {
+async fn raw_get(transport: &Transport, path: &str) -> Result<(u16, Vec<u8>), RawError> {
     use http_body_util::{BodyExt, Empty};
     use hyper::body::Bytes;
-    use hyper_util::client::legacy::Client;
-    use hyper_util::rt::TokioExecutor;
 
-    let response = match host {
-        Host::Unix(socket) => {
-            let client: Client<hyperlocal::UnixConnector, Empty<Bytes>> =
-                Client::builder(TokioExecutor::new()).build(hyperlocal::UnixConnector);
-            client
-                .get(hyperlocal::Uri::new(socket, path).into())
-                .await
-                .map_err(raw)?
-        }
-        Host::Tcp(addr) => {
-            let client: Client<_, Empty<Bytes>> =
-                Client::builder(TokioExecutor::new()).build_http();
-            let uri = format!("http://{addr}{path}")
-                .parse::<hyper::Uri>()
-                .map_err(raw)?;
-            client.get(uri).await.map_err(raw)?
-        }
-    };
+    let request = hyper::Request::get(path)
+        .body(Empty::<Bytes>::new())
+        .map_err(raw)?;
+    let response = transport.send(request).await.map_err(raw)?;
     let status = response.status().as_u16();
     // An engine's answer is bounded: a broken or hostile one must not fill our memory.
     let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER)

@@ -2,19 +2,17 @@
 
 use std::time::Duration;
 
-use crate::config::{Host, Origin};
+use crate::config::Host;
 use crate::docker::Engine;
+use crate::docker::endpoint::{DockerEnv, Endpoint};
 use crate::model::{BuildkitCache, BuildkitSide, EngineError};
 
-/// Connects to the engine at `host` and lists its build cache. The connection comes back
+/// Connects to the engine at `endpoint` and lists its build cache. The connection comes back
 /// beside the measurement, for whoever acts on it.
-pub async fn measure(
-    host: Host,
-    origin: Origin,
-    timeout: Duration,
-) -> (BuildkitSide, Option<Engine>) {
+pub async fn measure(endpoint: Endpoint, timeout: Duration) -> (BuildkitSide, Option<Engine>) {
+    let origin = endpoint.origin;
     let result = async {
-        let engine = Engine::connect(host, timeout).await?;
+        let engine = Engine::connect(endpoint, timeout).await?;
         let records = engine.records().await?;
         Ok::<_, EngineError>((engine, records))
     }
@@ -44,18 +42,18 @@ pub async fn measure(
     }
 }
 
-/// [`measure`] for the configured host (`docker-host`, else `$DOCKER_HOST`, else the local
-/// socket).
+/// [`measure`] for the configured host (`docker-host`, else `$DOCKER_HOST`, else a docker
+/// context, else the local socket).
 pub async fn measure_configured(
     docker_host: Option<&Host>,
     timeout: Duration,
 ) -> (BuildkitSide, Option<Engine>) {
-    match Host::resolve(docker_host) {
-        Ok((host, origin)) => measure(host, origin, timeout).await,
+    match Endpoint::resolve(docker_host, &DockerEnv::from_process()) {
+        Ok(endpoint) => measure(endpoint, timeout).await,
         Err(cause) => (
             BuildkitSide::Unavailable {
                 error: EngineError::Other {
-                    host: "$DOCKER_HOST".into(),
+                    host: "the docker host".into(),
                     cause,
                 },
                 quiet: false,

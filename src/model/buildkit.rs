@@ -62,6 +62,8 @@ pub enum BuildkitSide {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineInfo {
     pub host: Host,
+    /// The docker context the host came from.
+    pub context: Option<String>,
     /// The negotiated API version, `1.41`.
     pub api_version: String,
     pub server_version: String,

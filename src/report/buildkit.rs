@@ -65,6 +65,9 @@ pub struct TypeUsage {
 pub struct BuildkitView {
     pub state: BuildkitState,
     pub host: Option<String>,
+    /// The docker context the host came from (`$DOCKER_CONTEXT` or the CLI's current one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
     pub error: Option<EngineError>,
     pub message: Option<String>,
     pub server_version: Option<String>,
@@ -147,6 +150,7 @@ impl BuildkitView {
                 let mut view = BuildkitView {
                     state: BuildkitState::Ok,
                     host: Some(cache.engine.host.to_string()),
+                    context: cache.engine.context.clone(),
                     server_version: Some(cache.engine.server_version.clone()),
                     api_version: Some(cache.engine.api_version.clone()),
                     root_dir: cache.root_dir().cloned(),

@@ -25,6 +25,87 @@ pub fn shared() -> Option<&'static TestEngine> {
 /// A dockerd of the tests' own.
 pub struct TestEngine {
     pub socket: PathBuf,
+    /// Its TLS listener (`tcp://127.0.0.1:PORT`, client certificates required), and the dir
+    /// holding `ca.pem`, `cert.pem` and `key.pem` for a client, as `$DOCKER_CERT_PATH` wants.
+    pub tls: Option<(u16, PathBuf)>,
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl in
+/// `dir`; the client's files are in `dir/client`.
+fn certificates(dir: &Path) -> Option<PathBuf> {
+    let openssl = |args: &[&str]| {
+        Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let signed = |name: &str, cn: &str, ext: &str| {
+        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{name}-key.pem"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={cn}"),
+        ]) && openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}-cert.pem"),
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+        ])
+    };
+    let ok = openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca-key.pem",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=cachekeeper test CA",
+    ]) && signed(
+        "server",
+        "127.0.0.1",
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    ) && signed("client", "client", "extendedKeyUsage=clientAuth\n");
+    if !ok {
+        eprintln!("note: openssl could not make certificates: the engine gets no TLS listener");
+        return None;
+    }
+    let client = dir.join("client");
+    std::fs::create_dir_all(&client).unwrap();
+    for (from, to) in [
+        ("ca.pem", "ca.pem"),
+        ("client-cert.pem", "cert.pem"),
+        ("client-key.pem", "key.pem"),
+    ] {
+        std::fs::copy(dir.join(from), client.join(to)).unwrap();
+    }
+    Some(client)
 }
 
 /// The engine, exclusively: tests that change or count records take turns (each starts from an
@@ -70,8 +151,25 @@ fn start_engine() -> Option<TestEngine> {
         .arg(dir.join("dockerd.pid"))
         .arg("-H")
         .arg(format!("unix://{}", socket.display()))
-        .args(["--bridge=none", "--iptables=false", "--ip6tables=false"])
-        .stdin(Stdio::null())
+        .args(["--bridge=none", "--iptables=false", "--ip6tables=false"]);
+    let tls = certificates(&dir).map(|client| {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        cmd.arg("-H")
+            .arg(format!("tcp://127.0.0.1:{port}"))
+            .arg("--tlsverify")
+            .arg("--tlscacert")
+            .arg(dir.join("ca.pem"))
+            .arg("--tlscert")
+            .arg(dir.join("server-cert.pem"))
+            .arg("--tlskey")
+            .arg(dir.join("server-key.pem"));
+        (port, client)
+    });
+    cmd.stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log);
     // The engine goes when the test process does. The kernel sends the signal when the
@@ -97,7 +195,7 @@ fn start_engine() -> Option<TestEngine> {
         }
     });
     rx.recv().unwrap().expect("dockerd starts");
-    let e = TestEngine { socket };
+    let e = TestEngine { socket, tls };
     let t = Instant::now();
     while !e.docker(&["info"]).status.success() {
         assert!(

@@ -13,6 +13,7 @@ mod container;
 mod daemon;
 mod deploy;
 mod guard;
+mod hosts;
 mod install;
 mod layout;
 mod metrics;

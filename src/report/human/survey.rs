@@ -50,10 +50,13 @@ fn buildkit(b: &BuildkitView, detailed: bool, style: Style, out: &mut String) {
         BuildkitState::Ok => {
             let _ = writeln!(
                 out,
-                "BuildKit cache (Docker {}, API {}, {})",
+                "BuildKit cache (Docker {}, API {}, {}{})",
                 b.server_version.as_deref().unwrap_or("?"),
                 b.api_version.as_deref().unwrap_or("?"),
-                b.host.as_deref().unwrap_or("?")
+                b.host.as_deref().unwrap_or("?"),
+                b.context
+                    .as_deref()
+                    .map_or(String::new(), |c| format!(", docker context {c:?}"))
             );
             let budget_state = match b.budget_bytes {
                 Some(_) if b.over_budget_bytes > 0 => paint(
