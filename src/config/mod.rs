@@ -798,7 +798,7 @@ mod tests {
             "{}",
             e.message
         );
-        let e = err("[buildkit]\ndocker-host = \"ssh://box\"\n");
+        let e = err("[buildkit]\ndocker-host = \"npipe:////./pipe/docker_engine\"\n");
         assert!(
             e.message.contains("unsupported Docker host"),
             "{}",
