@@ -17,6 +17,7 @@ mod hosts;
 mod install;
 mod layout;
 mod metrics;
+mod readme;
 mod safety;
 mod terminal;
 mod tidy;

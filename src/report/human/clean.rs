@@ -100,6 +100,10 @@ fn cargo_clean(v: &CleanView, out: &mut String) {
             Some(why) if v.shortfalls.is_empty() => {
                 let _ = writeln!(out, "{why}.");
             }
+            // A budget is exceeded and nothing may go: never "within its budgets".
+            _ if !v.shortfalls.is_empty() => out.push_str(
+                "Nothing can go from target dirs now, though a budget is exceeded (why below).\n",
+            ),
             _ if !v.search_errors.is_empty() || !v.failed.is_empty() => out.push_str(
                 "Nothing to clean in the target dirs that could be read (see the errors below).\n",
             ),
@@ -199,4 +203,43 @@ pub fn clean(v: &CleanView, style: Style) -> String {
     }
     search_errors(&v.search_errors, &mut out);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{CargoPlan, Mode, Sides, Snapshot, SweepReport};
+    use crate::report::BuildkitCleanView;
+
+    /// Issue: with a budget exceeded and every unit under a build's lock, clean said "every
+    /// one is within its rules and budgets" above the warning that the budget was not met.
+    #[test]
+    fn an_exceeded_budget_that_nothing_may_pay_is_never_called_within_budget() {
+        let plan = CargoPlan {
+            shortfalls: vec![Shortfall {
+                scope: "target-budget of /w/target".into(),
+                limit_bytes: 1,
+                missing_bytes: 4 << 20,
+                why: "everything else is kept".into(),
+            }],
+            ..CargoPlan::default()
+        };
+        let view = CleanView::build(
+            &Snapshot::empty(),
+            &plan,
+            &SweepReport::default(),
+            BuildkitCleanView::default(),
+            Mode::DryRun,
+            Sides {
+                cargo: true,
+                buildkit: false,
+            },
+        );
+        let text = clean(&view, Style::PLAIN);
+        assert!(
+            text.starts_with("Nothing can go from target dirs now"),
+            "{text}"
+        );
+        assert!(!text.contains("within its rules and budgets"), "{text}");
+    }
 }
