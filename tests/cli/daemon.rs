@@ -852,14 +852,7 @@ fn the_daemon_never_replaces_a_file_that_is_not_a_socket() {
     let socket = f.dir.path().join("run/ck.sock");
     std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
     std::fs::write(&socket, "precious").unwrap();
-    let out = crate::support::ck()
-        .arg("--config")
-        .arg(f.dir.path().join("cachekeeper.toml"))
-        .arg("daemon")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = crate::running::daemon_refuses(&f);
     assert!(stderr.contains("is not a socket"), "{stderr}");
     assert_eq!(std::fs::read_to_string(&socket).unwrap(), "precious");
 }

@@ -295,14 +295,7 @@ fn a_metrics_address_in_use_keeps_the_daemon_from_starting() {
             daemon_section(&f, "")
         ),
     );
-    let out = crate::support::ck()
-        .arg("--config")
-        .arg(f.dir.path().join("cachekeeper.toml"))
-        .arg("daemon")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = crate::running::daemon_refuses(&f);
     assert!(
         err.contains(&format!("cannot listen for metrics on 127.0.0.1:{port}")),
         "{err}"

@@ -146,3 +146,16 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `cachekeeper daemon` on the fixture's config expecting it to refuse to start: exit 1,
+/// and returns what it said on stderr.
+pub fn daemon_refuses(f: &Fixture) -> String {
+    let out = crate::support::ck()
+        .arg("--config")
+        .arg(f.dir.path().join("cachekeeper.toml"))
+        .arg("daemon")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "the daemon started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
