@@ -14,6 +14,7 @@ pub mod config;
 pub mod daemon;
 pub mod decide;
 pub mod docker;
+pub mod doctor;
 pub mod guard;
 pub mod measure;
 pub mod metrics;

@@ -55,6 +55,27 @@ Examples:
   cachekeeper history --limit 5
   cachekeeper history --json | jq .totals.reclaimed_bytes";
 
+const DOCTOR_HELP: &str = "\
+Findings (ids are stable, --json carries them):
+  dummy-main              a placeholder main built, then the real sources copied and built
+                          without a touch: the image ships the placeholder (error)
+  context-target          a target dir in a build context that .dockerignore lets through,
+                          with the bytes it sends (error from 1 GiB, else warning)
+  shared-cache-mount      a cargo cache mount id shared by builds on different bases (error)
+  unbounded-cache-mounts  cache mounts and nothing bounding BuildKit's cache (warning)
+  inotify-limit, noatime-without-daemon, target-dir-outside-roots, cargo-layout,
+  docker-engine, daemon, config   this machine
+
+Read-only: doctor changes nothing. It looks at Dockerfile, Containerfile, *.Dockerfile and
+Dockerfile.* files, and the builds Compose files name, under the PATHs.
+
+Exit codes: 0 nothing to fix, 1 a warning, 5 an error-severity finding, 2 bad usage.
+
+Examples:
+  cachekeeper doctor                  every project under the configured roots, and this machine
+  cachekeeper doctor ~/src/service    one project
+  cachekeeper doctor --json | jq '.findings[] | select(.severity == \"error\")'";
+
 const CHECK_HELP: &str = "\
 An error names the file, line, column and key, and says what was expected. Exit codes: 0 valid,
 2 invalid (nothing runs on a config that does not validate).
@@ -103,13 +124,14 @@ Config: --config FILE, else $CACHEKEEPER_CONFIG, $XDG_CONFIG_HOME/cachekeeper/co
 Exit codes: 0 ok, 1 runtime failure (a target dir could not be scanned, a file could not be
 removed; unhealthy), 2 bad usage or invalid config (nothing was done), 3 (clean, run-now) the
 BuildKit side could not be done: the Docker engine did not answer or erred; the cargo side was
-done, 4 (guard) the free-space floor cannot be reached.
+done, 4 (guard) the free-space floor cannot be reached, 5 (doctor) an error-severity finding.
 
 Examples:
   cachekeeper scan ~/src              what is in every target dir below ~/src
   cachekeeper clean --dry-run         what a clean would remove, and why
   cachekeeper clean                   remove it
-  cachekeeper status --json           usage against budgets, for scripts";
+  cachekeeper status --json           usage against budgets, for scripts
+  cachekeeper doctor                  build-cache mistakes in Dockerfiles and on this machine";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -216,6 +238,15 @@ pub enum Command {
         /// The command to run and watch; its exit code becomes ours.
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<std::ffi::OsString>,
+    },
+    /// Find the build-cache mistakes behind real outages in Dockerfiles, build contexts and
+    /// this machine: shipped placeholder binaries, target dirs sent as build context, cache
+    /// mounts shared across bases or never bounded.
+    #[command(after_help = DOCTOR_HELP)]
+    Doctor {
+        /// Where projects are: a workspace or any dir above them (default: the configured
+        /// roots).
+        paths: Vec<PathBuf>,
     },
     /// Print a shell completion script.
     #[command(after_help = COMPLETIONS_HELP)]

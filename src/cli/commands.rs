@@ -1,5 +1,5 @@
 //! The commands that measure, clean, or ask the daemon: `scan`, `status`, `clean`, `daemon`,
-//! `run-now`, `history`, `healthcheck`.
+//! `run-now`, `history`, `healthcheck`, `doctor`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -147,6 +147,22 @@ pub fn history(ctx: &Context<'_>, limit: usize) -> Exit {
     };
     show(ctx.cli, &view, human::history);
     Exit::Ok
+}
+
+/// `doctor`: look at the builds under the roots and at this machine; change nothing.
+pub fn doctor(ctx: &Context<'_>, paths: &[PathBuf], config_trouble: Option<String>) -> Exit {
+    let roots = match ctx.roots(paths) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let view = ctx.rt.block_on(crate::doctor::doctor(
+        ctx.config,
+        &roots,
+        config_trouble,
+        ctx.progress,
+    ));
+    show(ctx.cli, &view, human::doctor);
+    view.exit()
 }
 
 pub fn healthcheck(ctx: &Context<'_>) -> Exit {

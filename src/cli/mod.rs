@@ -149,8 +149,15 @@ fn run(cli: &Cli) -> ExitCode {
         }
         _ => {}
     }
+    // `doctor` reports a broken config as one of its findings and looks at the rest on the
+    // built-in defaults; every other command refuses to run on it.
+    let mut config_trouble = None;
     let config = match config::load(cli.config.as_deref(), &env) {
         Ok(c) => c,
+        Err(e) if matches!(cli.command, Command::Doctor { .. }) => {
+            config_trouble = Some(e.to_string());
+            config::defaults(&env)
+        }
         Err(e) => {
             // A running daemon still answers on the config it loaded: ask it, and say the file
             // on disk is broken, rather than refusing before asking.
@@ -190,6 +197,7 @@ fn run(cli: &Cli) -> ExitCode {
         Command::RunNow { dry_run } => commands::run_now(&ctx, *dry_run).into(),
         Command::History { limit } => commands::history(&ctx, *limit).into(),
         Command::Healthcheck => commands::healthcheck(&ctx).into(),
+        Command::Doctor { paths } => commands::doctor(&ctx, paths, config_trouble).into(),
         Command::Guard {
             min_free,
             interval,

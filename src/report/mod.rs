@@ -9,6 +9,7 @@
 
 pub mod buildkit;
 pub mod clean;
+pub mod doctor;
 pub mod history;
 pub mod human;
 pub mod journal;
@@ -17,6 +18,7 @@ pub mod why;
 
 pub use buildkit::{BuildkitCleanView, BuildkitState, BuildkitView, RecordActionView};
 pub use clean::{ActionView, CleanView, ItemKind};
+pub use doctor::{DoctorView, Finding, Severity};
 pub use history::{HealthView, HistoryView};
 pub use survey::{
     ConfigOnDisk, DaemonInfo, Failure, FilesystemView, ProfileView, SkippedProfile, Source,
@@ -41,6 +43,8 @@ pub enum Exit {
     BuildkitNotDone = 3,
     /// `guard` (one shot): the free-space floor could not be reached.
     FloorNotReached = 4,
+    /// `doctor`: a finding of error severity (a warning alone gives 1).
+    DoctorError = 5,
 }
 
 /// Why a command failed, as every JSON document says it: `"error": {"message", "exit_code"}`.

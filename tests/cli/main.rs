@@ -12,6 +12,7 @@ mod cli;
 mod container;
 mod daemon;
 mod deploy;
+mod doctor;
 mod guard;
 mod hosts;
 mod install;

@@ -25,6 +25,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("metrics", &["model", "report", "units"]),
     ("protocol", &["report"]),
     (
+        "doctor",
+        &[
+            "config", "measure", "model", "progress", "protocol", "report", "units",
+        ],
+    ),
+    (
         "guard",
         &[
             "act",
@@ -59,8 +65,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "cli",
         &[
-            "act", "config", "daemon", "guard", "measure", "model", "progress", "protocol",
-            "report", "run", "units",
+            "act", "config", "daemon", "doctor", "guard", "measure", "model", "progress",
+            "protocol", "report", "run", "units",
         ],
     ),
 ];

@@ -13,6 +13,7 @@ use crate::model::{
 use crate::units::{human_bytes, local};
 
 mod clean;
+mod doctor;
 mod draw;
 mod history;
 mod survey;
@@ -21,6 +22,7 @@ pub use draw::{Style, Tone, paint, width};
 use draw::{bar, sparkline, tone_of};
 
 pub use clean::clean;
+pub use doctor::doctor;
 pub use history::history;
 pub use survey::{scan, status};
 

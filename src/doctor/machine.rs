@@ -1,0 +1,257 @@
+//! This machine: the inotify limit against the units found, `noatime` mounts the daemon does
+//! not watch, target dirs that live outside the roots, cargo's layout, the Docker engine, and
+//! the daemon's health.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::checks::{finding, inotify};
+use crate::config::Config;
+use crate::model::{BuildkitSide, Signal};
+use crate::progress::Progress;
+use crate::protocol::{Request, Response, ask};
+use crate::report::{Finding, HealthView, Severity};
+
+/// Whether something bounds BuildKit's cache: cachekeeper's budget, or the engine's own GC
+/// with a size (`builder.gc` in daemon.json).
+pub fn cache_bounded(config: &Config) -> bool {
+    if config.buildkit.enabled && config.buildkit.budget.is_some() {
+        return true;
+    }
+    let mut files = vec![PathBuf::from("/etc/docker/daemon.json")];
+    if let Some(home) = std::env::var_os("HOME") {
+        files.push(Path::new(&home).join(".config/docker/daemon.json"));
+    }
+    files.iter().any(|f| {
+        std::fs::read(f)
+            .ok()
+            .and_then(|t| serde_json::from_slice::<serde_json::Value>(&t).ok())
+            .is_some_and(|v| {
+                let gc = &v["builder"]["gc"];
+                gc["enabled"] != false
+                    && (gc["defaultKeepStorage"].is_string() || gc["policy"].is_array())
+            })
+    })
+}
+
+/// `fs.inotify.max_user_watches`.
+fn watch_limit() -> Option<u64> {
+    std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Target dirs cargo is told to use elsewhere: `$CARGO_TARGET_DIR`, and `build.target-dir` /
+/// `build.build-dir` in cargo's own config (`$CARGO_HOME/config.toml`).
+fn configured_target_dirs() -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    if let Some(d) = std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
+        out.push(("$CARGO_TARGET_DIR".to_string(), PathBuf::from(d)));
+    }
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
+    if let Some(home) = cargo_home {
+        for name in ["config.toml", "config"] {
+            let file = home.join(name);
+            let Ok(text) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            let Ok(doc) = text.parse::<toml::Table>() else {
+                continue;
+            };
+            for key in ["target-dir", "build-dir"] {
+                if let Some(d) = doc
+                    .get("build")
+                    .and_then(|b| b.get(key))
+                    .and_then(|v| v.as_str())
+                    .filter(|d| !d.contains('{'))
+                {
+                    out.push((
+                        format!("build.{key} in {}", file.display()),
+                        PathBuf::from(d),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `cargo --version`'s minor version, and the line.
+fn cargo_version() -> Option<(u32, String)> {
+    let out = std::process::Command::new("cargo")
+        .arg("--version")
+        .output()
+        .ok()?;
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let minor = line
+        .split_whitespace()
+        .nth(1)?
+        .split('.')
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((minor, line))
+}
+
+fn daemon_health(config: &Config) -> Result<HealthView, String> {
+    let socket = crate::protocol::socket_path(config.daemon.socket.as_deref());
+    match ask(
+        &socket,
+        &Request::Health,
+        Some(std::time::Duration::from_secs(5)),
+    ) {
+        Ok(Response::Health(h)) => Ok(h),
+        Ok(Response::Refused(why)) => Err(why),
+        Ok(_) => Err("an answer to another question".into()),
+        Err(e) => Err(format!("no daemon answers at {} ({e})", socket.display())),
+    }
+}
+
+pub async fn findings(config: &Config, roots: &[PathBuf], progress: Arc<Progress>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let snapshot = {
+        let (config, roots) = (config.clone(), roots.to_vec());
+        tokio::task::spawn_blocking(move || {
+            crate::measure::take_cargo(&config, &roots, &progress, None)
+        })
+        .await
+        .unwrap_or_else(|_| crate::model::Snapshot::empty())
+    };
+    let health = daemon_health(config);
+    let daemon_watches = matches!(&health, Ok(h) if h.healthy);
+
+    if config.daemon.track_access {
+        let needed: u64 = snapshot
+            .targets
+            .iter()
+            .map(|t| {
+                let runs = t.units.iter().filter(|u| u.run_dir.is_some()).count();
+                (t.units.len() + runs + 1) as u64
+            })
+            .sum();
+        out.extend(inotify(needed, watch_limit()));
+    }
+    for (t, signal) in snapshot.targets.iter().zip(&snapshot.signals) {
+        if *signal == Signal::BuildTimeOnly && !daemon_watches {
+            out.push(finding(
+                "noatime-without-daemon",
+                Severity::Warning,
+                None,
+                None,
+                format!(
+                    "{} is on a noatime mount and no daemon records its uses: its last use is unknown, so the stale rule stays off there and budgets go by build time",
+                    t.path.display()
+                ),
+                "run the daemon (install.sh), which records each use as it happens",
+            ));
+        }
+    }
+    for (source, dir) in configured_target_dirs() {
+        if !roots.iter().any(|r| dir.starts_with(r)) {
+            out.push(finding(
+                "target-dir-outside-roots",
+                Severity::Warning,
+                None,
+                None,
+                format!(
+                    "{source} puts target dirs at {}, outside the roots: cachekeeper never looks there, and it grows unchecked",
+                    dir.display()
+                ),
+                "add it to [cargo] roots",
+            ));
+        }
+    }
+    if let Some((minor, line)) = cargo_version() {
+        let layout = if minor >= 100 {
+            "the build-dir layout (build/<package>/<hash>)"
+        } else {
+            "the legacy layout (deps/, .fingerprint/); cargo 1.100 and later write the build-dir layout, both are understood"
+        };
+        out.push(finding(
+            "cargo-layout",
+            Severity::Info,
+            None,
+            None,
+            format!("{line} writes {layout}"),
+            "nothing to do",
+        ));
+    }
+    let (side, _) = crate::measure::buildkit::measure_configured(
+        config.buildkit.docker_host.as_ref(),
+        config.buildkit.timeout,
+    )
+    .await;
+    match (&side, config.buildkit.enabled) {
+        (_, false) => {}
+        (BuildkitSide::Ready(cache), true) => out.push(finding(
+            "docker-engine",
+            Severity::Info,
+            None,
+            None,
+            format!(
+                "Docker {} (API {}) at {}{}: {} build cache records",
+                cache.engine.server_version,
+                cache.engine.api_version,
+                cache.engine.host,
+                cache
+                    .engine
+                    .context
+                    .as_deref()
+                    .map_or(String::new(), |c| format!(", docker context {c:?}")),
+                cache.records.len()
+            ),
+            "nothing to do",
+        )),
+        (BuildkitSide::Unavailable { error, quiet }, true) => out.push(finding(
+            "docker-engine",
+            if *quiet {
+                Severity::Info
+            } else {
+                Severity::Warning
+            },
+            None,
+            None,
+            format!("{error}"),
+            if *quiet {
+                "nothing to do (no Docker here)"
+            } else {
+                "start the engine, or fix [buildkit] docker-host / $DOCKER_HOST"
+            },
+        )),
+        (BuildkitSide::Off, true) => {}
+    }
+    out.push(match health {
+        Ok(h) if h.healthy => finding(
+            "daemon",
+            Severity::Info,
+            None,
+            None,
+            format!("the daemon is up and healthy (pid {})", h.pid.unwrap_or(0)),
+            "nothing to do",
+        ),
+        Ok(h) => finding(
+            "daemon",
+            Severity::Error,
+            None,
+            None,
+            format!(
+                "the daemon is unhealthy: {}",
+                h.error.map_or_else(|| "no reason given".into(), |e| e.message)
+            ),
+            "fix the config it names (cachekeeper check-config), then reload it (systemctl reload cachekeeper)",
+        ),
+        Err(why) => finding(
+            "daemon",
+            Severity::Info,
+            None,
+            None,
+            format!("no daemon runs: {why}"),
+            "install it for schedules, disk-pressure runs and exact last use (install.sh), or a nightly clean (install.sh --timer)",
+        ),
+    });
+    out
+}

@@ -1,0 +1,291 @@
+//! `cachekeeper doctor`: the build-cache mistakes behind real outages, found before they bite.
+//! A driver over `measure`: it finds every Dockerfile (and Compose file's `build:`) under the
+//! roots, reads each with its build context, measures the target dirs there and on this
+//! machine, and runs the [`checks`]. It changes nothing.
+//!
+//! Invariant: read-only; the checks are pure functions of what this module gathered.
+
+mod checks;
+pub mod dockerfile;
+pub mod dockerignore;
+mod machine;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::progress::Progress;
+use crate::report::{DoctorView, Finding, Severity};
+use dockerfile::Dockerfile;
+use dockerignore::Ignore;
+
+/// A Dockerfile and the build context it is built with.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Build {
+    dockerfile: PathBuf,
+    context: PathBuf,
+}
+
+fn is_dockerfile(name: &str) -> bool {
+    name == "Dockerfile"
+        || name == "Containerfile"
+        || name.ends_with(".Dockerfile")
+        || name.starts_with("Dockerfile.") && !name.ends_with(".dockerignore")
+}
+
+fn is_compose(name: &str) -> bool {
+    matches!(
+        name,
+        "compose.yaml" | "compose.yml" | "docker-compose.yaml" | "docker-compose.yml"
+    )
+}
+
+/// The builds a Compose file names: `build: DIR` or `build: {context, dockerfile}`.
+fn compose_builds(file: &Path) -> Vec<Build> {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return Vec::new();
+    };
+    let Ok(doc) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text) else {
+        return Vec::new();
+    };
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let Some(services) = doc.get("services").and_then(|s| s.as_mapping()) else {
+        return Vec::new();
+    };
+    services
+        .values()
+        .filter_map(|svc| {
+            let build = svc.get("build")?;
+            let (context, dockerfile) = match build {
+                serde_yaml_ng::Value::String(c) => (c.as_str(), "Dockerfile"),
+                b => (
+                    b.get("context").and_then(|c| c.as_str()).unwrap_or("."),
+                    b.get("dockerfile")
+                        .and_then(|d| d.as_str())
+                        .unwrap_or("Dockerfile"),
+                ),
+            };
+            let context = lexical(&dir.join(context));
+            Some(Build {
+                dockerfile: context.join(dockerfile),
+                context,
+            })
+        })
+        .collect()
+}
+
+/// `path` with `.` and `..` taken out by reading alone (a Compose file's `build: ..`), so one
+/// Dockerfile has one name.
+fn lexical(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// Every build under `roots`: Dockerfiles with their own directory as context, and what
+/// Compose files name. Target dirs, excluded paths and symlinks are not entered.
+fn builds(config: &Config, roots: &[PathBuf]) -> BTreeSet<Build> {
+    let mut out = BTreeSet::new();
+    let mut named: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut plain = Vec::new();
+    for root in roots {
+        let walk = walkdir::WalkDir::new(root)
+            .follow_links(false)
+            .max_depth(config.cargo.max_depth)
+            .into_iter()
+            .filter_entry(|e| {
+                let p = e.path();
+                !config.cargo.exclude_set.is_match(p)
+                    && !(e.file_type().is_dir()
+                        && (p.join("CACHEDIR.TAG").exists() || e.file_name() == ".git"))
+            });
+        for e in walk.flatten().filter(|e| e.file_type().is_file()) {
+            let name = e.file_name().to_string_lossy();
+            if is_compose(&name) {
+                for b in compose_builds(e.path()) {
+                    named.insert(b.dockerfile.clone());
+                    out.insert(b);
+                }
+            } else if is_dockerfile(&name) {
+                plain.push(e.path().to_path_buf());
+            }
+        }
+    }
+    for dockerfile in plain {
+        // A Dockerfile a Compose file builds is looked at with that context only.
+        if !named.contains(&dockerfile) {
+            let context = dockerfile.parent().unwrap_or(Path::new(".")).to_path_buf();
+            out.insert(Build {
+                dockerfile,
+                context,
+            });
+        }
+    }
+    out
+}
+
+/// The `.dockerignore` of a build and its path: `<Dockerfile>.dockerignore` beside the
+/// Dockerfile (BuildKit prefers it), else the context's (which need not exist yet).
+fn ignore_of(b: &Build) -> (Ignore, PathBuf) {
+    let own = PathBuf::from(format!("{}.dockerignore", b.dockerfile.display()));
+    let file = if own.is_file() {
+        own
+    } else {
+        b.context.join(".dockerignore")
+    };
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    (Ignore::parse(&text), file)
+}
+
+/// Bytes of the files under `target` (in `context`) the engine would receive: it does not
+/// enter a directory the ignore file leaves out (see [`Ignore::skips_dir`]).
+fn sent_bytes(context: &Path, target: &Path, ignore: &Ignore) -> u64 {
+    let rel = |p: &Path| {
+        p.strip_prefix(context)
+            .map(|r| r.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    // The directories on the way from the context to the target dir, and the target dir.
+    let on_the_way = target
+        .strip_prefix(context)
+        .map(|r| {
+            r.ancestors()
+                .filter(|a| !a.as_os_str().is_empty())
+                .any(|a| ignore.skips_dir(&a.to_string_lossy()))
+        })
+        .unwrap_or(true);
+    if on_the_way {
+        return 0;
+    }
+    // Hard links (cargo's uplifted binaries) travel once.
+    let mut seen = std::collections::HashSet::new();
+    walkdir::WalkDir::new(target)
+        .follow_links(false)
+        .into_iter()
+        .filter_entry(|e| !(e.file_type().is_dir() && ignore.skips_dir(&rel(e.path()))))
+        .flatten()
+        .filter(|e| e.file_type().is_file() && !ignore.excludes(&rel(e.path())))
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.nlink() == 1 || seen.insert((m.dev(), m.ino()))
+        })
+        .map(|m| m.len())
+        .sum()
+}
+
+fn build_findings(
+    config: &Config,
+    builds: &BTreeSet<Build>,
+    out: &mut Vec<Finding>,
+) -> Vec<PathBuf> {
+    let mut parsed: Vec<(Dockerfile, &Path)> = Vec::new();
+    let mut files = BTreeSet::new();
+    // Builds sharing a context and an ignore file send the same: said once.
+    let mut contexts = BTreeSet::new();
+    for b in builds {
+        files.insert(b.dockerfile.clone());
+        let text = match std::fs::read_to_string(&b.dockerfile) {
+            Ok(t) => t,
+            Err(e) => {
+                out.push(checks::finding(
+                    "dockerfile-unreadable",
+                    Severity::Warning,
+                    Some(&b.context),
+                    Some((&b.dockerfile, 1)),
+                    format!("it could not be read ({e}), so it was not checked"),
+                    "check the path (and the Compose file that names it)",
+                ));
+                continue;
+            }
+        };
+        match dockerfile::parse(&b.dockerfile, &text) {
+            Ok(df) => {
+                let in_context = |rel: &str| b.context.join(rel).is_file();
+                out.extend(checks::dummy_main(&df, &b.context, &in_context));
+                parsed.push((df, &b.context));
+            }
+            Err(e) => out.push(checks::finding(
+                "dockerfile-unreadable",
+                Severity::Warning,
+                Some(&b.context),
+                Some((&b.dockerfile, 1)),
+                format!("it does not parse ({e}), so it was not checked"),
+                "fix its syntax: `docker build` would refuse it too",
+            )),
+        }
+        let (ignore, ignore_file) = ignore_of(b);
+        if !contexts.insert((b.context.clone(), ignore_file.clone())) {
+            continue;
+        }
+        let targets = crate::measure::discover::find(
+            std::slice::from_ref(&b.context),
+            &config.cargo.exclude_set,
+            config.cargo.max_depth,
+        );
+        for target in targets.targets {
+            let sent = sent_bytes(&b.context, &target, &ignore);
+            out.extend(checks::context_target(
+                &b.context,
+                &ignore_file,
+                &target,
+                sent,
+            ));
+        }
+    }
+    // A Dockerfile built from two contexts is parsed twice: its mounts count once.
+    parsed.dedup_by(|a, b| a.0.path == b.0.path);
+    out.extend(checks::shared_cache_mounts(&parsed));
+    out.extend(checks::unbounded_cache_mounts(
+        &parsed,
+        machine::cache_bounded(config),
+    ));
+    files.into_iter().collect()
+}
+
+/// Looks at every build under `roots` and at this machine. `config_trouble` is why the config
+/// file in force could not be used (doctor then runs on the built-in defaults).
+pub async fn doctor(
+    config: &Config,
+    roots: &[PathBuf],
+    config_trouble: Option<String>,
+    progress: &Arc<Progress>,
+) -> DoctorView {
+    let mut findings = Vec::new();
+    if let Some(why) = config_trouble {
+        findings.push(checks::finding(
+            "config",
+            Severity::Error,
+            None,
+            None,
+            format!("the config in force does not load, so the daemon refuses to start on it and doctor used the built-in defaults: {why}"),
+            "fix what it names (cachekeeper check-config explains), then reload the daemon",
+        ));
+    }
+    progress.say(&format!("looking for Dockerfiles under {}", list(roots)));
+    let found = builds(config, roots);
+    let dockerfiles = build_findings(config, &found, &mut findings);
+    findings.extend(machine::findings(config, roots, Arc::clone(progress)).await);
+    progress.done();
+    DoctorView::new(dockerfiles, findings)
+}
+
+fn list(roots: &[PathBuf]) -> String {
+    roots
+        .iter()
+        .map(|r| r.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
