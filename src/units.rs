@@ -15,6 +15,20 @@ pub const DURATION_EXPECTED: &str =
     "a duration like \"30d\", \"36h\", \"90m\", \"2w\" or \"1d12h\" (units: s, m, h, d, w)";
 
 /// Parses a duration made of one or more `<number><unit>` parts.
+/// Compile time for people: `0.4 s`, `41 s`, `3 min`, `1.2 h`.
+#[must_use]
+pub fn human_seconds(seconds: f64) -> String {
+    if seconds < 10.0 {
+        format!("{seconds:.1} s")
+    } else if seconds < 120.0 {
+        format!("{seconds:.0} s")
+    } else if seconds < 7200.0 {
+        format!("{:.0} min", seconds / 60.0)
+    } else {
+        format!("{:.1} h", seconds / 3600.0)
+    }
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let q = quoted(text);
     let t = text.trim();

@@ -20,13 +20,14 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(30);
 
 /// `scan` (and `status` with no daemon): measure, decide, show.
 pub fn scan(ctx: &Context<'_>, paths: &[PathBuf], sides: Sides) -> Exit {
-    survey(ctx, paths, sides, human::scan)
+    survey(ctx, paths, sides, true, human::scan)
 }
 
 fn survey(
     ctx: &Context<'_>,
     paths: &[PathBuf],
     sides: Sides,
+    every_unit: bool,
     render: fn(&SurveyView, human::Style) -> String,
 ) -> Exit {
     let roots = match ctx.roots(paths) {
@@ -42,7 +43,10 @@ fn survey(
     ));
     let now = SystemTime::now();
     let (plan, bk_plan) = crate::run::decide(ctx.config, &snapshot, None, &Default::default(), now);
-    let view = SurveyView::of(ctx.config, &snapshot, &plan, bk_plan.as_ref());
+    let mut view = SurveyView::of(ctx.config, &snapshot, &plan, bk_plan.as_ref());
+    if every_unit {
+        view.with_every_unit(&snapshot);
+    }
     show(ctx.cli, &view, render);
     view.exit()
 }
@@ -67,7 +71,7 @@ pub fn status(ctx: &Context<'_>) -> Exit {
         ),
         Err(e) => eprintln!("note: {}; measuring directly", no_daemon(&path, &e)),
     }
-    survey(ctx, &[], Sides::BOTH, human::status)
+    survey(ctx, &[], Sides::BOTH, false, human::status)
 }
 
 /// Why an answer is not the one asked for.

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 pub use host::{DEFAULT_SOCKET, Host, Origin};
 pub use schedule::Schedule;
-pub use value::{Protect, SizeSpec};
+pub use value::{Eviction, Protect, SizeSpec};
 
 use reader::{Doc, Section};
 
@@ -114,6 +114,8 @@ pub struct CargoConfig {
     /// Nothing used or written more recently than this is ever removed.
     pub min_age: Duration,
     pub incremental_max_age: Duration,
+    /// How budgets choose what goes.
+    pub eviction: Eviction,
     /// rustc binaries that count as installed besides rustup's toolchains and `rustc` on PATH.
     pub extra_rustc: Vec<PathBuf>,
     pub rules: Rules,
@@ -301,6 +303,7 @@ pub fn defaults(env: &Env) -> Config {
             stale_after: Duration::ZERO,
             min_age: Duration::ZERO,
             incremental_max_age: Duration::ZERO,
+            eviction: Eviction::Cost,
             extra_rustc: Vec::new(),
             rules: Rules {
                 incremental: false,
@@ -369,6 +372,7 @@ const CARGO_KEYS: &[&str] = &[
     "stale-after",
     "min-age",
     "incremental-max-age",
+    "eviction",
     "extra-rustc",
     "rules",
 ];
@@ -415,6 +419,9 @@ fn apply(doc: &Doc<'_>, config: &mut Config, env: &Env) -> Result<(), ConfigErro
         }
         if let Some(d) = cargo.duration("incremental-max-age", AGE)? {
             c.incremental_max_age = d;
+        }
+        if let Some(e) = cargo.eviction("eviction")? {
+            c.eviction = e;
         }
         if let Some(p) = cargo.path_list("extra-rustc", env)? {
             c.extra_rustc = p;

@@ -306,6 +306,23 @@ impl<'d, 't> Section<'d, 't> {
             .map_err(|m| self.fail(key, span, m))
     }
 
+    /// How a budget chooses what goes.
+    pub(super) fn eviction(&self, key: &str) -> Result<Option<super::Eviction>, ConfigError> {
+        use super::Eviction;
+        let expected = "one of \"cost\", \"lru\"";
+        let Some((text, span)) = self.string(key, expected)? else {
+            return Ok(None);
+        };
+        match text {
+            "cost" => Ok(Some(Eviction::Cost)),
+            "lru" => Ok(Some(Eviction::Lru)),
+            _ => {
+                let q = crate::units::quoted(text);
+                Err(self.fail(key, span, format!("{q}: expected {expected}")))
+            }
+        }
+    }
+
     /// How cache mounts are protected; `under-hard-limit` needs a `hard-limit`.
     pub(super) fn protect(
         &self,

@@ -120,6 +120,27 @@ pub fn parse_size(text: &str) -> Result<SizeSpec, String> {
     Ok(SizeSpec::Bytes(bytes.round() as u64))
 }
 
+/// How a budget chooses what goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Eviction {
+    /// The least expected rebuild time for the bytes (the default).
+    Cost,
+    /// Least recently used first.
+    Lru,
+}
+
+impl Eviction {
+    /// As the config spells it.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Eviction::Cost => "cost",
+            Eviction::Lru => "lru",
+        }
+    }
+}
+
 /// How cache mounts are protected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

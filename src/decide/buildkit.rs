@@ -339,6 +339,7 @@ impl<'a> State<'a> {
                 rule,
                 reason: why,
                 bytes: self.records[x].size,
+                rebuild_seconds: None,
                 last_use: self.records[x].last_use(),
             });
         }

@@ -24,6 +24,8 @@ fn target(path: &str, bytes: u64) -> TargetView {
         over_budget_bytes: 0,
         reclaimable_bytes: bytes / 10,
         reclaimable_by_rule: BTreeMap::new(),
+        rebuild_seconds: 0.0,
+        costliest: Vec::new(),
         protected_bytes: 0,
         kept: BTreeMap::new(),
         notes: Vec::new(),

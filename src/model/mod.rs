@@ -7,6 +7,7 @@
 //! sent and dropped anywhere. It imports only `config`, `units` and `pathcodec`.
 
 pub mod buildkit;
+pub mod cost;
 pub mod history;
 pub mod names;
 pub mod outcome;
@@ -17,6 +18,7 @@ pub mod toolchains;
 pub mod uses;
 
 pub use buildkit::*;
+pub use cost::*;
 pub use history::*;
 pub use outcome::*;
 pub use plan::*;

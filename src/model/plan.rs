@@ -65,6 +65,9 @@ pub struct Action<I> {
     pub reason: String,
     /// Bytes it should give back.
     pub bytes: u64,
+    /// What it costs to get back, in compile seconds (cargo side; `None` for BuildKit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebuild_seconds: Option<f64>,
     /// Its own last use as the plan saw it: one found newer when it is removed means a build
     /// used it since, and it stays.
     #[serde(skip)]
@@ -176,6 +179,25 @@ pub struct CargoPlan {
 }
 
 impl CargoPlan {
+    /// Compile seconds it costs to get back what the plan removes: all of it, and what the
+    /// budgets take.
+    #[must_use]
+    pub fn rebuild_seconds(&self) -> (f64, f64) {
+        let mut all = 0.0;
+        let mut budgets = 0.0;
+        for a in &self.actions {
+            let s = a.rebuild_seconds.unwrap_or(0.0);
+            all += s;
+            if matches!(
+                a.rule,
+                Rule::TargetBudget | Rule::TotalBudget | Rule::MinFree
+            ) {
+                budgets += s;
+            }
+        }
+        (all, budgets)
+    }
+
     #[must_use]
     pub fn planned_bytes(&self) -> u64 {
         self.actions

@@ -38,6 +38,9 @@ pub struct ActionView {
     pub planned_bytes: u64,
     /// What it freed (in a dry run: would free).
     pub reclaimed_bytes: u64,
+    /// Compile seconds it costs to get back (see `model::cost`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebuild_seconds: Option<f64>,
     pub status: Status,
     pub errors: Vec<String>,
     /// Mount points found inside: kept, with the directories holding them.
@@ -61,6 +64,9 @@ pub struct CleanView {
     pub removed_files: u64,
     /// What the scan expected the plan to free.
     pub planned_bytes: u64,
+    /// Compile seconds it costs to get back what was removed (in a dry run: would be).
+    #[serde(default)]
+    pub rebuild_seconds: f64,
     pub reclaimed_by_rule: BTreeMap<Rule, u64>,
     pub actions: Vec<ActionView>,
     pub skipped: usize,
@@ -147,6 +153,7 @@ impl CleanView {
                     paths,
                     planned_bytes: a.bytes,
                     reclaimed_bytes: r.reclaimed_bytes,
+                    rebuild_seconds: a.rebuild_seconds,
                     status: r.status.clone(),
                     errors: r.errors.clone(),
                     mount_points: r.mount_points.clone(),
@@ -178,6 +185,16 @@ impl CleanView {
             })
             .collect();
         let skipped_profiles = skipped_profiles(survey, &busy_since);
+        let rebuild_seconds = actions
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a.status,
+                    Status::Removed | Status::WouldRemove | Status::Partial
+                )
+            })
+            .filter_map(|a| a.rebuild_seconds)
+            .sum();
         let kept = plan.kept();
         let blocked = why::cargo(
             sweep.reclaimed_bytes,
@@ -194,6 +211,7 @@ impl CleanView {
             cargo_reclaimed_bytes: sweep.reclaimed_bytes,
             removed_files: sweep.removed_files,
             planned_bytes: plan.planned_bytes(),
+            rebuild_seconds,
             reclaimed_by_rule: by_rule,
             actions,
             skipped,

@@ -72,6 +72,12 @@ pub struct TargetView {
     /// What a run now would free here.
     pub reclaimable_bytes: u64,
     pub reclaimable_by_rule: BTreeMap<Rule, u64>,
+    /// Compile seconds it would cost to get that back.
+    #[serde(default)]
+    pub rebuild_seconds: f64,
+    /// The units dearest to rebuild (with `scan`: every unit, dearest first).
+    #[serde(default)]
+    pub costliest: Vec<UnitCost>,
     /// Bytes of units no rule may touch now (used within min-age, or a build runs).
     pub protected_bytes: u64,
     /// What the rules would remove now but a protection keeps, by protection.
@@ -98,12 +104,33 @@ pub struct TotalView {
     pub over_budget_bytes: u64,
     pub reclaimable_bytes: u64,
     pub reclaimable_by_rule: BTreeMap<Rule, u64>,
+    /// Compile seconds it would cost to get back what a run now frees, and the budgets' part.
+    #[serde(default)]
+    pub rebuild_seconds: f64,
+    #[serde(default)]
+    pub budget_rebuild_seconds: f64,
     /// What the rules would remove now but a protection keeps, by protection.
     pub kept: BTreeMap<Protection, Kept>,
     /// When a run now would free nothing although the rules want something, or a budget
     /// falls short: what blocks it, in one line.
     pub blocked: Option<String>,
 }
+
+/// What one unit costs to rebuild.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UnitCost {
+    pub name: String,
+    pub profile: String,
+    /// What removing it alone gives back.
+    pub bytes: u64,
+    /// Its last compile (or build-script run) time.
+    pub build_seconds: f64,
+    /// `false` when estimated from size (cargo's timestamps missing or implausible).
+    pub measured: bool,
+}
+
+/// How many units a target dir's view names as the dearest (all of them with `scan`).
+const COSTLIEST: usize = 5;
 
 /// A profile a run leaves alone whole.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -274,7 +301,10 @@ impl SurveyView {
             }
         }
         let bytes: u64 = targets.iter().map(|t| t.bytes).sum();
+        let (rebuild_seconds, budget_rebuild_seconds) = plan.rebuild_seconds();
         let total = TotalView {
+            rebuild_seconds,
+            budget_rebuild_seconds,
             bytes,
             apparent_bytes: targets.iter().map(|t| t.apparent_bytes).sum(),
             budget_bytes: plan.total_budget,
@@ -327,8 +357,53 @@ impl SurveyView {
     }
 }
 
+/// Every unit of `t`, dearest to rebuild first.
+fn unit_costs(t: &TargetDir) -> Vec<UnitCost> {
+    let mut v: Vec<UnitCost> = t
+        .units
+        .iter()
+        .map(|u| {
+            let c = u.build_cost();
+            UnitCost {
+                name: u.name(),
+                profile: t.profiles[usize::from(u.key.profile)]
+                    .rel
+                    .display()
+                    .to_string(),
+                bytes: u.reclaimable,
+                build_seconds: c.seconds,
+                measured: c.measured,
+            }
+        })
+        .collect();
+    v.sort_by(|a, b| {
+        b.build_seconds
+            .total_cmp(&a.build_seconds)
+            .then(a.name.cmp(&b.name))
+    });
+    v
+}
+
+impl SurveyView {
+    /// Lists every unit's cost in each target dir's view (`scan` shows them; `status` keeps
+    /// the few dearest).
+    pub fn with_every_unit(&mut self, snapshot: &Snapshot) {
+        for (view, t) in self.targets.iter_mut().zip(&snapshot.targets) {
+            view.costliest = unit_costs(t);
+        }
+    }
+}
+
 fn target_view(t: &TargetDir, signal: Signal, plan: &CargoPlan, i: usize) -> TargetView {
     let total = t.usage.total();
+    let mut costliest = unit_costs(t);
+    costliest.truncate(COSTLIEST);
+    let rebuild_seconds = plan
+        .actions
+        .iter()
+        .filter(|a| a.item.target == i)
+        .filter_map(|a| a.rebuild_seconds)
+        .sum();
     let tp = &plan.targets[i];
     let mut layouts: Vec<Layout> = t.profiles.iter().flat_map(|p| p.layouts.clone()).collect();
     layouts.sort();
@@ -369,6 +444,8 @@ fn target_view(t: &TargetDir, signal: Signal, plan: &CargoPlan, i: usize) -> Tar
         over_budget_bytes: tp.budget.map_or(0, |b| total.bytes.saturating_sub(b)),
         reclaimable_bytes: tp.planned_bytes,
         reclaimable_by_rule: tp.by_rule.clone(),
+        rebuild_seconds,
+        costliest,
         protected_bytes: tp.protected_bytes,
         kept: tp.kept.clone(),
         notes: tp.notes.clone(),

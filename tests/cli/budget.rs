@@ -1,5 +1,5 @@
-//! Budgets: when a target dir (or all of them) is too big, the least recently used units go,
-//! until the budget holds.
+//! Budgets: when a target dir (or all of them) is too big, units go until the budget holds:
+//! the least recently used (`eviction = "lru"`), or the cheapest to rebuild (the default).
 
 use crate::support::{DAY, Fixture, Krate, removed_units};
 
@@ -43,7 +43,9 @@ fn over_budget_the_least_recently_used_units_go_until_it_holds() {
     four_crates(&f, |_| f.target());
     let total = f.du(&f.target());
     let budget = total * 6 / 10;
-    f.config(&format!("target-budget = \"{budget} B\""));
+    f.config(&format!(
+        "target-budget = \"{budget} B\"\neviction = \"lru\""
+    ));
 
     let report = f.ck_json(&["clean"]);
     assert!(f.du(&f.target()) <= budget, "still over budget");
@@ -84,7 +86,9 @@ fn the_total_budget_is_least_recently_used_across_target_dirs() {
     });
     let total = f.du(&f.target()) + f.du(&other);
     let budget = total * 6 / 10;
-    f.config(&format!("total-budget = \"{budget} B\""));
+    f.config(&format!(
+        "total-budget = \"{budget} B\"\neviction = \"lru\""
+    ));
 
     let report = f.ck_json(&["clean"]);
     assert!(f.du(&f.target()) + f.du(&other) <= budget);
@@ -136,4 +140,103 @@ fn a_budget_that_only_young_units_could_meet_is_reported_not_forced() {
     let human = f.ck(&["clean", "--dry-run"]);
     let text = String::from_utf8_lossy(&human.stdout);
     assert!(text.contains("cannot be met"), "{text}");
+}
+
+/// `slow`: a library whose build script takes two seconds, built a day before `leaf`, a
+/// binary that compiles in a moment. By age `slow` goes first; by cost `leaf` does.
+fn slow_and_leaf(f: &Fixture) {
+    f.workspace(&["slow", "leaf"]);
+    f.krate(&Krate {
+        name: "slow",
+        ..Krate::default()
+    });
+    f.write(
+        "slow/build.rs",
+        "fn main() {\n    println!(\"cargo:rerun-if-changed=build.rs\");\n    std::thread::sleep(std::time::Duration::from_secs(2));\n}\n",
+    );
+    f.write(
+        "slow/Cargo.toml",
+        "[package]\nname = \"slow\"\nversion = \"0.1.0\"\nedition = \"2021\"\nbuild = \"build.rs\"\n",
+    );
+    f.krate(&Krate {
+        name: "leaf",
+        bin: true,
+        ..Krate::default()
+    });
+    for name in ["slow", "leaf"] {
+        assert!(f.cargo(&["build", "-p", name]).success);
+        f.pass_time(DAY);
+    }
+}
+
+#[test]
+fn a_slow_build_script_costs_more_than_a_leaf_and_a_cost_budget_keeps_it() {
+    let f = Fixture::new();
+    slow_and_leaf(&f);
+    // The cost signal, from cargo's own timestamps.
+    let scan = f.ck_json(&["scan", "--cargo-only"]);
+    let units = scan["targets"][0]["costliest"].as_array().unwrap();
+    let cost = |prefix: &str| -> f64 {
+        units
+            .iter()
+            .filter(|u| u["name"].as_str().unwrap().starts_with(prefix))
+            .map(|u| {
+                assert_eq!(u["measured"], true, "{u}");
+                u["build_seconds"].as_f64().unwrap()
+            })
+            .fold(0.0, f64::max)
+    };
+    let (slow, leaf) = (cost("slow-"), cost("leaf-"));
+    assert!(
+        slow >= 1.9,
+        "the build script's run took 2 s: {slow}\n{scan:#}"
+    );
+    assert!(leaf < slow / 2.0, "a leaf compiles fast: {leaf} vs {slow}");
+    assert_eq!(
+        units[0]["name"].as_str().unwrap().split('-').next(),
+        Some("slow"),
+        "the dearest comes first: {scan:#}"
+    );
+
+    // A budget that one of the two crates' data satisfies.
+    let total = f.du(&f.target());
+    let budget = total * 7 / 10;
+    f.config(&format!(
+        "target-budget = \"{budget} B\"\neviction = \"lru\""
+    ));
+    let lru = f.ck_json(&["clean", "--dry-run"]);
+    assert!(
+        removed_units(&lru).iter().any(|u| u.starts_with("slow-")),
+        "by age the build script goes: {lru:#}"
+    );
+    f.config(&format!("target-budget = \"{budget} B\""));
+    let report = f.ck_json(&["clean"]);
+    let gone = removed_units(&report);
+    assert!(
+        gone.iter().all(|u| u.starts_with("leaf-")),
+        "by cost only the leaf goes: {report:#}"
+    );
+    assert!(f.du(&f.target()) <= budget, "still over budget: {report:#}");
+    let rebuild = report["rebuild_seconds"].as_f64().unwrap();
+    assert!(rebuild > 0.0 && rebuild < slow, "{report:#}");
+    assert!(
+        report["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("cheapest to lose: ~")),
+        "{report:#}"
+    );
+    // The next build rebuilds what went and nothing else: the build script does not run.
+    let b = f.cargo(&["build"]);
+    assert!(b.success, "{}", b.stderr);
+    assert!(
+        b.recompiled().iter().all(|a| a.starts_with("0.1.0/leaf")),
+        "{:?}",
+        b.recompiled()
+    );
+    assert!(!b.recompiled().is_empty());
 }

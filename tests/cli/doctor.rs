@@ -173,13 +173,23 @@ fn a_real_library_the_placeholder_lacked_rebuilds_the_binary_and_is_not_flagged(
         .modified()
         .unwrap();
     let old = built - Duration::from_secs(3600);
-    f.write("src/lib.rs", "pub fn name() -> &'static str {\n    \"the real app\"\n}\n");
-    f.write("src/main.rs", "fn main() {\n    println!(\"{}\", app::name());\n}\n");
+    f.write(
+        "src/lib.rs",
+        "pub fn name() -> &'static str {\n    \"the real app\"\n}\n",
+    );
+    f.write(
+        "src/main.rs",
+        "fn main() {\n    println!(\"{}\", app::name());\n}\n",
+    );
     set_mtime(&f.ws.join("src/lib.rs"), old);
     set_mtime(&f.ws.join("src/main.rs"), old);
     let second = f.cargo(&["build"]);
     assert!(second.success, "{}", second.stderr);
-    assert_eq!(f.run_bin("debug/app"), "the real app\n", "cargo rebuilt the binary");
+    assert_eq!(
+        f.run_bin("debug/app"),
+        "the real app\n",
+        "cargo rebuilt the binary"
+    );
     f.write(".dockerignore", "target\n");
     f.write("Dockerfile", DUMMY_DOCKERFILE);
     let (code, v) = doctor_json(&f, &[]);

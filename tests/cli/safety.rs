@@ -43,6 +43,7 @@ fn plan_for(f: &Fixture) -> (Vec<TargetDir>, CargoPlan) {
         target_budget: None,
         total_budget: None,
         min_free: None,
+        eviction: cachekeeper::config::Eviction::Cost,
     };
     let targets = vec![target];
     let plan = policy::plan(&policy::Input {

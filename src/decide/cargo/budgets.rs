@@ -31,12 +31,15 @@ impl State<'_> {
             .sum()
     }
 
-    /// Least recently used first within `scope` (target indices), until `over` bytes are
-    /// freed. Returns how many bytes stay missing.
+    /// By `eviction` (cheapest expected rebuild per byte, or least recently used) within
+    /// `scope` (target indices), until `over` bytes are freed. Returns how many stay missing.
     fn lru(&mut self, scope: &dyn Fn(usize) -> bool, over: u64, rule: Rule) -> u64 {
         let targets: Vec<usize> = (0..self.input.targets.len())
             .filter(|t| scope(*t))
             .collect();
+        if self.input.settings.eviction == Eviction::Cost {
+            return self.cheapest(&targets, over, rule);
+        }
         let now = self.input.now;
         lru::evict(&mut Units { st: self, targets }, over, rule, now)
     }

@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use super::reason;
-use crate::config::{Config, Rules, SizeSpec};
+use crate::config::{Config, Eviction, Rules, SizeSpec};
 use crate::model::{
     CargoAction, CargoPlan, Filesystem, Kept, LastUse, Part, ProfileState, Protection, Rule,
     Shortfall, Signal, Snapshot, TargetDir, TargetPart, TargetPlan, Toolchains,
@@ -35,6 +35,9 @@ use crate::model::{
 use crate::units::{age, human_bytes};
 
 mod budgets;
+mod cost;
+#[cfg(test)]
+mod cost_tests;
 mod rules;
 #[cfg(test)]
 mod tests;
@@ -49,6 +52,7 @@ pub struct Settings {
     pub target_budget: Option<SizeSpec>,
     pub total_budget: Option<SizeSpec>,
     pub min_free: Option<SizeSpec>,
+    pub eviction: Eviction,
 }
 
 impl Settings {
@@ -64,6 +68,7 @@ impl Settings {
             target_budget: c.target_budget,
             total_budget: c.total_budget,
             min_free: config.disk.min_free,
+            eviction: c.eviction,
         }
     }
 }
@@ -376,11 +381,13 @@ impl State<'_> {
             Part::Unit(u) => Some(self.used[t][u].max(dir.units[u].last_built)),
             _ => None,
         };
+        let rebuild_seconds = Some(self.rebuild_seconds(t, part, rule));
         self.plan.actions.push(CargoAction {
             item: TargetPart { target: t, part },
             rule,
             reason,
             bytes,
+            rebuild_seconds,
             last_use,
         });
         bytes

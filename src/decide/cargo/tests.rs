@@ -4,19 +4,19 @@ use crate::model::{
 };
 use std::path::PathBuf;
 
-const DAY: Duration = Duration::from_secs(86_400);
+pub(super) const DAY: Duration = Duration::from_secs(86_400);
 const NOW_SECS: u64 = 2_000_000_000;
 
-fn now() -> SystemTime {
+pub(super) fn now() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(NOW_SECS)
 }
 
-fn ago(d: Duration) -> SystemTime {
+pub(super) fn ago(d: Duration) -> SystemTime {
     now() - d
 }
 
 /// A unit of `bytes` bytes, last used `used` ago, built by rustc `rustc`.
-fn unit(n: u64, used: Duration, bytes: u64) -> Unit {
+pub(super) fn unit(n: u64, used: Duration, bytes: u64) -> Unit {
     Unit {
         key: UnitKey {
             profile: 0,
@@ -50,7 +50,7 @@ fn unit(n: u64, used: Duration, bytes: u64) -> Unit {
     }
 }
 
-fn target(name: &str, units: Vec<Unit>) -> TargetDir {
+pub(super) fn target(name: &str, units: Vec<Unit>) -> TargetDir {
     let mut usage = ByKind::default();
     for u in &units {
         usage.merge(&u.usage);
@@ -85,7 +85,7 @@ fn target(name: &str, units: Vec<Unit>) -> TargetDir {
     t
 }
 
-fn settings() -> Settings {
+pub(super) fn settings() -> Settings {
     Settings {
         rules: Rules {
             incremental: true,
@@ -99,10 +99,11 @@ fn settings() -> Settings {
         target_budget: None,
         total_budget: None,
         min_free: None,
+        eviction: Eviction::Lru,
     }
 }
 
-fn fs(free: u64) -> Vec<Filesystem> {
+pub(super) fn fs(free: u64) -> Vec<Filesystem> {
     vec![Filesystem {
         dev: 1,
         path: PathBuf::from("/"),
@@ -111,7 +112,7 @@ fn fs(free: u64) -> Vec<Filesystem> {
     }]
 }
 
-fn run(
+pub(super) fn run(
     targets: &[TargetDir],
     s: &Settings,
     fss: &[Filesystem],
@@ -152,7 +153,7 @@ fn run_recorded(
 }
 
 /// (target, unit hash, rule) of every unit action.
-fn removed(p: &CargoPlan, targets: &[TargetDir]) -> Vec<(usize, u64, Rule)> {
+pub(super) fn removed(p: &CargoPlan, targets: &[TargetDir]) -> Vec<(usize, u64, Rule)> {
     p.actions
         .iter()
         .filter_map(|a| match a.item.part {
@@ -363,7 +364,7 @@ fn toolchain_rule_removes_units_of_uninstalled_compilers_only_when_verified() {
     );
 }
 
-fn incr(name: &str, written: Duration, owners: Vec<usize>) -> IncrementalDir {
+pub(super) fn incr(name: &str, written: Duration, owners: Vec<usize>) -> IncrementalDir {
     IncrementalDir {
         profile: 0,
         name: name.into(),

@@ -479,6 +479,13 @@ impl Visitor for InventoryVisitor<'_> {
             (Owner::Unit(key, Kind::Fingerprint), Ctx::Unit(..)) if !is_dir => {
                 self.fingerprint_file(acc, *key, dirfd, name_str, meta);
             }
+            // A build script's run: cargo stamps its start in the run dir.
+            (Owner::Unit(key, _), Ctx::UnitBuildDir(..))
+                if !is_dir && name_str == "invoked.timestamp" =>
+            {
+                let unit = acc.units.entry(*key).or_default();
+                unit.invoked = later(unit.invoked, meta.mtime);
+            }
             (Owner::Unit(key, _), Ctx::UnitBuildDir(..))
                 if !is_dir && names::is_run_use_signal(name_str) =>
             {

@@ -25,6 +25,9 @@ fn action_line(a: &ActionView) -> Vec<String> {
         format!("{}/{}", a.target.display(), a.profile),
         a.name.clone(),
         human_bytes(a.reclaimed_bytes.max(a.planned_bytes)),
+        a.rebuild_seconds
+            .filter(|s| *s >= 0.05)
+            .map_or(String::new(), |s| format!("~{}", human_seconds(s))),
         a.reason.clone(),
         status,
     ]
@@ -123,13 +126,13 @@ fn cargo_clean(v: &CleanView, out: &mut String) {
             v.actions.len()
         );
         let rows: Vec<Vec<String>> = v.actions.iter().map(action_line).collect();
-        // Reason and status are free text: align only the first four columns.
-        for line in table(&rows.iter().map(|r| r[..4].to_vec()).collect::<Vec<_>>())
+        // Reason and status are free text: align only the first five columns.
+        for line in table(&rows.iter().map(|r| r[..5].to_vec()).collect::<Vec<_>>())
             .lines()
             .zip(&rows)
         {
             let (aligned, r) = line;
-            let extra = [r[4].as_str(), r[5].as_str()]
+            let extra = [r[5].as_str(), r[6].as_str()]
                 .into_iter()
                 .filter(|s| !s.is_empty())
                 .collect::<Vec<_>>()
@@ -145,10 +148,18 @@ fn cargo_clean(v: &CleanView, out: &mut String) {
     };
     let _ = writeln!(
         out,
-        "Target dirs: {would} {} in {} files ({}).",
+        "Target dirs: {would} {} in {} files ({}){}.",
         human_bytes(v.cargo_reclaimed_bytes),
         v.removed_files,
-        by_rule(&v.reclaimed_by_rule)
+        by_rule(&v.reclaimed_by_rule),
+        if v.rebuild_seconds >= 0.05 {
+            format!(
+                "; ~{} of compiling to get it back",
+                human_seconds(v.rebuild_seconds)
+            )
+        } else {
+            String::new()
+        }
     );
     if let (false, Some(k)) = (v.actions.is_empty(), kept_line(&v.kept)) {
         let _ = writeln!(out, "Kept by protections: {k}.");

@@ -222,6 +222,22 @@ pub fn scan(v: &SurveyView, style: Style) -> String {
             human_bytes(t.reclaimable_bytes),
             by_rule(&t.reclaimable_by_rule)
         );
+        if !t.costliest.is_empty() {
+            let dearest: Vec<String> = t
+                .costliest
+                .iter()
+                .take(3)
+                .map(|u| {
+                    format!(
+                        "{} {}{}",
+                        u.name,
+                        human_seconds(u.build_seconds),
+                        if u.measured { "" } else { " (estimated)" }
+                    )
+                })
+                .collect();
+            let _ = writeln!(out, "  dearest to rebuild: {}", dearest.join(", "));
+        }
         if t.protected_bytes > 0 {
             let _ = writeln!(
                 out,
@@ -258,17 +274,34 @@ pub fn scan(v: &SurveyView, style: Style) -> String {
     }
     let _ = writeln!(
         out,
-        "Total: {} target dirs, {} on disk; total budget {}; reclaimable now {} ({})",
+        "Total: {} target dirs, {} on disk; total budget {}; reclaimable now {} ({}){}",
         v.targets.len(),
         human_bytes(v.total.bytes),
         budget(v.total.budget_bytes),
         human_bytes(v.total.reclaimable_bytes),
-        by_rule(&v.total.reclaimable_by_rule)
+        by_rule(&v.total.reclaimable_by_rule),
+        rebuild_cost(v.total.rebuild_seconds, v.total.budget_rebuild_seconds)
     );
     buildkit(&v.buildkit, true, style, &mut out);
     filesystems(v, style, &mut out);
     footer(v, &mut out);
     out
+}
+
+/// `; ~41 s to rebuild, 30 s of it what the budgets take`, or nothing when it costs nothing.
+fn rebuild_cost(all: f64, budgets: f64) -> String {
+    if all < 0.05 {
+        return String::new();
+    }
+    let part = if budgets >= 0.05 && budgets < all - 0.05 {
+        format!(", {} of it what the budgets take", human_seconds(budgets))
+    } else {
+        String::new()
+    };
+    format!(
+        "; ~{} of compiling to get it back{part}",
+        human_seconds(all)
+    )
 }
 
 /// `cachekeeper status`: every target dir against its budget, in one table.
@@ -337,9 +370,10 @@ pub fn status(v: &SurveyView, style: Style) -> String {
     }
     let _ = writeln!(
         out,
-        "Next run would reclaim {} ({}).",
+        "Next run would reclaim {} ({}){}.",
         human_bytes(v.total.reclaimable_bytes),
-        by_rule(&v.total.reclaimable_by_rule)
+        by_rule(&v.total.reclaimable_by_rule),
+        rebuild_cost(v.total.rebuild_seconds, v.total.budget_rebuild_seconds)
     );
     skipped_profiles(&v.skipped_profiles, &mut out);
     if let Some(why) = &v.total.blocked {

@@ -1,0 +1,134 @@
+//! Budgets by expected rebuild time: the closure is charged, and cheap bytes go first.
+
+use super::tests::{DAY, ago, fs, incr, removed, run, settings, target, unit};
+use super::*;
+use crate::model::{Part, Unit};
+
+/// `u` whose last build took `secs`.
+fn took(mut u: Unit, secs: u64) -> Unit {
+    u.invoked = u.finished.map(|f| f - Duration::from_secs(secs));
+    u
+}
+
+fn cost_settings(budget: u64) -> Settings {
+    Settings {
+        target_budget: Some(SizeSpec::Bytes(budget)),
+        eviction: Eviction::Cost,
+        ..settings()
+    }
+}
+
+#[test]
+fn removing_a_dependency_charges_its_dependents() {
+    // 1 is cheap itself (1 s) but 2 depends on it and takes 100 s; 3 stands alone at 50 s.
+    let mut dependent = took(unit(2, 5 * DAY, 1), 100);
+    dependent.deps = vec![1001];
+    let t = target(
+        "t",
+        vec![
+            took(unit(1, 5 * DAY, 100), 1),
+            dependent,
+            took(unit(3, 5 * DAY, 100), 50),
+        ],
+    );
+    let targets = [t];
+    let p = run(&targets, &cost_settings(150), &fs(1_000_000), None);
+    assert_eq!(removed(&p, &targets), [(0, 3, Rule::TargetBudget)]);
+    assert!(
+        p.actions[0].reason.contains("~50 s to rebuild"),
+        "{}",
+        p.actions[0].reason
+    );
+    assert_eq!(p.actions[0].rebuild_seconds, Some(50.0));
+    // By age alone the dependency (and with it, its dependent) would have gone.
+    let lru = Settings {
+        eviction: Eviction::Lru,
+        ..cost_settings(150)
+    };
+    let mut older = targets.clone();
+    older[0].units[0].last_used = ago(9 * DAY);
+    older[0].units[1].last_used = ago(9 * DAY);
+    let p = run(&older, &lru, &fs(1_000_000), None);
+    assert_eq!(
+        removed(&p, &older),
+        [(0, 2, Rule::TargetBudget), (0, 1, Rule::TargetBudget)]
+    );
+    // And when the cost budget takes a dependency, its reason names what goes with it.
+    let mut only = targets.clone();
+    only[0].units.truncate(2);
+    let p = run(&only, &cost_settings(10), &fs(1_000_000), None);
+    let root = p
+        .actions
+        .iter()
+        .find(|a| a.item.part == Part::Unit(0))
+        .unwrap();
+    assert!(
+        root.reason.contains("~101 s to rebuild with its dependent"),
+        "{}",
+        root.reason
+    );
+}
+
+#[test]
+fn a_cheap_big_incremental_dir_goes_before_an_expensive_small_unit_of_the_same_age() {
+    // Unit 1 took 60 s and holds 40 bytes; crate 2 compiled in 2 s and has 400 bytes of
+    // incremental data; both last used 3 days ago.
+    let mut t = target(
+        "t",
+        vec![
+            took(unit(1, 3 * DAY, 40), 60),
+            took(unit(2, 3 * DAY, 20), 2),
+        ],
+    );
+    let mut inc = incr("p2-aaaa", 3 * DAY, vec![1]);
+    inc.usage.bytes = 400;
+    inc.reclaimable = 400;
+    t.incremental.push(inc);
+    t.usage.incremental.bytes = 400;
+    let targets = [t];
+    let p = run(&targets, &cost_settings(100), &fs(1_000_000), None);
+    let parts: Vec<Part> = p.actions.iter().map(|a| a.item.part).collect();
+    assert_eq!(parts, [Part::Incremental(0)], "{:#?}", p.actions);
+    let a = &p.actions[0];
+    assert!(
+        a.reason.contains("starts from scratch, ~1.4 s more"),
+        "{}",
+        a.reason
+    );
+    assert_eq!(a.rebuild_seconds, Some(1.4));
+    // By age alone, the older unit goes first, incremental data never.
+    let lru = Settings {
+        eviction: Eviction::Lru,
+        ..cost_settings(100)
+    };
+    let mut older = targets.clone();
+    older[0].units[0].last_used = ago(4 * DAY);
+    let p = run(&older, &lru, &fs(1_000_000), None);
+    assert_eq!(p.actions[0].item.part, Part::Unit(0));
+}
+
+#[test]
+fn recent_use_makes_data_dearer_and_estimates_say_so() {
+    // The same compile time and size: the one used longer ago is less likely to be needed.
+    let t = target(
+        "t",
+        vec![
+            took(unit(1, 2 * DAY, 100), 30),
+            took(unit(2, 20 * DAY, 100), 30),
+        ],
+    );
+    let targets = [t];
+    let p = run(&targets, &cost_settings(150), &fs(1_000_000), None);
+    assert_eq!(removed(&p, &targets), [(0, 2, Rule::TargetBudget)]);
+    // No timestamps: estimated from size, and the reason says so.
+    let mut blind = targets.clone();
+    for u in &mut blind[0].units {
+        u.invoked = None;
+    }
+    let p = run(&blind, &cost_settings(150), &fs(1_000_000), None);
+    assert!(
+        p.actions[0].reason.contains("estimated from size"),
+        "{}",
+        p.actions[0].reason
+    );
+}

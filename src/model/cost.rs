@@ -1,0 +1,98 @@
+//! What data costs to get back: a unit's last compile time from cargo's own timestamps, an
+//! estimate where they are missing, and how likely data is to be used again. Pure functions of
+//! the snapshot; `decide` weighs them.
+//!
+//! cargo writes `invoked.timestamp` just before it runs the compiler (in the unit's fingerprint
+//! dir; for a build script's run, in the run dir) and the fingerprint hash file when the unit
+//! is done (after the whole `.rlib`, not the early `.rmeta` of a pipelined build; after the
+//! script's `root-output` for a run): the gap is what the unit's last build took.
+
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use super::{IncrementalDir, Unit};
+
+/// Seconds of compile per GiB of outputs, where a unit's own timing is missing: cargo's GC
+/// discussion (cargo#6229) measured about 300 s per GiB of `build/` and deps output.
+pub const SECONDS_PER_GIB: f64 = 300.0;
+
+/// Losing incremental data costs this share of the crate's compile, once, on its next
+/// recompile: that compile starts from scratch instead of from the session (an edit that
+/// rebuilds incrementally typically takes a third of a full compile or less).
+pub const INCREMENTAL_SHARE: f64 = 0.7;
+
+/// How long a build may plausibly take; a longer gap means the timestamps are from
+/// different builds (an interrupted one, a restored cache).
+const PLAUSIBLE: Duration = Duration::from_secs(6 * 3600);
+
+/// How fast the chance of reuse falls with idle time: data idle this long is half as likely
+/// to be used again as data used just now.
+pub const HALF_REUSE_AFTER: Duration = Duration::from_secs(7 * 86_400);
+
+/// What one unit costs to rebuild.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BuildCost {
+    pub seconds: f64,
+    /// From cargo's timestamps; `false` when estimated from size.
+    pub measured: bool,
+}
+
+impl Unit {
+    /// The unit's last compile (or build-script run) time, or an estimate from its size.
+    #[must_use]
+    pub fn build_cost(&self) -> BuildCost {
+        if let (Some(start), Some(end)) = (self.invoked, self.finished)
+            && let Ok(took) = end.duration_since(start)
+            && took <= PLAUSIBLE
+        {
+            return BuildCost {
+                seconds: took.as_secs_f64(),
+                measured: true,
+            };
+        }
+        let out = self.usage.deps.bytes + self.usage.build.bytes;
+        BuildCost {
+            #[allow(clippy::cast_precision_loss)]
+            seconds: out as f64 / f64::from(1u32 << 30) * SECONDS_PER_GIB,
+            measured: false,
+        }
+    }
+}
+
+impl IncrementalDir {
+    /// What losing it costs: [`INCREMENTAL_SHARE`] of its owners' compile time.
+    #[must_use]
+    pub fn rebuild_seconds(&self, units: &[Unit]) -> f64 {
+        self.owners
+            .iter()
+            .map(|&o| units[o].build_cost().seconds)
+            .sum::<f64>()
+            * INCREMENTAL_SHARE
+    }
+}
+
+/// The chance that data last used `idle` ago is used again, relative to data used now:
+/// `1 / (1 + idle / HALF_REUSE_AFTER)`.
+#[must_use]
+pub fn reuse_weight(idle: Duration) -> f64 {
+    1.0 / (1.0 + idle.as_secs_f64() / HALF_REUSE_AFTER.as_secs_f64())
+}
+
+/// `reuse_weight` of data last used at `used`, seen at `now`.
+#[must_use]
+pub fn reuse_weight_at(used: SystemTime, now: SystemTime) -> f64 {
+    reuse_weight(now.duration_since(used).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reuse_halves_after_a_week_and_keeps_falling() {
+        assert!((reuse_weight(Duration::ZERO) - 1.0).abs() < 1e-9);
+        assert!((reuse_weight(HALF_REUSE_AFTER) - 0.5).abs() < 1e-9);
+        assert!(reuse_weight(HALF_REUSE_AFTER * 4) < 0.25);
+    }
+}
