@@ -4,6 +4,7 @@
 #
 #   bench/run.sh            everything (generates a 1M-file tree and builds a real project)
 #   bench/run.sh --quick    a 100k-file tree and fewer runs
+#   bench/eviction.sh       only the eviction comparison (also run at the end of this)
 #
 # Peers are optional: put diskus and cargo-sweep on PATH (e.g. `cargo install --root
 # /tmp/peers diskus cargo-sweep; PATH=/tmp/peers/bin:$PATH`) to include them.
@@ -175,3 +176,7 @@ trap 'kill $daemon 2> /dev/null || true' EXIT
 python3 "$root/bench/scrape.py" "http://127.0.0.1:$port/metrics" "$ck" "$work/ck-daemon.toml"
 kill "$daemon"; wait "$daemon" 2> /dev/null || true
 trap - EXIT
+echo
+
+# 5. What a budget takes: by cost against least recently used (a real workspace, churned).
+bash "$root/bench/eviction.sh"
