@@ -210,6 +210,13 @@ fn a_slow_build_script_costs_more_than_a_leaf_and_a_cost_budget_keeps_it() {
         "by age the build script goes: {lru:#}"
     );
     f.config(&format!("target-budget = \"{budget} B\""));
+    // What the next budget run would cost to get back, in status.
+    let status = f.ck_json(&["status"]);
+    let next = status["total"]["budget_rebuild_seconds"].as_f64().unwrap();
+    assert!(next > 0.0 && next < slow, "{status:#}");
+    let out = f.ck(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("of compiling to get it back"), "{text}");
     let report = f.ck_json(&["clean"]);
     let gone = removed_units(&report);
     assert!(
