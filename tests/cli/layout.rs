@@ -25,6 +25,11 @@ fn new_layout_units_are_found_measured_and_cleaned_whole() {
     let t = &scan["targets"][0];
     assert_eq!(t["layouts"], serde_json::json!(["new"]));
     assert_eq!(t["units"], 4);
+    // Every unit's build time comes from cargo's timestamps here too, the build script's run
+    // included (its start is stamped in its run dir).
+    let costs = t["costliest"].as_array().unwrap();
+    assert_eq!(costs.len(), 4, "{scan:#}");
+    assert!(costs.iter().all(|u| u["measured"] == true), "{scan:#}");
     assert_eq!(
         t["bytes"].as_u64().unwrap(),
         f.du(&f.target()),
