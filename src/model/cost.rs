@@ -79,6 +79,14 @@ pub fn reuse_weight(idle: Duration) -> f64 {
     1.0 / (1.0 + idle.as_secs_f64() / HALF_REUSE_AFTER.as_secs_f64())
 }
 
+/// How much more likely data used often is to be used again: `1 + ln(1 + uses per week)`, the
+/// weeks counted from when the daemon first saw it (at least one). 1 where nothing is known.
+#[must_use]
+pub fn frequency_weight(uses: u32, watched_for: Duration) -> f64 {
+    let weeks = (watched_for.as_secs_f64() / (7.0 * 86_400.0)).max(1.0);
+    1.0 + (1.0 + f64::from(uses) / weeks).ln()
+}
+
 /// `reuse_weight` of data last used at `used`, seen at `now`.
 #[must_use]
 pub fn reuse_weight_at(used: SystemTime, now: SystemTime) -> f64 {
@@ -94,5 +102,16 @@ mod tests {
         assert!((reuse_weight(Duration::ZERO) - 1.0).abs() < 1e-9);
         assert!((reuse_weight(HALF_REUSE_AFTER) - 0.5).abs() < 1e-9);
         assert!(reuse_weight(HALF_REUSE_AFTER * 4) < 0.25);
+    }
+
+    #[test]
+    fn frequent_use_counts_by_the_week() {
+        let week = Duration::from_secs(7 * 86_400);
+        assert!((frequency_weight(0, week) - 1.0).abs() < 1e-9);
+        // Ten uses in a week, or twenty in two: the same rate.
+        assert!((frequency_weight(10, week) - frequency_weight(20, week * 2)).abs() < 1e-9);
+        assert!(frequency_weight(10, week) > 3.0);
+        // A day's watching counts as a week: no rate from a few minutes' data.
+        assert!((frequency_weight(7, week / 7) - frequency_weight(7, week)).abs() < 1e-9);
     }
 }

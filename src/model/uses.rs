@@ -32,6 +32,14 @@ pub struct Seen {
     pub first: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub used: Option<u64>,
+    /// Builds that used it since the daemon first saw it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub uses: u32,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The last-use index: target dir → unit fingerprint dir (relative) → [`Seen`].
@@ -53,6 +61,7 @@ impl LastUse {
             e.insert(Seen {
                 first: secs(now),
                 used: None,
+                uses: 0,
             });
             self.dirty = true;
         }
@@ -65,10 +74,15 @@ impl LastUse {
         let seen = units.entry(crate::pathcodec::encode(unit)).or_insert(Seen {
             first: secs(at),
             used: None,
+            uses: 0,
         });
         let new = seen
             .used
             .is_none_or(|u| u.saturating_add(SAME_USE.as_secs()) < secs(at));
+        if new {
+            seen.uses = seen.uses.saturating_add(1);
+            self.dirty = true;
+        }
         if seen.used.is_none_or(|u| u < secs(at)) {
             seen.used = Some(secs(at));
             self.dirty = true;
@@ -92,6 +106,16 @@ impl LastUse {
             .get(target)?
             .get(&crate::pathcodec::encode(unit))?;
         seen.used.map(time)
+    }
+
+    /// How many builds used the unit since the daemon first saw it, and since when it counts.
+    #[must_use]
+    pub fn use_count(&self, target: &Path, unit: &Path) -> Option<(u32, SystemTime)> {
+        let seen = self
+            .targets
+            .get(target)?
+            .get(&crate::pathcodec::encode(unit))?;
+        Some((seen.uses, time(seen.first)))
     }
 
     /// Drops what is no longer there: units of `target` not in `present`.
@@ -160,5 +184,10 @@ mod tests {
         u.record_use(t, unit, time(200)); // older events do not move it back
         assert_eq!(u.recorded(t, unit), Some(time(300)));
         assert_eq!(u.first_seen(t, unit), Some(time(100)));
+        // Events within SAME_USE of the last use are the same build; older ones are not new.
+        u.record_use(t, unit, time(302));
+        assert_eq!(u.use_count(t, unit), Some((1, time(100))));
+        u.record_use(t, unit, time(400));
+        assert_eq!(u.use_count(t, unit), Some((2, time(100))));
     }
 }

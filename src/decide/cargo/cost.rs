@@ -4,6 +4,7 @@
 //! incremental data only they own), an incremental dir alone, or orphaned outputs. Its
 //! expected cost is the compile seconds of every unit in it ([`Unit::build_cost`]), each
 //! weighed by how likely it is to be used again ([`reuse_weight`] of its effective last use);
+//! and, where the daemon counted its uses, by how often it is used ([`frequency_weight`]);
 //! incremental data costs [`INCREMENTAL_SHARE`] of its crate's compile, orphans nothing. The
 //! candidates go cheapest per byte first (GreedyDual-Size without the aging term: the weight
 //! already falls with idle time), except that the last bytes come from the cheapest single
@@ -11,7 +12,7 @@
 
 use super::*;
 use crate::decide::reason;
-use crate::model::{INCREMENTAL_SHARE, reuse_weight_at};
+use crate::model::{INCREMENTAL_SHARE, frequency_weight, reuse_weight_at};
 
 #[cfg(doc)]
 use crate::model::{Unit, reuse_weight};
@@ -66,15 +67,29 @@ impl State<'_> {
         }
     }
 
+    /// How likely unit `u` is to be used again: by recency ([`reuse_weight`] of its effective
+    /// last use) and, where the daemon counted its uses, by how often ([`frequency_weight`]).
+    fn weight(&self, t: usize, u: usize) -> f64 {
+        let now = self.input.now;
+        let dir = self.input.targets[t].dir;
+        let often = self
+            .input
+            .uses
+            .and_then(|l| l.use_count(&dir.path, &dir.units[u].fingerprint_dir))
+            .map_or(1.0, |(n, since)| {
+                frequency_weight(n, now.duration_since(since).unwrap_or(Duration::ZERO))
+            });
+        reuse_weight_at(self.eff[t][u], now) * often
+    }
+
     /// Expected seconds and bytes of removing `group` now, with the incremental data only it
     /// owns (`owned`: a unit's incremental dirs).
     fn group_cost(&self, t: usize, group: &[usize], owned: &[Vec<usize>]) -> (f64, u64) {
         let dir = self.input.targets[t].dir;
-        let now = self.input.now;
         let mut seconds = 0.0;
         let mut bytes = 0;
         for &g in group {
-            seconds += dir.units[g].build_cost().seconds * reuse_weight_at(self.eff[t][g], now);
+            seconds += dir.units[g].build_cost().seconds * self.weight(t, g);
             bytes += dir.units[g].reclaimable;
             for &i in &owned[g] {
                 let inc = &dir.incremental[i];
@@ -122,7 +137,13 @@ impl State<'_> {
                 {
                     continue;
                 }
-                let seconds = inc.rebuild_seconds(&dir.units) * reuse_weight_at(written, now);
+                let often = inc
+                    .owners
+                    .iter()
+                    .map(|&o| self.weight(t, o) / reuse_weight_at(self.eff[t][o], now))
+                    .fold(1.0, f64::max);
+                let seconds =
+                    inc.rebuild_seconds(&dir.units) * reuse_weight_at(written, now) * often;
                 c.push(Candidate::new(
                     t,
                     Part::Incremental(i),

@@ -1,8 +1,8 @@
 //! Budgets by expected rebuild time: the closure is charged, and cheap bytes go first.
 
-use super::tests::{DAY, ago, fs, incr, removed, run, settings, target, unit};
+use super::tests::{DAY, ago, fs, incr, removed, run, run_recorded, settings, target, unit};
 use super::*;
-use crate::model::{Part, Unit};
+use crate::model::{LastUse, Part, Signal, Unit};
 
 /// `u` whose last build took `secs`.
 fn took(mut u: Unit, secs: u64) -> Unit {
@@ -131,4 +131,58 @@ fn recent_use_makes_data_dearer_and_estimates_say_so() {
         "{}",
         p.actions[0].reason
     );
+}
+
+#[test]
+fn data_the_daemon_saw_used_often_is_dearer() {
+    // Same compile time, size and last use; the daemon counted 20 builds of unit 2 in two
+    // weeks and none of unit 1: unit 1 goes.
+    let t = target(
+        "t",
+        vec![
+            took(unit(1, 2 * DAY, 100), 30),
+            took(unit(2, 2 * DAY, 100), 30),
+        ],
+    );
+    let mut uses = LastUse::default();
+    for (i, u) in t.units.iter().enumerate() {
+        uses.observe(&t.path, &u.fingerprint_dir, ago(16 * DAY));
+        if i == 1 {
+            for b in 0..20u32 {
+                let at = ago(16 * DAY) + Duration::from_secs(u64::from(b) * 60_000);
+                uses.record_use(&t.path, &u.fingerprint_dir, at);
+            }
+        }
+    }
+    let targets = [t];
+    let p = run_recorded(
+        &targets,
+        &cost_settings(150),
+        &fs(1_000_000),
+        None,
+        Signal::Relatime,
+        Some(&uses),
+    );
+    assert_eq!(removed(&p, &targets), [(0, 1, Rule::TargetBudget)]);
+    // Without the counts, the tie goes to the lower index's older effective use: unit 1 too,
+    // so check the other way round as well.
+    let mut swapped = LastUse::default();
+    for (i, u) in targets[0].units.iter().enumerate() {
+        swapped.observe(&targets[0].path, &u.fingerprint_dir, ago(16 * DAY));
+        if i == 0 {
+            for b in 0..20u32 {
+                let at = ago(16 * DAY) + Duration::from_secs(u64::from(b) * 60_000);
+                swapped.record_use(&targets[0].path, &u.fingerprint_dir, at);
+            }
+        }
+    }
+    let p = run_recorded(
+        &targets,
+        &cost_settings(150),
+        &fs(1_000_000),
+        None,
+        Signal::Relatime,
+        Some(&swapped),
+    );
+    assert_eq!(removed(&p, &targets), [(0, 2, Rule::TargetBudget)]);
 }

@@ -131,7 +131,7 @@ fn run_with(
     run_recorded(targets, s, fss, tc, signal, None)
 }
 
-fn run_recorded(
+pub(super) fn run_recorded(
     targets: &[TargetDir],
     s: &Settings,
     fss: &[Filesystem],
