@@ -435,7 +435,8 @@ fn disk_pressure_on_a_small_filesystem_fires_and_restores_the_watermark() {
     };
     let target = fs.0.join("target");
     let t = target.to_str().unwrap().to_string();
-    // Six builds of one app with different features, oldest first: about 30 MiB of units.
+    // Six builds of one app with different features, four days apart, oldest first: about
+    // 30 MiB of units of the same cost, so the oldest are the cheapest to lose.
     let features = ["f1", "f2", "f3", "f4", "f5", "f6"];
     f.workspace(&["app"]);
     f.krate(&Krate {
@@ -451,6 +452,8 @@ fn disk_pressure_on_a_small_filesystem_fires_and_restores_the_watermark() {
             &["build", "--features", feat],
         );
         assert!(b.success, "{}", b.stderr);
+        crate::support::shift_session_names(&target, 4 * DAY);
+        crate::support::shift_times(f.dir.path(), 4 * DAY);
     }
     let before = free_bytes(&target);
     let total = cachekeeper::os::disk::measure(&target).unwrap().total_bytes;
