@@ -82,7 +82,8 @@ fn describe_config(c: &Config) -> String {
          stale-after:         {}\n\
          min-age:             {}\n\
          incremental-max-age: {}\n\
-         rules:               incremental {}, toolchains {}, stale {}, budgets {}\n",
+         rules:               incremental {}, toolchains {}, stale {}, budgets {}\n\
+         eviction:            {}\n",
         c.source,
         roots.join(", "),
         budget(c.cargo.target_budget),
@@ -95,6 +96,11 @@ fn describe_config(c: &Config) -> String {
         on(r.toolchains),
         on(r.stale),
         on(r.budgets),
+        match c.cargo.eviction {
+            config::Eviction::Cost =>
+                "cost (budgets take the least expected rebuild time per byte)",
+            config::Eviction::Lru => "lru (budgets take the least recently used first)",
+        },
     ) + &describe_services(c)
 }
 

@@ -814,6 +814,22 @@ mod tests {
     }
 
     #[test]
+    fn eviction_is_cost_by_default_and_says_what_else_it_takes() {
+        assert_eq!(defaults(&env()).cargo.eviction, Eviction::Cost);
+        let c = parse("[cargo]\neviction = \"lru\"\n", Source::Embedded, &env()).unwrap();
+        assert_eq!(c.cargo.eviction, Eviction::Lru);
+        let e = err("[cargo]\neviction = \"oldest\"\n");
+        assert_eq!(e.key, "cargo.eviction");
+        assert_eq!(e.line, 2);
+        assert!(
+            e.message
+                .contains("\"oldest\": expected one of \"cost\", \"lru\""),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
     fn daemon_section() {
         let c = defaults(&env());
         assert_eq!(c.daemon.schedule.text(), "0 3 * * *");
