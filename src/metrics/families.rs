@@ -205,6 +205,21 @@ fn status(f: &mut Families, v: &SurveyView, cap: usize) {
         Some(Unit::Bytes),
         Some(v.total.reclaimable_bytes),
     );
+    f.gauge(
+        "cachekeeper_cargo_rebuild",
+        "Compile seconds it would take to get back what a run now frees from the target dirs (the budgets' part: budget=\"true\"), estimated from each unit's last compile.",
+        Some(Unit::Seconds),
+    )
+    .extend([
+        (
+            vec![("budget", "false".to_string())],
+            Value::Float(v.total.rebuild_seconds - v.total.budget_rebuild_seconds),
+        ),
+        (
+            vec![("budget", "true".to_string())],
+            Value::Float(v.total.budget_rebuild_seconds),
+        ),
+    ]);
     f.one(
         "cachekeeper_cargo_budget",
         "The total budget of the target dirs.",

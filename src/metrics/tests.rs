@@ -204,3 +204,21 @@ fn openmetrics_when_asked_and_prometheus_text_otherwise() {
     // The textfile leaves the process out: node_exporter has its own process_* families.
     assert!(!e.render(Format::Prometheus, None).contains("process_"));
 }
+
+#[test]
+fn the_next_runs_rebuild_seconds_split_budgets_from_the_other_rules() {
+    let mut e = exposition(vec![target("/a", 1)], 50);
+    if let Some(v) = e.status.as_mut() {
+        v.total.rebuild_seconds = 41.5;
+        v.total.budget_rebuild_seconds = 30.0;
+    }
+    let text = e.render(Format::Prometheus, None);
+    let of = |b: &str| {
+        sample(
+            &text,
+            &format!("cachekeeper_cargo_rebuild_seconds{{budget=\"{b}\"}}"),
+        )
+    };
+    assert_eq!(of("true").as_deref(), Some("30.0"), "{text}");
+    assert_eq!(of("false").as_deref(), Some("11.5"), "{text}");
+}
