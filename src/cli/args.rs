@@ -26,7 +26,8 @@ the output), 2 bad usage or config.
 Examples:
   cachekeeper scan                    every target dir under the configured roots, and BuildKit
   cachekeeper scan ~/src/service      one workspace (or its target dir)
-  cachekeeper scan --json | jq '.targets[] | {path, bytes, reclaimable_bytes}'";
+  cachekeeper scan --json | jq '.targets[] | {path, bytes, reclaimable_bytes}'
+  cachekeeper scan --json | jq '.targets[].costliest[:5][] | {name, build_seconds}'";
 
 const CLEAN_HELP: &str = "\
 A dry run plans exactly what a real run removes, on the same code path; only the final unlink
@@ -174,8 +175,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Find target dirs and show, per dir, size by profile and kind, units, and what each
-    /// rule would reclaim now.
+    /// Find target dirs and show, per dir, size by profile and kind, units, what each rule
+    /// would reclaim now and what that costs to rebuild, and the units dearest to rebuild.
     #[command(after_help = SCAN_HELP)]
     Scan {
         /// Where to look: a target dir, a workspace, or any dir above them
