@@ -2,7 +2,7 @@
 
 use super::tests::{DAY, ago, fs, incr, removed, run, run_recorded, settings, target, unit};
 use super::*;
-use crate::model::{LastUse, Part, Signal, Unit};
+use crate::model::{LastUse, Part, Signal, TargetDir, Unit};
 
 /// `u` whose last build took `secs`.
 fn took(mut u: Unit, secs: u64) -> Unit {
@@ -133,10 +133,25 @@ fn recent_use_makes_data_dearer_and_estimates_say_so() {
     );
 }
 
+/// What a daemon watching `t` for 16 days recorded: 20 builds of unit `often`, none of the rest.
+fn counted(t: &TargetDir, often: usize) -> LastUse {
+    let mut uses = LastUse::default();
+    for (i, u) in t.units.iter().enumerate() {
+        uses.observe(&t.path, &u.fingerprint_dir, ago(16 * DAY));
+        if i == often {
+            for b in 0..20u32 {
+                let at = ago(16 * DAY) + Duration::from_secs(u64::from(b) * 60_000);
+                uses.record_use(&t.path, &u.fingerprint_dir, at);
+            }
+        }
+    }
+    uses
+}
+
 #[test]
 fn data_the_daemon_saw_used_often_is_dearer() {
-    // Same compile time, size and last use; the daemon counted 20 builds of unit 2 in two
-    // weeks and none of unit 1: unit 1 goes.
+    // Same compile time, size and last use: the one the daemon saw used often stays, whichever
+    // it is.
     let t = target(
         "t",
         vec![
@@ -144,45 +159,17 @@ fn data_the_daemon_saw_used_often_is_dearer() {
             took(unit(2, 2 * DAY, 100), 30),
         ],
     );
-    let mut uses = LastUse::default();
-    for (i, u) in t.units.iter().enumerate() {
-        uses.observe(&t.path, &u.fingerprint_dir, ago(16 * DAY));
-        if i == 1 {
-            for b in 0..20u32 {
-                let at = ago(16 * DAY) + Duration::from_secs(u64::from(b) * 60_000);
-                uses.record_use(&t.path, &u.fingerprint_dir, at);
-            }
-        }
-    }
     let targets = [t];
-    let p = run_recorded(
-        &targets,
-        &cost_settings(150),
-        &fs(1_000_000),
-        None,
-        Signal::Relatime,
-        Some(&uses),
-    );
-    assert_eq!(removed(&p, &targets), [(0, 1, Rule::TargetBudget)]);
-    // Without the counts, the tie goes to the lower index's older effective use: unit 1 too,
-    // so check the other way round as well.
-    let mut swapped = LastUse::default();
-    for (i, u) in targets[0].units.iter().enumerate() {
-        swapped.observe(&targets[0].path, &u.fingerprint_dir, ago(16 * DAY));
-        if i == 0 {
-            for b in 0..20u32 {
-                let at = ago(16 * DAY) + Duration::from_secs(u64::from(b) * 60_000);
-                swapped.record_use(&targets[0].path, &u.fingerprint_dir, at);
-            }
-        }
+    for (often, goes) in [(1, 1), (0, 2)] {
+        let uses = counted(&targets[0], often);
+        let p = run_recorded(
+            &targets,
+            &cost_settings(150),
+            &fs(1_000_000),
+            None,
+            Signal::Relatime,
+            Some(&uses),
+        );
+        assert_eq!(removed(&p, &targets), [(0, goes, Rule::TargetBudget)]);
     }
-    let p = run_recorded(
-        &targets,
-        &cost_settings(150),
-        &fs(1_000_000),
-        None,
-        Signal::Relatime,
-        Some(&swapped),
-    );
-    assert_eq!(removed(&p, &targets), [(0, 2, Rule::TargetBudget)]);
 }
