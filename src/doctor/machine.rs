@@ -43,9 +43,36 @@ fn watch_limit() -> Option<u64> {
         .ok()
 }
 
+/// `build.target-dir` / `build.build-dir` in one cargo config file; relative paths are
+/// relative to the directory holding its `.cargo` dir, as cargo reads them.
+fn from_cargo_config(file: &Path) -> Vec<(String, PathBuf)> {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return Vec::new();
+    };
+    let Ok(doc) = text.parse::<toml::Table>() else {
+        return Vec::new();
+    };
+    let base = file
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("/"));
+    ["target-dir", "build-dir"]
+        .into_iter()
+        .filter_map(|key| {
+            let d = doc.get("build")?.get(key)?.as_str()?;
+            // Templates ({workspace-root}, {cargo-cache-home}) follow the project.
+            (!d.contains('{')).then(|| {
+                let dir = super::lexical(&base.join(d));
+                (format!("build.{key} in {}", file.display()), dir)
+            })
+        })
+        .collect()
+}
+
 /// Target dirs cargo is told to use elsewhere: `$CARGO_TARGET_DIR`, and `build.target-dir` /
-/// `build.build-dir` in cargo's own config (`$CARGO_HOME/config.toml`).
-fn configured_target_dirs() -> Vec<(String, PathBuf)> {
+/// `build.build-dir` in cargo's own config (`$CARGO_HOME/config.toml`) and in the
+/// `.cargo/config.toml` of each project looked at.
+fn configured_target_dirs(projects: &[PathBuf]) -> Vec<(String, PathBuf)> {
     let mut out = Vec::new();
     if let Some(d) = std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
         out.push(("$CARGO_TARGET_DIR".to_string(), PathBuf::from(d)));
@@ -53,30 +80,15 @@ fn configured_target_dirs() -> Vec<(String, PathBuf)> {
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
-    if let Some(home) = cargo_home {
+    let mut dirs: Vec<PathBuf> = cargo_home.into_iter().collect();
+    dirs.extend(projects.iter().map(|p| p.join(".cargo")));
+    for dir in dirs {
         for name in ["config.toml", "config"] {
-            let file = home.join(name);
-            let Ok(text) = std::fs::read_to_string(&file) else {
-                continue;
-            };
-            let Ok(doc) = text.parse::<toml::Table>() else {
-                continue;
-            };
-            for key in ["target-dir", "build-dir"] {
-                if let Some(d) = doc
-                    .get("build")
-                    .and_then(|b| b.get(key))
-                    .and_then(|v| v.as_str())
-                    .filter(|d| !d.contains('{'))
-                {
-                    out.push((
-                        format!("build.{key} in {}", file.display()),
-                        PathBuf::from(d),
-                    ));
-                }
-            }
+            out.extend(from_cargo_config(&dir.join(name)));
         }
     }
+    out.sort();
+    out.dedup();
     out
 }
 
@@ -111,7 +123,13 @@ fn daemon_health(config: &Config) -> Result<HealthView, String> {
     }
 }
 
-pub async fn findings(config: &Config, roots: &[PathBuf], progress: Arc<Progress>) -> Vec<Finding> {
+/// `projects`: the build contexts looked at (their `.cargo/config.toml` is read too).
+pub async fn findings(
+    config: &Config,
+    roots: &[PathBuf],
+    projects: &[PathBuf],
+    progress: Arc<Progress>,
+) -> Vec<Finding> {
     let mut out = Vec::new();
     let snapshot = {
         let (config, roots) = (config.clone(), roots.to_vec());
@@ -150,7 +168,7 @@ pub async fn findings(config: &Config, roots: &[PathBuf], progress: Arc<Progress
             ));
         }
     }
-    for (source, dir) in configured_target_dirs() {
+    for (source, dir) in configured_target_dirs(projects) {
         if !roots.iter().any(|r| dir.starts_with(r)) {
             out.push(finding(
                 "target-dir-outside-roots",

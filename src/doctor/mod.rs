@@ -77,7 +77,7 @@ fn compose_builds(file: &Path) -> Vec<Build> {
 
 /// `path` with `.` and `..` taken out by reading alone (a Compose file's `build: ..`), so one
 /// Dockerfile has one name.
-fn lexical(path: &Path) -> PathBuf {
+pub(super) fn lexical(path: &Path) -> PathBuf {
     use std::path::Component;
     let mut out = PathBuf::new();
     for c in path.components() {
@@ -277,7 +277,8 @@ pub async fn doctor(
     progress.say(&format!("looking for Dockerfiles under {}", list(roots)));
     let found = builds(config, roots);
     let dockerfiles = build_findings(config, &found, &mut findings);
-    findings.extend(machine::findings(config, roots, Arc::clone(progress)).await);
+    let projects: Vec<PathBuf> = found.iter().map(|b| b.context.clone()).collect();
+    findings.extend(machine::findings(config, roots, &projects, Arc::clone(progress)).await);
     progress.done();
     DoctorView::new(dockerfiles, findings)
 }

@@ -278,7 +278,7 @@ fn what_doctor_says_a_context_sends_is_what_the_engine_receives() {
         std::fs::create_dir_all(&tree).unwrap();
         assert!(
             std::process::Command::new("tar")
-                .arg("-xf")
+                .arg("-xmf")
                 .arg(&tar)
                 .arg("-C")
                 .arg(&tree)
@@ -485,6 +485,28 @@ fn this_machine_target_dirs_elsewhere_a_broken_config_and_the_engine() {
     );
     assert_eq!(code, Some(1));
     std::fs::remove_file(home.join("config.toml")).unwrap();
+    // A project's own .cargo/config.toml: relative to the project, inside the roots or not.
+    f.write("Dockerfile", "FROM scratch\nCOPY . /\n");
+    f.write(".dockerignore", "target\n");
+    f.write(
+        ".cargo/config.toml",
+        "[build]\ntarget-dir = \"build/../shared-target\"\n",
+    );
+    let (_, v) = doctor_json(&f, &[]);
+    assert!(with_id(&v, "target-dir-outside-roots").is_empty(), "{v:#}");
+    f.write(
+        ".cargo/config.toml",
+        "[build]\ntarget-dir = \"../../ci-target\"\n",
+    );
+    let (_, v) = doctor_json(&f, &[]);
+    let outside = with_id(&v, "target-dir-outside-roots");
+    assert_eq!(outside.len(), 1, "{v:#}");
+    let why = outside[0]["why"].as_str().unwrap();
+    assert!(
+        why.contains(".cargo/config.toml") && why.contains("/ci-target,"),
+        "{why}"
+    );
+    std::fs::remove_file(f.ws.join(".cargo/config.toml")).unwrap();
 
     // A config that does not load is an error; the rest is still looked at, on the defaults.
     let config = f.dir.path().join("cachekeeper.toml");
