@@ -102,55 +102,84 @@ pub fn dummy_main(
     in_context: &dyn Fn(&str) -> bool,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
+    // Each stage's state at its end: a stage built `FROM` another starts where that one ended
+    // (its filesystem, placeholder outputs included).
+    let mut ends: Vec<(Option<String>, Trail)> = Vec::new();
     for stage in &df.stages {
-        let mut dummy: Option<usize> = None;
-        let mut files: Vec<String> = Vec::new();
-        let mut dummy_built = false;
-        let mut copied = false;
-        let mut refreshed = false;
+        let mut tr = ends
+            .iter()
+            .rev()
+            .find(|(name, _)| {
+                name.as_deref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(&stage.image))
+            })
+            .map_or_else(Trail::default, |(_, t)| t.clone());
         for step in &stage.steps {
-            if writes_dummy(step) {
-                (dummy, dummy_built, copied, refreshed) = (Some(step.line()), false, false, false);
-                files = placeholders(step);
-                if let Step::Run { text, .. } = step {
-                    dummy_built = builds(text);
-                }
-                continue;
-            }
-            let Some(at) = dummy else { continue };
-            match step {
-                Step::Copy {
-                    from: None,
-                    heredoc: None,
-                    ..
-                } if dummy_built => copied = true,
-                Step::Run { text, line, .. } => {
-                    if copied {
-                        refreshed |= refreshes(text);
-                    }
-                    if builds(text) && !dummy_built {
-                        dummy_built = true;
-                    } else if builds(text) && copied {
-                        if !refreshed && !rebuilt_anyway(&files, in_context) {
-                            out.push(finding(
-                                "dummy-main",
-                                Severity::Error,
-                                Some(project),
-                                Some((&df.path, at)),
-                                format!(
-                                    "a placeholder main is built here, then the real sources are copied over it and built at line {line} without a touch: cargo finds them older than the placeholder's outputs, calls the crate fresh, and the image ships the placeholder binary"
-                                ),
-                                "touch the real sources before building them, in the same stage (RUN touch src/main.rs && cargo build --release), or cache dependencies with cargo-chef",
-                            ));
-                        }
-                        dummy = None;
-                    }
-                }
-                Step::Copy { .. } => {}
+            if let Some((at, line)) = tr.step(step, in_context) {
+                out.push(finding(
+                    "dummy-main",
+                    Severity::Error,
+                    Some(project),
+                    Some((&df.path, at)),
+                    format!(
+                        "a placeholder main is built here, then the real sources are copied over it and built at line {line} without a touch: cargo finds them older than the placeholder's outputs, calls the crate fresh, and the image ships the placeholder binary"
+                    ),
+                    "touch the real sources before building them, in the same stage (RUN touch src/main.rs && cargo build --release), or cache dependencies with cargo-chef",
+                ));
             }
         }
+        ends.push((stage.name.clone(), tr));
     }
     out
+}
+
+/// Where a stage is with respect to a placeholder: written (at which line, which files), built,
+/// the real sources copied over it, and something making cargo look at them again.
+#[derive(Clone, Debug, Default)]
+struct Trail {
+    dummy: Option<usize>,
+    files: Vec<String>,
+    built: bool,
+    copied: bool,
+    refreshed: bool,
+}
+
+impl Trail {
+    /// Takes one step; returns the placeholder's line and that of a real build that ships it.
+    fn step(&mut self, step: &Step, in_context: &dyn Fn(&str) -> bool) -> Option<(usize, usize)> {
+        if writes_dummy(step) {
+            *self = Trail {
+                dummy: Some(step.line()),
+                files: placeholders(step),
+                built: matches!(step, Step::Run { text, .. } if builds(text)),
+                copied: false,
+                refreshed: false,
+            };
+            return None;
+        }
+        let at = self.dummy?;
+        match step {
+            Step::Copy {
+                from: None,
+                heredoc: None,
+                ..
+            } if self.built => self.copied = true,
+            Step::Run { text, line, .. } => {
+                if self.copied {
+                    self.refreshed |= refreshes(text);
+                }
+                if builds(text) && !self.built {
+                    self.built = true;
+                } else if builds(text) && self.copied {
+                    let ships = !self.refreshed && !rebuilt_anyway(&self.files, in_context);
+                    self.dummy = None;
+                    return ships.then_some((at, *line));
+                }
+            }
+            Step::Copy { .. } => {}
+        }
+        None
+    }
 }
 
 /// 3. Cache mounts on cargo's paths whose id (by default their target) is shared by stages or
@@ -333,9 +362,17 @@ mod tests {
             ids(&dummy_main(&df(heredoc), p, &none)),
             [("dummy-main".into(), Some(2))]
         );
-        // In different stages it is not this mistake.
+        // A stage on another image starts afresh; a stage FROM the placeholder's stage inherits
+        // its outputs, and the mistake.
         let stages = "FROM rust:1.80 AS deps\nRUN mkdir src && echo 'fn main(){}' > src/main.rs && cargo build\nFROM rust:1.80\nCOPY . .\nRUN cargo build\n";
         assert!(dummy_main(&df(stages), p, &none).is_empty());
+        let inherited = stages.replace("FROM rust:1.80\n", "FROM deps AS build\n");
+        assert_eq!(
+            ids(&dummy_main(&df(&inherited), p, &none)),
+            [("dummy-main".into(), Some(2))]
+        );
+        let fixed = inherited.replace("COPY . .\n", "COPY . .\nRUN touch src/main.rs\n");
+        assert!(dummy_main(&df(&fixed), p, &none).is_empty());
         // A real library the placeholder lacked changes the binary's fingerprint: rebuilt.
         let lib = |f: &str| f == "src/lib.rs";
         assert!(dummy_main(&df(DUMMY), p, &lib).is_empty());
