@@ -3,12 +3,10 @@
 //! the daemon's health.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use super::checks::{finding, inotify};
 use crate::config::Config;
-use crate::model::{BuildkitSide, Signal};
-use crate::progress::Progress;
+use crate::model::{BuildkitSide, Signal, Snapshot};
 use crate::protocol::{Request, Response, ask};
 use crate::report::{Finding, HealthView, Severity};
 
@@ -123,22 +121,15 @@ fn daemon_health(config: &Config) -> Result<HealthView, String> {
     }
 }
 
-/// `projects`: the build contexts looked at (their `.cargo/config.toml` is read too).
+/// `snapshot`: the target dirs under `roots`; `projects`: the build contexts looked at (their
+/// `.cargo/config.toml` is read too).
 pub async fn findings(
     config: &Config,
     roots: &[PathBuf],
+    snapshot: &Snapshot,
     projects: &[PathBuf],
-    progress: Arc<Progress>,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
-    let snapshot = {
-        let (config, roots) = (config.clone(), roots.to_vec());
-        tokio::task::spawn_blocking(move || {
-            crate::measure::take_cargo(&config, &roots, &progress, None)
-        })
-        .await
-        .unwrap_or_else(|_| crate::model::Snapshot::empty())
-    };
     let health = daemon_health(config);
     let daemon_watches = matches!(&health, Ok(h) if h.healthy);
 
@@ -146,10 +137,7 @@ pub async fn findings(
         let needed: u64 = snapshot
             .targets
             .iter()
-            .map(|t| {
-                let runs = t.units.iter().filter(|u| u.run_dir.is_some()).count();
-                (t.units.len() + runs + 1) as u64
-            })
+            .map(|t| t.watched_dirs() as u64)
             .sum();
         out.extend(inotify(needed, watch_limit()));
     }

@@ -1,7 +1,7 @@
 //! `cachekeeper doctor`: the build-cache mistakes behind real outages, found before they bite.
-//! A driver over `measure`: it finds every Dockerfile (and Compose file's `build:`) under the
-//! roots, reads each with its build context, measures the target dirs there and on this
-//! machine, and runs the [`checks`]. It changes nothing.
+//! A driver over `measure`: it measures the target dirs under the roots once, finds every
+//! Dockerfile (and Compose file's `build:`) there, reads each with its build context, and runs
+//! the [`checks`] on those and on this machine. It changes nothing.
 //!
 //! Invariant: read-only; the checks are pure functions of what this module gathered.
 
@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::model::Snapshot;
 use crate::progress::Progress;
 use crate::report::{DoctorView, Finding, Severity};
 use dockerfile::Dockerfile;
@@ -186,8 +187,34 @@ fn sent_bytes(context: &Path, target: &Path, ignore: &Ignore) -> u64 {
         .sum()
 }
 
+/// The target dirs inside `context`: from the snapshot of the roots when the context lies under
+/// one, else searched for there (a Compose context above the roots).
+fn targets_in(
+    config: &Config,
+    roots: &[PathBuf],
+    snapshot: &Snapshot,
+    context: &Path,
+) -> Vec<PathBuf> {
+    if roots.iter().any(|r| context.starts_with(r)) {
+        return snapshot
+            .targets
+            .iter()
+            .map(|t| t.path.clone())
+            .filter(|p| p.starts_with(context))
+            .collect();
+    }
+    crate::measure::discover::find(
+        std::slice::from_ref(&context.to_path_buf()),
+        &config.cargo.exclude_set,
+        config.cargo.max_depth,
+    )
+    .targets
+}
+
 fn build_findings(
     config: &Config,
+    roots: &[PathBuf],
+    snapshot: &Snapshot,
     builds: &BTreeSet<Build>,
     out: &mut Vec<Finding>,
 ) -> Vec<PathBuf> {
@@ -230,12 +257,7 @@ fn build_findings(
         if !contexts.insert((b.context.clone(), ignore_file.clone())) {
             continue;
         }
-        let targets = crate::measure::discover::find(
-            std::slice::from_ref(&b.context),
-            &config.cargo.exclude_set,
-            config.cargo.max_depth,
-        );
-        for target in targets.targets {
+        for target in targets_in(config, roots, snapshot, &b.context) {
             let sent = sent_bytes(&b.context, &target, &ignore);
             out.extend(checks::context_target(
                 &b.context,
@@ -274,11 +296,20 @@ pub async fn doctor(
             "fix what it names (cachekeeper check-config explains), then reload the daemon",
         ));
     }
+    // The target dirs under the roots, measured once for the builds' contexts and the machine.
+    let snapshot = {
+        let (config, roots, progress) = (config.clone(), roots.to_vec(), Arc::clone(progress));
+        tokio::task::spawn_blocking(move || {
+            crate::measure::take_cargo(&config, &roots, &progress, None)
+        })
+        .await
+        .unwrap_or_else(|_| Snapshot::empty())
+    };
     progress.say(&format!("looking for Dockerfiles under {}", list(roots)));
     let found = builds(config, roots);
-    let dockerfiles = build_findings(config, &found, &mut findings);
+    let dockerfiles = build_findings(config, roots, &snapshot, &found, &mut findings);
     let projects: Vec<PathBuf> = found.iter().map(|b| b.context.clone()).collect();
-    findings.extend(machine::findings(config, roots, &projects, Arc::clone(progress)).await);
+    findings.extend(machine::findings(config, roots, &snapshot, &projects).await);
     progress.done();
     DoctorView::new(dockerfiles, findings)
 }

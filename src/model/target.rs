@@ -321,6 +321,13 @@ impl TargetDir {
     pub fn bytes(&self) -> u64 {
         self.usage.total().bytes
     }
+
+    /// The directories the daemon watches for builds' uses here (one inotify watch each): every
+    /// unit's fingerprint dir and every build-script run's dir.
+    #[must_use]
+    pub fn watched_dirs(&self) -> usize {
+        self.units.len() + self.units.iter().filter(|u| u.run_dir.is_some()).count()
+    }
 }
 
 /// An inode whose links lie in several parts (a unit's output hardlinked into an
