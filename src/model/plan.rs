@@ -158,6 +158,9 @@ pub struct TargetPlan {
     /// Expected reclaim per rule.
     pub by_rule: BTreeMap<Rule, u64>,
     pub planned_bytes: u64,
+    /// Compile seconds it costs to get back what is planned here.
+    #[serde(default)]
+    pub rebuild_seconds: f64,
     /// Bytes in units that no rule may touch now (young, or a build runs).
     pub protected_bytes: u64,
     /// What the rules would remove but a protection keeps, by protection (a budget's wish

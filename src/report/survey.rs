@@ -398,12 +398,6 @@ fn target_view(t: &TargetDir, signal: Signal, plan: &CargoPlan, i: usize) -> Tar
     let total = t.usage.total();
     let mut costliest = unit_costs(t);
     costliest.truncate(COSTLIEST);
-    let rebuild_seconds = plan
-        .actions
-        .iter()
-        .filter(|a| a.item.target == i)
-        .filter_map(|a| a.rebuild_seconds)
-        .sum();
     let tp = &plan.targets[i];
     let mut layouts: Vec<Layout> = t.profiles.iter().flat_map(|p| p.layouts.clone()).collect();
     layouts.sort();
@@ -444,7 +438,7 @@ fn target_view(t: &TargetDir, signal: Signal, plan: &CargoPlan, i: usize) -> Tar
         over_budget_bytes: tp.budget.map_or(0, |b| total.bytes.saturating_sub(b)),
         reclaimable_bytes: tp.planned_bytes,
         reclaimable_by_rule: tp.by_rule.clone(),
-        rebuild_seconds,
+        rebuild_seconds: tp.rebuild_seconds,
         costliest,
         protected_bytes: tp.protected_bytes,
         kept: tp.kept.clone(),

@@ -67,19 +67,20 @@ impl State<'_> {
         }
     }
 
-    /// How likely unit `u` is to be used again: by recency ([`reuse_weight`] of its effective
-    /// last use) and, where the daemon counted its uses, by how often ([`frequency_weight`]).
-    fn weight(&self, t: usize, u: usize) -> f64 {
-        let now = self.input.now;
+    /// How often unit `u` is used, where the daemon counted its uses ([`frequency_weight`]);
+    /// 1 where it did not.
+    fn frequency(&self, t: usize, u: usize) -> f64 {
         let dir = self.input.targets[t].dir;
-        let often = self
-            .input
+        self.input
             .uses
             .and_then(|l| l.use_count(&dir.path, &dir.units[u].fingerprint_dir))
-            .map_or(1.0, |(n, since)| {
-                frequency_weight(n, now.duration_since(since).unwrap_or(Duration::ZERO))
-            });
-        reuse_weight_at(self.eff[t][u], now) * often
+            .map_or(1.0, |(n, since)| frequency_weight(n, self.since(since)))
+    }
+
+    /// How likely unit `u` is to be used again: by recency ([`reuse_weight`] of its effective
+    /// last use) and by how often.
+    fn weight(&self, t: usize, u: usize) -> f64 {
+        reuse_weight_at(self.eff[t][u], self.input.now) * self.frequency(t, u)
     }
 
     /// Expected seconds and bytes of removing `group` now, with the incremental data only it
@@ -137,10 +138,11 @@ impl State<'_> {
                 {
                     continue;
                 }
+                // Its own recency; as often used as its most used owner.
                 let often = inc
                     .owners
                     .iter()
-                    .map(|&o| self.weight(t, o) / reuse_weight_at(self.eff[t][o], now))
+                    .map(|&o| self.frequency(t, o))
                     .fold(1.0, f64::max);
                 let seconds =
                     inc.rebuild_seconds(&dir.units) * reuse_weight_at(written, now) * often;

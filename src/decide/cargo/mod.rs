@@ -208,6 +208,7 @@ pub fn plan(input: &Input<'_>) -> CargoPlan {
         let tp = &mut st.plan.targets[a.item.target];
         *tp.by_rule.entry(a.rule).or_default() += a.bytes;
         tp.planned_bytes += a.bytes;
+        tp.rebuild_seconds += a.rebuild_seconds.unwrap_or(0.0);
     }
     st.tally_kept();
     st.plan
