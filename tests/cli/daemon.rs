@@ -289,11 +289,7 @@ fn sighup_with_a_bad_config_keeps_the_old_one() {
 /// fingerprint), so each incremental dir belongs to its unit.
 fn many_units(target: &Path, units: usize, files: usize) -> Vec<(PathBuf, Vec<PathBuf>)> {
     std::fs::create_dir_all(target.join("debug/deps")).unwrap();
-    std::fs::write(
-        target.join("CACHEDIR.TAG"),
-        "Signature: 8a477f597d28d172789f06886806bc55\n# This file is a cache directory tag created by cargo.\n",
-    )
-    .unwrap();
+    crate::support::cargo_tag(target);
     std::fs::write(target.join("debug/.cargo-lock"), "").unwrap();
     let mut out = Vec::new();
     for i in 0..units {

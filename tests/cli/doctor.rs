@@ -200,11 +200,7 @@ fn a_real_library_the_placeholder_lacked_rebuilds_the_binary_and_is_not_flagged(
 /// A directory cargo would have tagged, with files of known sizes.
 fn fake_target(dir: &Path, files: &[(&str, usize)]) {
     std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(
-        dir.join("CACHEDIR.TAG"),
-        "Signature: 8a477f597d28d172789f06886806bc55\n# This file is a cache directory tag created by cargo.\n",
-    )
-    .unwrap();
+    crate::support::cargo_tag(dir);
     for (rel, len) in files {
         let p = dir.join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();

@@ -396,6 +396,15 @@ pub fn du(path: &Path) -> u64 {
         .unwrap()
 }
 
+/// Tags `dir` as cargo does (`CACHEDIR.TAG`), so cachekeeper takes it for a target dir.
+pub fn cargo_tag(dir: &Path) {
+    std::fs::write(
+        dir.join("CACHEDIR.TAG"),
+        "Signature: 8a477f597d28d172789f06886806bc55\n# This file is a cache directory tag created by cargo.\n",
+    )
+    .unwrap();
+}
+
 /// The cachekeeper binary, with an environment that cannot leak a user's config in.
 pub fn ck() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_cachekeeper"));
