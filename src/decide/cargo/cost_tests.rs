@@ -2,7 +2,8 @@
 
 use super::tests::{DAY, ago, fs, incr, removed, run, run_recorded, settings, target, unit};
 use super::*;
-use crate::model::{LastUse, Part, Signal, TargetDir, Unit};
+use crate::model::{ByKind, LastUse, Part, ProfileState, Signal, TargetDir, Unit};
+use std::path::PathBuf;
 
 /// `u` whose last build took `secs`.
 fn took(mut u: Unit, secs: u64) -> Unit {
@@ -172,4 +173,47 @@ fn data_the_daemon_saw_used_often_is_dearer() {
         );
         assert_eq!(removed(&p, &targets), [(0, goes, Rule::TargetBudget)]);
     }
+}
+
+#[test]
+fn a_cost_budget_keeps_what_every_budget_keeps() {
+    // Everything over budget: a unit, its incremental data and orphaned outputs.
+    let build = |busy: bool, young: bool| {
+        let age = if young {
+            Duration::from_secs(60)
+        } else {
+            9 * DAY
+        };
+        let mut t = target("t", vec![took(unit(1, age, 100), 5)]);
+        t.incremental.push(incr("p1-aaaa", age, vec![0]));
+        t.orphans.push(crate::model::Orphan {
+            key: t.units[0].key,
+            paths: vec![PathBuf::from("debug/deps/libgone-0000000000000009.rlib")],
+            usage: ByKind::default(),
+            reclaimable: 50,
+            newest_mtime: ago(age),
+        });
+        if busy {
+            t.profiles[0].state = ProfileState::Busy;
+        }
+        [t]
+    };
+    let mut s = cost_settings(0);
+    s.rules.incremental = false;
+    s.rules.stale = false;
+    // A build holds the profile: nothing goes, whatever it costs.
+    let targets = build(true, false);
+    assert!(run(&targets, &s, &fs(1_000_000), None).actions.is_empty());
+    // Used or written within min-age: nothing goes.
+    let targets = build(false, true);
+    assert!(run(&targets, &s, &fs(1_000_000), None).actions.is_empty());
+    // Otherwise all of it does, whole: the unit with its incremental data, and the orphans.
+    let targets = build(false, false);
+    let p = run(&targets, &s, &fs(1_000_000), None);
+    let mut parts: Vec<Part> = p.actions.iter().map(|a| a.item.part).collect();
+    parts.sort();
+    assert_eq!(
+        parts,
+        [Part::Unit(0), Part::Incremental(0), Part::Orphan(0)]
+    );
 }
