@@ -145,5 +145,6 @@ pub async fn clean(config: &Config, roots: &[PathBuf], job: Job) -> Outcome {
         buildkit_sweep,
         mode,
         sides,
+        planned_at: now,
     }
 }

@@ -86,6 +86,8 @@ pub struct Outcome {
     pub buildkit_sweep: Option<PruneReport>,
     pub mode: Mode,
     pub sides: Sides,
+    /// The moment the plans were made for (the run's one clock read).
+    pub planned_at: std::time::SystemTime,
 }
 
 impl Outcome {

@@ -57,6 +57,10 @@ pub struct ActionView {
 pub struct CleanView {
     pub version: u32,
     pub dry_run: bool,
+    /// The moment the plan was made for (RFC 3339, UTC, to the nanosecond): ages and rules are
+    /// measured to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_at: Option<String>,
     /// Freed by a real run (cargo and BuildKit); in a dry run, what a real run would free.
     pub reclaimed_bytes: u64,
     /// The cargo side's part of `reclaimed_bytes`.
@@ -99,7 +103,12 @@ impl CleanView {
             o.buildkit_plan.as_ref(),
             o.buildkit_sweep.as_ref(),
         );
-        CleanView::build(&o.snapshot, &o.plan, &o.sweep, bk, o.mode, o.sides)
+        let mut view = CleanView::build(&o.snapshot, &o.plan, &o.sweep, bk, o.mode, o.sides);
+        view.planned_at = Some(
+            chrono::DateTime::<chrono::Utc>::from(o.planned_at)
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        );
+        view
     }
 
     #[must_use]
@@ -205,6 +214,7 @@ impl CleanView {
         CleanView {
             version: SCHEMA_VERSION,
             dry_run: mode == Mode::DryRun,
+            planned_at: None,
             reclaimed_bytes: sweep
                 .reclaimed_bytes
                 .saturating_add(buildkit.reclaimed_bytes),

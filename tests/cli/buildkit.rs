@@ -2,10 +2,10 @@
 //!
 //! These tests start their own `dockerd` (own data root, own socket, no bridge network), so
 //! they never touch the records of an engine a developer uses. They need root and `dockerd`
-//! (Debian's `docker.io`); `.ci/run` installs it where missing. They build real cache
+//! (Debian's `docker.io`); `.ci/setup` installs it where missing. They build real cache
 //! records with Debian's docker client (20.10, BuildKit embedded in the engine): `FROM
-//! scratch` + `COPY` for layers, and a `docker import`ed static busybox for
-//! `RUN --mount=type=cache`. Without root or dockerd they say so and return.
+//! scratch` + `COPY` for layers, and a `docker import`ed image of this machine's `sh` for
+//! `RUN --mount=type=cache`. Without root or dockerd they fail naming what is missing.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixListener;
@@ -177,22 +177,45 @@ fn clean_prunes_least_recently_used_records_until_the_budget_holds() {
     assert_eq!(e.docker_df().len(), left.len());
 }
 
+fn time(v: &Value) -> std::time::SystemTime {
+    cachekeeper::units::parse_rfc3339(v.as_str().unwrap()).unwrap()
+}
+
+/// keep-duration is measured to the run's own moment (`planned_at`), so the test checks the rule
+/// exactly whatever the machine's load made of the time between the builds and the clean.
 #[test]
 fn records_unused_for_longer_than_keep_duration_go() {
     let Some((e, _turn)) = engine() else { return };
+    let keep = Duration::from_secs(3);
     e.unshared_layer("old.bin", 100);
-    std::thread::sleep(Duration::from_secs(4));
-    let f = e.fixture("budget = \"none\"");
-    let old = ids(&items(&scan(&f)));
+    // Only ever older from here on: the old records are past keep-duration at any clean below.
+    std::thread::sleep(keep + Duration::from_secs(1));
     e.unshared_layer("new.bin", 100);
     let f = e.fixture("budget = \"none\"\nkeep-duration = \"3s\"");
+    let before = items(&scan(&f));
     let report = f.ck_json(&["clean", "--buildkit-only"]);
+    let planned_at = time(&report["planned_at"]);
     let gone = removed_ids(&report);
-    assert!(!gone.is_empty());
-    assert!(
-        gone.iter().all(|g| old.contains(g)),
-        "pruned a new record: {report:#}"
-    );
+    let last_use = |r: &Value| {
+        time(if r["last_used_at"].is_string() {
+            &r["last_used_at"]
+        } else {
+            &r["created_at"]
+        })
+    };
+    let mut old = 0;
+    for r in &before {
+        let id = r["id"].as_str().unwrap().to_string();
+        let expired = last_use(r) + keep < planned_at;
+        old += usize::from(expired);
+        assert_eq!(
+            gone.contains(&id),
+            expired,
+            "{id}: last used {:?} before the plan: {report:#}",
+            planned_at.duration_since(last_use(r)).ok()
+        );
+    }
+    assert!(old > 0, "nothing was older than keep-duration: {before:#?}");
     assert!(
         report["buildkit"]["actions"]
             .as_array()
@@ -205,7 +228,7 @@ fn records_unused_for_longer_than_keep_duration_go() {
 #[test]
 fn cache_mounts_are_the_last_resort_and_can_be_protected_always() {
     let Some((e, _turn)) = engine() else { return };
-    let base = e.busybox();
+    let base = e.shell_image();
     let image = e.build(
         &format!(
             "FROM {base}\nRUN --mount=type=cache,target=/cache,id=ck-test sh -c 'dd if=/dev/urandom of=/cache/registry bs=1024 count=600 2>/dev/null; echo ok'\n"
@@ -253,61 +276,108 @@ fn cache_mounts_are_the_last_resort_and_can_be_protected_always() {
     assert!(!ids(&items(&scan(&f))).contains(&mount_id));
 }
 
+/// A `docker build` that holds its records for as long as the test needs them: it runs until
+/// dropped, and [`HeldBuild::start`] returns once its `RUN` step runs (the records in use then
+/// stay in use until the build ends).
+struct HeldBuild<'a> {
+    client: std::process::Child,
+    engine: &'a crate::engine::TestEngine,
+}
+
+impl<'a> HeldBuild<'a> {
+    fn start(e: &'a crate::engine::TestEngine, base: &str) -> HeldBuild<'a> {
+        let ctx = crate::suite::tempdir();
+        let marker = "ck-held-build-runs";
+        std::fs::write(
+            ctx.path().join("Dockerfile"),
+            format!("FROM {base}\nCOPY held.bin /held.bin\nRUN echo {marker} && sleep 3600\n"),
+        )
+        .unwrap();
+        std::fs::write(ctx.path().join("held.bin"), vec![7u8; 100 * 1024]).unwrap();
+        let log = ctx.path().join("build.log");
+        let client = Command::new("/usr/bin/docker")
+            .args(["build", "--network=host", "--progress=plain"])
+            .arg(ctx.path())
+            .env("DOCKER_HOST", e.host())
+            .env("DOCKER_BUILDKIT", "1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        crate::suite::adopt(&client);
+        let mut held = HeldBuild { client, engine: e };
+        let t = Instant::now();
+        // The step's own output: the echo ran, so the sleep holds the step's records.
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains(marker) && !l.contains("RUN"))
+        {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(
+                held.client.try_wait().unwrap().is_none(),
+                "the build ended: {log}"
+            );
+            assert!(
+                t.elapsed() < Duration::from_secs(120),
+                "the build did not reach its RUN step: {log}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        drop(ctx);
+        held
+    }
+}
+
+impl Drop for HeldBuild<'_> {
+    /// Ending the client cancels the build; the engine then releases its records, which the
+    /// next test must not find in use.
+    fn drop(&mut self) {
+        let _ = self.client.kill();
+        let _ = self.client.wait();
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(60)
+            && self.engine.ok(&["system", "df", "-v"]).lines().any(|l| {
+                l.split_whitespace()
+                    .next()
+                    .is_some_and(|id| id.ends_with('*'))
+            })
+        {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
 #[test]
 fn records_in_use_or_shared_with_an_image_are_never_pruned() {
     let Some((e, _turn)) = engine() else { return };
-    let base = e.busybox();
+    let base = e.shell_image();
     e.build(
         "FROM scratch\nCOPY kept.bin /kept.bin\n",
         &[("kept.bin", 200)],
     );
     e.unshared_layer("free.bin", 200);
-    // A build that holds its records while it runs.
-    let ctx = tempfile::tempdir().unwrap();
-    let flag = ctx.path().join("go");
-    std::fs::write(
-        ctx.path().join("Dockerfile"),
-        // Long enough to outlast the clean on a loaded machine; cancelled at the end.
-        format!("FROM {base}\nCOPY held.bin /held.bin\nRUN sleep 300\n"),
-    )
-    .unwrap();
-    std::fs::write(ctx.path().join("held.bin"), vec![7u8; 100 * 1024]).unwrap();
-    let mut running = Command::new("/usr/bin/docker")
-        .args(["build", "--network=host", ctx.path().to_str().unwrap()])
-        .env("DOCKER_HOST", e.host())
-        .env("DOCKER_BUILDKIT", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // A build that holds its records while it runs, as long as this test needs.
+    let build = HeldBuild::start(e, base);
     let f = e.fixture("budget = 0\nprotect-cache-mounts = \"no\"");
-    let t = Instant::now();
-    let before = loop {
-        let v = scan(&f);
-        if items(&v).iter().any(|r| r["in_use"] == true) {
-            break v;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "no record in use: {v:#}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let before = scan(&f);
     let held: Vec<String> = ids(&items(&before)
         .into_iter()
         .filter(|r| r["in_use"] == true || r["shared"] == true)
         .collect::<Vec<_>>());
+    assert!(
+        items(&before).iter().any(|r| r["in_use"] == true),
+        "no record in use while the build runs: {before:#}"
+    );
     let report = f.ck_json(&["clean", "--buildkit-only"]);
     let gone = removed_ids(&report);
     assert!(
         gone.iter().all(|g| !held.contains(g)),
         "pruned a held record: {report:#}"
     );
-    let after = items(&scan(&f));
-    let left = ids(&after);
-    assert!(held.iter().all(|h| left.contains(h)));
-    // The budget counts what can be reclaimed: what was free before the clean went (the
-    // running build may free or add records of its own meanwhile: those are not checked).
+    let left = ids(&items(&scan(&f)));
+    assert!(held.iter().all(|h| left.contains(h)), "{report:#}");
+    // The budget counts what can be reclaimed: everything free went.
     assert!(!gone.is_empty());
     // Records a held one is built on stay too (BuildKit cannot free them).
     let all = items(&before);
@@ -345,11 +415,7 @@ fn records_in_use_or_shared_with_an_image_are_never_pruned() {
         missed.is_empty(),
         "not pruned: {missed:#?}\npruned {gone:?}\n{report:#}"
     );
-    let _ = after;
-    drop(flag);
-    // Ending the client cancels its build.
-    let _ = running.kill();
-    let _ = running.wait();
+    drop(build);
 }
 
 /// A fake engine on a unix socket, for faults a real one will not produce on demand.
@@ -362,7 +428,7 @@ impl FakeEngine {
     /// `answer`: None to accept and never answer, Some((status line, JSON body)) to send to
     /// every request.
     fn new(answer: Option<(&'static str, &'static str)>) -> FakeEngine {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::suite::tempdir();
         let socket = dir.path().join("docker.sock");
         let listener = UnixListener::bind(&socket).unwrap();
         std::thread::spawn(move || {
@@ -420,7 +486,7 @@ fn status_and_clean(f: &Fixture) -> (String, i32, Value) {
 
 #[test]
 fn an_engine_that_is_not_there_is_said_once_and_the_cargo_side_goes_on() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::suite::tempdir();
     let f = stale_cargo_fixture(&format!(
         "[buildkit]\ndocker-host = \"unix://{}/docker.sock\"\n",
         dir.path().display()
@@ -479,8 +545,7 @@ fn an_engine_that_answers_errors_is_reported_with_its_message() {
 
 #[test]
 fn permission_denied_on_the_socket_is_reported() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: needs root to run as another user");
+    if !crate::suite::root("to run as another user") {
         return;
     }
     let fake = FakeEngine::new(Some(("200 OK", "{}")));
@@ -565,7 +630,7 @@ enum Reply {
 /// A fake engine answering each request by the first route whose text its request line
 /// contains: enough of the Docker API for cachekeeper to connect, list and prune.
 fn routed_engine(routes: Vec<(&'static str, Reply)>) -> FakeEngine {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::suite::tempdir();
     let socket = dir.path().join("docker.sock");
     let listener = UnixListener::bind(&socket).unwrap();
     std::thread::spawn(move || {

@@ -12,7 +12,7 @@ fn run(args: &[&str]) -> (Option<i32>, String, String) {
 }
 
 fn bad_config(text: &str) -> (tempfile::TempDir, String) {
-    let d = tempfile::tempdir().unwrap();
+    let d = crate::suite::tempdir();
     let p = d.path().join("bad.toml");
     std::fs::write(&p, text).unwrap();
     (d, p.display().to_string())
@@ -288,12 +288,7 @@ fn a_size_without_a_unit_is_refused_with_what_to_write() {
 /// logs are coloured unless NO_COLOR is set.
 #[test]
 fn no_color_turns_log_colours_off_on_a_terminal() {
-    if std::process::Command::new("script")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipped: no `script` (util-linux) to give the command a terminal");
+    if crate::support::tool("script").is_none() {
         return;
     }
     // A stale workspace: a dry run logs each planned action at info.

@@ -5,13 +5,13 @@
 //! `RUNTIME_IMAGE`, `FROM scratch` with the shared libraries that binary needs. Everything else
 //! (user, dirs, environment, healthcheck, stop signal, entrypoint) is the Dockerfile's own.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::engine::{TestEngine, engine};
+use crate::engine::{TestEngine, engine, libraries, place};
 use crate::support::{DAY, Fixture, fingerprint_dirs, tool};
 
 const IMAGE: &str = "cachekeeper:test";
@@ -20,29 +20,10 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The shared libraries `bin` loads, as absolute paths (ldd's view).
-fn libraries(bin: &str) -> Vec<PathBuf> {
-    let out = Command::new("ldd").arg(bin).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let path = l.split("=>").last()?.split_whitespace().next()?;
-            path.starts_with('/').then(|| PathBuf::from(path))
-        })
-        .collect()
-}
-
-/// Copies `from` to `root` + its own absolute path (following symlinks, as the loader does).
-fn place(root: &Path, from: &Path) {
-    let to = root.join(from.strip_prefix("/").unwrap());
-    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-    std::fs::copy(from, to).unwrap();
-}
-
 /// Builds the image from the repository's Dockerfile, as described above.
 fn build_image(e: &TestEngine) {
     let bin = env!("CARGO_BIN_EXE_cachekeeper");
-    let runtime = tempfile::tempdir().unwrap();
+    let runtime = crate::suite::tempdir();
     for lib in libraries(bin) {
         place(&runtime.path().join("root"), &lib);
     }
@@ -60,7 +41,7 @@ fn build_image(e: &TestEngine) {
     ]);
 
     // What the Dockerfile's build stage leaves in /out/root.
-    let binary = tempfile::tempdir().unwrap();
+    let binary = crate::suite::tempdir();
     let out = binary.path().join("out/root");
     std::fs::create_dir_all(out.join("usr/local/bin")).unwrap();
     std::fs::copy(bin, out.join("usr/local/bin/cachekeeper")).unwrap();

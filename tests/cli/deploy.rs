@@ -33,7 +33,7 @@ fn documents(file: &Path) -> Vec<Value> {
 
 /// `check-config` on `text`; the stop-timeout it resolves to, in seconds.
 fn valid_config(text: &str, what: &str) -> u64 {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::suite::tempdir();
     let file = dir.path().join("config.toml");
     std::fs::write(&file, text).unwrap();
     let out = ck()
@@ -83,7 +83,7 @@ fn the_kubernetes_manifests_validate_strictly_and_hold_together() {
         );
     }
     // The check is strict: a field the schema does not know fails.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::suite::tempdir();
     let broken = dir.path().join("broken.yaml");
     let text = std::fs::read_to_string(&manifest).unwrap();
     std::fs::write(

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use crate::running::{Daemon, daemon_section, is_root};
+use crate::running::{Daemon, daemon_section};
 use crate::support::{Fixture, Tmpfs, ck};
 
 /// `cachekeeper doctor` on a fixture's config, with no cargo settings of the machine's
@@ -262,7 +262,7 @@ fn what_doctor_says_a_context_sends_is_what_the_engine_receives() {
             f.write(".dockerignore", text);
         }
         // What the engine receives: the context, copied into an image exported as a tar.
-        let out = tempfile::tempdir().unwrap();
+        let out = crate::suite::tempdir();
         let tar = out.path().join("ctx.tar");
         engine.ok(&[
             "build",
@@ -575,8 +575,7 @@ fn the_daemon_on_the_defaults_healthy_then_failing_a_reload() {
 
 #[test]
 fn a_noatime_mount_without_a_daemon_is_named_and_with_one_it_is_not() {
-    if !is_root() {
-        eprintln!("skipped: needs root to mount a noatime tmpfs");
+    if !crate::suite::root("to mount a noatime tmpfs") {
         return;
     }
     let f = Fixture::new();

@@ -1,7 +1,9 @@
 //! A Docker engine of the tests' own: a `dockerd` with its own data root, socket and
 //! `daemon.json`, and no bridge network, so tests never touch the records of an engine a
-//! developer uses. It needs root and `dockerd` (Debian's `docker.io`; `.ci/run` installs it).
-//! Without them, [`shared`] says so and returns `None`.
+//! developer uses. It lives in the suite's dir (see [`crate::suite`]), so it is stopped and its
+//! data root and mounts removed however the test process ends. It needs root and `dockerd`
+//! (Debian's `docker.io`; `.ci/setup` installs it): without them, [`shared`] fails the test
+//! naming what is missing (or returns `None` where skipping is asked for).
 //!
 //! Every fixture's config points cachekeeper at it (see `Fixture::config_with`), so the CLI,
 //! the daemon and the guard run with their BuildKit side on, as users run them. Tests that
@@ -33,6 +35,7 @@ pub struct TestEngine {
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl in
 /// `dir`; the client's files are in `dir/client`.
 fn certificates(dir: &Path) -> Option<PathBuf> {
+    crate::suite::program("openssl")?;
     let openssl = |args: &[&str]| {
         Command::new("openssl")
             .args(args)
@@ -121,25 +124,24 @@ pub fn engine() -> Option<(&'static TestEngine, MutexGuard<'static, ()>)> {
 }
 
 fn start_engine() -> Option<TestEngine> {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: the BuildKit tests start their own dockerd, which needs root");
+    if !crate::suite::root("to start the tests' own dockerd") {
         return None;
     }
-    if Command::new("dockerd").arg("--version").output().is_err()
-        || !Path::new("/usr/bin/docker").exists()
-    {
-        eprintln!(
-            "skipped: no dockerd and /usr/bin/docker (Debian's docker.io); .ci/run installs them"
-        );
-        return None;
-    }
-    let dir = PathBuf::from(format!("/tmp/ck-test-dockerd-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    crate::suite::program("dockerd")?;
+    crate::suite::program("/usr/bin/docker")?;
+    // In the suite's dir, so the reaper stops it and removes its data root and mounts however
+    // the test process ends.
+    let dir = crate::suite::dir().join("dockerd");
     std::fs::create_dir_all(&dir).unwrap();
     let socket = dir.join("docker.sock");
     let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
-    // Its own (empty) daemon.json: the machine's /etc/docker/daemon.json is not ours to obey.
-    std::fs::write(dir.join("daemon.json"), "{}").unwrap();
+    // Its own daemon.json: the machine's /etc/docker/daemon.json is not ours to obey. BuildKit's
+    // own garbage collection is off, so records go only when a test prunes them.
+    std::fs::write(
+        dir.join("daemon.json"),
+        r#"{"builder": {"gc": {"enabled": false}}}"#,
+    )
+    .unwrap();
     let mut cmd = Command::new("dockerd");
     cmd.arg("--config-file")
         .arg(dir.join("daemon.json"))
@@ -186,6 +188,9 @@ fn start_engine() -> Option<TestEngine> {
             });
         }
         let child = cmd.spawn();
+        if let Ok(c) = &child {
+            crate::suite::adopt(c);
+        }
         let ok = child.is_ok();
         tx.send(child.map(|_| ())).unwrap();
         if ok {
@@ -240,12 +245,26 @@ impl TestEngine {
         for image in self.ok(&["images", "-aq"]).split_whitespace() {
             self.ok(&["rmi", "-f", image]);
         }
-        self.ok(&["builder", "prune", "-af"]);
+        // A build a test cancelled may hold its records a moment longer: each test starts from
+        // an empty cache, so wait for it (bounded).
+        let t = Instant::now();
+        loop {
+            self.ok(&["builder", "prune", "-af"]);
+            let left = self.docker_df();
+            if left.is_empty() {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "the engine keeps build records a test left: {left:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// Builds `dockerfile` with a context holding `files`; returns the image id.
     pub fn build(&self, dockerfile: &str, files: &[(&str, usize)]) -> String {
-        let ctx = tempfile::tempdir().unwrap();
+        let ctx = crate::suite::tempdir();
         std::fs::write(ctx.path().join("Dockerfile"), dockerfile).unwrap();
         for (name, kib) in files {
             // Distinct content every time, so no two builds share a layer.
@@ -276,17 +295,23 @@ impl TestEngine {
         self.ok(&["rmi", &image]);
     }
 
-    /// An image with a shell, for `RUN` steps.
-    pub fn busybox(&self) -> &'static str {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("root/bin")).unwrap();
-        std::fs::copy("/bin/busybox", dir.path().join("root/bin/busybox")).unwrap();
-        std::os::unix::fs::symlink("busybox", dir.path().join("root/bin/sh")).unwrap();
+    /// An image with a shell, for `RUN` steps: this machine's `sh`, `dd` and `sleep` with the
+    /// shared libraries they load (nothing can be pulled, and no static shell is needed).
+    /// Imported rather than built, so it adds no build cache records of its own.
+    pub fn shell_image(&self) -> &'static str {
+        let dir = crate::suite::tempdir();
+        let root = dir.path().join("root");
+        for program in ["/bin/sh", "/bin/dd", "/bin/sleep"] {
+            place(&root, Path::new(program));
+            for lib in libraries(program) {
+                place(&root, &lib);
+            }
+        }
         let tar = dir.path().join("rootfs.tar");
         assert!(
             Command::new("tar")
                 .arg("-C")
-                .arg(dir.path().join("root"))
+                .arg(&root)
                 .arg("-cf")
                 .arg(&tar)
                 .arg(".")
@@ -294,8 +319,8 @@ impl TestEngine {
                 .unwrap()
                 .success()
         );
-        self.ok(&["import", tar.to_str().unwrap(), "ck-busybox:test"]);
-        "ck-busybox:test"
+        self.ok(&["import", tar.to_str().unwrap(), "ck-shell:test"]);
+        "ck-shell:test"
     }
 
     pub fn bk_config(&self, extra: &str) -> String {
@@ -342,4 +367,23 @@ impl TestEngine {
         rows.sort();
         rows
     }
+}
+
+/// The shared libraries `bin` loads, as absolute paths (ldd's view).
+pub fn libraries(bin: &str) -> Vec<PathBuf> {
+    let out = Command::new("ldd").arg(bin).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let path = l.split("=>").last()?.split_whitespace().next()?;
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect()
+}
+
+/// Copies `from` to `root` + its own absolute path (following symlinks, as the loader does).
+pub fn place(root: &Path, from: &Path) {
+    let to = root.join(from.strip_prefix("/").unwrap());
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    std::fs::copy(from, to).unwrap();
 }

@@ -125,10 +125,7 @@ fn the_current_context_or_docker_context_names_the_engine_and_status_says_which(
 fn tls_with_client_certificates_from_the_environment_or_a_context() {
     let Some(e) = shared() else { return };
     let Some((port, certs)) = &e.tls else {
-        assert!(
-            std::env::var_os("CACHEKEEPER_TEST_STRICT").is_none(),
-            "the test engine has no TLS listener (openssl missing?)"
-        );
+        crate::suite::program("openssl");
         return;
     };
     let f = undirected();
@@ -171,18 +168,7 @@ impl Drop for Sshd {
 }
 
 fn sshd(dir: &Path, engine: &TestEngine) -> Option<Sshd> {
-    let sshd = ["/usr/sbin/sshd", "/sbin/sshd"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists());
-    let Some(sshd) = sshd else {
-        assert!(
-            std::env::var_os("CACHEKEEPER_TEST_STRICT").is_none(),
-            "sshd is not installed (.ci/run installs openssh-server)"
-        );
-        eprintln!("skipped: no sshd (.ci/run installs openssh-server)");
-        return None;
-    };
+    let sshd = crate::suite::program("/usr/sbin/sshd")?;
     let ssh = tool("ssh")?;
     let keygen = |file: &Path| {
         assert!(

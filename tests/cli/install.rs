@@ -25,7 +25,7 @@ fn verify(unit: &Path, user: bool) {
         return;
     };
     assert!(out.status.success());
-    let rt = tempfile::tempdir().unwrap();
+    let rt = crate::suite::tempdir();
     let mut c = Command::new("systemd-analyze");
     if user {
         c.arg("--user").env("XDG_RUNTIME_DIR", rt.path());
@@ -45,7 +45,7 @@ fn verify(unit: &Path, user: bool) {
 
 #[test]
 fn installs_into_a_prefix_idempotently_and_uninstalls() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::suite::tempdir();
     let prefix = tmp.path().join("prefix");
     let home = tmp.path().join("home");
 
@@ -225,7 +225,7 @@ fn renders(page: &Path) {
 
 #[test]
 fn a_timer_install_runs_cleans_without_a_daemon_and_a_daemon_install_replaces_it() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::suite::tempdir();
     let prefix = tmp.path().join("prefix");
     let home = tmp.path().join("home");
     let out = install(&prefix, &["--timer"], &home);
@@ -268,7 +268,7 @@ fn a_timer_install_runs_cleans_without_a_daemon_and_a_daemon_install_replaces_it
 
 #[test]
 fn a_user_install_gets_the_user_unit() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::suite::tempdir();
     let prefix = tmp.path().join("prefix");
     let out = install(&prefix, &["--user"], tmp.path());
     assert!(
@@ -285,7 +285,7 @@ fn a_user_install_gets_the_user_unit() {
 #[test]
 fn the_units_in_the_repo_verify_as_shipped() {
     // As shipped they name /usr/local/bin and ~/.local/bin; point them at the built binary.
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::suite::tempdir();
     for (name, from, user) in [
         ("cachekeeper.service", "/usr/local/bin/cachekeeper", false),
         (

@@ -3,6 +3,7 @@
 
 mod engine;
 mod running;
+mod suite;
 mod support;
 
 mod budget;

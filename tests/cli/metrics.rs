@@ -77,7 +77,7 @@ struct Prometheus {
 impl Prometheus {
     /// Debian's prometheus, scraping `target` every second, on a loopback port of its own.
     fn start(bin: &Path, target: u16) -> Prometheus {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::suite::tempdir();
         let config = dir.path().join("prometheus.yml");
         std::fs::write(
             &config,

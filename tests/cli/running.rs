@@ -36,6 +36,11 @@ pub fn daemon_section(f: &Fixture, extra: &str) -> String {
 impl Daemon {
     /// Starts `cachekeeper daemon` with the fixture's config and waits for READY.
     pub fn start(f: &Fixture) -> Daemon {
+        Daemon::start_with_env(f, &[])
+    }
+
+    /// [`Daemon::start`] with more environment (say `CACHEKEEPER_LOG=debug`).
+    pub fn start_with_env(f: &Fixture, env: &[(&str, &str)]) -> Daemon {
         let notify_path = f.dir.path().join("notify.sock");
         let _ = std::fs::remove_file(&notify_path);
         let notify = UnixDatagram::bind(&notify_path).unwrap();
@@ -56,11 +61,13 @@ impl Daemon {
             .env("TZ", "Asia/Kolkata")
             .env("XDG_CONFIG_HOME", "/nonexistent")
             .env_remove("CACHEKEEPER_SOCKET")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
+        crate::suite::adopt(&child);
         let mut buf = [0u8; 4096];
         let n = notify.recv(&mut buf).unwrap_or_else(|e| {
             panic!(
@@ -122,11 +129,33 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits until the log says `text` at least `times` times.
+    pub fn wait_log(&self, text: &str, times: usize) {
+        let t = Instant::now();
+        while self.log().matches(text).count() < times {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "timed out waiting for {times} of {text:?} in the log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits until `cond` holds of `status --json`.
     pub fn wait_status(&self, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+        self.wait_json(&["status"], what, cond)
+    }
+
+    /// Waits until `cond` holds of `history --json`.
+    pub fn wait_history(&self, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+        self.wait_json(&["history"], what, cond)
+    }
+
+    fn wait_json(&self, args: &[&str], what: &str, cond: impl Fn(&Value) -> bool) -> Value {
         let t = Instant::now();
         loop {
-            let v = self.json(&["status"]);
+            let v = self.json(args);
             if cond(&v) {
                 return v;
             }

@@ -488,10 +488,6 @@ fn a_clean_stops_between_units_when_asked() {
     assert!(again.success);
 }
 
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
 /// Runs cachekeeper as `nobody` (requires root to switch).
 fn ck_as_nobody(f: &Fixture, args: &[&str]) -> std::process::Output {
     let mut c = Command::new("setpriv");
@@ -506,8 +502,7 @@ fn ck_as_nobody(f: &Fixture, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn permission_errors_are_counted_and_reported_not_fatal() {
-    if !is_root() {
-        eprintln!("skipped: needs root to run cachekeeper as another user");
+    if !crate::suite::root("to run cachekeeper as another user") {
         return;
     }
     let f = stale_workspace();
@@ -558,8 +553,7 @@ fn permission_errors_are_counted_and_reported_not_fatal() {
 
 #[test]
 fn on_noatime_mounts_old_builds_are_not_mistaken_for_unused_ones() {
-    if !is_root() {
-        eprintln!("skipped: needs root to mount a noatime tmpfs");
+    if !crate::suite::root("to mount a noatime tmpfs") {
         return;
     }
     let f = Fixture::new();
@@ -684,8 +678,7 @@ fn a_target_dir_that_lost_its_tag_or_was_replaced_after_the_scan_is_left_alone()
 /// cachekeeper never opens tell a unit's last use, whatever the mount's atime options.
 #[test]
 fn another_users_scan_on_a_strictatime_mount_does_not_make_units_look_used() {
-    if !is_root() {
-        eprintln!("skipped: needs root to mount a tmpfs and to run cachekeeper as another user");
+    if !crate::suite::root("to mount a tmpfs and to run cachekeeper as another user") {
         return;
     }
     let f = Fixture::new();
@@ -731,8 +724,7 @@ fn another_users_scan_on_a_strictatime_mount_does_not_make_units_look_used() {
 /// within its rules, and exited 0. They name what they could not read, and exit 1.
 #[test]
 fn a_target_dir_that_cannot_be_entered_is_named_and_exits_1() {
-    if !is_root() {
-        eprintln!("skipped: needs root to run cachekeeper as another user");
+    if !crate::suite::root("to run cachekeeper as another user") {
         return;
     }
     let f = stale_workspace();
@@ -761,16 +753,17 @@ fn a_target_dir_that_cannot_be_entered_is_named_and_exits_1() {
     }
 }
 
-/// Runs `mount` with `args`; false (with the reason printed) where that cannot be done.
+/// Runs `mount` with `args`; where that cannot be done, see [`crate::suite::prerequisite`].
 fn mount(args: &[&str]) -> bool {
     let ok = Command::new("mount")
         .args(args)
         .status()
         .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("skipped: cannot mount here ({args:?})");
-    }
-    ok
+    crate::suite::prerequisite(
+        ok,
+        &format!("a machine where root may mount (mount {})", args.join(" ")),
+        "run the tests outside an unprivileged container",
+    )
 }
 
 struct Unmount(PathBuf);
@@ -786,8 +779,7 @@ impl Drop for Unmount {
 /// the unit goes as before, fingerprint first.
 #[test]
 fn removal_never_crosses_a_mount_point() {
-    if !is_root() {
-        eprintln!("skipped: needs root to mount");
+    if !crate::suite::root("to mount") {
         return;
     }
     let f = stale_workspace();

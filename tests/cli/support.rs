@@ -79,10 +79,7 @@ const CARGO_ENV_NOISE: &[&str] = &[
 
 impl Fixture {
     pub fn new() -> Fixture {
-        let dir = tempfile::Builder::new()
-            .prefix("ck-test-")
-            .tempdir()
-            .expect("temp dir");
+        let dir = crate::suite::tempdir();
         let ws = dir.path().join("ws");
         std::fs::create_dir_all(&ws).unwrap();
         let config = dir.path().join("cachekeeper.toml");
@@ -334,8 +331,7 @@ pub struct Tmpfs(pub PathBuf);
 
 impl Tmpfs {
     pub fn mount(at: PathBuf, options: &str) -> Option<Tmpfs> {
-        if !rustix::process::geteuid().is_root() {
-            eprintln!("skipped: needs root to mount a tmpfs");
+        if !crate::suite::root("to mount a tmpfs") {
             return None;
         }
         std::fs::create_dir_all(&at).unwrap();
@@ -344,10 +340,12 @@ impl Tmpfs {
             .arg(&at)
             .status()
             .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!("skipped: cannot mount a tmpfs here");
-        }
-        ok.then_some(Tmpfs(at))
+        crate::suite::prerequisite(
+            ok,
+            "a machine where root may mount a tmpfs",
+            "run the tests outside an unprivileged container",
+        )
+        .then_some(Tmpfs(at))
     }
 }
 
@@ -557,21 +555,9 @@ pub fn deep_tree(top: &Path, depth: usize, siblings: usize) {
     }
 }
 
-/// A program on PATH the tests need, or `None` (the test says it skipped what needs it).
-/// `.ci/run` installs every one and sets `CACHEKEEPER_TEST_STRICT`, under which a missing one
-/// fails instead: CI never skips silently.
+/// A program on PATH the tests need, or `None` after saying the test skips what needs it
+/// (only under `CACHEKEEPER_TEST_SKIP_MISSING=1`: otherwise a missing one fails the test with
+/// the command that installs it). See [`crate::suite::program`].
 pub fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CACHEKEEPER_TEST_STRICT").is_none(),
-            "{name} is not installed (.ci/run installs it)"
-        );
-        eprintln!("skipped: {name} is not installed (.ci/run installs it)");
-    }
-    found
+    crate::suite::program(name)
 }
