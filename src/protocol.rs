@@ -14,19 +14,27 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::{CleanView, HealthView, HistoryView, SurveyView};
+use crate::report::{CleanView, HealthView, HistoryView, RecordView, SurveyView, UsesView};
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "kebab-case")]
 pub enum Request {
-    /// Usage against budgets from the daemon's index, its runs and triggers.
-    Status,
+    /// Usage against budgets from the daemon's index, its runs and triggers; `refresh`: measure
+    /// again first.
+    Status {
+        #[serde(default)]
+        refresh: bool,
+    },
     /// Past runs and totals.
     History { limit: usize },
     /// Run the policy now and answer with what it did.
     RunNow { dry_run: bool },
     /// Whether the daemon is up and well.
     Health,
+    /// What the daemon recorded of builds' uses, so that a CLI beside it plans as it does.
+    Uses,
+    /// A run made outside the daemon, for its history and metrics.
+    Record(Box<RecordView>),
 }
 
 /// The daemon's answer: a view, which the CLI renders (or prints as JSON), or why not.
@@ -37,6 +45,9 @@ pub enum Response {
     History(HistoryView),
     Run(Box<CleanView>),
     Health(HealthView),
+    Uses(Box<UsesView>),
+    /// A [`Request::Record`] was kept.
+    Recorded,
     /// Not answered, and why.
     Refused(String),
 }

@@ -7,7 +7,6 @@
 //! owns (the CLI's `block_on`, the daemon's task). Disk work runs on blocking threads. The
 //! clock is read once, here, and handed to `decide`.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -19,6 +18,7 @@ use crate::decide;
 use crate::measure::{self, inventory::FingerprintCache};
 use crate::model::{
     BuildkitPlan, BuildkitSide, CargoPlan, LastUse, Mode, Outcome, RecordedUses, Sides, Snapshot,
+    Watched,
 };
 use crate::progress::Progress;
 
@@ -31,11 +31,13 @@ pub struct Job {
     pub progress: Arc<Progress>,
     /// The daemon's: spares re-reading fingerprint files it has seen.
     pub cache: Option<Arc<FingerprintCache>>,
-    /// What the daemon records of last use: an input of the decision, and asked again under
-    /// cargo's lock before each unit goes.
+    /// What the daemon records of last use: an input of the decision.
     pub uses: Option<Arc<Mutex<LastUse>>>,
-    /// Target dirs whose every unit the daemon watches: their last uses are exact.
-    pub tracked: HashSet<PathBuf>,
+    /// Target dirs the daemon watches whole, and since when: their last uses are exact.
+    pub watched: Watched,
+    /// Asked under cargo's lock before each unit goes: whether a build used it since the plan
+    /// (the daemon's records and the builds in progress).
+    pub live: Option<Arc<dyn RecordedUses>>,
     /// Sees each action (progress).
     pub observer: Box<dyn Observer + Send>,
 }
@@ -51,7 +53,8 @@ impl Job {
             progress,
             cache: None,
             uses: None,
-            tracked: HashSet::new(),
+            watched: Watched::new(),
+            live: None,
             observer: Box::new(sweep::NoObserver),
         }
     }
@@ -63,11 +66,11 @@ pub fn decide(
     config: &Config,
     snapshot: &Snapshot,
     uses: Option<&LastUse>,
-    tracked: &HashSet<PathBuf>,
+    watched: &Watched,
     now: SystemTime,
 ) -> (CargoPlan, Option<BuildkitPlan>) {
     let settings = decide::cargo::Settings::of(config);
-    let input = decide::cargo::Input::of(snapshot, &settings, uses, tracked, now);
+    let input = decide::cargo::Input::of(snapshot, &settings, uses, watched, now);
     let cargo = decide::cargo::plan(&input);
     let buildkit = match &snapshot.buildkit {
         BuildkitSide::Ready(cache) => Some(decide::buildkit::plan(
@@ -90,7 +93,8 @@ pub async fn clean(config: &Config, roots: &[PathBuf], job: Job) -> Outcome {
         progress,
         cache,
         uses,
-        tracked,
+        watched,
+        live,
         mut observer,
     } = job;
     if let Some(c) = &cache {
@@ -107,10 +111,10 @@ pub async fn clean(config: &Config, roots: &[PathBuf], job: Job) -> Outcome {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     });
-    let (plan, buildkit_plan) = decide(config, &snapshot, recorded.as_ref(), &tracked, now);
+    let (plan, buildkit_plan) = decide(config, &snapshot, recorded.as_ref(), &watched, now);
     let cargo_stop = stop.clone();
     let swept = tokio::task::spawn_blocking(move || {
-        let live = uses.as_deref().map(|u| u as &dyn RecordedUses);
+        let live = live.as_deref();
         let report = sweep::sweep(
             &snapshot.targets,
             &plan,

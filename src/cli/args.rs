@@ -202,7 +202,12 @@ pub enum Command {
     /// free disk against the watermark, and what the next run would do. Answered by the
     /// daemon when one runs (`"source": "daemon"`), else measured directly.
     #[command(after_help = STATUS_HELP)]
-    Status,
+    Status {
+        /// Ask the daemon to measure again first (its view is up to `rescan-interval` old);
+        /// without a daemon, status always measures.
+        #[arg(long)]
+        refresh: bool,
+    },
     /// Run the background service: clean on the schedule and on disk pressure, record builds'
     /// uses, answer status, run-now, history and healthcheck on its socket.
     #[command(after_help = DAEMON_HELP)]
@@ -214,7 +219,8 @@ pub enum Command {
         #[arg(long, short = 'n')]
         dry_run: bool,
     },
-    /// Past runs of the daemon and what they reclaimed.
+    /// Past runs and what they reclaimed: the daemon's, and `clean` by hand, from a timer or
+    /// by the guard.
     #[command(after_help = HISTORY_HELP)]
     History {
         /// How many runs to show (the newest).

@@ -12,7 +12,7 @@ use crate::model::{ActionResult, CargoAction, Mode, Sides, TargetDir};
 use crate::progress::Progress;
 use crate::protocol::{Request, Response, ask};
 use crate::report::{
-    self, CleanView, ConfigOnDisk, Exit, HealthView, HistoryView, SurveyView, human,
+    self, CleanView, ConfigOnDisk, Exit, HealthView, HistoryView, SurveyView, UsesView, human,
 };
 
 /// How long the CLI waits for the daemon's answer to anything but a run.
@@ -34,6 +34,7 @@ fn survey(
         Ok(r) => r,
         Err(e) => return e,
     };
+    let records = daemon_records(ctx);
     let (snapshot, _) = ctx.rt.block_on(crate::measure::measure(
         ctx.config,
         &roots,
@@ -42,19 +43,144 @@ fn survey(
         None,
     ));
     let now = SystemTime::now();
-    let (plan, bk_plan) = crate::run::decide(ctx.config, &snapshot, None, &Default::default(), now);
+    let watched = records.as_ref().map(UsesView::watched).unwrap_or_default();
+    let (plan, bk_plan) = crate::run::decide(
+        ctx.config,
+        &snapshot,
+        records.as_ref().map(|r| &r.uses),
+        &watched,
+        now,
+    );
     let mut view = SurveyView::of(ctx.config, &snapshot, &plan, bk_plan.as_ref());
     if every_unit {
         view.with_every_unit(&snapshot);
+    } else if records.is_none() {
+        // No daemon keeps the history: show what this user's runs recorded.
+        view.history = past_runs(ctx);
     }
     show(ctx.cli, &view, render);
     view.exit()
 }
 
+/// What the daemon recorded of builds' uses, when one answers: the CLI then plans on the
+/// same input as the daemon, so a dry run here shows what the daemon's run would do.
+fn daemon_records(ctx: &Context<'_>) -> Option<UsesView> {
+    match ask(&ctx.socket(), &Request::Uses, Some(ANSWER_WITHIN)) {
+        Ok(Response::Uses(view)) => Some(*view),
+        _ => None,
+    }
+}
+
+/// The state dir's history, when there is one (read only: nothing is created).
+fn past_runs(ctx: &Context<'_>) -> Option<report::PastRuns> {
+    let dir = crate::protocol::state_dir(ctx.config.daemon.state_dir.as_deref());
+    if !dir.is_dir() {
+        return None;
+    }
+    let state = crate::daemon::state::StateDir::open(&dir).ok()?;
+    let history = state.history(false);
+    Some(report::PastRuns {
+        totals: history.totals(),
+        last_runs: history.last(10),
+        state_dir: dir,
+    })
+}
+
+/// Where `clean`'s run is recorded: see [`keep_record`]. Dry runs are questions, not runs:
+/// they are not recorded.
+fn record_run(
+    ctx: &Context<'_>,
+    outcome: &crate::model::Outcome,
+    view: &CleanView,
+    facts: &report::RunFacts,
+) {
+    if view.dry_run {
+        return;
+    }
+    keep_record(
+        ctx,
+        report::record_of(outcome, view, facts),
+        report::RunErrors::of(view),
+    );
+}
+
+/// Records a run made here: in the daemon's history when one answers, else in this user's
+/// state dir (and the metrics textfile, when configured). A run that cannot be recorded is
+/// said, never fatal.
+pub(super) fn keep_record(
+    ctx: &Context<'_>,
+    run: crate::model::RunRecord,
+    errors: report::RunErrors,
+) {
+    let request = Request::Record(Box::new(report::RecordView {
+        run: run.clone(),
+        errors,
+    }));
+    match ask(&ctx.socket(), &request, Some(ANSWER_WITHIN)) {
+        Ok(Response::Recorded) => return,
+        Ok(Response::Refused(why)) => {
+            eprintln!("note: the daemon did not record this run ({why}); recording it here");
+        }
+        _ => {}
+    }
+    let dir = crate::protocol::state_dir(ctx.config.daemon.state_dir.as_deref());
+    let recorded = crate::daemon::state::StateDir::open(&dir).and_then(|state| {
+        let mut history = state.history(false);
+        state.append(&mut history, run)?;
+        Ok(history)
+    });
+    match recorded {
+        Ok(history) => {
+            if let Err(e) = write_textfile(ctx, &history, errors) {
+                eprintln!("warning: {e}");
+            }
+        }
+        Err(e) => eprintln!(
+            "warning: this run is not in the history: cannot write to {}: {e}",
+            dir.display()
+        ),
+    }
+}
+
+/// The metrics textfile after a run without a daemon: counters from the whole history, the
+/// gauges from a measurement after the run.
+fn write_textfile(
+    ctx: &Context<'_>,
+    history: &crate::daemon::state::History,
+    errors: report::RunErrors,
+) -> Result<(), String> {
+    let Some(path) = &ctx.config.metrics.textfile else {
+        return Ok(());
+    };
+    let (snapshot, _) = ctx.rt.block_on(crate::measure::measure(
+        ctx.config,
+        &ctx.config.cargo.roots,
+        Sides::BOTH,
+        Arc::new(Progress::hidden()),
+        None,
+    ));
+    let (plan, bk_plan) = crate::run::decide(
+        ctx.config,
+        &snapshot,
+        None,
+        &Default::default(),
+        SystemTime::now(),
+    );
+    let status = SurveyView::of(ctx.config, &snapshot, &plan, bk_plan.as_ref());
+    let text = crate::metrics::textfile(
+        &history.last(usize::MAX),
+        errors,
+        status,
+        ctx.config.metrics.max_target_dirs,
+    );
+    crate::os::private::replace_file(path, text.as_bytes(), 0o644)
+        .map_err(|e| format!("cannot write the metrics textfile {}: {e}", path.display()))
+}
+
 /// `status`: the daemon's index when one answers, else measured here.
-pub fn status(ctx: &Context<'_>) -> Exit {
+pub fn status(ctx: &Context<'_>, refresh: bool) -> Exit {
     let path = ctx.socket();
-    match ask(&path, &Request::Status, Some(ANSWER_WITHIN)) {
+    match ask(&path, &Request::Status { refresh }, Some(ANSWER_WITHIN)) {
         Ok(Response::Status(view)) => {
             show(ctx.cli, &*view, human::status);
             return view.exit();
@@ -239,10 +365,36 @@ pub fn clean(ctx: &Context<'_>, paths: &[PathBuf], sides: Sides, dry_run: bool) 
         done: 0,
         of: 0,
     });
+    // Beside a daemon, the same input as its own runs: what it recorded of builds' uses.
+    if let Some(records) = daemon_records(ctx) {
+        job.watched = records.watched();
+        let uses = Arc::new(std::sync::Mutex::new(records.uses));
+        job.live = Some(Arc::clone(&uses) as Arc<dyn crate::model::RecordedUses>);
+        job.uses = Some(uses);
+    }
+    let started = SystemTime::now();
+    let clock = std::time::Instant::now();
     let outcome = ctx.rt.block_on(crate::run::clean(ctx.config, &roots, job));
     ctx.progress.done();
     report::journal::log_actions(&outcome);
     let view = CleanView::from_outcome(&outcome);
+    let origin = match std::env::var("CACHEKEEPER_ORIGIN").as_deref() {
+        Ok("timer") => "timer",
+        _ => "cli",
+    };
+    record_run(
+        ctx,
+        &outcome,
+        &view,
+        &report::RunFacts {
+            trigger: origin.into(),
+            origin: origin.into(),
+            dry_run,
+            started,
+            duration: clock.elapsed(),
+            stopped: false,
+        },
+    );
     show(ctx.cli, &view, human::clean);
     view.exit()
 }
@@ -252,7 +404,7 @@ pub fn clean(ctx: &Context<'_>, paths: &[PathBuf], sides: Sides, dry_run: bool) 
 /// command needs the config itself).
 pub fn ask_despite_config(cli: &Cli, socket: &Path, error: &LoadError) -> Option<Exit> {
     let request = match &cli.command {
-        Command::Status => Request::Status,
+        Command::Status { refresh } => Request::Status { refresh: *refresh },
         Command::Healthcheck => Request::Health,
         Command::History { limit } => Request::History { limit: *limit },
         Command::RunNow { dry_run } => Request::RunNow { dry_run: *dry_run },

@@ -32,6 +32,8 @@ pub fn guard(
         Err(e) => return e.into(),
     };
     if command.is_empty() {
+        let started = std::time::SystemTime::now();
+        let clock = std::time::Instant::now();
         let pass = ctx.rt.block_on(guard::pass(
             ctx.config,
             &roots,
@@ -39,6 +41,7 @@ pub fn guard(
             std::sync::Arc::clone(ctx.progress),
         ));
         ctx.progress.done();
+        record(ctx, &pass, started, clock.elapsed());
         if cli.json {
             emit_json(&serde_json::json!({ "version": report::SCHEMA_VERSION, "pass": pass }));
         } else {
@@ -62,6 +65,14 @@ pub fn guard(
         .block_on(guard::watch(ctx.config, &roots, floor, interval, command));
     match watched {
         Ok(w) => {
+            for pass in &w.passes {
+                record(
+                    ctx,
+                    pass,
+                    std::time::SystemTime::now(),
+                    std::time::Duration::ZERO,
+                );
+            }
             // stdout belongs to COMMAND: the guard reports on stderr.
             eprint!("{}", describe_watch(&w));
             if cli.json {
@@ -75,4 +86,46 @@ pub fn guard(
             ExitCode::from(127)
         }
     }
+}
+
+/// Records a pass that removed something in the history, as a run of origin `guard`.
+fn record(
+    ctx: &Context<'_>,
+    pass: &guard::Pass,
+    started: std::time::SystemTime,
+    took: std::time::Duration,
+) {
+    if pass.phases.iter().all(|p| p.actions == 0) {
+        return;
+    }
+    let side = |buildkit: bool| -> u64 {
+        pass.phases
+            .iter()
+            .filter(|p| {
+                matches!(
+                    p.phase,
+                    crate::decide::guard::Phase::Buildkit
+                        | crate::decide::guard::Phase::CacheMounts
+                ) == buildkit
+            })
+            .map(|p| p.reclaimed_bytes)
+            .sum()
+    };
+    let run = crate::model::RunRecord {
+        trigger: "guard".into(),
+        origin: "guard".into(),
+        dry_run: false,
+        started: crate::units::rfc3339(started),
+        started_unix: started
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+        reclaimed_bytes: pass.reclaimed_bytes,
+        cargo_reclaimed_bytes: side(false),
+        buildkit_reclaimed_bytes: side(true),
+        buildkit_state: pass.buildkit.state.name().to_string(),
+        blocked: pass.blocking.clone(),
+        ..crate::model::RunRecord::default()
+    };
+    super::commands::keep_record(ctx, run, report::RunErrors::default());
 }

@@ -192,7 +192,7 @@ fn run(cli: &Cli) -> ExitCode {
     };
     match &cli.command {
         Command::Scan { paths, only } => commands::scan(&ctx, paths, only.sides(paths)).into(),
-        Command::Status => commands::status(&ctx).into(),
+        Command::Status { refresh } => commands::status(&ctx, *refresh).into(),
         Command::Daemon => commands::daemon(&ctx).into(),
         Command::RunNow { dry_run } => commands::run_now(&ctx, *dry_run).into(),
         Command::History { limit } => commands::history(&ctx, *limit).into(),

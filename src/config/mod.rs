@@ -116,6 +116,9 @@ pub struct CargoConfig {
     pub incremental_max_age: Duration,
     /// How budgets choose what goes.
     pub eviction: Eviction,
+    /// How long a unit another version or feature set replaced in a watched build stays;
+    /// `None`: the superseded rule is off.
+    pub superseded_after: Option<Duration>,
     /// rustc binaries that count as installed besides rustup's toolchains and `rustc` on PATH.
     pub extra_rustc: Vec<PathBuf>,
     pub rules: Rules,
@@ -304,6 +307,7 @@ pub fn defaults(env: &Env) -> Config {
             min_age: Duration::ZERO,
             incremental_max_age: Duration::ZERO,
             eviction: Eviction::Cost,
+            superseded_after: None,
             extra_rustc: Vec::new(),
             rules: Rules {
                 incremental: false,
@@ -373,6 +377,7 @@ const CARGO_KEYS: &[&str] = &[
     "min-age",
     "incremental-max-age",
     "eviction",
+    "superseded-after",
     "extra-rustc",
     "rules",
 ];
@@ -422,6 +427,9 @@ fn apply(doc: &Doc<'_>, config: &mut Config, env: &Env) -> Result<(), ConfigErro
         }
         if let Some(e) = cargo.eviction("eviction")? {
             c.eviction = e;
+        }
+        if let Some(d) = cargo.duration_or_off("superseded-after", ANY_AGE)? {
+            c.superseded_after = d;
         }
         if let Some(p) = cargo.path_list("extra-rustc", env)? {
             c.extra_rustc = p;

@@ -382,6 +382,21 @@ impl<'d, 't> Section<'d, 't> {
         Ok(Some(d))
     }
 
+    /// [`Section::duration`], or `"off"`: `Some(None)` is "off".
+    pub(super) fn duration_or_off(
+        &self,
+        key: &str,
+        range: std::ops::RangeInclusive<Duration>,
+    ) -> Result<Option<Option<Duration>>, ConfigError> {
+        if let Some(v) = self.get(key)
+            && let DeValue::String(s) = v.get_ref()
+            && s.trim() == "off"
+        {
+            return Ok(Some(None));
+        }
+        self.duration(key, range).map(|d| d.map(Some))
+    }
+
     /// [`Section::budget`], with a percentage below `max_percent`.
     pub(super) fn budget_below(
         &self,

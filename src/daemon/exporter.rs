@@ -4,9 +4,8 @@
 //! measures a target dir or asks the engine.
 
 use std::convert::Infallible;
-use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -93,6 +92,11 @@ impl Exporter {
         lock(&self.shared).counters.observe(record, view);
     }
 
+    /// Counts a run made elsewhere.
+    pub(super) fn observe_counted(&self, record: &RunRecord, errors: crate::report::RunErrors) {
+        lock(&self.shared).counters.observe_counted(record, errors);
+    }
+
     pub(super) fn error(&self, kind: ErrorKind) {
         lock(&self.shared).counters.error(kind, 1);
     }
@@ -104,7 +108,7 @@ impl Exporter {
             return Ok(());
         };
         let text = lock(&self.shared).render(Format::Prometheus, None);
-        write_atomically(path, text.as_bytes()).map_err(|e| {
+        crate::os::private::replace_file(path, text.as_bytes(), 0o644).map_err(|e| {
             self.error(ErrorKind::Textfile);
             format!("cannot write the metrics textfile {}: {e}", path.display())
         })
@@ -122,21 +126,6 @@ impl Drop for Exporter {
             task.abort();
         }
     }
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
 }
 
 async fn accept(

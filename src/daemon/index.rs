@@ -1,8 +1,6 @@
 //! What the daemon knows between runs: its last measurement (the status view), which target
 //! dirs it watches whole, where to look for disk pressure, and its own state for `status`.
 
-use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -31,12 +29,12 @@ impl Daemon {
         self.cache.end();
         let now = SystemTime::now();
         self.tracker.sync(&snapshot.targets, now);
-        self.tracked = snapshot
+        self.tracker.flush();
+        self.watched = snapshot
             .targets
             .iter()
-            .filter(|t| self.tracker.fully_tracked(&t.path))
-            .map(|t| t.path.clone())
-            .collect::<HashSet<PathBuf>>();
+            .filter_map(|t| Some((t.path.clone(), self.tracker.watched_since(&t.path)?)))
+            .collect();
         self.watch_paths = snapshot.targets.iter().map(|t| t.path.clone()).collect();
         self.watch_paths.extend(
             self.config
@@ -53,7 +51,7 @@ impl Daemon {
         }
         let uses = lock(&self.uses).clone();
         let (plan, bk_plan) =
-            crate::run::decide(&self.config, &snapshot, Some(&uses), &self.tracked, now);
+            crate::run::decide(&self.config, &snapshot, Some(&uses), &self.watched, now);
         let mut view = SurveyView::of(&self.config, &snapshot, &plan, bk_plan.as_ref());
         self.measured_at = Some(now);
         view.source = Source::Daemon;
@@ -83,6 +81,11 @@ impl Daemon {
             pid: std::process::id(),
             started: rfc3339(self.started),
             measured_at: self.measured_at.map(rfc3339),
+            measured_seconds_ago: self.measured_at.map(|t| {
+                SystemTime::now()
+                    .duration_since(t)
+                    .map_or(0, |d| d.as_secs())
+            }),
             config_error: self.config_error.clone(),
             state_dir: self.state.path().to_path_buf(),
             socket: self.socket.clone(),

@@ -16,6 +16,7 @@
 //!
 //! Invariant: the daemon never imports the guard or the CLI.
 
+pub mod builds;
 mod exporter;
 mod index;
 pub mod pressure;
@@ -25,7 +26,7 @@ mod server;
 pub mod state;
 pub mod tracker;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -100,8 +101,8 @@ struct Daemon {
     uses: Arc<Mutex<LastUse>>,
     cache: Arc<FingerprintCache>,
     tracker: Tracker,
-    /// Target dirs whose every unit is watched.
-    tracked: HashSet<PathBuf>,
+    /// Target dirs watched whole, and since when.
+    watched: crate::model::Watched,
     notifier: sdnotify::Notifier,
     started: SystemTime,
     last_run: Option<SystemTime>,
@@ -155,7 +156,7 @@ pub async fn serve(
         uses,
         cache: Arc::new(FingerprintCache::default()),
         tracker,
-        tracked: HashSet::new(),
+        watched: crate::model::Watched::new(),
         notifier: sdnotify::Notifier::from_env(),
         started: SystemTime::now(),
         last_run: None,
@@ -374,10 +375,11 @@ impl Daemon {
                 },
                 Some(e) => HealthView::unhealthy(Some(std::process::id()), e),
             }),
-            Request::Status => {
-                if self.view.is_none() {
+            Request::Status { refresh } => {
+                if self.view.is_none() || refresh {
                     self.rescan().await;
                 }
+                self.state.refresh(&mut self.history);
                 // The index was measured at its time; the daemon's own state is live.
                 let info = self.info();
                 match self.view.as_mut() {
@@ -388,16 +390,49 @@ impl Daemon {
                     None => Response::refused("no measurement yet"),
                 }
             }
-            Request::History { limit } => Response::History(HistoryView::new(
-                self.history.last(limit),
-                self.history.totals(),
-            )),
+            Request::History { limit } => {
+                self.state.refresh(&mut self.history);
+                Response::History(HistoryView::new(
+                    self.history.last(limit),
+                    self.history.totals(),
+                ))
+            }
             Request::RunNow { dry_run } => {
                 self.start("manual", dry_run, Some(reply));
                 return;
             }
+            Request::Uses => {
+                self.tracker.flush();
+                let uses = lock(&self.uses).clone();
+                Response::Uses(Box::new(crate::report::UsesView::new(uses, &self.watched)))
+            }
+            Request::Record(record) => self.record(*record),
         };
         let _ = reply.send(response);
+    }
+
+    /// Keeps the record of a run made elsewhere: history, metrics, the textfile.
+    fn record(&mut self, record: crate::report::RecordView) -> Response {
+        let crate::report::RecordView { run, errors } = record;
+        tracing::info!(
+            trigger = run.trigger,
+            origin = run.origin,
+            reclaimed = run.reclaimed_bytes,
+            "a {} run reclaimed {}",
+            run.origin,
+            crate::units::human_bytes(run.reclaimed_bytes)
+        );
+        self.exporter.observe_counted(&run, errors);
+        let kept = self.state.append(&mut self.history, run);
+        self.publish_metrics(true);
+        match kept {
+            Ok(()) => Response::Recorded,
+            Err(e) => {
+                let msg = format!("cannot record the run in history: {e}");
+                self.remember_error(msg.clone());
+                Response::refused(&msg)
+            }
+        }
     }
 
     async fn stop(&mut self) {

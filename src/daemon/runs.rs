@@ -9,12 +9,11 @@ use tokio::sync::oneshot;
 
 use super::Daemon;
 use crate::act::sweep::NoObserver;
-use crate::model::{BuildkitSide, Mode, Outcome, Part, RunRecord, Sides, Status, TargetRun};
+use crate::model::{Mode, Outcome, Sides};
 use crate::progress::Progress;
 use crate::protocol::Response;
 use crate::report::{CleanView, journal};
 use crate::run::{self, Job};
-use crate::units::rfc3339;
 
 /// A run in progress.
 pub(super) struct Running {
@@ -51,7 +50,8 @@ impl Daemon {
         let uses = Arc::clone(&self.uses);
         let cache = Arc::clone(&self.cache);
         let stop = Arc::new(AtomicBool::new(false));
-        let tracked = self.tracked.clone();
+        let watched = self.watched.clone();
+        self.tracker.flush();
         let (tx, rx) = oneshot::channel();
         let mode = if dry_run { Mode::DryRun } else { Mode::Execute };
         tracing::info!(trigger, dry_run, "run starts");
@@ -62,7 +62,8 @@ impl Daemon {
             progress: Arc::new(Progress::hidden()),
             cache: Some(cache),
             uses: Some(uses),
-            tracked,
+            watched,
+            live: self.tracker.live(),
             observer: Box::new(NoObserver),
         };
         tokio::spawn(async move {
@@ -88,7 +89,18 @@ impl Daemon {
         };
         let stopped = run.stop.load(Ordering::SeqCst);
         let view = CleanView::from_outcome(&outcome);
-        let record = record_of(&outcome, &run, stopped, &view);
+        let record = crate::report::record_of(
+            &outcome,
+            &view,
+            &crate::report::RunFacts {
+                trigger: run.trigger.clone(),
+                origin: "daemon".into(),
+                dry_run: run.dry_run,
+                started: run.started,
+                duration: run.clock.elapsed(),
+                stopped,
+            },
+        );
         self.exporter.observe(&record, &view);
         journal::log_actions(&outcome);
         tracing::info!(
@@ -104,7 +116,7 @@ impl Daemon {
         for e in &record.errors {
             self.remember_error(e.clone());
         }
-        if let Err(e) = self.history.append(record.clone()) {
+        if let Err(e) = self.state.append(&mut self.history, record.clone()) {
             self.remember_error(format!("cannot record the run in history: {e}"));
         }
         let response = Response::Run(Box::new(view));
@@ -138,91 +150,5 @@ impl Daemon {
             }
         }
         self.notifier.notify(&format!("STATUS={}", self.summary()));
-    }
-}
-
-fn record_of(outcome: &Outcome, run: &Running, stopped: bool, view: &CleanView) -> RunRecord {
-    let mut targets: Vec<TargetRun> = outcome
-        .snapshot
-        .targets
-        .iter()
-        .map(|t| TargetRun {
-            path: t.path.clone(),
-            ..TargetRun::default()
-        })
-        .collect();
-    let mut errors = Vec::new();
-    let mut by_rule = std::collections::BTreeMap::new();
-    for r in &outcome.sweep.results {
-        let a = &outcome.plan.actions[r.action];
-        *by_rule.entry(a.rule).or_insert(0u64) += r.reclaimed_bytes;
-        let t = &mut targets[a.item.target];
-        t.reclaimed_bytes += r.reclaimed_bytes;
-        if matches!(r.status, Status::Removed | Status::WouldRemove) {
-            match a.item.part {
-                Part::Unit(_) | Part::Orphan(_) => t.units_removed += 1,
-                Part::Incremental(_) => t.incremental_removed += 1,
-            }
-        }
-        if r.status == Status::Partial {
-            errors.extend(r.errors.iter().cloned());
-        }
-    }
-    targets.retain(|t| t.reclaimed_bytes > 0 || t.units_removed > 0 || t.incremental_removed > 0);
-    for (p, e) in &outcome.snapshot.failed {
-        errors.push(format!("{}: {e}", p.display()));
-    }
-    if let BuildkitSide::Unavailable {
-        error,
-        quiet: false,
-    } = &outcome.snapshot.buildkit
-    {
-        errors.push(format!("BuildKit: {error}"));
-    }
-    if let (Some(s), Some(plan)) = (&outcome.buildkit_sweep, &outcome.buildkit_plan) {
-        errors.extend(s.results.iter().filter_map(|r| r.error.clone()));
-        for r in &s.results {
-            *by_rule.entry(plan.actions[r.action].rule).or_insert(0) += r.reclaimed_bytes;
-        }
-    }
-    by_rule.retain(|_, b| *b > 0);
-    let buildkit_records_removed = outcome.buildkit_sweep.as_ref().map_or(0, |s| {
-        s.results
-            .iter()
-            .filter(|r| matches!(r.status, Status::Removed | Status::WouldRemove))
-            .count() as u64
-    });
-    RunRecord {
-        trigger: run.trigger.clone(),
-        dry_run: run.dry_run,
-        started: rfc3339(run.started),
-        started_unix: run
-            .started
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-        duration_ms: u64::try_from(run.clock.elapsed().as_millis()).unwrap_or(u64::MAX),
-        reclaimed_bytes: outcome.reclaimed_bytes(),
-        cargo_reclaimed_bytes: outcome.sweep.reclaimed_bytes,
-        buildkit_reclaimed_bytes: outcome
-            .buildkit_sweep
-            .as_ref()
-            .map_or(0, |s| s.reclaimed_bytes),
-        by_rule,
-        targets,
-        buildkit_state: view.buildkit.state.name().to_string(),
-        buildkit_records_removed,
-        errors,
-        stopped,
-        blocked: view
-            .blocked
-            .iter()
-            .cloned()
-            .chain(
-                view.buildkit
-                    .blocked
-                    .iter()
-                    .map(|b| format!("BuildKit: {b}")),
-            )
-            .collect(),
     }
 }

@@ -1,53 +1,69 @@
-//! What the daemon keeps across restarts, in its state dir:
+//! What cachekeeper keeps across runs, in its state dir (the daemon's, and the CLI's when no
+//! daemon answers it):
 //!
-//! - `last-use.json`: per target dir and unit, when the daemon first saw the unit and when a
-//!   build last read its fingerprint. Rewritten whole, atomically (temp file, fsync, rename,
-//!   fsync of the dir), so a crash leaves the old or the new file, never a torn one.
-//! - `history.jsonl`: one JSON line per run, appended and fsynced. A line torn by a crash is
-//!   skipped when reading.
+//! - `last-use.json`: per target dir and unit, when the daemon first saw the unit, when a build
+//!   last used it, and which build. Replaced whole, atomically, so a crash leaves the old or
+//!   the new file, never a torn one.
+//! - `history.jsonl`: one JSON line per run (the daemon's, and `clean` by hand, from a timer,
+//!   or by the guard), appended and synced under `history.lock`, so a CLI and the daemon
+//!   writing at once neither tear a line nor lose a record; whoever appends first reads what
+//!   the other appended since. A line torn by a crash is skipped when reading.
 //!
-//! A state file that cannot be read is set aside (`*.corrupt`) and started afresh: with
-//! "first seen" semantics a fresh start counts every unit as used now, which only delays
-//! cleaning, never causes it.
+//! Every file is written inside the state dir's handle, never through a link, and is `0600`;
+//! the dir must be this user's and writable by nobody else ([`PrivateDir`]).
+//!
+//! A state file that cannot be read is set aside (`*.corrupt`) and started afresh: a fresh
+//! last-use index means the daemon knows no uses before now, which the decision treats as
+//! the CLI would (file times), never as "unused".
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::model::{LastUse, RunRecord, Totals};
+use crate::os::private::PrivateDir;
 
 const USES: &str = "last-use.json";
 
 const HISTORY: &str = "history.jsonl";
 
+const HISTORY_LOCK: &str = "history.lock";
+
+/// The largest state file read (a last-use index of 100,000 units is about 15 MiB).
+const MAX_STATE: u64 = 256 << 20;
+
 pub struct StateDir {
-    dir: PathBuf,
+    dir: PrivateDir,
 }
 
 impl StateDir {
     pub fn open(dir: &Path) -> io::Result<StateDir> {
-        std::fs::create_dir_all(dir)?;
-        Ok(StateDir {
-            dir: dir.to_path_buf(),
-        })
+        let dir = PrivateDir::open(dir)?;
+        // Earlier versions wrote them readable by anyone, with every project path in them.
+        for name in [USES, HISTORY] {
+            dir.restrict(name, 0o600)?;
+        }
+        Ok(StateDir { dir })
     }
 
     #[must_use]
     pub fn path(&self) -> &Path {
-        &self.dir
+        self.dir.path()
     }
 
     pub fn load_uses(&self) -> LastUse {
-        let p = self.dir.join(USES);
-        match std::fs::read(&p) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                tracing::warn!(file = %p.display(), "unreadable last-use index ({e}); set aside, starting afresh");
-                let _ = std::fs::rename(&p, p.with_extension("json.corrupt"));
-                LastUse::default()
-            }),
-            Err(_) => LastUse::default(),
+        let set_aside = |why: String| {
+            tracing::warn!(file = %self.path().join(USES).display(), "unreadable last-use index ({why}); set aside, starting afresh");
+            let _ = self.dir.rename(USES, &format!("{USES}.corrupt"));
+            LastUse::default()
+        };
+        match self.dir.read(USES, MAX_STATE) {
+            Ok(Some(bytes)) => {
+                serde_json::from_slice(&bytes).unwrap_or_else(|e| set_aside(e.to_string()))
+            }
+            Ok(None) => LastUse::default(),
+            Err(e) => set_aside(e.to_string()),
         }
     }
 
@@ -57,16 +73,49 @@ impl StateDir {
             return Ok(());
         }
         let bytes = serde_json::to_vec(uses).map_err(io::Error::other)?;
-        write_atomically(&self.dir.join(USES), &bytes)?;
+        self.dir.replace(USES, &bytes, 0o600)?;
         uses.dirty = false;
         Ok(())
     }
 
-    /// The run history, read whole (at most [`History::KEEP`] records). `repair` (the daemon,
-    /// which appends) mends a torn last line first.
+    /// The run history, read whole (at most [`History::KEEP`] records). `repair` (the daemon)
+    /// mends a torn last line first.
     #[must_use]
     pub fn history(&self, repair: bool) -> History {
-        History::load(&self.dir.join(HISTORY), repair)
+        let mut h = History {
+            runs: std::collections::VecDeque::new(),
+            dropped: Totals::default(),
+            unreadable: 0,
+            known_len: 0,
+        };
+        let _lock = self.dir.lock(HISTORY_LOCK);
+        h.load(&self.dir, repair);
+        h
+    }
+
+    /// Appends a run to the history. `history` is brought up to date with what others
+    /// appended since it was read, so it holds every record after.
+    pub fn append(&self, history: &mut History, run: RunRecord) -> io::Result<()> {
+        let _lock = self.dir.lock(HISTORY_LOCK)?;
+        if self.dir.len(HISTORY)?.unwrap_or(0) != history.known_len {
+            history.load(&self.dir, false);
+        }
+        history.append(&self.dir, run)
+    }
+
+    /// Reads the history again if someone else appended to it since (a `clean` run by hand
+    /// while the daemon's socket was out of reach).
+    pub fn refresh(&self, history: &mut History) {
+        if self.dir.len(HISTORY).ok().flatten().unwrap_or(0) != history.known_len {
+            let _lock = self.dir.lock(HISTORY_LOCK);
+            history.load(&self.dir, false);
+        }
+    }
+
+    /// Where the state dir is (for messages).
+    #[must_use]
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path().join(name)
     }
 }
 
@@ -78,11 +127,12 @@ impl StateDir {
 /// ends an unterminated line. A line that cannot be read is skipped and counted
 /// ([`History::unreadable`]), never stopping the records after it.
 pub struct History {
-    path: PathBuf,
     runs: std::collections::VecDeque<RunRecord>,
     dropped: Totals,
     /// Lines that could not be read (torn, or corrupt).
     pub unreadable: u64,
+    /// The file's size when last read or written by us.
+    known_len: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -94,16 +144,20 @@ impl History {
     /// How many records the file keeps; beyond it, the oldest are folded into the totals.
     pub const KEEP: usize = 1000;
 
-    fn load(path: &Path, repair: bool) -> History {
-        let mut h = History {
-            path: path.to_path_buf(),
-            runs: std::collections::VecDeque::new(),
-            dropped: Totals::default(),
-            unreadable: 0,
+    fn load(&mut self, dir: &PrivateDir, repair: bool) {
+        self.runs.clear();
+        self.dropped = Totals::default();
+        self.unreadable = 0;
+        self.known_len = 0;
+        let bytes = match dir.read(HISTORY, MAX_STATE) {
+            Ok(Some(b)) => b,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(file = %dir.path().join(HISTORY).display(), "cannot read the history: {e}");
+                return;
+            }
         };
-        let Ok(bytes) = std::fs::read(path) else {
-            return h;
-        };
+        self.known_len = bytes.len() as u64;
         let complete = bytes.last().is_none_or(|b| *b == b'\n');
         let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
         let n = lines.len();
@@ -112,40 +166,39 @@ impl History {
                 continue;
             }
             if let Ok(run) = serde_json::from_slice::<RunRecord>(line) {
-                h.runs.push_back(run);
+                self.runs.push_back(run);
             } else if let Ok(header) = serde_json::from_slice::<Header>(line) {
-                h.dropped = header.dropped;
+                self.dropped = header.dropped;
             } else {
-                h.unreadable += 1;
+                self.unreadable += 1;
                 if repair && i + 1 == n && !complete {
                     // A torn tail: end it, so the next record starts on a line of its own.
-                    let ended = OpenOptions::new()
-                        .append(true)
-                        .open(path)
-                        .and_then(|mut f| f.write_all(b"\n"));
-                    if let Err(e) = ended {
-                        tracing::warn!(file = %path.display(), "cannot mend the history's last line: {e}");
+                    match dir.append(HISTORY, b"\n") {
+                        Ok(()) => self.known_len += 1,
+                        Err(e) => tracing::warn!(
+                            file = %dir.path().join(HISTORY).display(),
+                            "cannot mend the history's last line: {e}"
+                        ),
                     }
                 }
             }
         }
-        if h.runs.len() > Self::KEEP {
-            while h.runs.len() > Self::KEEP {
-                if let Some(old) = h.runs.pop_front() {
-                    h.dropped.add(&old);
+        if self.runs.len() > Self::KEEP {
+            while self.runs.len() > Self::KEEP {
+                if let Some(old) = self.runs.pop_front() {
+                    self.dropped.add(&old);
                 }
             }
             // A history from before it was bounded: trim the file once.
-            if repair && let Err(e) = h.rewrite() {
-                tracing::warn!(file = %path.display(), "cannot trim the history: {e}");
+            if repair && let Err(e) = self.rewrite(dir) {
+                tracing::warn!(file = %dir.path().join(HISTORY).display(), "cannot trim the history: {e}");
             }
         }
-        h
     }
 
-    /// Appends a run (fsynced). Past [`History::KEEP`] records, the file is rewritten with the
+    /// Appends a run (synced). Past [`History::KEEP`] records, the file is rewritten with the
     /// newest ones and the totals of the rest.
-    pub fn append(&mut self, run: RunRecord) -> io::Result<()> {
+    fn append(&mut self, dir: &PrivateDir, run: RunRecord) -> io::Result<()> {
         let mut line = serde_json::to_vec(&run).map_err(io::Error::other)?;
         line.push(b'\n');
         self.runs.push_back(run);
@@ -156,30 +209,19 @@ impl History {
                     self.dropped.add(&old);
                 }
             }
-            return self.rewrite();
+            return self.rewrite(dir);
         }
-        let mut f = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&self.path)?;
-        let len = f.metadata()?.len();
-        if len > 0 {
-            use std::io::{Read, Seek, SeekFrom};
-            let mut last = [0u8; 1];
-            f.seek(SeekFrom::Start(len - 1))?;
-            f.read_exact(&mut last)?;
-            if last[0] != b'\n' {
-                // Something tore the last line since we read it: end it first.
-                line.insert(0, b'\n');
-                self.unreadable += 1;
-            }
+        if dir.last_byte(HISTORY)?.is_some_and(|b| b != b'\n') {
+            // Something tore the last line since we read it: end it first.
+            line.insert(0, b'\n');
+            self.unreadable += 1;
         }
-        f.write_all(&line)?;
-        f.sync_data()
+        dir.append(HISTORY, &line)?;
+        self.known_len = dir.len(HISTORY)?.unwrap_or(0);
+        Ok(())
     }
 
-    fn rewrite(&self) -> io::Result<()> {
+    fn rewrite(&mut self, dir: &PrivateDir) -> io::Result<()> {
         let mut bytes = serde_json::to_vec(&Header {
             dropped: self.dropped.clone(),
         })
@@ -189,7 +231,9 @@ impl History {
             bytes.extend(serde_json::to_vec(r).map_err(io::Error::other)?);
             bytes.push(b'\n');
         }
-        write_atomically(&self.path, &bytes)
+        dir.replace(HISTORY, &bytes, 0o600)?;
+        self.known_len = bytes.len() as u64;
+        Ok(())
     }
 
     /// The last `limit` runs, oldest first.
@@ -211,33 +255,23 @@ impl History {
     }
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-        std::process::id()
-    ));
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    File::open(dir)?.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
+    use std::io::Write;
 
     #[test]
     fn state_survives_a_restart_and_a_torn_history_line() {
         let d = tempfile::tempdir().unwrap();
         let s = StateDir::open(d.path()).unwrap();
         let mut u = LastUse::default();
-        u.record_use(Path::new("/t"), Path::new("u"), crate::model::time_of(42));
+        u.record_use(
+            Path::new("/t"),
+            Path::new("u"),
+            crate::model::time_of(42),
+            42_000,
+        );
         s.save_uses(&mut u).unwrap();
         assert_eq!(
             s.load_uses().recorded(Path::new("/t"), Path::new("u")),
@@ -250,8 +284,8 @@ mod tests {
             ..RunRecord::default()
         };
         let mut h = s.history(true);
-        h.append(run.clone()).unwrap();
-        h.append(run.clone()).unwrap();
+        s.append(&mut h, run.clone()).unwrap();
+        s.append(&mut h, run.clone()).unwrap();
         // A crash mid-append leaves half a line; the next append must not glue onto it.
         let torn = |d: &Path| {
             let mut f = OpenOptions::new()
@@ -261,18 +295,18 @@ mod tests {
             f.write_all(b"{\"trigger\":\"pre").unwrap();
         };
         torn(d.path());
-        h.append(run.clone()).unwrap();
+        s.append(&mut h, run.clone()).unwrap();
         // A restart finds a torn tail again, and mends it before appending.
         torn(d.path());
         let mut h = s.history(true);
-        h.append(run.clone()).unwrap();
+        s.append(&mut h, run.clone()).unwrap();
         // And a corrupt line in the middle hides nothing after it.
         let mut f = OpenOptions::new()
             .append(true)
             .open(d.path().join(HISTORY))
             .unwrap();
         f.write_all(b"\xff\xfe not json\n").unwrap();
-        h.append(run).unwrap();
+        s.append(&mut h, run).unwrap();
         let h = s.history(false);
         assert_eq!(h.last(10).len(), 5);
         assert_eq!(h.unreadable, 3);
@@ -295,7 +329,7 @@ mod tests {
             ..RunRecord::default()
         };
         for _ in 0..3 * History::KEEP {
-            h.append(run.clone()).unwrap();
+            s.append(&mut h, run.clone()).unwrap();
         }
         let size = std::fs::metadata(d.path().join(HISTORY)).unwrap().len();
         let h = s.history(false);

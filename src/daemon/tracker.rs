@@ -1,110 +1,365 @@
-//! Exact last use: inotify watches on every unit's fingerprint dir (and a build script run's
-//! build dir).
+//! Exact last use: what builds use, seen with inotify as it happens.
 //!
-//! On every build that involves a unit, cargo opens files of it even when nothing recompiles:
-//! the dep-info in its fingerprint dir, or a build-script run's `output`. An open of one of
-//! those, or any write in the unit's dirs, is a use, recorded the moment it happens,
-//! regardless of `noatime` or `relatime`. One non-recursive watch per dir is enough; `deps/`
-//! is never watched (cargo only stats it).
+//! Watched (one non-recursive watch each, never through a symlink): every unit's fingerprint
+//! dir, every build-script run's dir, and every profile dir (for cargo's lock files). The
+//! events of one inotify instance arrive in order, and [`super::builds::Windows`] reads them:
+//! an open of a unit's signal file (its dep-info; a run's `output`, `root-output`, `stdout`)
+//! is a use only inside a build's window, while cargo holds the profile's build lock; a write
+//! in a unit's dirs inside the window is one too (the build compiled it). Readers of a target
+//! dir (`cp -a`, `tar`, `rsync`, `grep -r`, backup agents, indexers, cachekeeper itself) are
+//! never uses; see that module for the window and for a reader running during a build.
 //!
-//! inotify cannot tell who opened a file, so the signal files are ones cachekeeper never opens
-//! (see [`crate::model::names::is_fingerprint_use_signal`]): the hash and JSON files it does read
-//! are ignored. So no read by any cachekeeper process (a `scan`, a `clean --dry-run`, the
-//! guard, the daemon's own rescans) is ever a use, and neither is a removal.
-//!
-//! A use counts once per unit and build: the events of one build (several opens of the same
-//! files) within [`super::state::SAME_USE`] of each other are one use.
+//! A use counts once per unit and build, and is recorded with the build's id, which the
+//! superseded rule reads. `/proc/locks` confirms a window whose lock was not opened for
+//! writing, and keeps one open whose opens the kernel merged; the lock is never taken.
 //!
 //! The watch limit (`fs.inotify.max_user_watches`) can run out: units that could not be
-//! watched fall back to access times, and `status` says how many.
+//! watched fall back to access times, and `status` says how many. A queue overflow forgets the
+//! windows open then (their uses are lost, never invented) and is counted.
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use rustix::fs::inotify::{self, ReadFlags, WatchFlags};
 
-use crate::model::TargetDir;
-use crate::model::{LastUse, TrackStats};
+use super::builds::{Event, Windows};
+use crate::model::{LastUse, Layout, RecordedUses, TargetDir, TrackStats, names};
+use crate::os::locks::LOCK_FILES;
+
+/// A profile dir: (target dir, profile relative to it).
+type ProfileKey = (PathBuf, PathBuf);
+/// A unit: (target dir, fingerprint dir relative to it).
+type UnitKey = (PathBuf, PathBuf);
+
+/// Where new units appear in a profile.
+#[derive(Clone, Debug)]
+enum Parent {
+    /// `.fingerprint/` (legacy layout): a new dir is a new unit's fingerprint dir.
+    Fingerprints,
+    /// `build/` (build-dir layout): a new dir is a package's, holding its units.
+    Packages,
+    /// `build/<pkg>/` (build-dir layout): a new dir is a unit's, `<H>/fingerprint` inside.
+    Package(String),
+}
 
 /// Whose a watched dir is.
-#[derive(Clone)]
-struct Watched {
-    target: PathBuf,
-    /// The unit, by its fingerprint dir relative to the target dir.
-    unit: PathBuf,
-    /// A build-script run's build dir, rather than a fingerprint dir.
-    run_dir: bool,
+#[derive(Clone, Debug)]
+enum Watched {
+    Profile(ProfileKey),
+    /// A dir where a build creates new units' dirs: a creation there in a build's window is
+    /// that build's use of the new unit.
+    Units(ProfileKey, Parent),
+    Unit {
+        unit: UnitKey,
+        profile: ProfileKey,
+        /// A build-script run's dir, rather than a fingerprint dir.
+        run_dir: bool,
+    },
 }
 
-/// Watched dir → whose it is.
-type WatchMap = HashMap<PathBuf, Watched>;
-
-/// Whether an event in a unit's dir is a build's use: an open of a file cargo reads on every
-/// build and cachekeeper never opens, or a write of any file (cachekeeper never writes there).
-/// Removals, attribute changes and the opens of files cachekeeper reads too are not.
-fn is_use(kind: &notify::EventKind, name: &std::ffi::OsStr, run_dir: bool) -> bool {
-    use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
-    match kind {
-        EventKind::Access(
-            AccessKind::Open(_) | AccessKind::Read | AccessKind::Close(AccessMode::Read),
-        ) => {
-            let name = name.to_str().unwrap_or("");
-            if run_dir {
-                crate::model::names::is_run_use_signal(name)
-            } else {
-                crate::model::names::is_fingerprint_use_signal(name)
-            }
-        }
-        EventKind::Create(_)
-        | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Name(RenameMode::To))
-        | EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        _ => false,
-    }
+#[derive(Default)]
+struct State {
+    by_wd: HashMap<i32, (PathBuf, Watched)>,
+    by_dir: HashMap<PathBuf, i32>,
+    windows: Windows<ProfileKey, UnitKey>,
 }
 
-pub struct Tracker {
-    watcher: Option<RecommendedWatcher>,
-    map: Arc<Mutex<WatchMap>>,
+struct Inner {
+    fd: OwnedFd,
+    state: Mutex<State>,
     uses: Arc<Mutex<LastUse>>,
-    events: Arc<AtomicU64>,
-    /// Target dirs with at least one unit not watched.
-    partial: HashSet<PathBuf>,
-    stats: TrackStats,
+    /// New uses recorded since the daemon started (one per unit and build).
+    counted: AtomicU64,
+    /// Times the kernel's event queue overflowed.
+    overflows: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// What an event in a watched dir means to the build windows, if anything.
+fn meaning(
+    watched: &Watched,
+    flags: ReadFlags,
+    name: &OsStr,
+) -> Option<(ProfileKey, Event<UnitKey>)> {
+    let name = name.to_str().unwrap_or("");
+    match watched {
+        Watched::Units(profile, parent) => {
+            if !flags.contains(ReadFlags::CREATE | ReadFlags::ISDIR) {
+                return None;
+            }
+            let rel = match parent {
+                Parent::Fingerprints => profile.1.join(".fingerprint").join(name),
+                Parent::Package(pkg) => profile
+                    .1
+                    .join("build")
+                    .join(pkg)
+                    .join(name)
+                    .join("fingerprint"),
+                Parent::Packages => return None,
+            };
+            Some((profile.clone(), Event::Write((profile.0.clone(), rel))))
+        }
+        Watched::Profile(profile) => {
+            if !LOCK_FILES.contains(&name) {
+                return None;
+            }
+            let event = if flags.contains(ReadFlags::OPEN) {
+                Event::LockOpen
+            } else if flags.contains(ReadFlags::CLOSE_WRITE) {
+                Event::LockClose { write: true }
+            } else if flags.contains(ReadFlags::CLOSE_NOWRITE) {
+                Event::LockClose { write: false }
+            } else {
+                return None;
+            };
+            Some((profile.clone(), event))
+        }
+        Watched::Unit {
+            unit,
+            profile,
+            run_dir,
+        } => {
+            let signal = if *run_dir {
+                names::is_run_use_signal(name)
+            } else {
+                names::is_fingerprint_use_signal(name)
+            };
+            let event = if flags.intersects(
+                ReadFlags::CREATE
+                    | ReadFlags::MODIFY
+                    | ReadFlags::MOVED_TO
+                    | ReadFlags::CLOSE_WRITE,
+            ) {
+                Event::Write(unit.clone())
+            } else if flags.contains(ReadFlags::OPEN) && signal {
+                Event::Signal(unit.clone())
+            } else if flags.contains(ReadFlags::CLOSE_NOWRITE)
+                && names::is_read_by_readers_only(name, *run_dir)
+            {
+                Event::Reader(unit.clone())
+            } else {
+                return None;
+            };
+            Some((profile.clone(), event))
+        }
+    }
+}
+
+impl Inner {
+    /// Reads events until the process ends; finishes builds as their grace passes.
+    fn run(self: Arc<Self>) {
+        let mut buf = vec![std::mem::MaybeUninit::<u8>::uninit(); 64 * 1024];
+        loop {
+            let mut fds = [rustix::event::PollFd::new(
+                &self.fd,
+                rustix::event::PollFlags::IN,
+            )];
+            let timeout = rustix::event::Timespec {
+                tv_sec: 0,
+                tv_nsec: 250_000_000,
+            };
+            match rustix::event::poll(&mut fds, Some(&timeout)) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => {
+                    tracing::error!("watching for builds stopped: {e}");
+                    return;
+                }
+            }
+            let mut reader = inotify::Reader::new(self.fd.as_fd(), &mut buf);
+            loop {
+                let event = match reader.next() {
+                    Ok(e) => e,
+                    Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => break,
+                    Err(e) => {
+                        tracing::error!("watching for builds stopped: {e}");
+                        return;
+                    }
+                };
+                let name = event
+                    .file_name()
+                    .map(|n| OsStr::from_bytes(n.to_bytes()).to_os_string());
+                self.take(event.wd(), event.events(), name.as_deref());
+                if reader.is_buffer_empty() {
+                    break;
+                }
+            }
+            self.finish(SystemTime::now());
+        }
+    }
+
+    fn take(&self, wd: i32, flags: ReadFlags, name: Option<&OsStr>) {
+        let now = SystemTime::now();
+        let mut st = lock(&self.state);
+        if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
+            self.overflows.fetch_add(1, Ordering::Relaxed);
+            st.windows.lost();
+            tracing::warn!(
+                "inotify's event queue overflowed: uses during the builds running then are not recorded"
+            );
+            return;
+        }
+        if flags.contains(ReadFlags::IGNORED) {
+            if let Some((dir, _)) = st.by_wd.remove(&wd) {
+                st.by_dir.remove(&dir);
+            }
+            return;
+        }
+        let (Some((dir, watched)), Some(name)) = (st.by_wd.get(&wd).cloned(), name) else {
+            return;
+        };
+        if flags.contains(ReadFlags::CREATE | ReadFlags::ISDIR) {
+            self.follow(&mut st, &dir, &watched, name);
+        }
+        let Some((profile, event)) = meaning(&watched, flags, name) else {
+            return;
+        };
+        let lock_event = matches!(event, Event::LockOpen | Event::LockClose { .. });
+        let closing = matches!(event, Event::LockClose { .. });
+        st.windows.feed(&profile, event, now);
+        // Confirm a window by /proc/locks: one not yet known to be a build's when its lock is
+        // opened, and one whose last handle closed while a build still holds the lock (the
+        // kernel merged two opens into one event).
+        if lock_event && (st.windows.unconfirmed(&profile) || closing) && held(&dir, name) {
+            if closing && !st.windows.is_open(&profile) {
+                st.windows.feed(&profile, Event::LockOpen, now);
+            }
+            st.windows.feed(&profile, Event::Held, now);
+        }
+    }
+
+    /// Watches a dir a build just created where units live: a new unit's fingerprint dir (so
+    /// its next builds are seen before the next rescan), a new package's dir (build-dir
+    /// layout, where its units appear).
+    fn follow(&self, st: &mut State, dir: &Path, watched: &Watched, name: &OsStr) {
+        let Watched::Units(profile, parent) = watched else {
+            return;
+        };
+        let path = dir.join(name);
+        let owner = match parent {
+            Parent::Fingerprints => Watched::Unit {
+                unit: (profile.0.clone(), profile.1.join(".fingerprint").join(name)),
+                profile: profile.clone(),
+                run_dir: false,
+            },
+            Parent::Packages => Watched::Units(
+                profile.clone(),
+                Parent::Package(name.to_string_lossy().into_owned()),
+            ),
+            Parent::Package(_) => return,
+        };
+        if st.by_dir.contains_key(&path) {
+            return;
+        }
+        if let Ok(wd) = inotify::add_watch(&self.fd, &path, watch_flags(&owner)) {
+            st.by_dir.insert(path.clone(), wd);
+            st.by_wd.insert(wd, (path, owner));
+        }
+    }
+
+    /// Records the uses of builds whose grace has passed.
+    fn finish(&self, now: SystemTime) {
+        let builds = lock(&self.state).windows.finish(now);
+        if builds.iter().all(|b| b.uses.is_empty()) {
+            return;
+        }
+        let mut uses = lock(&self.uses);
+        for b in builds {
+            for ((target, unit), at) in b.uses {
+                if uses.record_use(&target, &unit, at, b.id) {
+                    self.counted.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+/// What is watched for in a dir of `owner`'s (never through a symlink, directories only).
+fn watch_flags(owner: &Watched) -> WatchFlags {
+    let base = WatchFlags::ONLYDIR | WatchFlags::DONT_FOLLOW;
+    match owner {
+        Watched::Profile(_) => {
+            base | WatchFlags::OPEN | WatchFlags::CLOSE_WRITE | WatchFlags::CLOSE_NOWRITE
+        }
+        Watched::Units(..) => base | WatchFlags::CREATE,
+        Watched::Unit { .. } => {
+            base | WatchFlags::OPEN
+                | WatchFlags::CLOSE_WRITE
+                | WatchFlags::CLOSE_NOWRITE
+                | WatchFlags::CREATE
+                | WatchFlags::MODIFY
+                | WatchFlags::MOVED_TO
+        }
+    }
+}
+
+/// Whether a program other than cachekeeper holds the lock file `name` in `dir` now.
+fn held(dir: &Path, name: &OsStr) -> bool {
+    crate::os::safefs::open_dir(dir)
+        .and_then(|d| crate::os::locks::held_by_another_program(d.as_fd(), name))
+        .unwrap_or(false)
+}
+
+/// Uses recorded, and uses of builds still in their window (the sweep asks, under cargo's lock,
+/// whether a build used a unit since the plan was made: one that just did, counts).
+pub struct LiveUses(Arc<Inner>);
+
+impl RecordedUses for LiveUses {
+    fn recorded_use(&self, target: &Path, unit: &Path) -> Option<SystemTime> {
+        let key = (target.to_path_buf(), unit.to_path_buf());
+        if lock(&self.0.state).windows.in_flight(&key) {
+            return Some(SystemTime::now());
+        }
+        lock(&self.0.uses).recorded(target, unit)
+    }
+}
+
+pub struct Tracker {
+    inner: Option<Arc<Inner>>,
+    uses: Arc<Mutex<LastUse>>,
+    /// Target dirs with at least one dir not watched.
+    partial: HashSet<PathBuf>,
+    /// When this process started watching each target dir whole.
+    since: HashMap<PathBuf, SystemTime>,
+    stats: TrackStats,
+}
+
 impl Tracker {
     /// Starts watching nothing yet; `enabled = false` gives a tracker that never watches.
     #[must_use]
     pub fn new(uses: Arc<Mutex<LastUse>>, enabled: bool) -> Tracker {
-        let map: Arc<Mutex<WatchMap>> = Arc::default();
-        let events = Arc::new(AtomicU64::new(0));
         let mut stats = TrackStats::default();
-        let watcher = if enabled {
-            let (m, u, e) = (Arc::clone(&map), Arc::clone(&uses), Arc::clone(&events));
-            match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-                let Ok(event) = res else { return };
-                let now = SystemTime::now();
-                let map = lock(&m);
-                for path in &event.paths {
-                    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-                        continue;
-                    };
-                    if let Some(w) = map.get(dir)
-                        && is_use(&event.kind, name, w.run_dir)
-                        && lock(&u).record_use(&w.target, &w.unit, now)
+        let inner = if enabled {
+            match inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK) {
+                Ok(fd) => {
+                    let inner = Arc::new(Inner {
+                        fd,
+                        state: Mutex::new(State::default()),
+                        uses: Arc::clone(&uses),
+                        counted: AtomicU64::new(0),
+                        overflows: AtomicU64::new(0),
+                    });
+                    let reader = Arc::clone(&inner);
+                    match std::thread::Builder::new()
+                        .name("builds".into())
+                        .spawn(move || reader.run())
                     {
-                        e.fetch_add(1, Ordering::Relaxed);
+                        Ok(_) => Some(inner),
+                        Err(e) => {
+                            stats.error =
+                                Some(format!("cannot watch for builds ({e}); using access times"));
+                            None
+                        }
                     }
                 }
-            }) {
-                Ok(w) => Some(w),
                 Err(e) => {
                     stats.error =
                         Some(format!("cannot watch for builds ({e}); using access times"));
@@ -115,29 +370,66 @@ impl Tracker {
             None
         };
         Tracker {
-            watcher,
-            map,
+            inner,
             uses,
-            events,
             partial: HashSet::new(),
+            since: HashMap::new(),
             stats,
         }
     }
 
-    /// Watches every unit of `targets` and stops watching units that are gone. Every unit is
-    /// noted as seen (first sight counts as a use at `now`).
+    /// Watches every profile and unit of `targets`, and stops watching what is gone. Every unit
+    /// is noted as seen.
     pub fn sync(&mut self, targets: &[TargetDir], now: SystemTime) {
-        let mut desired: WatchMap = HashMap::new();
+        let mut desired: HashMap<PathBuf, Watched> = HashMap::new();
         {
             let mut uses = lock(&self.uses);
             for t in targets {
                 let mut present = HashSet::new();
+                for p in &t.profiles {
+                    let key = (t.path.clone(), p.rel.clone());
+                    let dir = t.path.join(&p.rel);
+                    if p.layouts.contains(&Layout::Legacy) {
+                        desired.insert(
+                            dir.join(".fingerprint"),
+                            Watched::Units(key.clone(), Parent::Fingerprints),
+                        );
+                    }
+                    if p.layouts.contains(&Layout::New) {
+                        desired.insert(
+                            dir.join("build"),
+                            Watched::Units(key.clone(), Parent::Packages),
+                        );
+                        for pkg in std::fs::read_dir(dir.join("build"))
+                            .into_iter()
+                            .flatten()
+                            .flatten()
+                        {
+                            if pkg.file_type().is_ok_and(|t| t.is_dir()) {
+                                desired.insert(
+                                    pkg.path(),
+                                    Watched::Units(
+                                        key.clone(),
+                                        Parent::Package(
+                                            pkg.file_name().to_string_lossy().into_owned(),
+                                        ),
+                                    ),
+                                );
+                            }
+                        }
+                    }
+                    desired.insert(dir, Watched::Profile(key));
+                }
                 for u in &t.units {
                     uses.observe(&t.path, &u.fingerprint_dir, now);
                     present.insert(crate::pathcodec::encode(&u.fingerprint_dir));
-                    let watched = |run_dir| Watched {
-                        target: t.path.clone(),
-                        unit: u.fingerprint_dir.clone(),
+                    let profile = (
+                        t.path.clone(),
+                        t.profiles[usize::from(u.key.profile)].rel.clone(),
+                    );
+                    let watched = |run_dir| Watched::Unit {
+                        unit: (t.path.clone(), u.fingerprint_dir.clone()),
+                        profile: profile.clone(),
                         run_dir,
                     };
                     desired.insert(t.path.join(&u.fingerprint_dir), watched(false));
@@ -150,70 +442,120 @@ impl Tracker {
             let paths: Vec<PathBuf> = targets.iter().map(|t| t.path.clone()).collect();
             uses.retain_targets(&paths);
         }
-        let Some(watcher) = self.watcher.as_mut() else {
+        let Some(inner) = self.inner.clone() else {
             self.partial = targets.iter().map(|t| t.path.clone()).collect();
             self.stats.unwatched_units = targets.iter().map(|t| t.units.len()).sum();
             return;
         };
-        let mut map = lock(&self.map);
-        let gone: Vec<PathBuf> = map
+        let mut st = lock(&inner.state);
+        let gone: Vec<PathBuf> = st
+            .by_dir
             .keys()
             .filter(|k| !desired.contains_key(*k))
             .cloned()
             .collect();
         for dir in gone {
-            let _ = watcher.unwatch(&dir);
-            map.remove(&dir);
+            if let Some(wd) = st.by_dir.remove(&dir) {
+                st.by_wd.remove(&wd);
+                let _ = inotify::remove_watch(&inner.fd, wd);
+            }
         }
-        self.partial.clear();
-        // Units, not dirs: a build script's run has two dirs, and is watched when both are.
         let mut unwatched: HashSet<(PathBuf, PathBuf)> = HashSet::new();
+        let mut partial: HashSet<PathBuf> = HashSet::new();
         let mut limit = false;
         for (dir, owner) in desired {
-            if map.contains_key(&dir) {
+            if st.by_dir.contains_key(&dir) {
                 continue;
             }
+            let miss = |unwatched: &mut HashSet<_>, partial: &mut HashSet<PathBuf>| match &owner {
+                Watched::Unit { unit, .. } => {
+                    unwatched.insert(unit.clone());
+                    partial.insert(unit.0.clone());
+                }
+                Watched::Profile((target, _)) | Watched::Units((target, _), _) => {
+                    partial.insert(target.clone());
+                }
+            };
             if limit {
-                unwatched.insert((owner.target.clone(), owner.unit.clone()));
-                self.partial.insert(owner.target);
+                miss(&mut unwatched, &mut partial);
                 continue;
             }
-            match watcher.watch(&dir, RecursiveMode::NonRecursive) {
-                Ok(()) => {
-                    map.insert(dir, owner);
+            match inotify::add_watch(&inner.fd, &dir, watch_flags(&owner)) {
+                Ok(wd) => {
+                    st.by_dir.insert(dir.clone(), wd);
+                    st.by_wd.insert(wd, (dir, owner));
                 }
                 Err(e) => {
-                    if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) {
+                    if e == rustix::io::Errno::NOSPC {
                         limit = true;
                         tracing::warn!(
                             "inotify watch limit reached (fs.inotify.max_user_watches): units beyond it fall back to access times"
                         );
                     }
-                    unwatched.insert((owner.target.clone(), owner.unit.clone()));
-                    self.partial.insert(owner.target);
+                    miss(&mut unwatched, &mut partial);
                 }
             }
         }
-        let watched: HashSet<(&PathBuf, &PathBuf)> = map
+        let watched: HashSet<&UnitKey> = st
+            .by_wd
             .values()
-            .map(|w| (&w.target, &w.unit))
-            .filter(|(t, u)| !unwatched.contains(&((*t).clone(), (*u).clone())))
+            .filter_map(|(_, w)| match w {
+                Watched::Unit { unit, .. } => Some(unit),
+                Watched::Profile(_) | Watched::Units(..) => None,
+            })
+            .filter(|u| !unwatched.contains(*u))
             .collect();
         self.stats.watched_units = watched.len();
         self.stats.unwatched_units = unwatched.len();
         self.stats.watch_limit_reached |= limit;
+        drop(st);
+        self.partial = partial;
+        let whole: HashSet<&PathBuf> = targets
+            .iter()
+            .map(|t| &t.path)
+            .filter(|p| !self.partial.contains(*p))
+            .collect();
+        self.since.retain(|p, _| whole.contains(p));
+        for p in whole {
+            self.since.entry(p.clone()).or_insert(now);
+        }
     }
 
-    /// Whether every unit of `target` is watched, so its last uses are exact.
+    /// When this process started watching `target` whole, so that its last uses since are
+    /// exact; `None` when it is not watched whole.
     #[must_use]
-    pub fn fully_tracked(&self, target: &Path) -> bool {
-        self.watcher.is_some() && !self.partial.contains(target)
+    pub fn watched_since(&self, target: &Path) -> Option<SystemTime> {
+        self.inner.as_ref()?;
+        self.since.get(target).copied()
+    }
+
+    /// Records the uses of builds whose window has closed (the reader thread does this too;
+    /// runs call it first, so a build that just ended is in their input).
+    pub fn flush(&self) {
+        if let Some(inner) = &self.inner {
+            inner.finish(SystemTime::now());
+        }
+    }
+
+    /// What the sweep asks under cargo's lock: recorded uses, and those of builds in progress.
+    #[must_use]
+    pub fn live(&self) -> Option<Arc<dyn RecordedUses>> {
+        self.inner
+            .as_ref()
+            .map(|i| Arc::new(LiveUses(Arc::clone(i))) as Arc<dyn RecordedUses>)
     }
 
     #[must_use]
     pub fn stats(&self) -> TrackStats {
+        let (uses, overflows) = self.inner.as_ref().map_or((0, 0), |i| {
+            (
+                i.counted.load(Ordering::Relaxed),
+                i.overflows.load(Ordering::Relaxed),
+            )
+        });
         TrackStats {
-            uses: self.events.load(Ordering::Relaxed),
+            uses,
+            overflows,
             ..self.stats.clone()
         }
     }

@@ -12,7 +12,6 @@
 //! holds (it measures free space between them).
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +20,7 @@ use super::{buildkit, cargo};
 use crate::config::{Config, Protect, Rules, SizeSpec};
 use crate::model::{
     BuildkitCache, BuildkitPlan, BuildkitSide, CargoPlan, Filesystem, LastUse, Rule, Snapshot,
+    Watched,
 };
 
 /// A phase of a guard pass, cheapest to rebuild first.
@@ -76,7 +76,7 @@ pub struct Input<'a> {
     /// The filesystems the floor applies to, as measured now (the roots', Docker's root dir's).
     pub involved: &'a [Filesystem],
     pub uses: Option<&'a LastUse>,
-    pub tracked: &'a HashSet<PathBuf>,
+    pub watched: &'a Watched,
     pub now: SystemTime,
 }
 
@@ -161,7 +161,7 @@ pub fn plan(input: &Input<'_>) -> GuardPlan {
         snap,
         &settings,
         input.uses,
-        input.tracked,
+        input.watched,
         input.now,
     ));
 
@@ -191,7 +191,7 @@ pub fn plan(input: &Input<'_>) -> GuardPlan {
     settings.target_budget = None;
     settings.total_budget = None;
     settings.min_free = Some(input.floor);
-    let mut full_input = cargo::Input::of(snap, &settings, input.uses, input.tracked, input.now);
+    let mut full_input = cargo::Input::of(snap, &settings, input.uses, input.watched, input.now);
     full_input.filesystems = &filesystems;
     let full = cargo::plan(&full_input);
     for s in &full.shortfalls {

@@ -14,7 +14,6 @@ mod summary;
 
 pub use summary::{describe, describe_watch, step_summary};
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -140,14 +139,14 @@ pub async fn pass(
     let mut blocking = Vec::new();
     if !before.iter().all(FsFree::holds) {
         let measured: Vec<Filesystem> = fs.iter().map(|(_, f)| f.clone()).collect();
-        let tracked = HashSet::new();
+        let watched = crate::model::Watched::new();
         let decided = plan::plan(&plan::Input {
             snapshot: &snapshot,
             config,
             floor,
             involved: &measured,
             uses: None,
-            tracked: &tracked,
+            watched: &watched,
             now: SystemTime::now(),
         });
         let snapshot = Arc::new(snapshot);

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::model::{Rule, RunRecord};
-use crate::report::{BuildkitState, CleanView};
+use crate::report::{CleanView, RunErrors};
 
 /// Upper bounds of the run-duration buckets, in seconds (a run takes from milliseconds on a
 /// small machine to minutes on a big one).
@@ -133,6 +133,11 @@ impl Counters {
 
     /// Counts a finished run, from its record and its report.
     pub fn observe(&mut self, record: &RunRecord, view: &CleanView) {
+        self.observe_counted(record, RunErrors::of(view));
+    }
+
+    /// Counts a finished run, from its record and what it got wrong.
+    pub fn observe_counted(&mut self, record: &RunRecord, errors: RunErrors) {
         let outcome = outcome(record);
         *self
             .runs
@@ -151,13 +156,16 @@ impl Counters {
                 *slot = slot.saturating_add(*bytes);
             }
         }
-        let scan = view.failed.len() + view.search_errors.len();
-        let engine = usize::from(view.buildkit.state == BuildkitState::Unavailable);
+        self.observe_errors(errors);
+    }
+
+    /// Counts what a run got wrong.
+    pub fn observe_errors(&mut self, errors: RunErrors) {
         for (kind, n) in [
-            (ErrorKind::Remove, view.errors),
-            (ErrorKind::Prune, view.buildkit.errors),
-            (ErrorKind::Scan, scan as u64),
-            (ErrorKind::Engine, engine as u64),
+            (ErrorKind::Remove, errors.remove),
+            (ErrorKind::Prune, errors.prune),
+            (ErrorKind::Scan, errors.scan),
+            (ErrorKind::Engine, errors.engine),
         ] {
             self.error(kind, n);
         }

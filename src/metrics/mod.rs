@@ -75,5 +75,27 @@ impl Exposition {
     }
 }
 
+/// The textfile a `clean` without a daemon writes: counters from every run `history` holds
+/// (with `errors` of the run just made), gauges from `status`.
+#[must_use]
+pub fn textfile(
+    history: &[crate::model::RunRecord],
+    errors: crate::report::RunErrors,
+    status: SurveyView,
+    max_target_dirs: usize,
+) -> String {
+    let mut counters = Counters::seeded(history);
+    for r in history {
+        counters.observe_counted(r, crate::report::RunErrors::default());
+    }
+    counters.observe_errors(errors);
+    Exposition {
+        status: Some(status),
+        counters,
+        max_target_dirs,
+    }
+    .render(Format::Prometheus, None)
+}
+
 #[cfg(test)]
 mod tests;

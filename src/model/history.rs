@@ -10,8 +10,13 @@ use super::Rule;
 /// One run of the policy, as history keeps it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
-    /// `schedule`, `pressure`, `manual`.
+    /// What started it: the daemon's `schedule`, `pressure` or `manual` (`run-now`); `cli` (a
+    /// `clean` by hand), `timer` (the nightly `clean` of `install.sh --timer`), `guard`.
     pub trigger: String,
+    /// Who ran it: `daemon`, `cli`, `timer` or `guard` (records from before it was kept are
+    /// the daemon's).
+    #[serde(default = "daemon_origin")]
+    pub origin: String,
     pub dry_run: bool,
     /// RFC 3339 UTC.
     pub started: String,
@@ -35,6 +40,10 @@ pub struct RunRecord {
     /// what blocked it, one line per side.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blocked: Vec<String>,
+}
+
+fn daemon_origin() -> String {
+    "daemon".into()
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

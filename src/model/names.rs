@@ -99,11 +99,17 @@ pub fn is_run_use_signal(name: &str) -> bool {
     matches!(name, "output" | "root-output" | "stdout")
 }
 
-/// Whether cachekeeper opens this file of a fingerprint dir to read it (the JSON and the hash
-/// file). Never true of a use signal: see [`is_fingerprint_use_signal`].
+/// Whether cargo never opens this file of a unit's dir just to read it: it writes it (the
+/// fingerprint's JSON, which it reads only for a unit it then rewrites; `invoked.timestamp`;
+/// a run's `stderr`). A read-only open of one is a reader's (`cp -a`, `tar`, an indexer), never a
+/// build's: see `daemon::builds`.
 #[must_use]
-pub fn is_read_by_cachekeeper(name: &str) -> bool {
-    name.ends_with(".json") || fingerprint_target(name).is_some()
+pub fn is_read_by_readers_only(name: &str, run_dir: bool) -> bool {
+    if run_dir {
+        matches!(name, "invoked.timestamp" | "stderr")
+    } else {
+        name == "invoked.timestamp" || name.ends_with(".json")
+    }
 }
 
 /// An incremental crate dir, `<crate_name>-<base36 stable crate id>`: the crate name.

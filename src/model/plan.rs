@@ -18,6 +18,8 @@ pub enum Rule {
     Orphaned,
     /// Units of uninstalled toolchains.
     Toolchain,
+    /// Units another version or feature set replaced in the last build watched.
+    Superseded,
     /// Units unused for `stale-after`.
     Stale,
     TargetBudget,
@@ -39,6 +41,7 @@ impl Rule {
             Rule::Incremental => "incremental",
             Rule::Orphaned => "orphaned",
             Rule::Toolchain => "toolchain",
+            Rule::Superseded => "superseded",
             Rule::Stale => "stale",
             Rule::TargetBudget => "target-budget",
             Rule::TotalBudget => "total-budget",
@@ -106,6 +109,9 @@ pub enum Protection {
     SharedWithImage,
     /// A BuildKit cache mount, protected by `protect-cache-mounts`.
     CacheMount,
+    /// Its last use before the daemon watched cannot be known (a `noatime` mount, or times in
+    /// the future): kept for `stale-after` from when the daemon first saw it.
+    UnknownBeforeWatch,
 }
 
 impl Protection {
@@ -120,21 +126,46 @@ impl Protection {
             Protection::InUse => "in use by a running build",
             Protection::SharedWithImage => "shared with an image",
             Protection::CacheMount => "a protected cache mount",
+            Protection::UnknownBeforeWatch => {
+                "last use unknown before the daemon started (noatime)"
+            }
         }
     }
 }
 
 /// What a protection keeps of what the rules would remove.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Kept {
     pub parts: usize,
     pub bytes: u64,
+    /// For a protection that lasts a while: when the first of them may go (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
 }
 
 impl Kept {
     pub fn add(&mut self, bytes: u64) {
         self.parts += 1;
         self.bytes = self.bytes.saturating_add(bytes);
+    }
+
+    /// Notes that one of them may go at `until` (the earliest is kept).
+    pub fn until_first(&mut self, until: std::time::SystemTime) {
+        let text = crate::units::rfc3339(until);
+        if self.until.as_ref().is_none_or(|u| text < *u) {
+            self.until = Some(text);
+        }
+    }
+
+    /// Adds what another target dir's protection keeps.
+    pub fn merge(&mut self, o: &Kept) {
+        self.parts += o.parts;
+        self.bytes = self.bytes.saturating_add(o.bytes);
+        if let Some(u) = &o.until
+            && self.until.as_ref().is_none_or(|mine| u < mine)
+        {
+            self.until = Some(u.clone());
+        }
     }
 }
 
@@ -214,9 +245,7 @@ impl CargoPlan {
         let mut all: BTreeMap<Protection, Kept> = BTreeMap::new();
         for t in &self.targets {
             for (p, k) in &t.kept {
-                let e = all.entry(*p).or_default();
-                e.parts += k.parts;
-                e.bytes = e.bytes.saturating_add(k.bytes);
+                all.entry(*p).or_default().merge(k);
             }
         }
         all

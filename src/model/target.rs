@@ -218,6 +218,10 @@ pub struct Unit {
     pub rustc: Vec<u64>,
     /// Fingerprint values of the units it depends on.
     pub deps: Vec<u64>,
+    /// How it was built (the fingerprint's profile hash: profile settings and mode, build,
+    /// check, test or doc) and for which platform (its compile kind).
+    pub profile_hash: Option<u64>,
+    pub compile_kind: Option<u64>,
     /// Indices (into [`TargetDir::units`]) of the units that depend on this one.
     pub dependents: Vec<usize>,
     pub build_script: bool,

@@ -1,16 +1,16 @@
-//! What the daemon knows of last use beyond file times: when it first saw each unit and when
-//! a build last used it, per target dir. An input of the decision, never patched into a
-//! snapshot.
+//! What the daemon knows of last use beyond file times: when it first saw each unit, when a
+//! build last used it and which build that was, per target dir. An input of the decision,
+//! never patched into a snapshot.
+//!
+//! A build is known by its id: the moment (milliseconds since the epoch) cargo took the
+//! profile's build lock. Builds of one profile never overlap (cargo's lock serializes them), so
+//! within a profile the id names one build, and a later build has a larger id.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-
-/// Events of one unit closer together than this are one use (one build opens a unit's files
-/// several times).
-pub const SAME_USE: Duration = Duration::from_secs(5);
 
 fn secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -35,6 +35,9 @@ pub struct Seen {
     /// Builds that used it since the daemon first saw it.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub uses: u32,
+    /// The last build that used it (see the module doc).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<u64>,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)]
@@ -60,27 +63,24 @@ impl LastUse {
         if let std::collections::btree_map::Entry::Vacant(e) = units.entry(key) {
             e.insert(Seen {
                 first: secs(now),
-                used: None,
-                uses: 0,
+                ..Seen::default()
             });
             self.dirty = true;
         }
     }
 
-    /// Records a use (a build read the unit's fingerprint). Returns whether it is a new use,
-    /// rather than another event of the same build (within [`SAME_USE`] of the last one).
-    pub fn record_use(&mut self, target: &Path, unit: &Path, at: SystemTime) -> bool {
+    /// Records that build `build` used the unit at `at`. Returns whether it is a new use, rather
+    /// than the same build again (a use counts once per unit and build).
+    pub fn record_use(&mut self, target: &Path, unit: &Path, at: SystemTime, build: u64) -> bool {
         let units = self.targets.entry(target.to_path_buf()).or_default();
         let seen = units.entry(crate::pathcodec::encode(unit)).or_insert(Seen {
             first: secs(at),
-            used: None,
-            uses: 0,
+            ..Seen::default()
         });
-        let new = seen
-            .used
-            .is_none_or(|u| u.saturating_add(SAME_USE.as_secs()) < secs(at));
+        let new = seen.build.is_none_or(|b| b < build);
         if new {
             seen.uses = seen.uses.saturating_add(1);
+            seen.build = Some(build);
             self.dirty = true;
         }
         if seen.used.is_none_or(|u| u < secs(at)) {
@@ -88,6 +88,29 @@ impl LastUse {
             self.dirty = true;
         }
         new
+    }
+
+    /// The last build the daemon saw use the unit.
+    #[must_use]
+    pub fn build(&self, target: &Path, unit: &Path) -> Option<u64> {
+        self.targets
+            .get(target)?
+            .get(&crate::pathcodec::encode(unit))?
+            .build
+    }
+
+    /// Only the records of `targets` (what a CLI beside the daemon asks for).
+    #[must_use]
+    pub fn only(&self, targets: &[PathBuf]) -> LastUse {
+        LastUse {
+            targets: self
+                .targets
+                .iter()
+                .filter(|(t, _)| targets.contains(t))
+                .map(|(t, u)| (t.clone(), u.clone()))
+                .collect(),
+            dirty: false,
+        }
     }
 
     #[must_use]
@@ -140,6 +163,10 @@ impl LastUse {
     }
 }
 
+/// Target dirs the daemon watches whole, and since when (this process): their uses since then
+/// are exact, and file times after it are no evidence (a reader moves access times too).
+pub type Watched = std::collections::HashMap<PathBuf, SystemTime>;
+
 /// How the daemon's watching goes.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct TrackStats {
@@ -149,6 +176,9 @@ pub struct TrackStats {
     pub watch_limit_reached: bool,
     /// Uses of units recorded since the daemon started (one per unit and build).
     pub uses: u64,
+    /// Times the kernel's event queue overflowed (uses during builds then were lost).
+    #[serde(default)]
+    pub overflows: u64,
     pub error: Option<String>,
 }
 
@@ -179,15 +209,17 @@ mod tests {
         assert_eq!(u.recorded(t, unit), None);
         u.observe(t, unit, time(500)); // seeing it again changes nothing
         assert_eq!(u.first_seen(t, unit), Some(time(100)));
-        u.record_use(t, unit, time(300));
+        assert!(u.record_use(t, unit, time(300), 300_000));
         assert_eq!(u.recorded(t, unit), Some(time(300)));
-        u.record_use(t, unit, time(200)); // older events do not move it back
+        u.record_use(t, unit, time(200), 200_000); // older events do not move it back
         assert_eq!(u.recorded(t, unit), Some(time(300)));
         assert_eq!(u.first_seen(t, unit), Some(time(100)));
-        // Events within SAME_USE of the last use are the same build; older ones are not new.
-        u.record_use(t, unit, time(302));
+        assert_eq!(u.build(t, unit), Some(300_000));
+        // The same build again is the same use, however long it ran; the next build is another.
+        assert!(!u.record_use(t, unit, time(302), 300_000));
         assert_eq!(u.use_count(t, unit), Some((1, time(100))));
-        u.record_use(t, unit, time(400));
+        assert!(u.record_use(t, unit, time(301), 301_000));
         assert_eq!(u.use_count(t, unit), Some((2, time(100))));
+        assert_eq!(u.recorded(t, unit), Some(time(302)));
     }
 }

@@ -5,5 +5,6 @@
 
 pub mod disk;
 pub mod locks;
+pub mod private;
 pub mod safefs;
 pub mod walk;

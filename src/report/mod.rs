@@ -19,10 +19,12 @@ pub mod why;
 pub use buildkit::{BuildkitCleanView, BuildkitState, BuildkitView, RecordActionView};
 pub use clean::{ActionView, CleanView, ItemKind};
 pub use doctor::{DoctorView, Finding, Severity};
-pub use history::{HealthView, HistoryView};
+pub use history::{
+    HealthView, HistoryView, RecordView, RunErrors, RunFacts, UsesView, WatchedDir, record_of,
+};
 pub use survey::{
-    ConfigOnDisk, DaemonInfo, Failure, FilesystemView, ProfileView, SkippedProfile, Source,
-    SurveyView, TargetView, TotalView, Trigger,
+    ConfigOnDisk, DaemonInfo, Failure, FilesystemView, PastRuns, ProfileView, SkippedProfile,
+    Source, SurveyView, TargetView, TotalView, Trigger,
 };
 
 pub const SCHEMA_VERSION: u32 = 1;

@@ -201,8 +201,11 @@ pub struct DaemonInfo {
     pub pid: u32,
     pub started: String,
     /// When the numbers above were measured (the daemon rescans every `rescan-interval`
-    /// and after each run).
+    /// and after each run; `status --refresh` asks it to first).
     pub measured_at: Option<String>,
+    /// How long ago that was, when the daemon answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_seconds_ago: Option<u64>,
     /// Set when the last config reload failed (the previous config is still in force).
     pub config_error: Option<String>,
     #[serde(with = "crate::pathcodec")]
@@ -253,6 +256,18 @@ pub struct SurveyView {
     /// loaded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_on_disk: Option<ConfigOnDisk>,
+    /// Without a daemon: the runs the state dir's history holds (`clean` by hand, a timer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<PastRuns>,
+}
+
+/// The last runs and the totals of a state dir's history.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PastRuns {
+    pub totals: Totals,
+    pub last_runs: Vec<RunRecord>,
+    #[serde(with = "crate::pathcodec")]
+    pub state_dir: PathBuf,
 }
 
 impl SurveyView {
@@ -353,6 +368,7 @@ impl SurveyView {
             buildkit,
             daemon: None,
             config_on_disk: None,
+            history: None,
         }
     }
 }

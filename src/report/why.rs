@@ -18,6 +18,9 @@ fn advice(p: Protection) -> &'static str {
         Protection::InUse => "it goes once the build ends",
         Protection::SharedWithImage => "remove unused images (docker image prune) to free it",
         Protection::CacheMount => "see protect-cache-mounts",
+        Protection::UnknownBeforeWatch => {
+            "the daemon keeps what it cannot know was unused for stale-after from when it first saw it"
+        }
     }
 }
 
@@ -35,6 +38,9 @@ fn clauses(kept: &BTreeMap<Protection, Kept>, skipped: &[SkippedProfile]) -> Vec
                 if !busy.is_empty() {
                     size = format!("{size} in {}", busy.join(", "));
                 }
+            }
+            if let Some(until) = &k.until {
+                size = format!("{size}, kept until {}", crate::units::local(until));
             }
             format!("{} ({size}): {}", p.describe(), advice(*p))
         })
@@ -125,6 +131,7 @@ mod tests {
         kept.insert(
             Protection::BuildRunning,
             Kept {
+                until: None,
                 parts: 2,
                 bytes: 2048,
             },

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::running::{Daemon, daemon_section, is_root};
+use crate::running::{Barrier, Daemon, daemon_section, is_root};
 use crate::support::{
     DAY, Fixture, Krate, Tmpfs, fingerprint_dirs, open_to_everyone, removed_units,
 };
@@ -680,47 +680,6 @@ fn recorded_uses(state: &Path, target: &Path) -> Vec<(String, Option<u64>)> {
         .unwrap_or_default()
 }
 
-/// A crate of one unit, built, for [`barrier`]: a daemon watching it counts one use when it is
-/// built again.
-fn barrier_crate(name: &str) -> Fixture {
-    let f = Fixture::new();
-    f.workspace(&[name]);
-    f.krate(&Krate {
-        name,
-        ..Krate::default()
-    });
-    assert!(f.cargo(&["build"]).success);
-    f
-}
-
-/// Waits until the daemon has counted every event before now: a no-op build of `crate_` (a
-/// [`barrier_crate`] it watches, not built since) makes one use, and one inotify instance
-/// delivers its events in order, so once that use is recorded, so is everything before it.
-/// Returns the uses counted then.
-fn barrier(d: &Daemon, state: &Path, crate_: &Fixture) -> u64 {
-    let b = crate_.cargo(&["build"]);
-    assert!(b.success && b.recompiled().is_empty());
-    let t = Instant::now();
-    loop {
-        // A dry run's rescan saves last-use.json before the next request is answered (and
-        // cachekeeper's own reads are never uses).
-        d.ck(&["run-now", "--dry-run"]);
-        let v = d.json(&["status"]);
-        if recorded_uses(state, &crate_.target())
-            .iter()
-            .any(|(_, used)| used.is_some())
-        {
-            return v["daemon"]["tracking"]["uses"].as_u64().unwrap();
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "the barrier build's use was never recorded: {}",
-            d.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Issue: while the daemon ran, `scan`, `clean --dry-run` and `guard` made every unit they read
 /// look just used (inotify cannot tell their reads from a build's), which silently disabled
 /// stale-after. Now only files cachekeeper never opens are a use, and a use is one per unit.
@@ -735,11 +694,12 @@ fn cachekeepers_own_reads_are_never_uses_and_a_no_op_build_is_one_per_unit() {
     let b = Fixture::new();
     b.app_and_dep();
     assert!(b.cargo(&["build"]).success);
-    let (z1, z2) = (barrier_crate("z1"), barrier_crate("z2"));
-    let roots: Vec<String> = [&a, &b, &z1, &z2]
+    let barrier = Barrier::new();
+    let mut roots: Vec<String> = [&a, &b]
         .iter()
         .map(|f| format!("{:?}", f.ws.to_str().unwrap()))
         .collect();
+    roots.push(barrier.root());
     a.config_with(
         &format!("roots = [{}]", roots.join(", ")),
         &format!(
@@ -789,7 +749,7 @@ fn cachekeepers_own_reads_are_never_uses_and_a_no_op_build_is_one_per_unit() {
         "{text}"
     );
     assert_eq!(
-        barrier(&d, &state, &z1),
+        d.barrier(&barrier),
         1,
         "cachekeeper's own reads counted as uses"
     );
@@ -798,12 +758,7 @@ fn cachekeepers_own_reads_are_never_uses_and_a_no_op_build_is_one_per_unit() {
     let noop = a.cargo(&["build"]);
     assert!(noop.success && noop.recompiled().is_empty());
     let n = units_of(&v, &a.target());
-    assert_eq!(
-        barrier(&d, &state, &z2),
-        1 + n + 1,
-        "{:#}",
-        d.json(&["status"])
-    );
+    assert_eq!(d.barrier(&barrier), 1 + n + 1, "{:#}", d.json(&["status"]));
     let recorded = recorded_uses(&state, &a.target());
     assert_eq!(recorded.len() as u64, n);
     assert!(

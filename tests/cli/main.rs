@@ -24,3 +24,4 @@ mod safety;
 mod terminal;
 mod tidy;
 mod toolchain;
+mod uses;

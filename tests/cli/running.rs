@@ -12,6 +12,8 @@ use crate::support::Fixture;
 
 pub struct Daemon {
     pub child: Child,
+    /// Its state dir (`daemon_section`'s).
+    pub state: PathBuf,
     /// The config the daemon reads (tests may break it).
     pub config: PathBuf,
     /// A copy for the CLI, which refuses to run on an invalid config.
@@ -80,6 +82,7 @@ impl Daemon {
         std::fs::copy(&config, &client_config).unwrap();
         Daemon {
             child,
+            state: f.dir.path().join("state"),
             config,
             client_config,
             log,
@@ -165,6 +168,78 @@ impl Daemon {
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// A crate of one unit under the daemon's roots, built again to tell when the daemon has seen
+/// every event before: one inotify instance delivers its events in order, so once the use of
+/// that build is recorded, so is everything before it ([`Daemon::barrier`]).
+pub struct Barrier(pub Fixture);
+
+impl Barrier {
+    pub fn new() -> Barrier {
+        let f = Fixture::new();
+        f.workspace(&["zbarrier"]);
+        f.krate(&crate::support::Krate {
+            name: "zbarrier",
+            ..crate::support::Krate::default()
+        });
+        assert!(f.cargo(&["build"]).success);
+        Barrier(f)
+    }
+
+    /// Its workspace, to list in the daemon's roots (TOML-quoted).
+    pub fn root(&self) -> String {
+        format!("{:?}", self.0.ws.to_str().unwrap())
+    }
+}
+
+/// A unit's record in the daemon's `last-use.json`: (unit, used, build).
+pub type Recorded = (String, Option<u64>, Option<u64>);
+
+impl Daemon {
+    /// What the daemon's `last-use.json` says of the units of `target`, after asking it to save
+    /// (a dry run's rescan saves before the next request is answered; cachekeeper's own reads
+    /// are never uses).
+    pub fn recorded(&self, target: &std::path::Path) -> Vec<Recorded> {
+        self.ck(&["run-now", "--dry-run"]);
+        self.json(&["status"]);
+        let text = std::fs::read_to_string(self.state.join("last-use.json")).unwrap_or_default();
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let mut out: Vec<Recorded> = v["targets"][target.to_str().unwrap()]
+            .as_object()
+            .map(|units| {
+                units
+                    .iter()
+                    .map(|(k, s)| (k.clone(), s["used"].as_u64(), s["build"].as_u64()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+
+    /// Waits until the daemon has counted every event before now (see [`Barrier`]); returns
+    /// the uses it counted since it started.
+    pub fn barrier(&self, b: &Barrier) -> u64 {
+        let before = self.recorded(&b.0.target());
+        let build = b.0.cargo(&["build"]);
+        assert!(build.success && build.recompiled().is_empty());
+        let t = Instant::now();
+        loop {
+            let now = self.recorded(&b.0.target());
+            if now.iter().any(|r| r.2.is_some()) && now != before {
+                return self.json(&["status"])["daemon"]["tracking"]["uses"]
+                    .as_u64()
+                    .unwrap();
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "the barrier build's use was never recorded: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 }

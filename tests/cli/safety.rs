@@ -44,6 +44,7 @@ fn plan_for(f: &Fixture) -> (Vec<TargetDir>, CargoPlan) {
         total_budget: None,
         min_free: None,
         eviction: cachekeeper::config::Eviction::Cost,
+        superseded_after: None,
     };
     let targets = vec![target];
     let plan = policy::plan(&policy::Input {
@@ -52,6 +53,7 @@ fn plan_for(f: &Fixture) -> (Vec<TargetDir>, CargoPlan) {
             .map(|dir| policy::Target {
                 dir,
                 signal: Signal::Relatime,
+                watched_since: None,
                 fs: 0,
             })
             .collect(),

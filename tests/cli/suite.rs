@@ -212,6 +212,7 @@ fn package_of(program: &str) -> &'static str {
         "openssl" => "openssl",
         "python3" => "python3",
         "systemd-analyze" => "systemd",
+        "rsync" => "rsync",
         _ => "see .ci/setup",
     }
 }

@@ -259,6 +259,17 @@ impl Fixture {
         } else {
             format!("{sections}\n{}", buildkit_section())
         };
+        // Its own state dir and socket, never the machine's: a `clean` records its run there, and
+        // a daemon a developer runs is never asked.
+        let sections = if sections.contains("[daemon]") {
+            sections
+        } else {
+            format!(
+                "{sections}\n[daemon]\nstate-dir = {:?}\nsocket = {:?}\n",
+                self.dir.path().join("state").to_str().unwrap(),
+                self.dir.path().join("run/ck.sock").to_str().unwrap()
+            )
+        };
         let text = format!("[cargo]\n{body}\n[disk]\nmin-free = \"none\"\n{sections}\n");
         std::fs::write(&self.config, text).unwrap();
     }
@@ -409,6 +420,9 @@ pub fn ck() -> Command {
     // Output as a pipe gets it, whatever the terminal running the tests forces.
     c.env_remove("CACHEKEEPER_CONFIG")
         .env_remove("CLICOLOR_FORCE")
+        .env_remove("CACHEKEEPER_ORIGIN")
+        // A run with no state dir configured records it here, never in the machine's.
+        .env("STATE_DIRECTORY", crate::suite::dir().join("state"))
         .env("XDG_CONFIG_HOME", "/nonexistent")
         .stdin(Stdio::null());
     c

@@ -142,7 +142,11 @@ fn counted(t: &TargetDir, often: usize) -> LastUse {
         if i == often {
             for b in 0..20u32 {
                 let at = ago(16 * DAY) + Duration::from_secs(u64::from(b) * 60_000);
-                uses.record_use(&t.path, &u.fingerprint_dir, at);
+                let build = at
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as u64;
+                uses.record_use(&t.path, &u.fingerprint_dir, at, build);
             }
         }
     }

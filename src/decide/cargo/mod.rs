@@ -4,10 +4,12 @@
 //! 1. `incremental`: incremental dirs no unit owns (superseded crate ids), incremental data
 //!    older than `incremental-max-age`, and compiled outputs no fingerprint refers to.
 //! 2. `toolchain`: units built by a rustc that is no longer installed.
-//! 3. `stale`: units not used for longer than `stale-after`.
-//! 4. budgets: while a target dir is over `target-budget`, all of them over `total-budget`,
-//!    or a filesystem under `min-free`, the least recently used units go ([`super::lru`]),
-//!    until it holds.
+//! 3. `superseded`: units another unit of the same package, profile and kind replaced in the
+//!    last build the daemon watched, gone after `superseded-after`.
+//! 4. `stale`: units not used for longer than `stale-after`.
+//! 5. budgets: while a target dir is over `target-budget`, all of them over `total-budget`,
+//!    or a filesystem under `min-free`, units go by expected rebuild cost or least recently
+//!    used first, until it holds.
 //!
 //! Whole units, and their dependents: removing a unit makes cargo rebuild it, and every unit
 //! depending on it sees a newer dependency and rebuilds too. So a unit goes together with all
@@ -15,22 +17,28 @@
 //! reads the dependency's fingerprint too), and the next build recompiles exactly what was
 //! removed. A unit's *effective* last use is the newest use of it or of any dependent.
 //!
-//! Last use comes from the unit's files and, where the daemon watches, from what it recorded
-//! ([`LastUse`]): an input, never written into the snapshot.
+//! **Last use.** Without a daemon, the unit's files say it: the access time of the files only
+//! builds and readers open (see `model::names`), and writes. Where the daemon watches a target
+//! dir whole ([`Target::watched_since`]), its record of each build's uses is exact, and file
+//! times after it started watching are no evidence (a backup or an indexer moves access times
+//! too): a unit's last use is the newest of its writes, what the daemon recorded, and its file
+//! times up to the moment the watch began. So a fresh daemon makes the plan the CLI makes.
+//! Where those file times cannot tell (a `noatime` mount, times in the future), a unit nobody
+//! was seen using is kept from first sight for `stale-after` ([`Protection::UnknownBeforeWatch`]),
+//! and the views say so.
 //!
 //! Protection: nothing used or written within `min-age` goes, nothing in a profile where a
 //! build runs (or that cargo never locked), and no group containing such a unit. A budget
 //! that cannot be met from unprotected data is reported as a shortfall.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use super::reason;
 use crate::config::{Config, Eviction, Rules, SizeSpec};
 use crate::model::{
     CargoAction, CargoPlan, Filesystem, Kept, LastUse, Part, ProfileState, Protection, Rule,
-    Shortfall, Signal, Snapshot, TargetDir, TargetPart, TargetPlan, Toolchains,
+    Shortfall, Signal, Snapshot, TargetDir, TargetPart, TargetPlan, Toolchains, Watched,
 };
 use crate::units::{age, human_bytes};
 
@@ -53,6 +61,8 @@ pub struct Settings {
     pub total_budget: Option<SizeSpec>,
     pub min_free: Option<SizeSpec>,
     pub eviction: Eviction,
+    /// `None`: the superseded rule is off.
+    pub superseded_after: Option<Duration>,
 }
 
 impl Settings {
@@ -69,6 +79,7 @@ impl Settings {
             total_budget: c.total_budget,
             min_free: config.disk.min_free,
             eviction: c.eviction,
+            superseded_after: c.superseded_after,
         }
     }
 }
@@ -76,9 +87,30 @@ impl Settings {
 /// One target dir as the rules see it.
 pub struct Target<'a> {
     pub dir: &'a TargetDir,
+    /// What its mount's file times say of use (`noatime`: nothing).
     pub signal: Signal,
+    /// When the daemon began watching it whole: its uses since are exact.
+    pub watched_since: Option<SystemTime>,
     /// Index into [`Input::filesystems`].
     pub fs: usize,
+}
+
+impl Target<'_> {
+    /// Whether "not used since T" can be concluded here.
+    #[must_use]
+    pub fn knows_use(&self) -> bool {
+        self.watched_since.is_some() || self.signal.knows_use()
+    }
+
+    /// How last use is known here, as the views name it.
+    #[must_use]
+    pub fn shown_signal(&self) -> Signal {
+        if self.watched_since.is_some() {
+            Signal::Recorded
+        } else {
+            self.signal
+        }
+    }
 }
 
 pub struct Input<'a> {
@@ -93,14 +125,14 @@ pub struct Input<'a> {
 }
 
 impl<'a> Input<'a> {
-    /// The input a snapshot gives: its target dirs, with the signal `Recorded` for those the
-    /// daemon watches whole (`tracked`).
+    /// The input a snapshot gives: its target dirs, with when the daemon began watching those
+    /// it watches whole (`watched`).
     #[must_use]
     pub fn of(
         snapshot: &'a Snapshot,
         settings: &'a Settings,
         uses: Option<&'a LastUse>,
-        tracked: &HashSet<PathBuf>,
+        watched: &Watched,
         now: SystemTime,
     ) -> Input<'a> {
         Input {
@@ -110,11 +142,8 @@ impl<'a> Input<'a> {
                 .enumerate()
                 .map(|(i, dir)| Target {
                     dir,
-                    signal: if tracked.contains(&dir.path) {
-                        Signal::Recorded
-                    } else {
-                        snapshot.signals[i]
-                    },
+                    signal: snapshot.signals[i],
+                    watched_since: watched.get(&dir.path).copied(),
                     fs: snapshot.fs_of[i],
                 })
                 .collect(),
@@ -131,9 +160,9 @@ struct State<'a> {
     input: &'a Input<'a>,
     /// Last use of every unit, per target: its files' or what the daemon recorded.
     used: Vec<Vec<SystemTime>>,
-    /// When the daemon first saw each unit, per target (the stale rule counts no unit as
-    /// unused before it watched it).
-    first_seen: Vec<Vec<Option<SystemTime>>>,
+    /// For a unit whose use before the daemon watched cannot be known (`noatime`, times in
+    /// the future) and that no build was seen using since: when the daemon first saw it.
+    unknown_since: Vec<Vec<Option<SystemTime>>>,
     /// Effective last use of every unit, per target.
     eff: Vec<Vec<SystemTime>>,
     /// Why a unit may not go, per target.
@@ -142,6 +171,8 @@ struct State<'a> {
     removed: Vec<HashSet<Part>>,
     /// Parts a rule wanted that a protection kept, per target.
     kept: Vec<HashMap<Part, Protection>>,
+    /// When kept parts may go (those kept for a while, not by a state).
+    kept_until: Vec<HashMap<Part, SystemTime>>,
     plan: CargoPlan,
 }
 
@@ -149,10 +180,10 @@ struct State<'a> {
 #[must_use]
 pub fn plan(input: &Input<'_>) -> CargoPlan {
     let n = input.targets.len();
-    let (used, first_seen): (Vec<_>, Vec<_>) = input
+    let (used, unknown_since): (Vec<_>, Vec<_>) = input
         .targets
         .iter()
-        .map(|t| recorded(t, input.uses))
+        .map(|t| last_uses(t, input.uses, input.now))
         .unzip();
     let eff = input
         .targets
@@ -163,11 +194,12 @@ pub fn plan(input: &Input<'_>) -> CargoPlan {
     let mut st = State {
         input,
         used,
-        first_seen,
+        unknown_since,
         eff,
         protected: Vec::new(),
         removed: vec![HashSet::new(); n],
         kept: vec![HashMap::new(); n],
+        kept_until: vec![HashMap::new(); n],
         plan: CargoPlan {
             targets: vec![TargetPlan::default(); n],
             ..CargoPlan::default()
@@ -175,7 +207,7 @@ pub fn plan(input: &Input<'_>) -> CargoPlan {
     };
     st.protected = (0..n).map(|t| st.protection(t)).collect();
     for t in 0..n {
-        st.plan.targets[t].signal = input.targets[t].signal;
+        st.plan.targets[t].signal = input.targets[t].shown_signal();
         let dir = input.targets[t].dir;
         st.plan.targets[t].protected_bytes = dir
             .units
@@ -197,6 +229,7 @@ pub fn plan(input: &Input<'_>) -> CargoPlan {
     if rules.toolchains {
         st.toolchain_rule();
     }
+    st.superseded_rule();
     if rules.stale {
         st.stale_rule();
     }
@@ -214,16 +247,40 @@ pub fn plan(input: &Input<'_>) -> CargoPlan {
     st.plan
 }
 
-/// Each unit's last use (its files', or a later one the daemon recorded) and when the daemon
-/// first saw it.
-fn recorded(t: &Target<'_>, uses: Option<&LastUse>) -> (Vec<SystemTime>, Vec<Option<SystemTime>>) {
+/// Each unit's last use, and when the daemon first saw those whose use before it watched is
+/// unknown (see the module doc).
+fn last_uses(
+    t: &Target<'_>,
+    uses: Option<&LastUse>,
+    now: SystemTime,
+) -> (Vec<SystemTime>, Vec<Option<SystemTime>>) {
+    let epoch = SystemTime::UNIX_EPOCH;
     t.dir
         .units
         .iter()
         .map(|u| {
             let rec = uses.and_then(|l| l.recorded(&t.dir.path, &u.fingerprint_dir));
-            let first = uses.and_then(|l| l.first_seen(&t.dir.path, &u.fingerprint_dir));
-            (u.last_used.max(rec.unwrap_or(u.last_used)), first)
+            // Access times in the future say nothing (a clock that was wrong, a copied tree).
+            let file_times_tell = t.signal.knows_use() && u.last_used <= now;
+            let Some(since) = t.watched_since else {
+                let files = if u.last_used <= now {
+                    u.last_used
+                } else {
+                    u.last_built.min(now)
+                };
+                return (files.max(rec.unwrap_or(epoch)), None);
+            };
+            let before = if file_times_tell {
+                u.last_used.min(since)
+            } else {
+                epoch
+            };
+            let used = u.last_built.min(now).max(before).max(rec.unwrap_or(epoch));
+            let unknown = (!file_times_tell && rec.is_none() && u.last_built < since).then(|| {
+                uses.and_then(|l| l.first_seen(&t.dir.path, &u.fingerprint_dir))
+                    .unwrap_or(since)
+            });
+            (used, unknown)
         })
         .unzip()
 }
@@ -234,13 +291,7 @@ fn effective_last_use(t: &Target<'_>, used: &[SystemTime]) -> Vec<SystemTime> {
     let own: Vec<SystemTime> = units
         .iter()
         .zip(used)
-        .map(|(u, used)| {
-            if t.signal.knows_use() {
-                *used
-            } else {
-                u.last_built
-            }
-        })
+        .map(|(u, used)| if t.knows_use() { *used } else { u.last_built })
         .collect();
     let mut eff: Vec<Option<SystemTime>> = vec![None; units.len()];
     // Iterative DFS over dependents; a cycle (impossible in cargo's graph, but the data is
@@ -293,6 +344,13 @@ impl State<'_> {
         self.kept[t].entry(part).or_insert(why);
     }
 
+    /// [`State::keep`], for a protection that ends `until`.
+    fn keep_until(&mut self, t: usize, part: Part, why: Protection, until: SystemTime) {
+        self.keep(t, part, why);
+        let e = self.kept_until[t].entry(part).or_insert(until);
+        *e = (*e).max(until);
+    }
+
     /// Notes that a rule wanted the unit whose group is `group`, and the group is blocked.
     fn keep_group(&mut self, t: usize, group: &[usize]) {
         for &u in group {
@@ -317,7 +375,11 @@ impl State<'_> {
             let mut kept: BTreeMap<Protection, Kept> = BTreeMap::new();
             for (part, why) in &self.kept[t] {
                 if !self.removed[t].contains(part) {
-                    kept.entry(*why).or_default().add(self.bytes_of(t, *part));
+                    let k = kept.entry(*why).or_default();
+                    k.add(self.bytes_of(t, *part));
+                    if let Some(until) = self.kept_until[t].get(part) {
+                        k.until_first(*until);
+                    }
                 }
             }
             self.plan.targets[t].kept = kept;

@@ -2,6 +2,7 @@
 //! outputs, units of uninstalled toolchains, stale units.
 
 use super::*;
+use crate::model::Unit;
 
 impl State<'_> {
     pub(super) fn incremental_rule(&mut self) {
@@ -124,7 +125,7 @@ impl State<'_> {
     pub(super) fn stale_rule(&mut self) {
         let s = self.input.settings;
         for t in 0..self.input.targets.len() {
-            if !self.input.targets[t].signal.knows_use() {
+            if !self.input.targets[t].knows_use() {
                 self.plan.targets[t].notes.push(
                     "stale rule off: its filesystem records no access times (noatime)".into(),
                 );
@@ -132,13 +133,17 @@ impl State<'_> {
             }
             let dir = self.input.targets[t].dir;
             for u in 0..dir.units.len() {
-                // A unit the daemon first saw recently may have been used before it watched.
-                let seen = self.first_seen[t][u].unwrap_or(SystemTime::UNIX_EPOCH);
-                let idle = self.since(self.eff[t][u].max(seen));
+                let idle = self.since(self.eff[t][u]);
                 if self.removed[t].contains(&Part::Unit(u)) || idle <= s.stale_after {
                     continue;
                 }
                 let group = self.group(t, u);
+                if let Some(until) = self.unknown_until(t, &group) {
+                    for &g in &group {
+                        self.keep_until(t, Part::Unit(g), Protection::UnknownBeforeWatch, until);
+                    }
+                    continue;
+                }
                 if self.group_blocked(t, &group) {
                     self.keep_group(t, &group);
                     continue;
@@ -148,4 +153,120 @@ impl State<'_> {
             }
         }
     }
+
+    /// When the last of `group`'s units whose use before the daemon watched is unknown has
+    /// been watched for `stale-after` (the stale rule may take them then); `None` when none is
+    /// kept that way now.
+    fn unknown_until(&self, t: usize, group: &[usize]) -> Option<SystemTime> {
+        let after = self.input.settings.stale_after;
+        group
+            .iter()
+            .filter_map(|&g| self.unknown_since[t][g])
+            .map(|seen| seen + after)
+            .filter(|until| *until > self.input.now)
+            .max()
+    }
+
+    /// Units another unit of the same package, profile and kind replaced in the last build the
+    /// daemon saw use either (a version bump, a feature change): they go `superseded-after`
+    /// that build, with their dependents. Two units one build used both (syn 1 and syn 2) are
+    /// never superseded, nor one used since. `superseded-after = "0s"` takes them at once,
+    /// within min-age too; a build's lock still protects them.
+    pub(super) fn superseded_rule(&mut self) {
+        let Some(after) = self.input.settings.superseded_after else {
+            return;
+        };
+        for t in 0..self.input.targets.len() {
+            let target = &self.input.targets[t];
+            let dir = target.dir;
+            let slots: Vec<Option<Slot>> = dir.units.iter().map(Slot::of).collect();
+            let (Some(uses), Some(_)) = (self.input.uses, target.watched_since) else {
+                if has_rivals(&slots) {
+                    self.plan.targets[t].notes.push(
+                        "superseded rule off: only the daemon sees which build replaced a unit (start `cachekeeper daemon`)"
+                            .into(),
+                    );
+                }
+                continue;
+            };
+            let builds: Vec<Option<u64>> = dir
+                .units
+                .iter()
+                .map(|u| uses.build(&dir.path, &u.fingerprint_dir))
+                .collect();
+            // Per slot: the newest build that used one of its units, and that unit.
+            let mut newest: HashMap<&Slot, (u64, usize)> = HashMap::new();
+            for (u, slot) in slots.iter().enumerate() {
+                if let (Some(slot), Some(b)) = (slot, builds[u]) {
+                    let e = newest.entry(slot).or_insert((b, u));
+                    if b > e.0 {
+                        *e = (b, u);
+                    }
+                }
+            }
+            for u in 0..dir.units.len() {
+                let Some(&(build, by)) = slots[u].as_ref().and_then(|s| newest.get(s)) else {
+                    continue;
+                };
+                let at = SystemTime::UNIX_EPOCH + Duration::from_millis(build);
+                if builds[u] == Some(build)
+                    || self.removed[t].contains(&Part::Unit(u))
+                    || self.eff[t][u] >= at
+                    || self.since(at) < after
+                {
+                    continue;
+                }
+                let group = self.group(t, u);
+                let blocked = group.iter().any(|&g| match self.protected[t][g] {
+                    Some(Protection::MinAge) => !after.is_zero(),
+                    Some(_) => true,
+                    None => false,
+                });
+                if blocked {
+                    self.keep_group(t, &group);
+                    continue;
+                }
+                let reason = format!(
+                    "superseded by {}, which the build {} ago used instead (superseded-after {})",
+                    dir.units[by].name(),
+                    age(self.since(at)),
+                    age(after)
+                );
+                self.remove_group(t, u, Rule::Superseded, &reason);
+            }
+        }
+    }
+}
+
+/// What makes two units rivals: the same package, profile and targets (kind and name), built
+/// the same way (the fingerprint's profile hash covers build, check, test and doc, and the
+/// profile's settings) for the same platform. Two versions, or two feature sets, of one crate.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Slot {
+    package: String,
+    profile: u16,
+    targets: Vec<String>,
+    how: u64,
+    platform: u64,
+}
+
+impl Slot {
+    fn of(u: &Unit) -> Option<Slot> {
+        let mut targets = u.targets.clone();
+        targets.sort();
+        targets.dedup();
+        Some(Slot {
+            package: u.package.clone(),
+            profile: u.key.profile,
+            targets,
+            how: u.profile_hash?,
+            platform: u.compile_kind?,
+        })
+    }
+}
+
+/// Whether any two units are rivals.
+fn has_rivals(slots: &[Option<Slot>]) -> bool {
+    let mut seen = HashSet::new();
+    slots.iter().flatten().any(|s| !seen.insert(s))
 }

@@ -28,6 +28,8 @@ pub(super) fn unit(n: u64, used: Duration, bytes: u64) -> Unit {
         fingerprints: vec![1000 + n],
         rustc: vec![7],
         deps: Vec::new(),
+        profile_hash: Some(11),
+        compile_kind: Some(0),
         dependents: Vec::new(),
         build_script: false,
         paths: vec![PathBuf::from(format!("debug/.fingerprint/p{n}-{n:016x}"))],
@@ -100,6 +102,7 @@ pub(super) fn settings() -> Settings {
         total_budget: None,
         min_free: None,
         eviction: Eviction::Lru,
+        superseded_after: Some(2 * DAY),
     }
 }
 
@@ -139,10 +142,28 @@ pub(super) fn run_recorded(
     signal: Signal,
     uses: Option<&LastUse>,
 ) -> CargoPlan {
+    run_watched(targets, s, fss, tc, signal, uses, None)
+}
+
+/// A plan for target dirs a daemon has watched whole since `watched_since`.
+pub(super) fn run_watched(
+    targets: &[TargetDir],
+    s: &Settings,
+    fss: &[Filesystem],
+    tc: Option<&Toolchains>,
+    signal: Signal,
+    uses: Option<&LastUse>,
+    watched_since: Option<SystemTime>,
+) -> CargoPlan {
     plan(&Input {
         targets: targets
             .iter()
-            .map(|dir| Target { dir, signal, fs: 0 })
+            .map(|dir| Target {
+                dir,
+                signal,
+                watched_since,
+                fs: 0,
+            })
             .collect(),
         filesystems: fss,
         toolchains: tc,
@@ -257,7 +278,8 @@ fn young_units_are_never_removed_and_the_shortfall_is_said() {
         p.targets[0].kept.get(&Protection::MinAge),
         Some(&Kept {
             parts: 1,
-            bytes: 100
+            bytes: 100,
+            until: None,
         })
     );
 }
@@ -283,7 +305,8 @@ fn busy_profiles_are_left_alone() {
         p.kept().get(&Protection::BuildRunning),
         Some(&Kept {
             parts: 1,
-            bytes: 100
+            bytes: 100,
+            until: None,
         })
     );
 }
@@ -459,23 +482,301 @@ fn a_shared_inode_counts_when_its_last_owner_goes() {
     );
 }
 
+/// Issue: a fresh daemon counted first sight as a use, so it planned 132 KiB where the CLI
+/// planned 4.75 MiB of stale units. Where file times tell, the daemon trusts them up to the
+/// moment it began watching, as the CLI does; after it, only builds it saw and writes count.
 #[test]
-fn first_sight_holds_off_the_stale_rule_but_not_budgets() {
+fn a_daemon_trusts_file_times_until_it_watches_and_its_own_record_after() {
+    let t = vec![target("/t", vec![unit(1, 60 * DAY, 100)])];
+    let fss = fs(900_000);
+    let mut uses = LastUse::default();
+    uses.observe(
+        std::path::Path::new("/t"),
+        &t[0].units[0].fingerprint_dir,
+        ago(DAY),
+    );
+    // A fresh daemon (watching for a day, first saw it then): the CLI's plan.
+    let cli = run(&t, &settings(), &fss, None);
+    assert_eq!(removed(&cli, &t), vec![(0, 1, Rule::Stale)]);
+    let daemon = run_watched(
+        &t,
+        &settings(),
+        &fss,
+        None,
+        Signal::Relatime,
+        Some(&uses),
+        Some(ago(DAY)),
+    );
+    assert_eq!(removed(&daemon, &t), removed(&cli, &t));
+
+    // A backup read it an hour ago (its access time moved), while the daemon watched for 40
+    // days: the CLI is fooled, the daemon is not.
+    let mut read = t.clone();
+    read[0].units[0].last_used = ago(Duration::from_secs(3600));
+    assert!(run(&read, &settings(), &fss, None).actions.is_empty());
+    let daemon = run_watched(
+        &read,
+        &settings(),
+        &fss,
+        None,
+        Signal::Relatime,
+        Some(&uses),
+        Some(ago(40 * DAY)),
+    );
+    assert_eq!(removed(&daemon, &read), vec![(0, 1, Rule::Stale)]);
+    // A build the daemon saw use it keeps it.
+    let mut used = uses.clone();
+    let at = ago(2 * DAY);
+    used.record_use(
+        std::path::Path::new("/t"),
+        &read[0].units[0].fingerprint_dir,
+        at,
+        5,
+    );
+    let daemon = run_watched(
+        &read,
+        &settings(),
+        &fss,
+        None,
+        Signal::Relatime,
+        Some(&used),
+        Some(ago(40 * DAY)),
+    );
+    assert!(daemon.actions.is_empty());
+}
+
+/// On noatime the daemon cannot know a unit's use before it watched: it keeps it for
+/// stale-after from first sight, says until when, and budgets may still take it.
+#[test]
+fn on_noatime_a_daemon_keeps_what_it_cannot_know_from_first_sight_but_not_from_budgets() {
     let a = unit(1, 60 * DAY, 100);
     let mut uses = LastUse::default();
     uses.observe(std::path::Path::new("/t"), &a.fingerprint_dir, ago(DAY));
     let t = vec![target("/t", vec![a])];
     let fss = fs(900_000);
-    let p = run_recorded(&t, &settings(), &fss, None, Signal::Relatime, Some(&uses));
-    assert!(p.actions.is_empty(), "seen a day ago: not stale yet");
-    let p = run(&t, &settings(), &fss, None);
+    let watched = |s: &Settings, uses: &LastUse| {
+        run_watched(
+            &t,
+            s,
+            &fss,
+            None,
+            Signal::BuildTimeOnly,
+            Some(uses),
+            Some(ago(DAY)),
+        )
+    };
+    let p = watched(&settings(), &uses);
+    assert!(p.actions.is_empty(), "seen a day ago: not known stale yet");
+    let kept = &p.targets[0].kept[&Protection::UnknownBeforeWatch];
+    assert_eq!((kept.parts, kept.bytes), (1, 100));
     assert_eq!(
-        removed(&p, &t),
-        vec![(0, 1, Rule::Stale)],
-        "never seen: stale"
+        kept.until.as_deref(),
+        Some(crate::units::rfc3339(ago(DAY) + 30 * DAY).as_str())
     );
+    // Without a daemon on noatime the stale rule is off altogether.
+    let p = run_recorded(&t, &settings(), &fss, None, Signal::BuildTimeOnly, None);
+    assert!(p.actions.is_empty());
     let mut s = settings();
     s.target_budget = Some(SizeSpec::Bytes(0));
-    let p = run_recorded(&t, &s, &fss, None, Signal::Relatime, Some(&uses));
-    assert_eq!(removed(&p, &t), vec![(0, 1, Rule::TargetBudget)]);
+    assert_eq!(
+        removed(&watched(&s, &uses), &t),
+        vec![(0, 1, Rule::TargetBudget)]
+    );
+    // Watched for longer than stale-after: known unused since it watched.
+    let mut old = LastUse::default();
+    old.observe(
+        std::path::Path::new("/t"),
+        &t[0].units[0].fingerprint_dir,
+        ago(31 * DAY),
+    );
+    let p = run_watched(
+        &t,
+        &settings(),
+        &fss,
+        None,
+        Signal::BuildTimeOnly,
+        Some(&old),
+        Some(ago(31 * DAY)),
+    );
+    assert_eq!(removed(&p, &t), vec![(0, 1, Rule::Stale)]);
+}
+
+/// Two versions (or feature sets) of one crate, `old` and `new`, and what a daemon recorded:
+/// `old_build` last used the old one, `new_build` the new one (build ids in milliseconds).
+fn rivals(old_used: Duration, new_used: Duration) -> Vec<TargetDir> {
+    let mut old = unit(1, old_used, 100);
+    let mut new = unit(2, new_used, 100);
+    for u in [&mut old, &mut new] {
+        u.package = "serde".into();
+        u.targets = vec!["lib-serde".into()];
+    }
+    // `app` (unit 3) was built on the old serde and is used by nothing since.
+    let mut app = unit(3, old_used, 50);
+    app.deps = vec![old.fingerprints[0]];
+    old.dependents = vec![2];
+    let t = target("/t", vec![old, new, app]);
+    vec![t]
+}
+
+fn build_id(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn recorded_builds(t: &TargetDir, builds: &[(usize, SystemTime)]) -> LastUse {
+    let mut uses = LastUse::default();
+    for u in &t.units {
+        uses.observe(&t.path, &u.fingerprint_dir, ago(30 * DAY));
+    }
+    for &(u, at) in builds {
+        uses.record_use(&t.path, &t.units[u].fingerprint_dir, at, build_id(at));
+    }
+    uses
+}
+
+#[test]
+fn a_unit_another_version_replaced_in_a_watched_build_goes_after_superseded_after() {
+    let t = rivals(5 * DAY, 3 * DAY);
+    let uses = recorded_builds(
+        &t[0],
+        &[(0, ago(5 * DAY)), (2, ago(5 * DAY)), (1, ago(3 * DAY))],
+    );
+    let fss = fs(900_000);
+    let watched = |s: &Settings, uses: &LastUse, t: &[TargetDir]| {
+        run_watched(
+            t,
+            s,
+            &fss,
+            None,
+            Signal::Relatime,
+            Some(uses),
+            Some(ago(30 * DAY)),
+        )
+    };
+    // The old serde and the app built on it go: 3 days since the build that used the new one.
+    let p = watched(&settings(), &uses, &t);
+    let mut gone = removed(&p, &t);
+    gone.sort();
+    assert_eq!(
+        gone,
+        vec![(0, 1, Rule::Superseded), (0, 3, Rule::Superseded)]
+    );
+    let reason = &p
+        .actions
+        .iter()
+        .find(|a| a.item.part == Part::Unit(0))
+        .unwrap()
+        .reason;
+    assert!(
+        reason.contains("superseded by serde-0000000000000002"),
+        "{reason}"
+    );
+    // Not yet, with a week's wait.
+    let mut s = settings();
+    s.superseded_after = Some(7 * DAY);
+    assert!(watched(&s, &uses, &t).actions.is_empty());
+    // Off.
+    s.superseded_after = None;
+    assert!(watched(&s, &uses, &t).actions.is_empty());
+    // Without the daemon's record: off, and said.
+    let p = run(&t, &settings(), &fss, None);
+    assert!(p.actions.is_empty());
+    assert!(
+        p.targets[0]
+            .notes
+            .iter()
+            .any(|n| n.contains("superseded rule off")),
+        "{:?}",
+        p.targets[0].notes
+    );
+}
+
+#[test]
+fn two_versions_one_build_uses_are_never_superseded_nor_one_used_since() {
+    let t = rivals(3 * DAY, 3 * DAY);
+    let fss = fs(900_000);
+    let at = ago(3 * DAY);
+    // One build used both (syn 1 and syn 2).
+    let mut uses = LastUse::default();
+    for u in &t[0].units[..2] {
+        uses.record_use(&t[0].path, &u.fingerprint_dir, at, 77);
+    }
+    let p = run_watched(
+        &t,
+        &settings(),
+        &fss,
+        None,
+        Signal::Relatime,
+        Some(&uses),
+        Some(ago(30 * DAY)),
+    );
+    assert!(p.actions.is_empty(), "{:?}", removed(&p, &t));
+    // The old one used again after the build that used the new one.
+    let uses = recorded_builds(&t[0], &[(1, ago(4 * DAY)), (0, ago(3 * DAY))]);
+    let p = run_watched(
+        &t,
+        &settings(),
+        &fss,
+        None,
+        Signal::Relatime,
+        Some(&uses),
+        Some(ago(30 * DAY)),
+    );
+    assert!(
+        !removed(&p, &t).iter().any(|r| r.1 == 1),
+        "{:?}",
+        removed(&p, &t)
+    );
+}
+
+#[test]
+fn superseded_after_zero_takes_them_at_once_even_within_min_age_but_never_under_a_build() {
+    let young = Duration::from_secs(600);
+    let t = rivals(young * 2, young);
+    let uses = recorded_builds(&t[0], &[(0, ago(young * 2)), (1, ago(young))]);
+    let fss = fs(900_000);
+    let mut s = settings();
+    s.superseded_after = Some(Duration::ZERO);
+    let p = run_watched(
+        &t,
+        &s,
+        &fss,
+        None,
+        Signal::Relatime,
+        Some(&uses),
+        Some(ago(30 * DAY)),
+    );
+    let mut gone = removed(&p, &t);
+    gone.sort();
+    assert_eq!(
+        gone,
+        vec![(0, 1, Rule::Superseded), (0, 3, Rule::Superseded)]
+    );
+    // With a wait, min-age keeps it as it keeps everything young.
+    s.superseded_after = Some(Duration::from_secs(60));
+    let p = run_watched(
+        &t,
+        &s,
+        &fss,
+        None,
+        Signal::Relatime,
+        Some(&uses),
+        Some(ago(30 * DAY)),
+    );
+    assert!(p.actions.is_empty());
+    // A build running in the profile keeps it whatever the setting.
+    let mut busy = t.clone();
+    busy[0].profiles[0].state = ProfileState::Busy;
+    s.superseded_after = Some(Duration::ZERO);
+    let p = run_watched(
+        &busy,
+        &s,
+        &fss,
+        None,
+        Signal::Relatime,
+        Some(&uses),
+        Some(ago(30 * DAY)),
+    );
+    assert!(p.actions.is_empty());
 }

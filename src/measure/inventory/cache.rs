@@ -13,10 +13,13 @@ use crate::os::safefs::Meta;
 /// What a fingerprint file said.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Parsed {
-    /// A `*.json`: the rustc hash and the fingerprint values of the dependencies.
+    /// A `*.json`: the rustc hash, the fingerprint values of the dependencies, and how and for
+    /// which platform the unit was built (the hashes of its profile and compile kind).
     Json {
         rustc: u64,
         deps: Vec<u64>,
+        profile: Option<u64>,
+        compile_kind: Option<u64>,
     },
     /// A hash file: the unit's fingerprint value.
     Hash(u64),

@@ -246,6 +246,8 @@ fn assemble(
             fingerprints: u.fingerprints,
             rustc: u.rustc,
             deps: u.deps,
+            profile_hash: u.profile_hash,
+            compile_kind: u.compile_kind,
             dependents: Vec::new(),
             build_script: u.build_script,
             paths: u.paths,

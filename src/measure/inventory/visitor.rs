@@ -90,6 +90,8 @@ pub(super) struct UnitAcc {
     pub fingerprints: Vec<u64>,
     pub rustc: Vec<u64>,
     pub deps: Vec<u64>,
+    pub profile_hash: Option<u64>,
+    pub compile_kind: Option<u64>,
     pub build_script: bool,
     pub last_used: Option<SystemTime>,
     pub last_built: Option<SystemTime>,
@@ -122,6 +124,8 @@ impl UnitAcc {
         self.fingerprints.extend(o.fingerprints);
         self.rustc.extend(o.rustc);
         self.deps.extend(o.deps);
+        self.profile_hash = self.profile_hash.or(o.profile_hash);
+        self.compile_kind = self.compile_kind.or(o.compile_kind);
         self.build_script |= o.build_script;
         self.last_used = later_opt(self.last_used, o.last_used);
         self.last_built = later_opt(self.last_built, o.last_built);
@@ -217,6 +221,10 @@ struct FingerprintJson {
     rustc: u64,
     #[serde(default)]
     deps: Vec<Vec<serde_json::Value>>,
+    #[serde(default)]
+    profile: Option<u64>,
+    #[serde(default)]
+    compile_kind: Option<u64>,
 }
 
 impl InventoryVisitor<'_> {
@@ -377,9 +385,16 @@ impl InventoryVisitor<'_> {
             None => read(),
         };
         match parsed {
-            Parsed::Json { rustc, deps } => {
+            Parsed::Json {
+                rustc,
+                deps,
+                profile,
+                compile_kind,
+            } => {
                 unit.rustc.push(rustc);
                 unit.deps.extend(deps);
+                unit.profile_hash = unit.profile_hash.or(profile);
+                unit.compile_kind = unit.compile_kind.or(compile_kind);
             }
             Parsed::Hash(v) => unit.fingerprints.push(v),
             Parsed::Unreadable => unit.unreadable += 1,
@@ -403,6 +418,8 @@ fn parse_fingerprint(dirfd: BorrowedFd<'_>, name: &str, json: bool) -> Parsed {
                 // Each dependency is [package id, name, public, fingerprint hash]; only the
                 // last element is needed, and it is last in every cargo version.
                 deps: fp.deps.iter().filter_map(|d| d.last()?.as_u64()).collect(),
+                profile: fp.profile,
+                compile_kind: fp.compile_kind,
             })
     } else {
         safefs::read_small_at(dirfd, OsStr::new(name), 64)

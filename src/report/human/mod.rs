@@ -125,7 +125,17 @@ fn kept_line(kept: &std::collections::BTreeMap<Protection, Kept>) -> Option<Stri
     let parts: Vec<String> = kept
         .iter()
         .filter(|(_, k)| k.bytes > 0)
-        .map(|(p, k)| format!("{} {}", human_bytes(k.bytes), p.describe()))
+        .map(|(p, k)| match &k.until {
+            Some(until) => format!(
+                "{} {}, {}, kept until {}: {}",
+                k.parts,
+                if k.parts == 1 { "part" } else { "parts" },
+                human_bytes(k.bytes),
+                local(until),
+                p.describe()
+            ),
+            None => format!("{} {}", human_bytes(k.bytes), p.describe()),
+        })
         .collect();
     (!parts.is_empty()).then(|| parts.join(", "))
 }

@@ -363,10 +363,18 @@ pub fn status(v: &SurveyView, style: Style) -> String {
     buildkit(&v.buildkit, false, style, &mut out);
     filesystems(v, style, &mut out);
     if v.daemon.is_none() {
-        let _ = writeln!(
-            out,
-            "Last runs: none recorded (run history is kept by the daemon)."
-        );
+        match &v.history {
+            Some(h) if !h.last_runs.is_empty() => {
+                let _ = writeln!(out, "Last runs (history in {}):", h.state_dir.display());
+                for r in h.last_runs.iter().rev().take(5) {
+                    let _ = writeln!(out, "  {}", run_line(r));
+                }
+                let _ = writeln!(out, "  reclaimed in total: {}", totals_line(&h.totals));
+            }
+            _ => {
+                let _ = writeln!(out, "Last runs: none recorded yet.");
+            }
+        }
     }
     let _ = writeln!(
         out,
@@ -404,7 +412,13 @@ fn daemon(d: &DaemonInfo) -> String {
             .unwrap_or_default()
     );
     if let Some(m) = &d.measured_at {
-        let _ = writeln!(out, "  numbers above measured at {}", local(m));
+        let ago = d.measured_seconds_ago.map_or_else(String::new, |s| {
+            format!(
+                " ({} ago; `status --refresh` measures again)",
+                crate::units::age(std::time::Duration::from_secs(s))
+            )
+        });
+        let _ = writeln!(out, "  numbers above measured at {}{ago}", local(m));
     }
     let t = &d.tracking;
     let _ = writeln!(
