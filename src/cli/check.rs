@@ -82,6 +82,7 @@ fn describe_config(c: &Config) -> String {
          stale-after:         {}\n\
          min-age:             {}\n\
          incremental-max-age: {}\n\
+         superseded-after:    {}\n\
          rules:               incremental {}, toolchains {}, stale {}, budgets {}\n\
          eviction:            {}\n",
         c.source,
@@ -92,6 +93,9 @@ fn describe_config(c: &Config) -> String {
         format_duration(c.cargo.stale_after),
         format_duration(c.cargo.min_age),
         format_duration(c.cargo.incremental_max_age),
+        c.cargo
+            .superseded_after
+            .map_or_else(|| "off".to_string(), format_duration),
         on(r.incremental),
         on(r.toolchains),
         on(r.stale),
