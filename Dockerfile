@@ -41,11 +41,11 @@ FROM ${BINARY} AS binary
 FROM ${RUNTIME_IMAGE}
 # The binary stays root's; the state and socket dirs are writable by whichever user runs it
 # (mode 1777, like /tmp), so `--user` can match the owner of the work dirs. cachekeeper keeps
-# its state in a dir of its own inside (`state/`, mode 0700, the running user's): it never
-# writes its files in a dir that others may write to.
+# its state and its socket in dirs of its own inside them (`state/`, `daemon/`: mode 0700, the
+# running user's): it never makes its files in a dir that others may write to.
 COPY --from=binary /out/root/ /
 COPY deploy/container.toml /etc/cachekeeper/config.toml
-ENV CACHEKEEPER_SOCKET=/run/cachekeeper/cachekeeper.sock \
+ENV CACHEKEEPER_SOCKET=/run/cachekeeper/daemon/cachekeeper.sock \
     STATE_DIRECTORY=/var/lib/cachekeeper/state
 USER 65532:65532
 VOLUME ["/var/lib/cachekeeper"]

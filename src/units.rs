@@ -104,6 +104,30 @@ pub fn age(d: Duration) -> String {
     }
 }
 
+/// Text safe to show on a terminal: control characters (C0 but newline, DEL, C1) and the
+/// Unicode controls that reorder or hide text (bidi overrides and isolates, zero-width
+/// joiners aside) are written as `\u{..}`, so no escape sequence from a file we read reaches
+/// the terminal raw.
+#[must_use]
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        (c.is_control() && c != '\n')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// A value as error messages quote it: debug-quoted, and cut after 60 characters (a bad value
 /// can be megabytes long).
 #[must_use]

@@ -42,9 +42,14 @@ pub trait Observer {
 pub struct NoObserver;
 impl Observer for NoObserver {}
 
-/// The last use the unit's files show now, read the way the scan read it
-/// ([`crate::model::names::use_time`]), if they still exist.
-fn files_last_use(root: BorrowedFd<'_>, unit: &crate::model::Unit) -> Option<SystemTime> {
+/// The last use the unit's files show now, read the way the plan read it
+/// ([`crate::model::names::use_time`]; access times no later than `watched_since`, where the
+/// daemon watches), if they still exist.
+fn files_last_use(
+    root: BorrowedFd<'_>,
+    unit: &crate::model::Unit,
+    watched_since: Option<SystemTime>,
+) -> Option<SystemTime> {
     let in_dir = |rel: &Path, run_dir: bool| -> Option<SystemTime> {
         let dir = safefs::open_rel_dir(root, rel).ok()?;
         let list = rustix::fs::Dir::read_from(dir.as_fd()).ok()?;
@@ -53,8 +58,9 @@ fn files_last_use(root: BorrowedFd<'_>, unit: &crate::model::Unit) -> Option<Sys
             .filter_map(|e| {
                 let meta = safefs::stat_at_c(dir.as_fd(), e.file_name()).ok()?;
                 let name = e.file_name().to_str().ok()?;
+                let atime = watched_since.map_or(meta.atime, |s| meta.atime.min(s));
                 (meta.kind == safefs::Kind::File)
-                    .then(|| crate::model::names::use_time(name, meta.atime, meta.mtime, run_dir))
+                    .then(|| crate::model::names::use_time(name, atime, meta.mtime, run_dir))
             })
             .max()
     };
@@ -140,7 +146,10 @@ pub fn sweep(
                     result(i, status.clone(), vec![why.clone()])
                 }
                 ProfileAccess::Locked(_) => {
-                    if let Some(status) = must_keep(root.as_fd(), target, action, &kept, live) {
+                    let since = plan.targets.get(t).and_then(|p| p.watched_since);
+                    if let Some(status) =
+                        must_keep(root.as_fd(), target, action, &kept, live, since)
+                    {
                         if let Part::Unit(u) = action.item.part {
                             kept.insert(u);
                         }
@@ -269,6 +278,7 @@ fn must_keep(
     action: &CargoAction,
     kept: &HashSet<usize>,
     live: Option<&dyn RecordedUses>,
+    watched_since: Option<SystemTime>,
 ) -> Option<Status> {
     match action.item.part {
         Part::Unit(u) => {
@@ -279,7 +289,7 @@ fn must_keep(
             let planned = action
                 .last_use
                 .unwrap_or_else(|| unit.last_used.max(unit.last_built));
-            let used = files_last_use(root, unit)
+            let used = files_last_use(root, unit, watched_since)
                 .max(live.and_then(|l| l.recorded_use(&target.path, &unit.fingerprint_dir)));
             if used.is_some_and(|t| t > planned) {
                 return Some(Status::SkippedUsed);

@@ -171,7 +171,7 @@ fn write_textfile(
         &history.last(usize::MAX),
         errors,
         status,
-        ctx.config.metrics.max_target_dirs,
+        &ctx.config.metrics,
     );
     crate::os::private::replace_file(path, text.as_bytes(), 0o644)
         .map_err(|e| format!("cannot write the metrics textfile {}: {e}", path.display()))

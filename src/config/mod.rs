@@ -66,6 +66,9 @@ pub struct MetricsConfig {
     pub textfile: Option<PathBuf>,
     /// How many target dirs get series of their own (the largest); the rest are summed.
     pub max_target_dirs: usize,
+    /// Whether target dirs' and filesystems' paths are label values; `false`: a stable short
+    /// hash of each (for hosts shared by several users).
+    pub paths: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -342,6 +345,7 @@ pub fn defaults(env: &Env) -> Config {
             listen: None,
             textfile: None,
             max_target_dirs: 0,
+            paths: true,
         },
     };
     // The embedded file is tested to validate (see the tests below), so this cannot fail.
@@ -355,7 +359,7 @@ pub fn defaults(env: &Env) -> Config {
 }
 
 const TOP_KEYS: &[&str] = &["cargo", "buildkit", "daemon", "disk", "metrics"];
-const METRICS_KEYS: &[&str] = &["listen", "textfile", "max-target-dirs"];
+const METRICS_KEYS: &[&str] = &["listen", "textfile", "max-target-dirs", "paths"];
 const DAEMON_KEYS: &[&str] = &[
     "schedule",
     "poll-interval",
@@ -519,6 +523,9 @@ fn apply(doc: &Doc<'_>, config: &mut Config, env: &Env) -> Result<(), ConfigErro
         }
         if let Some(n) = m.count("max-target-dirs", 1, 10_000)? {
             c.max_target_dirs = n;
+        }
+        if let Some(on) = m.bool("paths")? {
+            c.paths = on;
         }
     }
     config.warnings = warnings(config);

@@ -40,6 +40,7 @@ impl Exporter {
             status: None,
             counters: crate::metrics::Counters::seeded(history),
             max_target_dirs: config.max_target_dirs,
+            paths: config.paths,
         }));
         let mut e = Exporter {
             shared,
@@ -68,7 +69,11 @@ impl Exporter {
     /// the new one cannot be).
     pub(super) fn reconfigure(&mut self, config: &MetricsConfig) -> Result<(), String> {
         self.textfile.clone_from(&config.textfile);
-        lock(&self.shared).max_target_dirs = config.max_target_dirs;
+        {
+            let mut e = lock(&self.shared);
+            e.max_target_dirs = config.max_target_dirs;
+            e.paths = config.paths;
+        }
         if self.server.as_ref().map(|(a, _)| *a) == config.listen {
             return Ok(());
         }

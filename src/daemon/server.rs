@@ -32,31 +32,32 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 pub const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Binds the control socket (mode 0600), replacing a stale one left by a crash, but never a
-/// live one nor a file that is not a socket.
+/// live one nor a file that is not a socket. Its directory is created 0700 where missing, and
+/// must be this user's (or root's) and writable by nobody else: the socket is made inside the
+/// directory's handle, so a link planted on the way or at the name is never followed.
 pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
-    use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
-    if let Some(dir) = path.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("creating {}", dir.display()))?;
-    }
+    use std::os::fd::AsRawFd;
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        anyhow::bail!("{} names no socket in a directory", path.display());
+    };
+    let dir = crate::os::private::PrivateDir::open(dir)
+        .with_context(|| format!("the socket's directory {}", dir.display()))?;
     if std::os::unix::net::UnixStream::connect(path).is_ok() {
         anyhow::bail!("another daemon answers at {}", path.display());
     }
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if !m.file_type().is_socket() => anyhow::bail!(
-            "{} exists and is not a socket: refusing to replace it (set [daemon] socket elsewhere)",
+    dir.remove_stale_socket(name).with_context(|| {
+        format!(
+            "{}: refusing to replace it (set [daemon] socket elsewhere)",
             path.display()
-        ),
-        Ok(_) => std::fs::remove_file(path)
-            .with_context(|| format!("removing the stale socket {}", path.display()))?,
-        Err(_) => {}
-    }
+        )
+    })?;
+    // bind(2) has no *at form: the dir's own fd names it, so nothing on the way is resolved.
+    let via_fd = Path::new("/proc/self/fd")
+        .join(dir.as_fd().as_raw_fd().to_string())
+        .join(name);
     let listener =
-        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        UnixListener::bind(&via_fd).with_context(|| format!("binding {}", path.display()))?;
+    dir.chmod(name, 0o600)
         .with_context(|| format!("setting the mode of {}", path.display()))?;
     Ok(listener)
 }

@@ -6,11 +6,21 @@
 //! so `!**/x` never brings back what an excluded directory holds (checked against the engine
 //! in tests/cli/doctor.rs).
 
-use globset::{GlobBuilder, GlobMatcher};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+
+/// The deepest nesting of `{...}` alternatives accepted in one pattern (globset panics on some
+/// deep ones; real ignore files nest one or two).
+const MAX_NESTING: usize = 8;
+/// The longest pattern accepted.
+const MAX_PATTERN: usize = 4096;
 
 pub struct Ignore {
-    /// Each line: its glob, whether it is an exception, and its cleaned text.
-    rules: Vec<(GlobMatcher, bool, String)>,
+    /// Every line's glob, compiled once into one set (20,000 lines are matched as fast as one).
+    set: GlobSet,
+    /// Per line of `set`: whether it is an exception (`!`), and its cleaned text.
+    rules: Vec<(bool, String)>,
+    /// Lines that are not valid patterns (they exclude nothing), with why.
+    pub errors: Vec<String>,
 }
 
 /// `a/b/../c/` → `a/c`, as Go's `filepath.Clean` does to each pattern.
@@ -28,51 +38,109 @@ fn clean(p: &str) -> String {
     parts.join("/")
 }
 
+/// How deep `{...}` alternatives nest in `pattern` (escapes skipped).
+fn nesting(pattern: &str) -> usize {
+    let (mut depth, mut max, mut escaped) = (0usize, 0usize, false);
+    for c in pattern.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+/// Compiles one pattern, or says why it cannot be: never panics, whatever the line holds.
+fn glob(pattern: &str) -> Result<globset::Glob, String> {
+    if pattern.len() > MAX_PATTERN {
+        return Err(format!("longer than {MAX_PATTERN} bytes"));
+    }
+    if nesting(pattern) > MAX_NESTING {
+        return Err(format!("{{...}} nested deeper than {MAX_NESTING}"));
+    }
+    let built = std::panic::catch_unwind(|| {
+        GlobBuilder::new(pattern)
+            .literal_separator(true)
+            .backslash_escape(true)
+            .build()
+    });
+    match built {
+        Ok(Ok(g)) => Ok(g),
+        Ok(Err(e)) => Err(e.kind().to_string()),
+        Err(_) => Err("the pattern could not be compiled".into()),
+    }
+}
+
 impl Ignore {
     #[must_use]
     pub fn parse(text: &str) -> Ignore {
-        let rules = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .filter_map(|l| {
-                let (exception, pattern) = match l.strip_prefix('!') {
-                    Some(p) => (true, p.trim()),
-                    None => (false, l),
-                };
-                let pattern = clean(pattern);
-                if pattern.is_empty() {
-                    return None;
-                }
-                let glob = GlobBuilder::new(&pattern)
-                    .literal_separator(true)
-                    .backslash_escape(true)
-                    .build()
-                    .ok()?;
-                Some((glob.compile_matcher(), exception, pattern))
-            })
-            .collect();
-        Ignore { rules }
-    }
-
-    /// Whether `rel` (slash-separated, relative to the context root) stays out of the context.
-    #[must_use]
-    pub fn excludes(&self, rel: &str) -> bool {
-        let rel = clean(rel);
-        let mut excluded = false;
-        for (glob, exception, _) in &self.rules {
-            let mut hit = glob.is_match(&rel);
-            // A parent dir that matches takes its contents along.
-            let mut at = rel.as_str();
-            while !hit && let Some((parent, _)) = at.rsplit_once('/') {
-                hit = glob.is_match(parent);
-                at = parent;
+        let mut builder = GlobSetBuilder::new();
+        let mut rules = Vec::new();
+        let mut errors = Vec::new();
+        for (n, l) in text.lines().enumerate() {
+            let l = l.trim();
+            if l.is_empty() || l.starts_with('#') {
+                continue;
             }
-            if hit {
-                excluded = !exception;
+            let (exception, pattern) = match l.strip_prefix('!') {
+                Some(p) => (true, p.trim()),
+                None => (false, l),
+            };
+            let pattern = clean(pattern);
+            if pattern.is_empty() {
+                continue;
+            }
+            match glob(&pattern) {
+                Ok(g) => {
+                    builder.add(g);
+                    rules.push((exception, pattern));
+                }
+                Err(why) => errors.push(format!(
+                    "line {}: {}: {why}",
+                    n + 1,
+                    crate::units::quoted(&pattern)
+                )),
             }
         }
-        excluded
+        let set = match std::panic::catch_unwind(move || builder.build()) {
+            Ok(Ok(set)) => set,
+            Ok(Err(e)) => {
+                errors.push(format!("the patterns could not be compiled together: {e}"));
+                rules.clear();
+                GlobSet::empty()
+            }
+            Err(_) => {
+                errors.push("the patterns could not be compiled together".into());
+                rules.clear();
+                GlobSet::empty()
+            }
+        };
+        Ignore { set, rules, errors }
+    }
+
+    /// The last line that matches `rel` or one of its parent dirs.
+    fn last_match(&self, rel: &str) -> Option<usize> {
+        let mut last = self.set.matches(rel).into_iter().max();
+        let mut at = rel;
+        while let Some((parent, _)) = at.rsplit_once('/') {
+            last = last.max(self.set.matches(parent).into_iter().max());
+            at = parent;
+        }
+        last
+    }
+
+    /// Whether `rel` (slash-separated, relative to the context root) stays out of the context:
+    /// the last line matching it, or a parent dir that takes it along, decides.
+    #[must_use]
+    pub fn excludes(&self, rel: &str) -> bool {
+        self.last_match(&clean(rel))
+            .is_some_and(|i| !self.rules[i].0)
     }
 
     /// Whether the engine leaves the directory `rel` out without looking inside: it is
@@ -84,7 +152,7 @@ impl Ignore {
             && !self
                 .rules
                 .iter()
-                .any(|(_, exception, text)| *exception && format!("{text}/").starts_with(&dir))
+                .any(|(exception, text)| *exception && format!("{text}/").starts_with(&dir))
     }
 }
 
@@ -126,5 +194,21 @@ mod tests {
         let i = Ignore::parse("target*\n");
         assert!(i.excludes("target-old/x") && i.excludes("target/x"));
         assert!(!Ignore::parse("").excludes("target/x"));
+    }
+
+    /// Hardening issue: a 601-byte nested pattern panicked inside globset, and 20,000 lines
+    /// took minutes per file. Bad lines are errors, never panics; the set is compiled once.
+    #[test]
+    fn hostile_ignore_files_are_errors_not_panics_and_many_lines_are_fast() {
+        let nested = format!("{}b{}", "{a,".repeat(150), "}".repeat(150));
+        let i = Ignore::parse(&format!("target\n{nested}\n[z-a]\n"));
+        assert!(i.excludes("target/x"));
+        assert_eq!(i.errors.len(), 2, "{:?}", i.errors);
+        assert!(i.errors[0].starts_with("line 2:"), "{:?}", i.errors);
+        let many: String = (0..20_000).map(|n| format!("dir{n}/file{n}\n")).collect();
+        let i = Ignore::parse(&format!("{many}target\n"));
+        assert!(i.errors.is_empty(), "{:?}", i.errors);
+        assert!(i.excludes("target/debug/app") && !i.excludes("src/main.rs"));
+        assert!(i.excludes("dir19999/file19999"));
     }
 }

@@ -21,9 +21,9 @@ pub fn cache_bounded(config: &Config) -> bool {
         files.push(Path::new(&home).join(".config/docker/daemon.json"));
     }
     files.iter().any(|f| {
-        std::fs::read(f)
+        super::read::read(f, &[PathBuf::from("/")])
             .ok()
-            .and_then(|t| serde_json::from_slice::<serde_json::Value>(&t).ok())
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .is_some_and(|v| {
                 let gc = &v["builder"]["gc"];
                 gc["enabled"] != false
@@ -44,7 +44,9 @@ fn watch_limit() -> Option<u64> {
 /// `build.target-dir` / `build.build-dir` in one cargo config file; relative paths are
 /// relative to the directory holding its `.cargo` dir, as cargo reads them.
 fn from_cargo_config(file: &Path) -> Vec<(String, PathBuf)> {
-    let Ok(text) = std::fs::read_to_string(file) else {
+    // Bounded and regular files only; where it lies was chosen by the caller (the machine's
+    // `$CARGO_HOME`, a project inside the roots).
+    let Ok(text) = super::read::read(file, &[PathBuf::from("/")]) else {
         return Vec::new();
     };
     let Ok(doc) = text.parse::<toml::Table>() else {

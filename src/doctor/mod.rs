@@ -9,6 +9,7 @@ mod checks;
 pub mod dockerfile;
 pub mod dockerignore;
 mod machine;
+pub mod read;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -42,38 +43,112 @@ fn is_compose(name: &str) -> bool {
     )
 }
 
-/// The builds a Compose file names: `build: DIR` or `build: {context, dockerfile}`.
-fn compose_builds(file: &Path) -> Vec<Build> {
-    let Ok(text) = std::fs::read_to_string(file) else {
-        return Vec::new();
-    };
-    let Ok(doc) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text) else {
-        return Vec::new();
-    };
+/// The deepest nesting of flow collections (`[`, `{`) a Compose file may have: the YAML parser
+/// is quadratic in it (200 KB of `[` took minutes); real files nest a few levels.
+const MAX_YAML_NESTING: usize = 64;
+
+/// How deep `[`/`{` nest in `text`, quoted scalars and comments skipped: linear, before the
+/// YAML parser sees it.
+fn flow_nesting(text: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut comment = false;
+    let mut prev = '\n';
+    for c in text.chars() {
+        match (quote, c) {
+            (_, '\n') => comment = false,
+            _ if comment => {}
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '#') if prev.is_whitespace() => comment = true,
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '[' | '{') => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            (None, ']' | '}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        prev = c;
+    }
+    max
+}
+
+/// The builds a Compose file names: `build: DIR` or `build: {context, dockerfile}`. One that
+/// names a context or Dockerfile outside `roots` is a finding, and not looked at.
+fn compose_builds(file: &Path, roots: &[PathBuf]) -> (Vec<Build>, Vec<Finding>) {
     let dir = file.parent().unwrap_or(Path::new("."));
-    let Some(services) = doc.get("services").and_then(|s| s.as_mapping()) else {
-        return Vec::new();
+    let unusable = |why: String| {
+        (
+            Vec::new(),
+            vec![checks::finding(
+                "compose-unreadable",
+                Severity::Warning,
+                Some(dir),
+                Some((file, 1)),
+                format!("the Compose file {why}, so the builds it names were not checked"),
+                "check it with `docker compose config`",
+            )],
+        )
     };
-    services
-        .values()
-        .filter_map(|svc| {
-            let build = svc.get("build")?;
-            let (context, dockerfile) = match build {
-                serde_yaml_ng::Value::String(c) => (c.as_str(), "Dockerfile"),
-                b => (
-                    b.get("context").and_then(|c| c.as_str()).unwrap_or("."),
-                    b.get("dockerfile")
-                        .and_then(|d| d.as_str())
-                        .unwrap_or("Dockerfile"),
+    let text = match read::read(file, roots) {
+        Ok(t) => t,
+        Err(e) => return unusable(format!("could not be read ({e})")),
+    };
+    if flow_nesting(&text) > MAX_YAML_NESTING {
+        return unusable(format!(
+            "nests [ ] or {{ }} deeper than {MAX_YAML_NESTING} levels"
+        ));
+    }
+    let doc = match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text) {
+        Ok(d) => d,
+        Err(e) => return unusable(format!("does not parse ({e})")),
+    };
+    let Some(services) = doc.get("services").and_then(|s| s.as_mapping()) else {
+        return (Vec::new(), Vec::new());
+    };
+    let mut builds = Vec::new();
+    let mut findings = Vec::new();
+    for svc in services.values() {
+        let Some(build) = svc.get("build") else {
+            continue;
+        };
+        let (context, dockerfile) = match build {
+            serde_yaml_ng::Value::String(c) => (c.as_str(), "Dockerfile"),
+            b => (
+                b.get("context").and_then(|c| c.as_str()).unwrap_or("."),
+                b.get("dockerfile")
+                    .and_then(|d| d.as_str())
+                    .unwrap_or("Dockerfile"),
+            ),
+        };
+        let context = lexical(&dir.join(context));
+        let b = Build {
+            dockerfile: lexical(&context.join(dockerfile)),
+            context,
+        };
+        let outside: Vec<String> = [("context", &b.context), ("Dockerfile", &b.dockerfile)]
+            .into_iter()
+            .filter(|(_, p)| !read::inside(p, roots))
+            .map(|(what, p)| format!("its {what} {}", p.display()))
+            .collect();
+        if outside.is_empty() {
+            builds.push(b);
+        } else {
+            findings.push(checks::finding(
+                "outside-roots",
+                Severity::Warning,
+                Some(dir),
+                Some((file, 1)),
+                format!(
+                    "a build names {}, outside the roots doctor looks at: not read, not checked",
+                    outside.join(" and ")
                 ),
-            };
-            let context = lexical(&dir.join(context));
-            Some(Build {
-                dockerfile: context.join(dockerfile),
-                context,
-            })
-        })
-        .collect()
+                "run `cachekeeper doctor DIR` on a directory holding both the Compose file and what it builds",
+            ));
+        }
+    }
+    (builds, findings)
 }
 
 /// `path` with `.` and `..` taken out by reading alone (a Compose file's `build: ..`), so one
@@ -97,7 +172,7 @@ pub(super) fn lexical(path: &Path) -> PathBuf {
 
 /// Every build under `roots`: Dockerfiles with their own directory as context, and what
 /// Compose files name. Target dirs, excluded paths and symlinks are not entered.
-fn builds(config: &Config, roots: &[PathBuf]) -> BTreeSet<Build> {
+fn builds(config: &Config, roots: &[PathBuf], findings: &mut Vec<Finding>) -> BTreeSet<Build> {
     let mut out = BTreeSet::new();
     let mut named: BTreeSet<PathBuf> = BTreeSet::new();
     let mut plain = Vec::new();
@@ -115,7 +190,9 @@ fn builds(config: &Config, roots: &[PathBuf]) -> BTreeSet<Build> {
         for e in walk.flatten().filter(|e| e.file_type().is_file()) {
             let name = e.file_name().to_string_lossy();
             if is_compose(&name) {
-                for b in compose_builds(e.path()) {
+                let (builds, trouble) = compose_builds(e.path(), roots);
+                findings.extend(trouble);
+                for b in builds {
                     named.insert(b.dockerfile.clone());
                     out.insert(b);
                 }
@@ -138,16 +215,52 @@ fn builds(config: &Config, roots: &[PathBuf]) -> BTreeSet<Build> {
 }
 
 /// The `.dockerignore` of a build and its path: `<Dockerfile>.dockerignore` beside the
-/// Dockerfile (BuildKit prefers it), else the context's (which need not exist yet).
-fn ignore_of(b: &Build) -> (Ignore, PathBuf) {
+/// Dockerfile (BuildKit prefers it), else the context's (which need not exist yet). One that
+/// cannot be read, or holds lines that are no patterns, is a finding.
+fn ignore_of(b: &Build, roots: &[PathBuf], out: &mut Vec<Finding>) -> (Ignore, PathBuf) {
     let own = PathBuf::from(format!("{}.dockerignore", b.dockerfile.display()));
     let file = if own.is_file() {
         own
     } else {
         b.context.join(".dockerignore")
     };
-    let text = std::fs::read_to_string(&file).unwrap_or_default();
-    (Ignore::parse(&text), file)
+    let text = match read::read(&file, roots) {
+        Ok(t) => t,
+        Err(read::Refused::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => {
+            out.push(checks::finding(
+                "dockerignore-invalid",
+                Severity::Warning,
+                Some(&b.context),
+                Some((&file, 1)),
+                format!("it could not be read ({e}); it was taken as empty"),
+                "make it a plain file of patterns, as `docker build` expects",
+            ));
+            String::new()
+        }
+    };
+    let ignore = Ignore::parse(&text);
+    if !ignore.errors.is_empty() {
+        let shown: Vec<&str> = ignore.errors.iter().take(5).map(String::as_str).collect();
+        out.push(checks::finding(
+            "dockerignore-invalid",
+            Severity::Warning,
+            Some(&b.context),
+            Some((&file, 1)),
+            format!(
+                "{} of its lines are no patterns and exclude nothing: {}{}",
+                ignore.errors.len(),
+                shown.join("; "),
+                if ignore.errors.len() > shown.len() {
+                    "; ..."
+                } else {
+                    ""
+                }
+            ),
+            "fix or remove those lines: `docker build` refuses such a file",
+        ));
+    }
+    (ignore, file)
 }
 
 /// Bytes of the files under `target` (in `context`) the engine would receive: it does not
@@ -224,7 +337,7 @@ fn build_findings(
     let mut contexts = BTreeSet::new();
     for b in builds {
         files.insert(b.dockerfile.clone());
-        let text = match std::fs::read_to_string(&b.dockerfile) {
+        let text = match read::read(&b.dockerfile, roots) {
             Ok(t) => t,
             Err(e) => {
                 out.push(checks::finding(
@@ -253,7 +366,7 @@ fn build_findings(
                 "fix its syntax: `docker build` would refuse it too",
             )),
         }
-        let (ignore, ignore_file) = ignore_of(b);
+        let (ignore, ignore_file) = ignore_of(b, roots, out);
         if !contexts.insert((b.context.clone(), ignore_file.clone())) {
             continue;
         }
@@ -306,7 +419,7 @@ pub async fn doctor(
         .unwrap_or_else(|_| Snapshot::empty())
     };
     progress.say(&format!("looking for Dockerfiles under {}", list(roots)));
-    let found = builds(config, roots);
+    let found = builds(config, roots, &mut findings);
     let dockerfiles = build_findings(config, roots, &snapshot, &found, &mut findings);
     let projects: Vec<PathBuf> = found.iter().map(|b| b.context.clone()).collect();
     findings.extend(machine::findings(config, roots, &snapshot, &projects).await);

@@ -93,8 +93,19 @@ impl Families {
     }
 }
 
-fn path_label(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
+/// A path as a label value: the path itself, or (`[metrics] paths = false`, for shared hosts)
+/// a stable short hash of it (`h-` and 12 hex digits of its FNV-1a hash), the same on every
+/// host and in every version, so series stay joinable without naming anyone's projects.
+fn path_label(p: &Path, paths: bool) -> String {
+    if paths {
+        return p.to_string_lossy().into_owned();
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in crate::pathcodec::encode(p).bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("h-{:012x}", h >> 16)
 }
 
 fn secs_of(rfc3339: Option<&str>) -> Option<u64> {
@@ -118,7 +129,7 @@ fn collect(e: &Exposition, process: Option<ProcessFacts>) -> Vec<Family> {
     ));
     runs(&mut f, e);
     if let Some(v) = &e.status {
-        status(&mut f, v, e.max_target_dirs);
+        status(&mut f, v, e.max_target_dirs, e.paths);
     }
     if let Some(p) = process {
         process_families(&mut f, p);
@@ -185,7 +196,7 @@ fn runs(f: &mut Families, e: &Exposition) {
     }
 }
 
-fn status(f: &mut Families, v: &SurveyView, cap: usize) {
+fn status(f: &mut Families, v: &SurveyView, cap: usize, paths: bool) {
     let daemon = v.daemon.as_ref();
     f.one(
         "cachekeeper_measured_timestamp",
@@ -232,7 +243,7 @@ fn status(f: &mut Families, v: &SurveyView, cap: usize) {
         None,
         Some(v.targets.len() as u64),
     );
-    target_dirs(f, v, cap);
+    target_dirs(f, v, cap, paths);
     let s = f.gauge(
         "cachekeeper_measurement_errors",
         "What the last measurement could not read: target dirs, and directories the search could not enter.",
@@ -246,7 +257,7 @@ fn status(f: &mut Families, v: &SurveyView, cap: usize) {
         vec![("kind", "search".into())],
         Value::Int(v.search_errors.len() as u64),
     ));
-    filesystems(f, v);
+    filesystems(f, v, paths);
     buildkit(f, v);
     if let Some(d) = daemon {
         let t = &d.tracking;
@@ -278,14 +289,16 @@ fn status(f: &mut Families, v: &SurveyView, cap: usize) {
 }
 
 /// Per target dir, the largest `cap` with their own `path`; the rest summed under [`OTHER`].
-fn target_dirs(f: &mut Families, v: &SurveyView, cap: usize) {
+fn target_dirs(f: &mut Families, v: &SurveyView, cap: usize, paths: bool) {
     let mut by_size: Vec<_> = v.targets.iter().collect();
     by_size.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.path.cmp(&b.path)));
     let (own, rest) = by_size.split_at(cap.min(by_size.len()));
     let series = |value: &dyn Fn(&crate::report::TargetView) -> Option<u64>, sum_rest: bool| {
         let mut s: Vec<(Labels, Value)> = own
             .iter()
-            .filter_map(|t| value(t).map(|b| (vec![("path", path_label(&t.path))], Value::Int(b))))
+            .filter_map(|t| {
+                value(t).map(|b| (vec![("path", path_label(&t.path, paths))], Value::Int(b)))
+            })
             .collect();
         if sum_rest && !rest.is_empty() {
             let total = rest
@@ -313,13 +326,13 @@ fn target_dirs(f: &mut Families, v: &SurveyView, cap: usize) {
     ) = series(&|t| t.budget_bytes, false);
 }
 
-fn filesystems(f: &mut Families, v: &SurveyView) {
+fn filesystems(f: &mut Families, v: &SurveyView, paths: bool) {
     let each =
         |value: &dyn Fn(&crate::report::FilesystemView) -> Option<u64>| -> Vec<(Labels, Value)> {
             v.filesystems
                 .iter()
                 .filter_map(|fs| {
-                    value(fs).map(|b| (vec![("path", path_label(&fs.path))], Value::Int(b)))
+                    value(fs).map(|b| (vec![("path", path_label(&fs.path, paths))], Value::Int(b)))
                 })
                 .collect()
         };

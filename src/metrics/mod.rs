@@ -64,6 +64,8 @@ pub struct Exposition {
     pub counters: Counters,
     /// How many target dirs get series of their own.
     pub max_target_dirs: usize,
+    /// Whether paths are label values (`false`: a stable short hash of each).
+    pub paths: bool,
 }
 
 impl Exposition {
@@ -82,7 +84,7 @@ pub fn textfile(
     history: &[crate::model::RunRecord],
     errors: crate::report::RunErrors,
     status: SurveyView,
-    max_target_dirs: usize,
+    config: &crate::config::MetricsConfig,
 ) -> String {
     let mut counters = Counters::seeded(history);
     for r in history {
@@ -92,7 +94,8 @@ pub fn textfile(
     Exposition {
         status: Some(status),
         counters,
-        max_target_dirs,
+        max_target_dirs: config.max_target_dirs,
+        paths: config.paths,
     }
     .render(Format::Prometheus, None)
 }

@@ -46,6 +46,7 @@ fn exposition(targets: Vec<TargetView>, cap: usize) -> Exposition {
         status: Some(view),
         counters: Counters::default(),
         max_target_dirs: cap,
+        paths: true,
     }
 }
 
@@ -221,4 +222,32 @@ fn the_next_runs_rebuild_seconds_split_budgets_from_the_other_rules() {
     };
     assert_eq!(of("true").as_deref(), Some("30.0"), "{text}");
     assert_eq!(of("false").as_deref(), Some("11.5"), "{text}");
+}
+
+/// Hardening issue: metrics named every target dir's path (users' projects) to whoever could
+/// scrape. `[metrics] paths = false` labels them with a stable short hash instead.
+#[test]
+fn paths_can_be_labelled_by_a_stable_hash() {
+    let t = |p: &str, b: u64| {
+        let mut v = target(p, b);
+        v.path = std::path::PathBuf::from(p);
+        v
+    };
+    let mut e = exposition(vec![t("/home/alice/secret-project/target", 100)], 50);
+    let shown = e.render(Format::Prometheus, None);
+    assert!(shown.contains("secret-project"), "{shown}");
+    e.paths = false;
+    let hidden = e.render(Format::Prometheus, None);
+    assert!(
+        !hidden.contains("secret-project") && !hidden.contains("alice"),
+        "{hidden}"
+    );
+    let label = hidden
+        .lines()
+        .find(|l| l.starts_with("cachekeeper_target_dir_used_bytes{"))
+        .unwrap()
+        .to_string();
+    assert!(label.contains("path=\"h-"), "{label}");
+    // Stable: the same path, the same label, every time.
+    assert_eq!(e.render(Format::Prometheus, None), hidden);
 }

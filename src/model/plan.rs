@@ -184,6 +184,10 @@ pub struct Shortfall {
 pub struct TargetPlan {
     /// How last use was known there (the daemon's record where it watches the dir whole).
     pub signal: Signal,
+    /// Where the daemon watches the dir whole: since when. Access times after that were no
+    /// evidence to the plan, and are none to the sweep's re-check either.
+    #[serde(skip)]
+    pub watched_since: Option<std::time::SystemTime>,
     /// The resolved per-target budget.
     pub budget: Option<u64>,
     /// Expected reclaim per rule.

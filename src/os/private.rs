@@ -236,6 +236,49 @@ impl PrivateDir {
         }
     }
 
+    /// The directory's handle.
+    #[must_use]
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Removes a socket left at `name` by a crash; fails, removing nothing, when `name` is
+    /// anything else (a file, a link).
+    pub fn remove_stale_socket(&self, name: &OsStr) -> io::Result<()> {
+        match rustix::fs::statat(&self.fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => {
+                if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Socket {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        "it exists and is not a socket",
+                    ));
+                }
+                Ok(rustix::fs::unlinkat(
+                    &self.fd,
+                    name,
+                    rustix::fs::AtFlags::empty(),
+                )?)
+            }
+            Err(rustix::io::Errno::NOENT) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sets the mode of `name` (no link is followed: `fchmodat` refuses one with
+    /// `AT_SYMLINK_NOFOLLOW`, and only this user can put anything in the directory).
+    pub fn chmod(&self, name: &OsStr, mode: u32) -> io::Result<()> {
+        let st = rustix::fs::statat(&self.fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "a symlink"));
+        }
+        Ok(rustix::fs::chmodat(
+            &self.fd,
+            name,
+            Mode::from_raw_mode(mode),
+            rustix::fs::AtFlags::empty(),
+        )?)
+    }
+
     /// Renames `from` to `to` within the directory (a file set aside).
     pub fn rename(&self, from: &str, to: &str) -> io::Result<()> {
         Ok(rustix::fs::renameat(&self.fd, from, &self.fd, to)?)

@@ -310,6 +310,23 @@ fn superseded_units_go_after_a_watched_build_and_the_next_build_recompiles_nothi
         !reasons.is_empty() && reasons.iter().all(|r| r.contains("superseded by")),
         "{reasons:?}"
     );
+    // Again at once, now of units a watched build made (cargo read their dep-info right after
+    // writing it: an access time the plan ignores must not stop the sweep either).
+    lib_and_app(&f, "0.3.0", ", features = [\"fast\"]");
+    assert!(f.cargo(&["build"]).success);
+    d.barrier(&barrier);
+    let run = d.json(&["run-now"]);
+    let mut gone = removed_units(&run);
+    gone.sort();
+    assert_eq!(gone, new, "{run:#}");
+    assert!(
+        run["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["status"] == "removed"),
+        "{run:#}"
+    );
     let again = f.cargo(&["build"]);
     assert!(
         again.success && again.recompiled().is_empty(),

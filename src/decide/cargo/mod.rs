@@ -208,6 +208,7 @@ pub fn plan(input: &Input<'_>) -> CargoPlan {
     st.protected = (0..n).map(|t| st.protection(t)).collect();
     for t in 0..n {
         st.plan.targets[t].signal = input.targets[t].shown_signal();
+        st.plan.targets[t].watched_since = input.targets[t].watched_since;
         let dir = input.targets[t].dir;
         st.plan.targets[t].protected_bytes = dir
             .units

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::{Style, Tone, paint};
 use crate::report::{DoctorView, Finding, Severity};
+use crate::units::printable;
 
 fn tone(s: Severity) -> Tone {
     match s {
@@ -14,6 +15,7 @@ fn tone(s: Severity) -> Tone {
     }
 }
 
+/// A finding, every text from the files it looked at escaped for the terminal.
 fn item(out: &mut String, f: &Finding, style: Style) {
     let label = paint(style, tone(f.severity), f.severity.name());
     let at = match (&f.file, f.line) {
@@ -21,10 +23,10 @@ fn item(out: &mut String, f: &Finding, style: Style) {
         (Some(file), None) => format!(" {}", file.display()),
         _ => String::new(),
     };
-    let _ = writeln!(out, "  {label} [{}]{at}", f.id);
-    let _ = writeln!(out, "    {}", f.why);
+    let _ = writeln!(out, "  {label} [{}]{}", f.id, printable(&at));
+    let _ = writeln!(out, "    {}", printable(&f.why));
     if f.severity != Severity::Info {
-        let _ = writeln!(out, "    fix: {}", f.fix);
+        let _ = writeln!(out, "    fix: {}", printable(&f.fix));
     }
 }
 
@@ -41,7 +43,7 @@ pub fn doctor(view: &DoctorView, style: Style) -> String {
             let _ = writeln!(
                 out,
                 "{}",
-                p.map_or(String::new(), |p| p.display().to_string())
+                printable(&p.map_or(String::new(), |p| p.display().to_string()))
             );
             project = Some(p);
         }
