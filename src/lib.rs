@@ -23,6 +23,7 @@ pub mod os;
 pub mod pathcodec;
 pub mod progress;
 pub mod protocol;
+pub mod readfile;
 pub mod report;
 pub mod run;
 pub mod units;

@@ -312,7 +312,10 @@ fn unhealthy(pid: Option<u32>, why: String) -> HealthView {
 /// `healthy`, or why not on stderr; under `--json` the view either way.
 fn show_health(cli: &Cli, view: &HealthView) -> Exit {
     if view.healthy {
-        show(cli, view, |_, _| "healthy\n".to_string());
+        show(cli, view, |v, _| match &v.activity {
+            Some(a) => format!("healthy ({a})\n"),
+            None => "healthy\n".to_string(),
+        });
     } else {
         let why = view
             .error

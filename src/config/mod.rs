@@ -14,6 +14,7 @@ mod host;
 mod reader;
 mod schedule;
 pub mod value;
+mod warnings;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -47,6 +48,8 @@ impl fmt::Display for Source {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub source: Source,
+    /// The file set no key at all (empty, or comments only): it means the built-in defaults.
+    pub empty_file: bool,
     /// Valid, but probably not what was meant (said by check-config and the daemon).
     pub warnings: Vec<String>,
     pub cargo: CargoConfig,
@@ -261,7 +264,15 @@ pub fn load(explicit: Option<&Path>, env: &Env) -> Result<Config, LoadError> {
     match locate(explicit, env) {
         None => Ok(parse(DEFAULT_TOML, Source::Embedded, env)?),
         Some(path) => {
-            let text = std::fs::read_to_string(&path).map_err(|source| LoadError::Read {
+            // A regular file, of a config's size (a FIFO or a device there is an error, not a
+            // hang); a link is followed (dotfiles often are).
+            let read = crate::readfile::read(&path, MAX_CONFIG, true).and_then(|b| {
+                let bytes = b.ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
+                String::from_utf8(bytes).map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, "it is not UTF-8 text")
+                })
+            });
+            let text = read.map_err(|source| LoadError::Read {
                 path: path.clone(),
                 source,
             })?;
@@ -270,13 +281,16 @@ pub fn load(explicit: Option<&Path>, env: &Env) -> Result<Config, LoadError> {
     }
 }
 
+/// The largest config file read.
+const MAX_CONFIG: u64 = 4 << 20;
+
 /// The `[daemon] socket` a config file names, read leniently: for asking a running daemon
 /// when the file no longer validates (edited since the daemon loaded it). `None` when the
 /// file names none or cannot be read as TOML at all.
 #[must_use]
 pub fn socket_hint(explicit: Option<&Path>, env: &Env) -> Option<PathBuf> {
-    let text = std::fs::read_to_string(locate(explicit, env)?).ok()?;
-    let table: toml::Table = toml::from_str(&text).ok()?;
+    let bytes = crate::readfile::read(&locate(explicit, env)?, MAX_CONFIG, true).ok()??;
+    let table: toml::Table = toml::from_str(std::str::from_utf8(&bytes).ok()?).ok()?;
     let raw = table.get("daemon")?.get("socket")?.as_str()?;
     expand_home(raw, env).ok()
 }
@@ -290,6 +304,7 @@ pub fn parse(text: &str, source: Source, env: &Env) -> Result<Config, ConfigErro
         Source::File(p) => p.display().to_string(),
     };
     apply(&Doc::new(&name, text), &mut config, env)?;
+    config.empty_file = toml::from_str::<toml::Table>(text).is_ok_and(|t| t.is_empty());
     Ok(config)
 }
 
@@ -298,6 +313,7 @@ pub fn parse(text: &str, source: Source, env: &Env) -> Result<Config, ConfigErro
 pub fn defaults(env: &Env) -> Config {
     let mut config = Config {
         source: Source::Embedded,
+        empty_file: false,
         warnings: Vec::new(),
         cargo: CargoConfig {
             roots: Vec::new(),
@@ -528,7 +544,7 @@ fn apply(doc: &Doc<'_>, config: &mut Config, env: &Env) -> Result<(), ConfigErro
             c.paths = on;
         }
     }
-    config.warnings = warnings(config);
+    config.warnings = warnings::of(config);
     Ok(())
 }
 
@@ -542,24 +558,6 @@ const fn secs(s: u64) -> Duration {
 const AGE: std::ops::RangeInclusive<Duration> = secs(1)..=secs(100 * 365 * 86_400);
 /// Ages that may be zero (min-age).
 const ANY_AGE: std::ops::RangeInclusive<Duration> = secs(0)..=secs(100 * 365 * 86_400);
-
-/// What is valid but probably not meant.
-fn warnings(config: &Config) -> Vec<String> {
-    let mut w = Vec::new();
-    let roots = &config.cargo.roots;
-    if roots.is_empty() {
-        w.push(
-            "[cargo] roots is empty: no target dir will be found (only the BuildKit side works)"
-                .to_string(),
-        );
-    }
-    if roots.iter().any(|r| r.parent().is_none()) {
-        w.push(
-            "[cargo] roots contains \"/\": every directory of the machine is searched on every scan; name the directories that hold your projects".to_string(),
-        );
-    }
-    w
-}
 
 /// Expands a leading `~` and requires the result to be absolute.
 fn expand_home(raw: &str, env: &Env) -> Result<PathBuf, String> {

@@ -20,9 +20,12 @@ use crate::metrics::{ErrorKind, Exposition, Format, ProcessFacts};
 use crate::model::RunRecord;
 use crate::report::{CleanView, SurveyView};
 
-/// Scrapes served at once; more wait for a slot.
-const CONNECTIONS: usize = 16;
-/// A connection that has not sent its request and read its answer by then is dropped.
+/// Connections served at once; one beyond is closed at once (idle connections from anyone
+/// must not hold scrapes back).
+const CONNECTIONS: usize = 64;
+/// A connection must send its request's headers within this.
+const HEADER_TIMEOUT: Duration = Duration::from_millis(1500);
+/// A connection that has not read its answer by then is dropped.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(super) struct Exporter {
@@ -140,9 +143,6 @@ async fn accept(
 ) {
     let slots = Arc::new(Semaphore::new(CONNECTIONS));
     loop {
-        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
-            return;
-        };
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
             Err(e) => {
@@ -151,6 +151,11 @@ async fn accept(
                 continue;
             }
         };
+        // Full: this one is closed at once rather than queued behind idle ones.
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
         let (shared, system) = (Arc::clone(&shared), Arc::clone(&system));
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
@@ -158,6 +163,8 @@ async fn accept(
                 async move { Ok::<_, Infallible>(answer) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
                 .keep_alive(false)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
             let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;

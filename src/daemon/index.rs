@@ -1,64 +1,163 @@
 //! What the daemon knows between runs: its last measurement (the status view), which target
 //! dirs it watches whole, where to look for disk pressure, and its own state for `status`.
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
+
+use tokio::sync::oneshot;
 
 use super::{Daemon, lock};
 use crate::measure;
 use crate::model::{BuildkitSide, Sides};
 use crate::progress::Progress;
+use crate::protocol::Response;
 use crate::report::{DaemonInfo, Source, SurveyView, Trigger};
 use crate::units::rfc3339;
 
-impl Daemon {
-    /// Measures everything again (no cleaning): the status view, watches, pressure paths.
-    pub(super) async fn rescan(&mut self) {
-        if self.running.is_some() {
-            return;
-        }
-        self.cache.begin();
-        let (snapshot, _) = measure::measure(
-            &self.config,
-            &self.config.cargo.roots,
-            Sides::BOTH,
-            Arc::new(Progress::hidden()),
-            Some(Arc::clone(&self.cache)),
-        )
-        .await;
-        self.cache.end();
+/// A measurement of everything, made away from the daemon's loop (a rescan of a large tree
+/// takes seconds: the socket, health and metrics answer meanwhile).
+pub(super) struct Measured {
+    view: SurveyView,
+    watched: crate::model::Watched,
+    watch_paths: Vec<PathBuf>,
+    at: SystemTime,
+}
+
+/// A rescan in progress, and who waits for its view (`status --refresh`).
+pub(super) struct Rescanning {
+    done: oneshot::Receiver<Measured>,
+    pub(super) waiters: Vec<oneshot::Sender<Response>>,
+}
+
+impl Rescanning {
+    pub(super) async fn done(&mut self) -> Option<Measured> {
+        (&mut self.done).await.ok()
+    }
+}
+
+/// Measures, watches what it found, and plans: all off the daemon's loop.
+async fn measure(
+    config: crate::config::Config,
+    cache: Arc<crate::measure::inventory::FingerprintCache>,
+    tracker: Arc<Mutex<super::tracker::Tracker>>,
+    uses: Arc<Mutex<crate::model::LastUse>>,
+) -> Option<Measured> {
+    cache.begin();
+    let (snapshot, _) = measure::measure(
+        &config,
+        &config.cargo.roots,
+        Sides::BOTH,
+        Arc::new(Progress::hidden()),
+        Some(Arc::clone(&cache)),
+    )
+    .await;
+    cache.end();
+    tokio::task::spawn_blocking(move || {
         let now = SystemTime::now();
-        self.tracker.sync(&snapshot.targets, now);
-        self.tracker.flush();
-        self.watched = snapshot
-            .targets
-            .iter()
-            .filter_map(|t| Some((t.path.clone(), self.tracker.watched_since(&t.path)?)))
-            .collect();
-        self.watch_paths = snapshot.targets.iter().map(|t| t.path.clone()).collect();
-        self.watch_paths.extend(
-            self.config
-                .cargo
-                .roots
+        let watched: crate::model::Watched = {
+            let mut t = lock(&tracker);
+            t.sync(&snapshot.targets, now);
+            t.flush();
+            snapshot
+                .targets
                 .iter()
-                .filter(|r| r.exists())
-                .cloned(),
-        );
+                .filter_map(|d| Some((d.path.clone(), t.watched_since(&d.path)?)))
+                .collect()
+        };
+        let mut watch_paths: Vec<PathBuf> =
+            snapshot.targets.iter().map(|t| t.path.clone()).collect();
+        watch_paths.extend(config.cargo.roots.iter().filter(|r| r.exists()).cloned());
         if let BuildkitSide::Ready(cache) = &snapshot.buildkit
             && let Some(root) = cache.root_dir().filter(|r| r.exists())
         {
-            self.watch_paths.push(root.clone());
+            watch_paths.push(root.clone());
         }
-        let uses = lock(&self.uses).clone();
-        let (plan, bk_plan) =
-            crate::run::decide(&self.config, &snapshot, Some(&uses), &self.watched, now);
-        let mut view = SurveyView::of(&self.config, &snapshot, &plan, bk_plan.as_ref());
-        self.measured_at = Some(now);
+        let uses = lock(&uses).clone();
+        let (plan, bk_plan) = crate::run::decide(&config, &snapshot, Some(&uses), &watched, now);
+        let mut view = SurveyView::of(&config, &snapshot, &plan, bk_plan.as_ref());
         view.source = Source::Daemon;
-        self.view = Some(view);
+        Measured {
+            view,
+            watched,
+            watch_paths,
+            at: now,
+        }
+    })
+    .await
+    .ok()
+}
+
+impl Daemon {
+    /// Starts measuring everything again (no cleaning) in the background, unless that is under
+    /// way; `waiter` gets the status view once it is done.
+    pub(super) fn rescan(&mut self, waiter: Option<oneshot::Sender<Response>>) {
+        if let Some(r) = self.rescanning.as_mut() {
+            r.waiters.extend(waiter);
+            return;
+        }
+        let (tx, rx) = oneshot::channel();
+        let job = measure(
+            self.config.clone(),
+            Arc::clone(&self.cache),
+            Arc::clone(&self.tracker),
+            Arc::clone(&self.uses),
+        );
+        tokio::spawn(async move {
+            if let Some(m) = job.await {
+                let _ = tx.send(m);
+            }
+        });
+        self.rescanning = Some(Rescanning {
+            done: rx,
+            waiters: waiter.into_iter().collect(),
+        });
+    }
+
+    /// Measures everything now, waiting for it (at start-up, before READY).
+    pub(super) async fn rescan_now(&mut self) {
+        self.rescan(None);
+        if let Some(mut r) = self.rescanning.take() {
+            match r.done().await {
+                Some(m) => self.measured(m, r.waiters),
+                None => self.rescan_failed(r.waiters),
+            }
+        }
+    }
+
+    /// A rescan is done: its view becomes the index.
+    pub(super) fn measured(&mut self, m: Measured, waiters: Vec<oneshot::Sender<Response>>) {
+        self.watched = m.watched;
+        self.watch_paths = m.watch_paths;
+        self.measured_at = Some(m.at);
+        self.view = Some(m.view);
         self.next_rescan = Instant::now() + self.config.daemon.rescan_interval;
         self.save();
         self.publish_metrics(true);
+        for w in waiters {
+            let _ = w.send(self.status_response());
+        }
+    }
+
+    pub(super) fn rescan_failed(&mut self, waiters: Vec<oneshot::Sender<Response>>) {
+        self.remember_error("a rescan failed unexpectedly; see the log".into());
+        self.next_rescan = Instant::now() + self.config.daemon.rescan_interval;
+        for w in waiters {
+            let _ = w.send(self.status_response());
+        }
+    }
+
+    /// The status view with the daemon's own state, live.
+    pub(super) fn status_response(&mut self) -> Response {
+        self.state.refresh(&mut self.history);
+        let info = self.info();
+        match self.view.as_mut() {
+            Some(view) => {
+                view.daemon = Some(info);
+                Response::Status(Box::new(view.clone()))
+            }
+            None => Response::refused("no measurement yet"),
+        }
     }
 
     /// Refreshes what metrics scrapes read (the last measurement, the daemon's own state);
@@ -88,6 +187,7 @@ impl Daemon {
             }),
             config_error: self.config_error.clone(),
             state_dir: self.state.path().to_path_buf(),
+            degraded: self.state.problem().map(str::to_string),
             socket: self.socket.clone(),
             schedule: self.config.daemon.schedule.text().to_string(),
             next_run: self.next_run.map(rfc3339),
@@ -101,7 +201,8 @@ impl Daemon {
                 Some(_) if armed => Trigger::Armed,
                 Some(_) => Trigger::Disarmed,
             },
-            tracking: self.tracker.stats(),
+            tracking: lock(&self.tracker).stats(),
+            rescanning: self.rescanning.is_some(),
             metrics: self
                 .exporter
                 .address()

@@ -19,6 +19,7 @@
 pub mod builds;
 mod exporter;
 mod index;
+mod persist;
 pub mod pressure;
 mod runs;
 pub mod sdnotify;
@@ -43,7 +44,6 @@ use crate::report::{HealthView, HistoryView, SCHEMA_VERSION, SurveyView};
 use crate::units::rfc3339;
 use pressure::Pressure;
 use runs::Running;
-use state::StateDir;
 use tracker::Tracker;
 
 /// How the daemon was started.
@@ -94,13 +94,15 @@ struct Daemon {
     options: Options,
     config: Config,
     config_error: Option<String>,
-    state: StateDir,
+    state: persist::Persist,
     /// Run history, read once at start and kept here: status never re-reads it.
     history: state::History,
     socket: PathBuf,
     uses: Arc<Mutex<LastUse>>,
     cache: Arc<FingerprintCache>,
-    tracker: Tracker,
+    tracker: Arc<Mutex<Tracker>>,
+    /// A rescan under way (in the background: the socket answers meanwhile).
+    rescanning: Option<index::Rescanning>,
     /// Target dirs watched whole, and since when.
     watched: crate::model::Watched,
     notifier: sdnotify::Notifier,
@@ -135,14 +137,13 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let config = config::load(options.config_path.as_deref(), &options.env)
         .map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
-    let state = StateDir::open(&crate::protocol::state_dir(
+    let state = persist::Persist::open(&crate::protocol::state_dir(
         config.daemon.state_dir.as_deref(),
-    ))
-    .context("opening the state dir")?;
+    ));
     let socket = crate::protocol::socket_path(config.daemon.socket.as_deref());
     let listener = server::bind(&socket)?;
     let uses = Arc::new(Mutex::new(state.load_uses()));
-    let history = state.history(true);
+    let history = state.history();
     let exporter = exporter::Exporter::start(&config.metrics, &history.last(usize::MAX))?;
     let tracker = Tracker::new(Arc::clone(&uses), config.daemon.track_access);
     let now = Instant::now();
@@ -155,7 +156,8 @@ pub async fn serve(
         socket,
         uses,
         cache: Arc::new(FingerprintCache::default()),
-        tracker,
+        tracker: Arc::new(Mutex::new(tracker)),
+        rescanning: None,
         watched: crate::model::Watched::new(),
         notifier: sdnotify::Notifier::from_env(),
         started: SystemTime::now(),
@@ -189,7 +191,7 @@ pub async fn serve(
         schedule = d.config.daemon.schedule.text(),
         "starting"
     );
-    d.rescan().await;
+    d.rescan_now().await;
     d.notifier
         .notify(&format!("READY=1\nSTATUS={}", d.summary()));
     tracing::info!(
@@ -209,16 +211,29 @@ pub async fn serve(
                 None => std::future::pending().await,
             }
         };
+        let rescan_done = async {
+            match d.rescanning.as_mut() {
+                Some(r) => r.done().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             cmd = commands.recv() => match cmd {
                 Some(Command::Reload) => d.reload(),
                 Some(Command::Stop) | None => break,
             },
-            Some((request, reply)) = ask_rx.recv() => d.answer(request, reply).await,
+            Some((request, reply)) = ask_rx.recv() => d.answer(request, reply),
             outcome = job_done => match outcome {
-                Some(outcome) => d.finish(outcome).await,
+                Some(outcome) => d.finish(outcome),
                 None => d.job_died(),
             },
+            measured = rescan_done => {
+                let waiters = d.rescanning.take().map(|r| r.waiters).unwrap_or_default();
+                match measured {
+                    Some(m) => d.measured(m, waiters),
+                    None => d.rescan_failed(waiters),
+                }
+            }
             _ = tick.tick() => d.tick().await,
         }
     }
@@ -258,7 +273,24 @@ impl Daemon {
     }
 
     fn reload(&mut self) {
-        match config::load(self.options.config_path.as_deref(), &self.options.env) {
+        let loaded = config::load(self.options.config_path.as_deref(), &self.options.env);
+        // An empty file where one with content stood is a file half written (or truncated by
+        // accident), not a wish for the built-in defaults: roots, budgets and schedule would
+        // all change without a word.
+        if let Ok(c) = &loaded
+            && c.empty_file
+            && !self.config.empty_file
+            && matches!(self.config.source, config::Source::File(_))
+        {
+            let msg = format!(
+                "config reload refused, keeping the previous one: {} is empty now (it set keys when loaded); to run on the built-in defaults, say so (copy `cachekeeper check-config --print-default` into it)",
+                c.source
+            );
+            self.config_error = Some(msg.clone());
+            self.remember_error(msg);
+            return;
+        }
+        match loaded {
             Ok(c) => {
                 tracing::info!(config = %c.source, "config reloaded");
                 for w in &c.warnings {
@@ -282,9 +314,9 @@ impl Daemon {
     }
 
     fn save(&mut self) {
-        let saved = self.state.save_uses(&mut lock(&self.uses));
-        if let Err(e) = saved {
-            self.remember_error(format!("cannot save last-use times: {e}"));
+        let uses = Arc::clone(&self.uses);
+        if !self.state.save_uses(&mut lock(&uses)) {
+            self.exporter.error(crate::metrics::ErrorKind::State);
         }
     }
 
@@ -319,7 +351,7 @@ impl Daemon {
             self.publish_metrics(false);
         }
         if now >= self.next_rescan && self.running.is_none() {
-            self.rescan().await;
+            self.rescan(None);
         }
     }
 
@@ -364,31 +396,31 @@ impl Daemon {
         }
     }
 
-    async fn answer(&mut self, request: Request, reply: oneshot::Sender<Response>) {
+    fn answer(&mut self, request: Request, reply: oneshot::Sender<Response>) {
         let response = match request {
-            Request::Health => Response::Health(match &self.config_error {
-                None => HealthView {
+            Request::Health => Response::Health(match (&self.config_error, self.state.problem()) {
+                (Some(e), _) => HealthView::unhealthy(Some(std::process::id()), e),
+                (None, Some(p)) => {
+                    HealthView::unhealthy(Some(std::process::id()), &format!("degraded: {p}"))
+                }
+                (None, None) => HealthView {
                     version: SCHEMA_VERSION,
                     healthy: true,
                     pid: Some(std::process::id()),
                     error: None,
+                    activity: match (&self.running, &self.rescanning) {
+                        (Some(r), _) => Some(format!("running ({})", r.trigger)),
+                        (None, Some(_)) => Some("rescanning".into()),
+                        (None, None) => None,
+                    },
                 },
-                Some(e) => HealthView::unhealthy(Some(std::process::id()), e),
             }),
             Request::Status { refresh } => {
                 if self.view.is_none() || refresh {
-                    self.rescan().await;
+                    self.rescan(Some(reply));
+                    return;
                 }
-                self.state.refresh(&mut self.history);
-                // The index was measured at its time; the daemon's own state is live.
-                let info = self.info();
-                match self.view.as_mut() {
-                    Some(view) => {
-                        view.daemon = Some(info);
-                        Response::Status(Box::new(view.clone()))
-                    }
-                    None => Response::refused("no measurement yet"),
-                }
+                self.status_response()
             }
             Request::History { limit } => {
                 self.state.refresh(&mut self.history);
@@ -402,7 +434,7 @@ impl Daemon {
                 return;
             }
             Request::Uses => {
-                self.tracker.flush();
+                lock(&self.tracker).flush();
                 let uses = lock(&self.uses).clone();
                 Response::Uses(Box::new(crate::report::UsesView::new(uses, &self.watched)))
             }
@@ -424,14 +456,13 @@ impl Daemon {
         );
         self.exporter.observe_counted(&run, errors);
         let kept = self.state.append(&mut self.history, run);
+        if kept.is_err() {
+            self.exporter.error(crate::metrics::ErrorKind::State);
+        }
         self.publish_metrics(true);
         match kept {
             Ok(()) => Response::Recorded,
-            Err(e) => {
-                let msg = format!("cannot record the run in history: {e}");
-                self.remember_error(msg.clone());
-                Response::refused(&msg)
-            }
+            Err(e) => Response::refused(&e),
         }
     }
 
@@ -442,7 +473,7 @@ impl Daemon {
             run.stop.store(true, Ordering::SeqCst);
             let deadline = self.config.daemon.stop_timeout;
             match tokio::time::timeout(deadline, &mut run.done).await {
-                Ok(Ok(outcome)) => self.finish(outcome).await,
+                Ok(Ok(outcome)) => self.finish(outcome),
                 _ => tracing::error!(
                     "the run did not stop within {}s (a request to the Docker engine may hang); leaving",
                     deadline.as_secs()

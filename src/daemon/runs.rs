@@ -51,7 +51,7 @@ impl Daemon {
         let cache = Arc::clone(&self.cache);
         let stop = Arc::new(AtomicBool::new(false));
         let watched = self.watched.clone();
-        self.tracker.flush();
+        super::lock(&self.tracker).flush();
         let (tx, rx) = oneshot::channel();
         let mode = if dry_run { Mode::DryRun } else { Mode::Execute };
         tracing::info!(trigger, dry_run, "run starts");
@@ -63,7 +63,7 @@ impl Daemon {
             cache: Some(cache),
             uses: Some(uses),
             watched,
-            live: self.tracker.live(),
+            live: super::lock(&self.tracker).live(),
             observer: Box::new(NoObserver),
         };
         tokio::spawn(async move {
@@ -83,7 +83,7 @@ impl Daemon {
         self.notifier.notify(&format!("STATUS={}", self.summary()));
     }
 
-    pub(super) async fn finish(&mut self, outcome: Outcome) {
+    pub(super) fn finish(&mut self, outcome: Outcome) {
         let Some(run) = self.running.take() else {
             return;
         };
@@ -116,18 +116,22 @@ impl Daemon {
         for e in &record.errors {
             self.remember_error(e.clone());
         }
-        if let Err(e) = self.state.append(&mut self.history, record.clone()) {
-            self.remember_error(format!("cannot record the run in history: {e}"));
+        if self
+            .state
+            .append(&mut self.history, record.clone())
+            .is_err()
+        {
+            self.exporter.error(crate::metrics::ErrorKind::State);
         }
         let response = Response::Run(Box::new(view));
         for w in run.waiters {
             let _ = w.send(response.clone());
         }
         drop(outcome);
-        if stopped {
-            self.publish_metrics(true);
-        } else {
-            self.rescan().await;
+        // The run's counters now; the gauges once the rescan after it is done.
+        self.publish_metrics(true);
+        if !stopped {
+            self.rescan(None);
             if !self.queued.is_empty() {
                 let (trigger, dry_run, waiter) = self.queued.remove(0);
                 self.start(&trigger, dry_run, waiter);

@@ -144,6 +144,27 @@ impl History {
     /// How many records the file keeps; beyond it, the oldest are folded into the totals.
     pub const KEEP: usize = 1000;
 
+    /// A history with nothing in it (no state dir to read one from).
+    #[must_use]
+    pub fn empty() -> History {
+        History {
+            runs: std::collections::VecDeque::new(),
+            dropped: Totals::default(),
+            unreadable: 0,
+            known_len: 0,
+        }
+    }
+
+    /// Keeps a run in memory only (the state dir cannot be written).
+    pub fn remember(&mut self, run: RunRecord) {
+        self.runs.push_back(run);
+        while self.runs.len() > Self::KEEP {
+            if let Some(old) = self.runs.pop_front() {
+                self.dropped.add(&old);
+            }
+        }
+    }
+
     fn load(&mut self, dir: &PrivateDir, repair: bool) {
         self.runs.clear();
         self.dropped = Totals::default();

@@ -64,6 +64,25 @@ impl DockerEnv {
     }
 }
 
+/// The docker CLI's current context, from its `config.json`: `None` when the file is not
+/// there or names none; an error naming the file when it cannot be read (a garbage file is
+/// not silently the defaults).
+fn current_context(file: &Path) -> Result<Option<String>, String> {
+    let bytes = match crate::readfile::read(file, 1 << 20, true) {
+        Ok(Some(b)) => b,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            return Err(format!(
+                "cannot read docker's config {}: {e}",
+                file.display()
+            ));
+        }
+    };
+    let config: CliConfig = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("docker's config {} is not valid JSON: {e}", file.display()))?;
+    Ok(config.current_context.filter(|c| !c.is_empty()))
+}
+
 #[derive(Deserialize)]
 struct CliConfig {
     #[serde(rename = "currentContext", default)]
@@ -95,23 +114,59 @@ fn tls_in(dir: &Path, verify: bool) -> Option<Tls> {
         key: file("key.pem"),
         verify,
     };
-    (tls.ca.is_some() || tls.cert.is_some()).then_some(tls)
+    (tls.ca.is_some() || tls.cert.is_some() || tls.key.is_some()).then_some(tls)
+}
+
+/// TLS that was asked for, complete, or an error naming what is missing: never plain HTTP in
+/// its place. `what` says who asked.
+fn tls_required(dir: &Path, verify: bool, what: &str) -> Result<Tls, String> {
+    let tls = tls_in(dir, verify).unwrap_or(Tls {
+        ca: None,
+        cert: None,
+        key: None,
+        verify,
+    });
+    let mut missing = Vec::new();
+    if verify && tls.ca.is_none() {
+        missing.push("ca.pem");
+    }
+    if tls.cert.is_none() {
+        missing.push("cert.pem");
+    }
+    if tls.key.is_none() {
+        missing.push("key.pem");
+    }
+    if missing.is_empty() {
+        return Ok(tls);
+    }
+    Err(format!(
+        "{what} asks for TLS, but {} missing in {} (refusing to connect without it)",
+        missing.join(", ") + if missing.len() == 1 { " is" } else { " are" },
+        dir.display()
+    ))
 }
 
 impl Endpoint {
     /// The engine to use, or why none can be named (a context that does not exist, a host
     /// that does not parse).
     pub fn resolve(configured: Option<&Host>, env: &DockerEnv) -> Result<Endpoint, String> {
-        let env_tls = |host: &Host| {
-            let tcp = matches!(host, Host::Tcp(_));
-            match (&env.cert_path, tcp && env.tls_verify) {
-                (Some(dir), true) => tls_in(dir, true),
-                _ => None,
+        // $DOCKER_TLS_VERIFY asks for TLS to a tcp:// engine: with all of $DOCKER_CERT_PATH's
+        // files, or not at all.
+        let env_tls = |host: &Host| -> Result<Option<Tls>, String> {
+            if !(matches!(host, Host::Tcp(_)) && env.tls_verify) {
+                return Ok(None);
             }
+            let Some(dir) = &env.cert_path else {
+                return Err(
+                    "$DOCKER_TLS_VERIFY asks for TLS, but no $DOCKER_CERT_PATH (or ~/.docker) holds its files"
+                        .into(),
+                );
+            };
+            tls_required(dir, true, "$DOCKER_TLS_VERIFY").map(Some)
         };
         if let Some(h) = configured {
             return Ok(Endpoint {
-                tls: env_tls(h),
+                tls: env_tls(h)?,
                 host: h.clone(),
                 origin: Origin::Config,
                 context: None,
@@ -120,20 +175,17 @@ impl Endpoint {
         if let Some(text) = &env.docker_host {
             let host = Host::parse(text).map_err(|e| format!("$DOCKER_HOST: {e}"))?;
             return Ok(Endpoint {
-                tls: env_tls(&host),
+                tls: env_tls(&host)?,
                 host,
                 origin: Origin::Env,
                 context: None,
             });
         }
-        let current = || -> Option<String> {
-            let text = std::fs::read(env.config_dir.as_ref()?.join("config.json")).ok()?;
-            serde_json::from_slice::<CliConfig>(&text)
-                .ok()?
-                .current_context
-                .filter(|c| !c.is_empty())
+        let current = match &env.config_dir {
+            Some(dir) => current_context(&dir.join("config.json"))?,
+            None => None,
         };
-        match env.docker_context.clone().or_else(current) {
+        match env.docker_context.clone().or(current) {
             Some(name) if name != "default" => Self::of_context(&name, env),
             _ => Ok(Endpoint {
                 host: Host::Unix(PathBuf::from(DEFAULT_SOCKET)),
@@ -178,9 +230,16 @@ impl Endpoint {
                 None => Host::Unix(PathBuf::from(DEFAULT_SOCKET)),
             };
             let tls_dir = store.join("tls").join(entry.file_name()).join("docker");
-            let tls = matches!(host, Host::Tcp(_))
-                .then(|| tls_in(&tls_dir, !ep.skip_tls_verify))
-                .flatten();
+            // A context with TLS material asks for TLS: all of it, or an error. One without any
+            // speaks plain tcp, as docker does with it.
+            let tls = match (&host, tls_in(&tls_dir, !ep.skip_tls_verify)) {
+                (Host::Tcp(_), Some(_)) => Some(tls_required(
+                    &tls_dir,
+                    !ep.skip_tls_verify,
+                    &format!("docker context {name:?}"),
+                )?),
+                _ => None,
+            };
             return Ok(Endpoint {
                 host,
                 origin: Origin::Context,
@@ -296,5 +355,49 @@ mod tests {
         assert!(Endpoint::resolve(None, &e).unwrap().tls.is_some());
         e.docker_host = Some("unix:///s".into());
         assert_eq!(Endpoint::resolve(None, &e).unwrap().tls, None);
+    }
+
+    /// Hardening issue: `DOCKER_TLS_VERIFY=1` with its files missing connected over plain HTTP,
+    /// and a garbage `config.json` was silently the defaults.
+    #[test]
+    fn tls_asked_for_is_tls_or_an_error_naming_the_missing_file() {
+        let d = tempfile::tempdir().unwrap();
+        let mut e = env(d.path());
+        e.docker_host = Some("tcp://h:2376".into());
+        e.tls_verify = true;
+        let err = Endpoint::resolve(None, &e).unwrap_err();
+        assert!(
+            err.contains("ca.pem, cert.pem, key.pem are missing")
+                && err.contains("DOCKER_TLS_VERIFY"),
+            "{err}"
+        );
+        std::fs::write(d.path().join("ca.pem"), "x").unwrap();
+        std::fs::write(d.path().join("cert.pem"), "x").unwrap();
+        let err = Endpoint::resolve(None, &e).unwrap_err();
+        assert!(err.contains("key.pem is missing"), "{err}");
+        // A context whose TLS material is partly there.
+        let c = tempfile::tempdir().unwrap();
+        context(c.path(), "remote", "tcp://10.0.0.2:2376", true);
+        let tls = c
+            .path()
+            .join("contexts/tls")
+            .join(format!("{:x}", 6 * 7919))
+            .join("docker");
+        std::fs::remove_file(tls.join("key.pem")).unwrap();
+        let mut e = env(c.path());
+        e.docker_context = Some("remote".into());
+        let err = Endpoint::resolve(None, &e).unwrap_err();
+        assert!(
+            err.contains("docker context \"remote\"") && err.contains("key.pem"),
+            "{err}"
+        );
+        // Garbage where docker keeps its config.
+        let g = tempfile::tempdir().unwrap();
+        std::fs::write(g.path().join("config.json"), "{not json").unwrap();
+        let err = Endpoint::resolve(None, &env(g.path())).unwrap_err();
+        assert!(
+            err.contains("config.json") && err.contains("not valid JSON"),
+            "{err}"
+        );
     }
 }

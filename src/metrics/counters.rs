@@ -52,6 +52,8 @@ pub enum ErrorKind {
     Reload,
     /// The metrics textfile could not be written.
     Textfile,
+    /// History or last-use times could not be kept in the state dir.
+    State,
 }
 
 impl ErrorKind {
@@ -64,6 +66,7 @@ impl ErrorKind {
             ErrorKind::Engine => "engine",
             ErrorKind::Reload => "reload",
             ErrorKind::Textfile => "textfile",
+            ErrorKind::State => "state",
         }
     }
 }

@@ -40,6 +40,10 @@ pub struct HealthView {
     /// Why not, when not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<super::ErrorView>,
+    /// What the daemon is busy with (`rescanning`, `running (schedule)`): it answers all the
+    /// same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity: Option<String>,
 }
 
 impl HealthView {
@@ -51,6 +55,7 @@ impl HealthView {
             healthy: false,
             pid,
             error: Some(super::ErrorView::new(why, Exit::Failure)),
+            activity: None,
         }
     }
 

@@ -210,11 +210,18 @@ pub struct DaemonInfo {
     pub config_error: Option<String>,
     #[serde(with = "crate::pathcodec")]
     pub state_dir: PathBuf,
+    /// Why history or last-use times cannot be kept in the state dir now (kept in memory
+    /// meanwhile): the daemon is degraded, and `healthcheck` says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<String>,
     #[serde(with = "crate::pathcodec")]
     pub socket: PathBuf,
     pub schedule: String,
     pub next_run: Option<String>,
     pub running: Option<String>,
+    /// A rescan is under way (the numbers above are from the one before it).
+    #[serde(default)]
+    pub rescanning: bool,
     /// Whether disk pressure can trigger a run (false right after one, until free space
     /// recovers past the hysteresis).
     pub pressure_armed: bool,

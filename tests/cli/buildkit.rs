@@ -9,13 +9,12 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixListener;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::engine::engine;
+use crate::engine::{FakeEngine, engine};
 use crate::support::Fixture;
 
 /// What `cachekeeper scan --json` says of the build cache.
@@ -416,48 +415,6 @@ fn records_in_use_or_shared_with_an_image_are_never_pruned() {
         "not pruned: {missed:#?}\npruned {gone:?}\n{report:#}"
     );
     drop(build);
-}
-
-/// A fake engine on a unix socket, for faults a real one will not produce on demand.
-struct FakeEngine {
-    _dir: tempfile::TempDir,
-    socket: PathBuf,
-}
-
-impl FakeEngine {
-    /// `answer`: None to accept and never answer, Some((status line, JSON body)) to send to
-    /// every request.
-    fn new(answer: Option<(&'static str, &'static str)>) -> FakeEngine {
-        let dir = crate::suite::tempdir();
-        let socket = dir.path().join("docker.sock");
-        let listener = UnixListener::bind(&socket).unwrap();
-        std::thread::spawn(move || {
-            let mut held = Vec::new();
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                match answer {
-                    None => held.push(conn),
-                    Some((status, body)) => {
-                        let mut buf = [0u8; 4096];
-                        let _ = conn.read(&mut buf);
-                        let text = format!(
-                            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                            body.len()
-                        );
-                        let _ = conn.write_all(text.as_bytes());
-                    }
-                }
-            }
-        });
-        FakeEngine { _dir: dir, socket }
-    }
-
-    fn config(&self) -> String {
-        format!(
-            "[buildkit]\ndocker-host = \"unix://{}\"\ntimeout = \"1s\"\n",
-            self.socket.display()
-        )
-    }
 }
 
 /// A stale target dir for the cargo side to clean while the engine fails.

@@ -877,3 +877,57 @@ fn a_path_with_dotdot_means_where_it_leads() {
     let v = f.ck_json(&["scan", tricky.to_str().unwrap(), "--cargo-only"]);
     assert_eq!(v["targets"].as_array().unwrap().len(), 0, "{v:#}");
 }
+
+/// Hardening issue: a daemon whose rescan took long (roots = ["/"], an engine that does not
+/// answer) left its socket and health unanswered for as long. Rescans run beside the socket:
+/// here one is held by an engine that never answers, for its whole timeout.
+#[test]
+fn a_long_rescan_never_blocks_status_or_health() {
+    let fake = crate::engine::FakeEngine::new(None);
+    let f = Fixture::new();
+    f.app_and_dep();
+    assert!(f.cargo(&["build"]).success);
+    f.config_with(
+        "",
+        &format!(
+            "{}{}",
+            daemon_section(&f, ""),
+            fake.config()
+                .replace("timeout = \"1s\"", "timeout = \"3s\"")
+        ),
+    );
+    let d = Daemon::start(&f);
+    // `status --refresh` waits for a rescan, which waits for the engine's timeout.
+    let refresh = std::thread::spawn({
+        let config = d.client_config.clone();
+        move || {
+            crate::support::ck()
+                .arg("--config")
+                .arg(config)
+                .args(["status", "--refresh", "--json"])
+                .output()
+                .unwrap()
+        }
+    });
+    // Meanwhile the daemon answers at once, says it is rescanning, and shows its last view.
+    let t = Instant::now();
+    let mut seen = false;
+    while !refresh.is_finished() {
+        let out = d.ck(&["healthcheck"]);
+        assert_eq!(out.status.code(), Some(0));
+        if String::from_utf8_lossy(&out.stdout).contains("healthy (rescanning)") {
+            seen = true;
+            let v = d.json(&["status"]);
+            assert_eq!(v["daemon"]["rescanning"], true, "{v:#}");
+            assert_eq!(v["targets"][0]["path"], f.target().to_str().unwrap());
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "{}", d.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(seen, "the rescan ended before anyone asked: {}", d.log());
+    let out = refresh.join().unwrap();
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["daemon"]["rescanning"], false, "{v:#}");
+}

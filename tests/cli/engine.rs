@@ -11,6 +11,8 @@
 //! take their turn with [`engine`]; the others only list it (the default budgets and ages
 //! never prune the young, small records the tests make).
 
+use std::io::{Read, Write};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -386,4 +388,46 @@ pub fn place(root: &Path, from: &Path) {
     let to = root.join(from.strip_prefix("/").unwrap());
     std::fs::create_dir_all(to.parent().unwrap()).unwrap();
     std::fs::copy(from, to).unwrap();
+}
+
+/// A fake engine on a unix socket, for faults a real one will not produce on demand.
+pub struct FakeEngine {
+    pub _dir: tempfile::TempDir,
+    pub socket: PathBuf,
+}
+
+impl FakeEngine {
+    /// `answer`: None to accept and never answer, Some((status line, JSON body)) to send to
+    /// every request.
+    pub fn new(answer: Option<(&'static str, &'static str)>) -> FakeEngine {
+        let dir = crate::suite::tempdir();
+        let socket = dir.path().join("docker.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                match answer {
+                    None => held.push(conn),
+                    Some((status, body)) => {
+                        let mut buf = [0u8; 4096];
+                        let _ = conn.read(&mut buf);
+                        let text = format!(
+                            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = conn.write_all(text.as_bytes());
+                    }
+                }
+            }
+        });
+        FakeEngine { _dir: dir, socket }
+    }
+
+    pub fn config(&self) -> String {
+        format!(
+            "[buildkit]\ndocker-host = \"unix://{}\"\ntimeout = \"1s\"\n",
+            self.socket.display()
+        )
+    }
 }

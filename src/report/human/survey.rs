@@ -460,6 +460,12 @@ fn daemon(d: &DaemonInfo) -> String {
     if let Some(e) = &d.config_error {
         let _ = writeln!(out, "  error: {e}");
     }
+    if let Some(p) = &d.degraded {
+        let _ = writeln!(
+            out,
+            "  DEGRADED: {p}; history and last-use times are kept in memory only"
+        );
+    }
     for e in &d.errors {
         let _ = writeln!(out, "  recent error: {}", local_prefix(e));
     }
