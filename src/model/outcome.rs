@@ -75,6 +75,8 @@ pub struct PruneReport {
     pub results: Vec<RecordResult>,
     pub reclaimed_bytes: u64,
     pub errors: u64,
+    /// The run's deadline for the engine passed before every record was pruned: what was left.
+    pub deadline: Option<String>,
 }
 
 /// Everything a clean measured, decided and did.

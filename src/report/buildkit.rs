@@ -223,6 +223,9 @@ pub struct BuildkitCleanView {
     pub kept: BTreeMap<Protection, Kept>,
     /// When the clean pruned nothing, or less than the budget needs: why, in one line.
     pub blocked: Option<String>,
+    /// The run's deadline for the engine passed with records left to prune.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<String>,
 }
 
 impl BuildkitCleanView {
@@ -270,6 +273,7 @@ impl BuildkitCleanView {
             shortfall: plan.shortfall.clone(),
             kept: plan.kept.clone(),
             blocked,
+            deadline: sweep.deadline.clone(),
         }
     }
 }

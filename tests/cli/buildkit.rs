@@ -662,6 +662,57 @@ fn a_slow_prune_gets_twelve_times_the_timeout() {
     assert_eq!(v["buildkit"]["reclaimed_bytes"], 1000, "{v:#}");
 }
 
+/// Hardening issue, round 3: a prune could take twelve times its timeout per record, with no
+/// cap over the run. A run has one deadline for the engine (twelve times the timeout); what is
+/// left when it passes is said.
+#[test]
+fn a_prune_run_has_one_deadline_and_says_what_it_left() {
+    let records: Vec<String> = (1..=8)
+        .map(|i| {
+            format!(
+                r#"{{"ID":"old{i:021}","Type":"regular","Description":"old","InUse":false,"Shared":false,"Size":1000,"CreatedAt":"2020-01-01T00:00:00Z","LastUsedAt":"2020-01-01T00:00:00Z","UsageCount":1}}"#
+            )
+        })
+        .collect();
+    let df: &'static str =
+        Box::leak(format!(r#"{{"BuildCache":[{}]}}"#, records.join(",")).into_boxed_str());
+    let fake = routed_engine(vec![
+        ("/version", Reply::Json(VERSION)),
+        ("/info", Reply::Json(INFO)),
+        ("/system/df", Reply::Json(df)),
+        (
+            "/build/prune",
+            Reply::Slow(
+                Duration::from_millis(2500),
+                r#"{"CachesDeleted":[],"SpaceReclaimed":0}"#,
+            ),
+        ),
+    ]);
+    let f = Fixture::new();
+    f.config_with("", &fake.config());
+    let out = f.ck(&["clean", "--buildkit-only", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bk = &v["buildkit"];
+    let deadline = bk["deadline"].as_str().unwrap_or_default();
+    assert!(
+        deadline.contains("12s") && deadline.contains("left for the next run"),
+        "{bk:#}"
+    );
+    let stopped = bk["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["status"] == "stopped")
+        .count();
+    assert!(stopped >= 1, "{bk:#}");
+    let text = String::from_utf8_lossy(&f.ck(&["clean", "--buildkit-only", "--dry-run"]).stdout)
+        .into_owned();
+    assert!(
+        !text.contains("left for the next run"),
+        "a dry run asks nothing: {text}"
+    );
+}
+
 /// Hardening issue, item 7: a `/system/df` body was read without a cap (an endless one reached
 /// 4.96 GB of memory before the timeout).
 #[test]

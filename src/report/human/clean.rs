@@ -74,6 +74,7 @@ fn buildkit_clean(b: &BuildkitCleanView, dry_run: bool, out: &mut String) {
             for (line, a) in table(&rows).lines().zip(&b.actions) {
                 let status = match a.status {
                     Status::SkippedBusy => "  skipped: in use now".to_string(),
+                    Status::Stopped => "  not reached: the run stopped first".to_string(),
                     Status::Partial => format!("  FAILED: {}", a.error.as_deref().unwrap_or("")),
                     _ => String::new(),
                 };
@@ -89,6 +90,9 @@ fn buildkit_clean(b: &BuildkitCleanView, dry_run: bool, out: &mut String) {
                 },
                 human_bytes(b.reclaimed_bytes)
             );
+            if let Some(d) = &b.deadline {
+                let _ = writeln!(out, "BuildKit: {d}.");
+            }
         }
         BuildkitState::Off => {}
     }
