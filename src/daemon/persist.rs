@@ -32,6 +32,9 @@ impl Persist {
         }
         match StateDir::open(&self.path) {
             Ok(d) => {
+                if self.failed.take().is_some() {
+                    tracing::info!(dir = %self.path.display(), "the state dir can be used again");
+                }
                 self.dir = Some(d);
                 true
             }
@@ -78,8 +81,11 @@ impl Persist {
 
     /// Saves the last-use index if it changed; `false` when it could not be.
     pub(super) fn save_uses(&mut self, uses: &mut LastUse) -> bool {
-        if !uses.dirty || !self.reopen() {
-            return !uses.dirty;
+        if !self.reopen() {
+            return false;
+        }
+        if !uses.dirty {
+            return true;
         }
         let saved = self.dir.as_ref().map(|d| d.save_uses(uses));
         match saved {

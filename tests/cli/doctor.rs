@@ -12,7 +12,7 @@ use crate::support::{Fixture, Tmpfs, ck};
 
 /// `cachekeeper doctor` on a fixture's config, with no cargo settings of the machine's
 /// (`$CARGO_TARGET_DIR`, `$CARGO_HOME`) leaking in unless `env` sets them.
-fn doctor(f: &Fixture, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn doctor(f: &Fixture, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = ck();
     c.arg("--config")
         .arg(f.dir.path().join("cachekeeper.toml"))
@@ -39,7 +39,7 @@ fn doctor_json(f: &Fixture, env: &[(&str, &str)]) -> (Option<i32>, Value) {
 }
 
 /// The findings with `id`.
-fn with_id<'a>(v: &'a Value, id: &str) -> Vec<&'a Value> {
+pub(crate) fn with_id<'a>(v: &'a Value, id: &str) -> Vec<&'a Value> {
     v["findings"]
         .as_array()
         .unwrap()

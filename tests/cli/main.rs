@@ -15,6 +15,7 @@ mod daemon;
 mod deploy;
 mod doctor;
 mod guard;
+mod hostile;
 mod hosts;
 mod install;
 mod layout;

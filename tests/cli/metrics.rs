@@ -301,3 +301,44 @@ fn a_metrics_address_in_use_keeps_the_daemon_from_starting() {
         "{err}"
     );
 }
+
+/// Hardening issue: 16 idle connections (a slowloris from any local user) held scrapes back for
+/// 29 s. Idle connections are dropped once their headers are late, there is room for 64, and
+/// scrapes are served beside them.
+#[test]
+fn idle_connections_never_hold_a_scrape_back() {
+    let f = Fixture::new();
+    let port = free_port();
+    f.config_with(
+        "",
+        &format!(
+            "{}[metrics]\nlisten = \"{port}\"\n",
+            daemon_section(&f, "")
+        ),
+    );
+    let d = Daemon::start(&f);
+    let idle: Vec<TcpStream> = (0..40)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    // A scrape beside them is answered (it used to queue behind the first 16 for 30 s: a
+    // generous 10 s to answer fails that).
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body)
+        .expect("the scrape is answered beside 40 idle connections");
+    assert!(
+        body.contains(" 200 OK") && body.contains("cachekeeper_build_info"),
+        "{body}"
+    );
+    // And every idle one is closed by the daemon once its headers are late.
+    for mut s in idle {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).unwrap_or(0);
+        let answer = String::from_utf8_lossy(&buf[..n]);
+        assert!(n == 0 || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+    assert!(d.log().contains("ready"), "{}", d.log());
+}
