@@ -112,6 +112,7 @@ fn main() {
         path: PathBuf::from("/"),
         total_bytes: total * 4,
         free_bytes: total,
+        ..Filesystem::default()
     }];
     let modes = match args.get(3).map(String::as_str) {
         Some("lru") => vec![Eviction::Lru],

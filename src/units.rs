@@ -14,7 +14,13 @@ pub fn human_bytes(bytes: u64) -> String {
 pub const DURATION_EXPECTED: &str =
     "a duration like \"30d\", \"36h\", \"90m\", \"2w\" or \"1d12h\" (units: s, m, h, d, w)";
 
-/// Parses a duration made of one or more `<number><unit>` parts.
+/// A count and its noun, singular for one: `1 run`, `2 runs`, `0 runs`.
+#[must_use]
+pub fn count(n: impl TryInto<u64>, one: &str, many: &str) -> String {
+    let n = n.try_into().unwrap_or(u64::MAX);
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Compile time for people: `0.4 s`, `41 s`, `3 min`, `1.2 h`.
 #[must_use]
 pub fn human_seconds(seconds: f64) -> String {
@@ -29,6 +35,7 @@ pub fn human_seconds(seconds: f64) -> String {
     }
 }
 
+/// Parses a duration made of one or more `<number><unit>` parts.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let q = quoted(text);
     let t = text.trim();
@@ -142,89 +149,20 @@ pub fn quoted(text: &str) -> String {
 }
 
 /// Parses an RFC 3339 timestamp as the engine writes it (`2026-11-24T06:53:01.123456789Z`,
-/// or with an offset). Go's zero time (`0001-01-01T00:00:00Z`) means "never".
+/// or with an offset). Go's zero time (`0001-01-01T00:00:00Z`) and anything before 1970
+/// mean "never".
 pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
-    let (date, rest) = s.split_once('T')?;
-    let mut d = date.split('-');
-    let (y, mo, da): (i64, i64, i64) = (
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-    );
-    if y <= 1 {
-        return None;
-    }
-    let (clock, offset) = split_offset(rest)?;
-    let mut c = clock.split(':');
-    let (h, mi): (i64, i64) = (c.next()?.parse().ok()?, c.next()?.parse().ok()?);
-    let sec_text = c.next()?;
-    let (whole, frac) = sec_text.split_once('.').unwrap_or((sec_text, ""));
-    let sec: i64 = whole.parse().ok()?;
-    let nanos: u32 = if frac.is_empty() {
-        0
-    } else {
-        let digits: String = frac.chars().take(9).collect();
-        format!("{digits:0<9}").parse().ok()?
-    };
-    let days = days_from_civil(y, mo, da);
-    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset;
-    let secs = u64::try_from(secs).ok()?;
-    SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::new(secs, nanos))
+    let t = chrono::DateTime::parse_from_rfc3339(s).ok()?;
+    let since = t.signed_duration_since(chrono::DateTime::UNIX_EPOCH);
+    SystemTime::UNIX_EPOCH.checked_add(since.to_std().ok()?)
 }
 
-/// Splits `hh:mm:ss[.frac](Z|±hh:mm)` into the clock and the offset in seconds.
-fn split_offset(rest: &str) -> Option<(&str, i64)> {
-    if let Some(clock) = rest.strip_suffix('Z') {
-        return Some((clock, 0));
-    }
-    let i = rest.rfind(['+', '-'])?;
-    let (clock, off) = rest.split_at(i);
-    let sign = if off.starts_with('-') { -1 } else { 1 };
-    let (oh, om) = off[1..].split_once(':')?;
-    Some((
-        clock,
-        sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60),
-    ))
-}
-
-/// Formats a time as RFC 3339 in UTC, to the second (`2026-11-24T06:53:01Z`).
+/// Formats a time as RFC 3339 in UTC, to the second (`2026-11-24T06:53:01Z`); a time before
+/// 1970 as 1970.
 #[must_use]
 pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// The date of a day count since 1970-01-01 (the inverse of [`days_from_civil`]).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let t = t.max(SystemTime::UNIX_EPOCH);
+    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// A time as people read it: local, with its offset (the schedule is local time too). Views
@@ -252,6 +190,13 @@ pub fn local_time(t: std::time::SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_agree_with_their_nouns() {
+        assert_eq!(count(1u32, "run", "runs"), "1 run");
+        assert_eq!(count(2u32, "pass", "passes"), "2 passes");
+        assert_eq!(count(0u32, "target dir", "target dirs"), "0 target dirs");
+    }
 
     #[test]
     fn durations() {
@@ -293,6 +238,15 @@ mod tests {
         );
         assert_eq!(parse_rfc3339("0001-01-01T00:00:00Z"), None);
         assert_eq!(parse_rfc3339("garbage"), None);
+        assert_eq!(parse_rfc3339("2026-02-30T00:00:00Z"), None, "no such day");
+        assert_eq!(
+            parse_rfc3339("2026-11-24T07:50:16+02:00"),
+            parse_rfc3339("2026-11-24T05:50:16Z")
+        );
+        assert_eq!(
+            rfc3339(SystemTime::UNIX_EPOCH - Duration::from_secs(5)),
+            "1970-01-01T00:00:00Z"
+        );
         for text in [
             "2026-11-24T05:50:16Z",
             "2000-02-29T23:59:59Z",

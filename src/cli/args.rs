@@ -17,6 +17,7 @@ SIGINT and SIGTERM are passed on to COMMAND. In CI, $GITHUB_STEP_SUMMARY gets a 
 
 Examples:
   cachekeeper guard --min-free 20GiB ~/work
+  cachekeeper guard --min-free 20GiB --dry-run ~/work    what each phase would free
   cachekeeper guard --min-free 15% -- cargo test --workspace";
 
 const SCAN_HELP: &str = "\
@@ -26,6 +27,7 @@ the output), 2 bad usage or config.
 Examples:
   cachekeeper scan                    every target dir under the configured roots, and BuildKit
   cachekeeper scan ~/src/service      one workspace (or its target dir)
+  cachekeeper scan --stale-after 7d   what a week as the stale age would free
   cachekeeper scan --json | jq '.targets[] | {path, bytes, reclaimable_bytes}'
   cachekeeper scan --json | jq '.targets[].costliest[:5][] | {name, build_seconds}'";
 
@@ -40,7 +42,12 @@ cargo side was done but the BuildKit side could not be (the engine did not answe
 Examples:
   cachekeeper clean --dry-run         what would go, why, and how much it frees
   cachekeeper clean ~/src/service     clean one workspace's target dir (cargo side only)
-  cachekeeper clean --buildkit-only   prune the Docker engine's build cache to its budget";
+  cachekeeper clean --buildkit-only   prune the Docker engine's build cache to its budget
+  cachekeeper clean --stale-after 30d          like cargo sweep -t 30, this run only
+  cachekeeper clean --budget 10GiB --dry-run   each target dir down to 10 GiB, planned
+  cachekeeper clean --buildkit-only --buildkit-keep 24h --buildkit-budget 10GB
+                                      like docker builder prune --filter until=24h
+                                      --keep-storage 10GB";
 
 const STATUS_HELP: &str = "\
 Exit codes: 0 ok, 1 when something could not be read, 2 bad usage or config.
@@ -94,13 +101,26 @@ Examples:
   cachekeeper run-now --dry-run       what the daemon's next run would do, now";
 
 const DAEMON_HELP: &str = "\
-Usually run by systemd (see the units in systemd/) or a container. It never cleans at start-up;
+Usually run by systemd (see the units in systemd/) or a container. It never cleans at start-up:
+it runs on [daemon] schedule (crontab, local time; each host up to [daemon] schedule-jitter
+later, the same delay every time, shown by `status`), on disk pressure and on `run-now`.
 SIGHUP reloads the config (an invalid one is reported and the old one kept), SIGTERM stops it
 within [daemon] stop-timeout.
 
 Examples:
   cachekeeper daemon                  in the foreground, logging to stderr
   systemctl --user status cachekeeper";
+
+const INIT_STATE_HELP: &str = "\
+For a container started as another user on a volume root owns (a Kubernetes hostPath is made
+root's, mode 0755, where a daemon running as uid 1001 could keep no history): run this first,
+as root, in an init step. It makes the state dir (mode 0700) if missing and gives it, and the
+files a root run left in it, to UID:GID. It follows no link, and refuses a dir that belongs to
+anyone but root or UID. Running it again changes nothing.
+
+Examples:
+  cachekeeper init-state --owner 1001:1001
+  STATE_DIRECTORY=/srv/ck cachekeeper init-state --owner \"$(id -u runner):$(id -g runner)\"";
 
 const COMPLETIONS_HELP: &str = "\
 install.sh installs them where each shell looks. By hand:
@@ -184,6 +204,8 @@ pub enum Command {
         paths: Vec<PathBuf>,
         #[command(flatten)]
         only: Only,
+        #[command(flatten)]
+        policy: Policy,
     },
     /// Remove stale artifacts under the configured rules and budgets, printing the plan
     /// (what, why, how big) and what was reclaimed.
@@ -197,6 +219,8 @@ pub enum Command {
         paths: Vec<PathBuf>,
         #[command(flatten)]
         only: Only,
+        #[command(flatten)]
+        policy: Policy,
     },
     /// Usage of every target dir against its budget, the total against the total budget,
     /// free disk against the watermark, and what the next run would do. Answered by the
@@ -237,6 +261,9 @@ pub enum Command {
         /// The floor: a size ("20GiB") or a share of each filesystem ("15%").
         #[arg(long, value_name = "SIZE|PCT")]
         min_free: String,
+        /// Show what each phase would remove to reach the floor; remove nothing (no COMMAND).
+        #[arg(long, short = 'n', conflicts_with = "command")]
+        dry_run: bool,
         /// How often free space is checked while COMMAND runs.
         #[arg(long, default_value = "5s", value_name = "DURATION")]
         interval: String,
@@ -254,6 +281,13 @@ pub enum Command {
         /// Where projects are: a workspace or any dir above them (default: the configured
         /// roots).
         paths: Vec<PathBuf>,
+    },
+    /// Make the daemon's state dir for the user it will run as (an init step, as root).
+    #[command(after_help = INIT_STATE_HELP)]
+    InitState {
+        /// Who the daemon runs as: numeric uid and gid.
+        #[arg(long, value_name = "UID:GID")]
+        owner: String,
     },
     /// Print a shell completion script.
     #[command(after_help = COMPLETIONS_HELP)]
@@ -279,6 +313,79 @@ pub enum Command {
     },
 }
 
+/// The config's policy, overridden for one run (the same values, parsers and errors as the
+/// config file).
+#[derive(clap::Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Policy for this run (overrides the config)")]
+pub struct Policy {
+    /// Units unused this long go ([cargo] stale-after), like "30d".
+    #[arg(long, value_name = "DURATION")]
+    pub stale_after: Option<String>,
+    /// Budget of each target dir ([cargo] target-budget): "10GiB", "15%" or "none".
+    #[arg(long, value_name = "SIZE|PCT")]
+    pub budget: Option<String>,
+    /// Budget of all target dirs together ([cargo] total-budget).
+    #[arg(long, value_name = "SIZE|PCT")]
+    pub total_budget: Option<String>,
+    /// Nothing used or written more recently goes ([cargo] min-age), like "1h" or "0s".
+    #[arg(long, value_name = "DURATION")]
+    pub min_age: Option<String>,
+    /// Free-space watermark of each filesystem holding a target dir ([disk] min-free).
+    #[arg(long, value_name = "SIZE|PCT")]
+    pub min_free: Option<String>,
+    /// Units another version replaced in a watched build go this long after it ([cargo]
+    /// superseded-after): "2d", "0s" or "off".
+    #[arg(long, value_name = "DURATION")]
+    pub superseded_after: Option<String>,
+    /// Budget of the reclaimable BuildKit cache ([buildkit] budget).
+    #[arg(long, value_name = "SIZE|PCT")]
+    pub buildkit_budget: Option<String>,
+    /// BuildKit records unused this long go ([buildkit] keep-duration), like `docker builder
+    /// prune --filter until=`.
+    #[arg(long, value_name = "DURATION")]
+    pub buildkit_keep: Option<String>,
+}
+
+impl Policy {
+    /// Each flag given: (its name, the config key it sets, its value).
+    #[must_use]
+    pub fn given(&self) -> Vec<(&'static str, &'static str, &'static str, &str)> {
+        [
+            ("--stale-after", "cargo", "stale-after", &self.stale_after),
+            ("--budget", "cargo", "target-budget", &self.budget),
+            (
+                "--total-budget",
+                "cargo",
+                "total-budget",
+                &self.total_budget,
+            ),
+            ("--min-age", "cargo", "min-age", &self.min_age),
+            ("--min-free", "disk", "min-free", &self.min_free),
+            (
+                "--superseded-after",
+                "cargo",
+                "superseded-after",
+                &self.superseded_after,
+            ),
+            (
+                "--buildkit-budget",
+                "buildkit",
+                "budget",
+                &self.buildkit_budget,
+            ),
+            (
+                "--buildkit-keep",
+                "buildkit",
+                "keep-duration",
+                &self.buildkit_keep,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(flag, table, key, v)| v.as_deref().map(|v| (flag, table, key, v)))
+        .collect()
+    }
+}
+
 /// Restricting a command to one side.
 #[derive(clap::Args, Debug, Clone, Copy)]
 pub struct Only {
@@ -291,6 +398,37 @@ pub struct Only {
 }
 
 impl Only {
+    /// Flags that contradict each other or mean nothing together, as the one sentence that
+    /// says so (exit 2: nothing runs on a command line that half makes sense).
+    pub fn conflicts(self, paths: &[PathBuf], policy: &Policy) -> Result<(), String> {
+        if self.buildkit_only && !paths.is_empty() {
+            return Err(
+                "--buildkit-only looks at the BuildKit cache, which has no PATHs: give PATHs (target dirs) or --buildkit-only, not both".into(),
+            );
+        }
+        let given = policy.given();
+        if self.buildkit_only
+            && let Some((flag, ..)) = given.iter().find(|g| g.1 != "buildkit")
+        {
+            return Err(format!(
+                "{flag} is a rule of target dirs, and --buildkit-only leaves them out"
+            ));
+        }
+        if (self.cargo_only || !paths.is_empty())
+            && let Some((flag, ..)) = given.iter().find(|g| g.1 == "buildkit")
+        {
+            return Err(format!(
+                "{flag} is a rule of the BuildKit cache, which {} leaves out",
+                if self.cargo_only {
+                    "--cargo-only"
+                } else {
+                    "giving PATHs"
+                }
+            ));
+        }
+        Ok(())
+    }
+
     /// The sides a command covers: given PATHs mean target dirs only.
     #[must_use]
     pub fn sides(self, paths: &[PathBuf]) -> Sides {

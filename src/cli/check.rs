@@ -143,10 +143,11 @@ fn describe_services(c: &Config) -> String {
     };
     format!(
         "buildkit:            {buildkit}\n\
-         daemon schedule:     \"{}\" (poll every {}, at most every {})\n\
+         daemon schedule:     \"{}\" (each host up to {} late, poll every {}, at most every {})\n\
          daemon stop-timeout: {}s\n\
          metrics:             {metrics}\n",
         d.schedule.text(),
+        format_duration(d.schedule_jitter),
         format_duration(d.poll_interval),
         format_duration(d.min_interval),
         d.stop_timeout.as_secs(),

@@ -305,6 +305,34 @@ pub fn healthcheck(ctx: &Context<'_>) -> Exit {
     show_health(ctx.cli, &view)
 }
 
+/// `init-state --owner UID:GID`: the state dir in force, made and given to that user.
+pub fn init_state(ctx: &Context<'_>, owner: &str) -> Exit {
+    let parsed = owner
+        .split_once(':')
+        .and_then(|(u, g)| Some((u.parse::<u32>().ok()?, g.parse::<u32>().ok()?)));
+    let Some((uid, gid)) = parsed else {
+        return fail(
+            ctx.cli,
+            Exit::Usage,
+            &format!("--owner {owner:?}: give a numeric uid and gid, as in 1001:1001"),
+        );
+    };
+    let dir = crate::protocol::state_dir(ctx.config.daemon.state_dir.as_deref());
+    match crate::os::private::hand_over(&dir, uid, gid) {
+        Ok(()) => {
+            if !ctx.cli.quiet {
+                eprintln!("{}: the state dir, uid {uid}'s (mode 0700)", dir.display());
+            }
+            Exit::Ok
+        }
+        Err(e) => fail(
+            ctx.cli,
+            Exit::Failure,
+            &format!("cannot make {} uid {uid}'s: {e}", dir.display()),
+        ),
+    }
+}
+
 fn unhealthy(pid: Option<u32>, why: String) -> HealthView {
     HealthView::unhealthy(pid, &why)
 }

@@ -13,6 +13,7 @@ use crate::units::parse_duration;
 pub fn guard(
     ctx: &Context<'_>,
     min_free: &str,
+    dry_run: bool,
     interval: &str,
     paths: &[PathBuf],
     command: &[OsString],
@@ -34,22 +35,30 @@ pub fn guard(
     if command.is_empty() {
         let started = std::time::SystemTime::now();
         let clock = std::time::Instant::now();
+        let mode = if dry_run {
+            crate::model::Mode::DryRun
+        } else {
+            crate::model::Mode::Execute
+        };
         let pass = ctx.rt.block_on(guard::pass(
             ctx.config,
             &roots,
             floor,
             std::sync::Arc::clone(ctx.progress),
+            mode,
         ));
         ctx.progress.done();
-        record(ctx, &pass, started, clock.elapsed());
+        if !dry_run {
+            record(ctx, &pass, started, clock.elapsed());
+        }
         if cli.json {
             emit_json(&serde_json::json!({ "version": report::SCHEMA_VERSION, "pass": pass }));
         } else {
             emit(&describe(&pass));
-            emit(if pass.holds {
-                "The floor holds.\n"
-            } else {
-                "The floor cannot be reached.\n"
+            emit(match (pass.holds, dry_run) {
+                (true, false) => "The floor holds.\n",
+                (true, true) => "The floor would hold.\n",
+                (false, _) => "The floor cannot be reached.\n",
             });
         }
         step_summary(std::slice::from_ref(&pass), None);
@@ -76,7 +85,10 @@ pub fn guard(
             // stdout belongs to COMMAND: the guard reports on stderr.
             eprint!("{}", describe_watch(&w));
             if cli.json {
-                eprintln!("{}", serde_json::to_string(&w).unwrap_or_default());
+                eprintln!(
+                    "{}",
+                    crate::report::json::to_string(&w, false).unwrap_or_default()
+                );
             }
             step_summary(&w.passes, Some(w.exit_code));
             ExitCode::from(u8::try_from(w.exit_code).unwrap_or(1))

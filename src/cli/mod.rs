@@ -56,7 +56,7 @@ fn emit(text: &str) {
 fn emit_json<T: serde::Serialize>(value: &T) {
     // Views hold strings, numbers, bools, lists and string-keyed maps, and paths go through
     // `pathcodec`, so this cannot fail; if it ever did, the document says so.
-    let text = serde_json::to_string_pretty(value).unwrap_or_else(|e| {
+    let text = report::json::to_string(value, true).unwrap_or_else(|e| {
         let doc = error_doc(
             &format!("cannot write the report as JSON: {e}"),
             Exit::Failure,
@@ -170,6 +170,11 @@ fn run(cli: &Cli) -> ExitCode {
             };
         }
     };
+    // A one-off policy from the command line, over the config for this run only.
+    let config = match one_off(cli, &config, &env) {
+        Ok(c) => c,
+        Err(e) => return fail(cli, Exit::Usage, &e).into(),
+    };
     // Progress is for a person at a terminal: never with --json or -q.
     let progress = Arc::new(Progress::new(cli.quiet || cli.json));
     // The one runtime of this process: the engine client is async, so every command that may
@@ -191,28 +196,60 @@ fn run(cli: &Cli) -> ExitCode {
         progress: &progress,
     };
     match &cli.command {
-        Command::Scan { paths, only } => commands::scan(&ctx, paths, only.sides(paths)).into(),
+        Command::Scan { paths, only, .. } => commands::scan(&ctx, paths, only.sides(paths)).into(),
         Command::Status { refresh } => commands::status(&ctx, *refresh).into(),
         Command::Daemon => commands::daemon(&ctx).into(),
         Command::RunNow { dry_run } => commands::run_now(&ctx, *dry_run).into(),
         Command::History { limit } => commands::history(&ctx, *limit).into(),
         Command::Healthcheck => commands::healthcheck(&ctx).into(),
+        Command::InitState { owner } => commands::init_state(&ctx, owner).into(),
         Command::Doctor { paths } => commands::doctor(&ctx, paths, config_trouble).into(),
         Command::Guard {
             min_free,
+            dry_run,
             interval,
             paths,
             command,
-        } => guard::guard(&ctx, min_free, interval, paths, command),
+        } => guard::guard(&ctx, min_free, *dry_run, interval, paths, command),
         Command::Clean {
             dry_run,
             paths,
             only,
+            ..
         } => commands::clean(&ctx, paths, only.sides(paths), *dry_run).into(),
         Command::CheckConfig { .. } | Command::Completions { .. } | Command::Man { .. } => {
             unreachable!("handled above")
         }
     }
+}
+
+/// The config with `scan`'s or `clean`'s policy flags laid over it; an error names the flag
+/// and says what the config file would say of the value.
+fn one_off(cli: &Cli, config: &Config, env: &Env) -> Result<Config, String> {
+    let (Command::Scan {
+        paths,
+        only,
+        policy,
+    }
+    | Command::Clean {
+        paths,
+        only,
+        policy,
+        ..
+    }) = &cli.command
+    else {
+        return Ok(config.clone());
+    };
+    only.conflicts(paths, policy)?;
+    let mut c = config.clone();
+    for (flag, table, key, value) in policy.given() {
+        let text = format!(
+            "[{table}]\n{key} = {}\n",
+            toml::Value::String(value.to_string())
+        );
+        c = config::overlay(&c, &text, flag, env).map_err(|e| format!("{flag}: {}", e.message))?;
+    }
+    Ok(c)
 }
 
 /// What every command gets: the parsed line, the config in force, the runtime, the progress

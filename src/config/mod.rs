@@ -77,6 +77,9 @@ pub struct MetricsConfig {
 #[derive(Clone, Debug)]
 pub struct DaemonConfig {
     pub schedule: Schedule,
+    /// A delay after each scheduled time, the same on a host every time and spread over
+    /// hosts, so a fleet does not prune at the same second; zero: none.
+    pub schedule_jitter: Duration,
     pub poll_interval: Duration,
     pub min_interval: Duration,
     pub hysteresis: SizeSpec,
@@ -308,6 +311,14 @@ pub fn parse(text: &str, source: Source, env: &Env) -> Result<Config, ConfigErro
     Ok(config)
 }
 
+/// `config` with the keys of `text` (TOML) laid over it: a one-off policy from the command
+/// line, read by the same parsers with the same errors as a config file.
+pub fn overlay(config: &Config, text: &str, name: &str, env: &Env) -> Result<Config, ConfigError> {
+    let mut c = config.clone();
+    apply(&Doc::new(name, text), &mut c, env)?;
+    Ok(c)
+}
+
 /// The embedded defaults, validated.
 #[must_use]
 pub fn defaults(env: &Env) -> Config {
@@ -347,6 +358,7 @@ pub fn defaults(env: &Env) -> Config {
         },
         daemon: DaemonConfig {
             schedule: Schedule::parse("0 3 * * *").expect("a fixed valid schedule"),
+            schedule_jitter: Duration::ZERO,
             poll_interval: Duration::ZERO,
             min_interval: Duration::ZERO,
             hysteresis: SizeSpec::Bytes(0),
@@ -378,6 +390,7 @@ const TOP_KEYS: &[&str] = &["cargo", "buildkit", "daemon", "disk", "metrics"];
 const METRICS_KEYS: &[&str] = &["listen", "textfile", "max-target-dirs", "paths"];
 const DAEMON_KEYS: &[&str] = &[
     "schedule",
+    "schedule-jitter",
     "poll-interval",
     "min-interval",
     "hysteresis",
@@ -501,6 +514,7 @@ fn apply(doc: &Doc<'_>, config: &mut Config, env: &Env) -> Result<(), ConfigErro
             c.schedule = s;
         }
         for (key, slot, range) in [
+            ("schedule-jitter", &mut c.schedule_jitter, secs(0)..=DAY),
             ("poll-interval", &mut c.poll_interval, secs(1)..=DAY),
             ("min-interval", &mut c.min_interval, secs(1)..=30 * DAY),
             ("rescan-interval", &mut c.rescan_interval, secs(1)..=7 * DAY),
@@ -900,7 +914,29 @@ mod tests {
             "{:?}",
             c.warnings
         );
-        assert!(defaults(&env()).warnings.is_empty());
+        // Roots that are not there, or not directories, are said; a home that exists is not.
+        let home = tempfile::tempdir().unwrap();
+        let there = Env {
+            home: Some(home.path().to_path_buf()),
+            ..Env::default()
+        };
+        assert!(
+            defaults(&there).warnings.is_empty(),
+            "{:?}",
+            defaults(&there).warnings
+        );
+        let c = parse(
+            "[cargo]\nroots = [\"/nonexistent/src\", \"/dev/null\"]\n",
+            Source::Embedded,
+            &there,
+        )
+        .unwrap();
+        assert!(
+            c.warnings[0].contains("/nonexistent/src does not exist")
+                && c.warnings[1].contains("/dev/null is not a directory"),
+            "{:?}",
+            c.warnings
+        );
     }
 
     #[test]

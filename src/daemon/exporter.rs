@@ -32,7 +32,6 @@ pub(super) struct Exporter {
     shared: Arc<Mutex<Exposition>>,
     server: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
     textfile: Option<PathBuf>,
-    system: Arc<Mutex<Option<sysinfo::System>>>,
 }
 
 impl Exporter {
@@ -49,7 +48,6 @@ impl Exporter {
             shared,
             server: None,
             textfile: config.textfile.clone(),
-            system: Arc::new(Mutex::new(sysinfo::System::new().ok())),
         };
         if let Some(addr) = config.listen {
             e.server = Some((addr, e.serve(addr)?));
@@ -64,8 +62,7 @@ impl Exporter {
             .and_then(tokio::net::TcpListener::from_std)
             .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {addr}: {e}"))?;
         let shared = Arc::clone(&self.shared);
-        let system = Arc::clone(&self.system);
-        Ok(tokio::spawn(accept(listener, shared, system)))
+        Ok(tokio::spawn(accept(listener, shared)))
     }
 
     /// Applies a reloaded `[metrics]`: a changed address is bound anew (the old one kept if
@@ -136,11 +133,7 @@ impl Drop for Exporter {
     }
 }
 
-async fn accept(
-    listener: tokio::net::TcpListener,
-    shared: Arc<Mutex<Exposition>>,
-    system: Arc<Mutex<Option<sysinfo::System>>>,
-) {
+async fn accept(listener: tokio::net::TcpListener, shared: Arc<Mutex<Exposition>>) {
     let slots = Arc::new(Semaphore::new(CONNECTIONS));
     loop {
         let stream = match listener.accept().await {
@@ -156,10 +149,10 @@ async fn accept(
             drop(stream);
             continue;
         };
-        let (shared, system) = (Arc::clone(&shared), Arc::clone(&system));
+        let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let answer = answer(&req, &shared, &system);
+                let answer = answer(&req, &shared);
                 async move { Ok::<_, Infallible>(answer) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
@@ -173,11 +166,7 @@ async fn accept(
     }
 }
 
-fn answer(
-    req: &Request<Incoming>,
-    shared: &Mutex<Exposition>,
-    system: &Mutex<Option<sysinfo::System>>,
-) -> Response<Full<Bytes>> {
+fn answer(req: &Request<Incoming>, shared: &Mutex<Exposition>) -> Response<Full<Bytes>> {
     let reply = |status: StatusCode, kind: &str, body: String| {
         let mut r = Response::new(Full::new(Bytes::from(body)));
         *r.status_mut() = status;
@@ -193,7 +182,7 @@ fn answer(
                 .get(hyper::header::ACCEPT)
                 .and_then(|v| v.to_str().ok());
             let format = Format::negotiate(accept);
-            let process = process_facts(system);
+            let process = process_facts();
             let body = lock(shared).render(format, process);
             reply(StatusCode::OK, format.content_type(), body)
         }
@@ -221,27 +210,13 @@ fn answer(
     }
 }
 
-/// The process's resident memory, CPU time, open fds and start time, from /proc (sysinfo).
-fn process_facts(system: &Mutex<Option<sysinfo::System>>) -> Option<ProcessFacts> {
-    use sysinfo::{ProcessRefreshKind, ProcessesToUpdate};
-    let mut guard = lock(system);
-    let sys = guard.as_mut()?;
-    let pid = sysinfo::get_current_pid().ok()?;
-    sys.refresh_processes_specifics(
-        ProcessesToUpdate::Some(&[pid]),
-        true,
-        ProcessRefreshKind::nothing()
-            .with_memory()
-            .with_cpu()
-            .without_tasks(),
-    );
-    let p = sys.process(pid)?;
-    #[allow(clippy::cast_precision_loss)] // milliseconds of CPU time: far below 2^52
-    let cpu_seconds = p.accumulated_cpu_time() as f64 / 1000.0;
+/// The process's resident memory, CPU time, open fds and start time, from /proc.
+fn process_facts() -> Option<ProcessFacts> {
+    let f = crate::os::process::current()?;
     Some(ProcessFacts {
-        resident_bytes: p.memory(),
-        cpu_seconds,
-        open_fds: p.open_files().map(|n| n as u64),
-        start_time_seconds: p.start_time(),
+        resident_bytes: f.resident_bytes,
+        cpu_seconds: f.cpu_seconds,
+        open_fds: f.open_fds,
+        start_time_seconds: f.start_time_seconds,
     })
 }

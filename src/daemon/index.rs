@@ -190,6 +190,7 @@ impl Daemon {
             degraded: self.state.problem().map(str::to_string),
             socket: self.socket.clone(),
             schedule: self.config.daemon.schedule.text().to_string(),
+            schedule_delay_seconds: super::host_share(self.config.daemon.schedule_jitter).as_secs(),
             next_run: self.next_run.map(rfc3339),
             running: self
                 .running

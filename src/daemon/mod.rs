@@ -125,6 +125,53 @@ struct Daemon {
     exporter: exporter::Exporter,
 }
 
+/// When the next scheduled run starts: the schedule's next time after `after`, plus this
+/// host's share of `schedule-jitter` (never earlier than the schedule says).
+fn next_run(config: &Config, after: SystemTime) -> Option<SystemTime> {
+    let jitter = config.daemon.schedule_jitter;
+    let at = config
+        .daemon
+        .schedule
+        .next_after(after.checked_sub(jitter).unwrap_or(after))?;
+    // The run of a time whose delay has not passed yet is still ahead.
+    let due = at + host_share(jitter);
+    if due > after {
+        Some(due)
+    } else {
+        config
+            .daemon
+            .schedule
+            .next_after(after)
+            .map(|t| t + host_share(jitter))
+    }
+}
+
+/// This host's delay within `jitter`: the same every time (from `/etc/machine-id`, else the
+/// host name), spread evenly over hosts.
+pub(super) fn host_share(jitter: Duration) -> Duration {
+    static SHARE: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let share = *SHARE.get_or_init(|| {
+        let id = crate::readfile::read(std::path::Path::new("/etc/machine-id"), 4096, true)
+            .ok()
+            .flatten()
+            .or_else(|| {
+                crate::readfile::read(std::path::Path::new("/proc/sys/kernel/hostname"), 256, true)
+                    .ok()
+                    .flatten()
+            })
+            .unwrap_or_default();
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in id {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let share = (h >> 11) as f64 / (1u64 << 53) as f64;
+        share
+    });
+    jitter.mul_f64(share)
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -148,7 +195,7 @@ pub async fn serve(
     let tracker = Tracker::new(Arc::clone(&uses), config.daemon.track_access);
     let now = Instant::now();
     let mut d = Daemon {
-        next_run: config.daemon.schedule.next_after(SystemTime::now()),
+        next_run: next_run(&config, SystemTime::now()),
         options,
         config_error: None,
         state,
@@ -296,7 +343,7 @@ impl Daemon {
                 for w in &c.warnings {
                     tracing::warn!("config: {w}");
                 }
-                self.next_run = c.daemon.schedule.next_after(SystemTime::now());
+                self.next_run = next_run(&c, SystemTime::now());
                 if let Err(e) = self.exporter.reconfigure(&c.metrics) {
                     self.remember_error(format!("metrics: {e}"));
                 }
@@ -334,7 +381,7 @@ impl Daemon {
             self.next_save = now + Duration::from_secs(10);
         }
         if self.next_run.is_some_and(|t| wall >= t) {
-            self.next_run = self.config.daemon.schedule.next_after(wall);
+            self.next_run = next_run(&self.config, wall);
             // No scheduled run within min-interval of the previous run of any kind.
             let quiet = self.last_run.is_none_or(|t| {
                 wall.duration_since(t).unwrap_or_default() >= self.config.daemon.min_interval
@@ -481,5 +528,49 @@ impl Daemon {
             }
         }
         self.save();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A delay only, never earlier: the next run is the schedule's time plus this host's share
+    /// of the jitter, and a time whose delay has not passed yet is still the next run.
+    #[test]
+    fn schedule_jitter_delays_and_never_runs_early() {
+        let env = Env {
+            home: Some(PathBuf::from("/home/u")),
+            ..Env::default()
+        };
+        let mut c = config::parse(
+            "[daemon]\nschedule = \"0 3 * * *\"\nschedule-jitter = \"30m\"\n",
+            config::Source::Embedded,
+            &env,
+        )
+        .unwrap();
+        let share = host_share(Duration::from_secs(1800));
+        assert!(share < Duration::from_secs(1800));
+        assert_eq!(
+            host_share(Duration::from_secs(1800)),
+            share,
+            "the same every time"
+        );
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let plain = c.daemon.schedule.next_after(t0).unwrap();
+        assert_eq!(next_run(&c, t0), Some(plain + share));
+        // Just after the scheduled time, before its delay passed: still that run.
+        let just_after = plain + Duration::from_secs(1);
+        if share > Duration::from_secs(1) {
+            assert_eq!(next_run(&c, just_after), Some(plain + share));
+        }
+        // After it: the next day's.
+        let after = plain + share + Duration::from_secs(1);
+        assert_eq!(
+            next_run(&c, after),
+            Some(c.daemon.schedule.next_after(after).unwrap() + share)
+        );
+        c.daemon.schedule_jitter = Duration::ZERO;
+        assert_eq!(next_run(&c, t0), Some(plain));
     }
 }

@@ -32,6 +32,7 @@ const PRUNE_FACTOR: u32 = 12;
 impl EngineError {
     fn classify(
         host: &Host,
+        request: &str,
         err: &(dyn std::error::Error + 'static),
         limit: Duration,
     ) -> EngineError {
@@ -70,6 +71,7 @@ impl EngineError {
                         host,
                         status: *status_code,
                         message: message.clone(),
+                        request: request.to_string(),
                     };
                 }
                 // bollard's own clock (set to the same limit) may ring first.
@@ -105,14 +107,16 @@ pub struct Engine {
     pub root_dir: Option<PathBuf>,
 }
 
+/// Runs `fut`, the request `request` (`GET /version`), within `limit`.
 async fn within<T, E: std::error::Error + 'static>(
     host: &Host,
+    request: &str,
     limit: Duration,
     fut: impl std::future::Future<Output = Result<T, E>>,
 ) -> Result<T, EngineError> {
     match tokio::time::timeout(limit, fut).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(EngineError::classify(host, &e, limit)),
+        Ok(Err(e)) => Err(EngineError::classify(host, request, &e, limit)),
         Err(_) => Err(EngineError::Timeout {
             host: host.to_string(),
             secs: limit.as_secs(),
@@ -162,10 +166,10 @@ impl Engine {
             secs,
             bollard::API_DEFAULT_VERSION,
         )
-        .map_err(|e| EngineError::classify(&host, &e, timeout))?;
-        let docker = within(&host, timeout, docker.negotiate_version()).await?;
-        let version = within(&host, timeout, docker.version()).await?;
-        let info = within(&host, timeout, docker.info()).await?;
+        .map_err(|e| EngineError::classify(&host, "", &e, timeout))?;
+        let docker = within(&host, "GET /version", timeout, docker.negotiate_version()).await?;
+        let version = within(&host, "GET /version", timeout, docker.version()).await?;
+        let info = within(&host, "GET /info", timeout, docker.info()).await?;
         let negotiated = docker.client_version();
         Ok(Engine {
             api_version: format!("{}.{}", negotiated.major_version, negotiated.minor_version),
@@ -185,13 +189,24 @@ impl Engine {
             "/v{}/system/df?type=build-cache&verbose=1",
             self.api_version
         );
-        let (status, body) =
-            within(&self.host, self.timeout, raw_get(&self.transport, &path)).await?;
+        let request = format!("GET {path}");
+        let (status, body) = within(
+            &self.host,
+            &request,
+            self.timeout,
+            raw_get(&self.transport, &path),
+        )
+        .await?;
         if status != 200 {
             return Err(EngineError::Api {
                 host: self.host.to_string(),
                 status,
-                message: String::from_utf8_lossy(&body).trim().to_string(),
+                message: crate::units::printable(&String::from_utf8_lossy(&body))
+                    .trim()
+                    .chars()
+                    .take(300)
+                    .collect(),
+                request,
             });
         }
         df::parse(&body).map_err(|cause| EngineError::Other {
@@ -217,7 +232,13 @@ impl Engine {
             .filters(&filters)
             .build();
         let limit = self.timeout * PRUNE_FACTOR;
-        let answer = within(&self.host, limit, self.docker.prune_build(Some(options))).await?;
+        let answer = within(
+            &self.host,
+            "POST /build/prune",
+            limit,
+            self.docker.prune_build(Some(options)),
+        )
+        .await?;
         Ok((
             answer.caches_deleted.unwrap_or_default(),
             u64::try_from(answer.space_reclaimed.unwrap_or(0)).unwrap_or(0),

@@ -66,6 +66,8 @@ pub struct Docker {
 /// One guard pass.
 #[derive(Clone, Debug, Serialize)]
 pub struct Pass {
+    /// Planned only: nothing was removed, and `after` is what the floor would be.
+    pub dry_run: bool,
     pub before: Vec<FsFree>,
     pub after: Vec<FsFree>,
     pub phases: Vec<PhaseResult>,
@@ -128,6 +130,7 @@ pub async fn pass(
     roots: &[PathBuf],
     floor: SizeSpec,
     progress: Arc<Progress>,
+    mode: Mode,
 ) -> Pass {
     let (snapshot, engine) =
         measure::measure(config, roots, Sides::BOTH, Arc::clone(&progress), None).await;
@@ -150,17 +153,22 @@ pub async fn pass(
             now: SystemTime::now(),
         });
         let snapshot = Arc::new(snapshot);
+        let mut freed_by_dev: Vec<(u64, u64)> = Vec::new();
         for phase in decided.phases {
             if after.iter().all(FsFree::holds) {
                 break;
             }
             progress.say(&format!(
-                "guard: {} phase: {} removals",
+                "guard: {} phase: {}",
                 phase.phase().name(),
-                match &phase {
-                    PhasePlan::Cargo(_, p) => p.actions.len(),
-                    PhasePlan::Buildkit(_, p) => p.actions.len(),
-                }
+                crate::units::count(
+                    match &phase {
+                        PhasePlan::Cargo(_, p) => p.actions.len(),
+                        PhasePlan::Buildkit(_, p) => p.actions.len(),
+                    },
+                    "removal",
+                    "removals"
+                )
             ));
             let (name, actions, reclaimed) = match phase {
                 PhasePlan::Cargo(name, plan) => {
@@ -170,22 +178,47 @@ pub async fn pass(
                         let report = sweep::sweep(
                             &snap.targets,
                             &plan,
-                            Mode::Execute,
+                            mode,
                             None,
                             &mut sweep::NoObserver,
                             None,
                         );
                         crate::report::journal::log_sweep(&snap, &plan, &report);
-                        report
+                        // What it freed on each filesystem (for a dry run's `after`).
+                        let mut by_dev: Vec<(u64, u64)> = Vec::new();
+                        for r in &report.results {
+                            let dev = snap.targets[plan.actions[r.action].item.target].dev;
+                            let bytes = r.reclaimed_bytes.max(match r.status {
+                                crate::model::Status::WouldRemove => plan.actions[r.action].bytes,
+                                _ => 0,
+                            });
+                            match by_dev.iter_mut().find(|(d, _)| *d == dev) {
+                                Some(e) => e.1 += bytes,
+                                None => by_dev.push((dev, bytes)),
+                            }
+                        }
+                        (report, by_dev)
                     })
                     .await;
-                    (name, n, done.map_or(0, |r| r.reclaimed_bytes))
+                    let (reclaimed, by_dev) = done.map_or((0, Vec::new()), |(r, d)| {
+                        (
+                            d.iter().map(|(_, b)| b).sum::<u64>().max(r.reclaimed_bytes),
+                            d,
+                        )
+                    });
+                    freed_by_dev.extend(by_dev);
+                    (name, n, reclaimed)
                 }
                 PhasePlan::Buildkit(name, plan) => {
                     let BuildkitSide::Ready(cache) = &snapshot.buildkit else {
                         continue;
                     };
-                    let r = prune::sweep(engine.as_ref(), cache, &plan, Mode::Execute, None).await;
+                    let r = prune::sweep(engine.as_ref(), cache, &plan, mode, None).await;
+                    if let Some(root) = &docker.root_dir
+                        && let Ok(f) = disk::measure(root)
+                    {
+                        freed_by_dev.push((f.dev, r.reclaimed_bytes));
+                    }
                     (name, plan.actions.len(), r.reclaimed_bytes)
                 }
             };
@@ -195,7 +228,21 @@ pub async fn pass(
                 reclaimed_bytes: reclaimed,
                 actions,
             });
-            after = free(&involved(roots, docker.root_dir.as_ref()), floor);
+            after = if mode == Mode::DryRun {
+                // Nothing went: the floor as it would be, from what each phase would free.
+                let mut fs = fs.clone();
+                for (_, f) in &mut fs {
+                    let freed: u64 = freed_by_dev
+                        .iter()
+                        .filter(|(d, _)| *d == f.dev)
+                        .map(|(_, b)| b)
+                        .sum();
+                    f.free_bytes = f.free_bytes.saturating_add(freed);
+                }
+                free(&fs, floor)
+            } else {
+                free(&involved(roots, docker.root_dir.as_ref()), floor)
+            };
         }
         blocking = decided.blocking;
     }
@@ -204,6 +251,7 @@ pub async fn pass(
         blocking.push("nothing cachekeeper manages is left to remove there: the rest of the disk is other data".into());
     }
     Pass {
+        dry_run: mode == Mode::DryRun,
         buildkit: docker,
         reclaimed_bytes: phases.iter().map(|p| p.reclaimed_bytes).sum(),
         before,
@@ -217,6 +265,8 @@ pub async fn pass(
 /// What happened while a command ran under the guard.
 #[derive(Clone, Debug, Serialize)]
 pub struct Watch {
+    /// The JSON schema's version, as every document carries.
+    pub version: u32,
     pub command: Vec<String>,
     pub exit_code: i32,
     /// Passes: one before the command, then one each time free space fell under the floor.
@@ -241,7 +291,7 @@ pub async fn watch(
     use tokio::signal::unix::{SignalKind, signal};
     // The command's output owns the terminal: passes show no progress.
     let hidden = Arc::new(Progress::hidden());
-    let first = pass(config, roots, floor, Arc::clone(&hidden)).await;
+    let first = pass(config, roots, floor, Arc::clone(&hidden), Mode::Execute).await;
     let docker = first.buildkit.root_dir.clone();
     let mut passes = vec![first];
     let mut term = signal(SignalKind::terminate())?;
@@ -281,7 +331,7 @@ pub async fn watch(
                 if !fs.iter().all(FsFree::holds) {
                     held = false;
                     tracing::warn!("free space under the floor while the command runs: freeing space");
-                    passes.push(pass(config, roots, floor, Arc::clone(&hidden)).await);
+                    passes.push(pass(config, roots, floor, Arc::clone(&hidden), Mode::Execute).await);
                 }
             }
         }
@@ -291,6 +341,7 @@ pub async fn watch(
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(1));
     Ok(Watch {
+        version: crate::report::SCHEMA_VERSION,
         command: command
             .iter()
             .map(|c| c.to_string_lossy().into_owned())

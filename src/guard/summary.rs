@@ -2,7 +2,7 @@
 
 use super::{Pass, Watch};
 use crate::report::BuildkitState;
-use crate::units::human_bytes;
+use crate::units::{count, human_bytes};
 
 /// A pass for people.
 #[must_use]
@@ -23,10 +23,21 @@ pub fn describe(p: &Pass) -> String {
     for ph in &p.phases {
         let _ = writeln!(
             out,
-            "  {:<13} reclaimed {} ({} actions)",
+            "  {:<13} {} {} ({})",
             ph.phase.name(),
+            if p.dry_run {
+                "would reclaim"
+            } else {
+                "reclaimed"
+            },
             human_bytes(ph.reclaimed_bytes),
-            ph.actions
+            count(ph.actions, "action", "actions")
+        );
+    }
+    if p.dry_run {
+        let _ = writeln!(
+            out,
+            "Dry run: nothing was removed; \"after\" is what it would be."
         );
     }
     for b in &p.blocking {
@@ -50,10 +61,10 @@ pub fn describe(p: &Pass) -> String {
 #[must_use]
 pub fn describe_watch(w: &Watch) -> String {
     let mut out = format!(
-        "cachekeeper guard: {:?} exited with {}; {} pass(es) reclaimed {}; floor {} while it ran{}\n",
+        "cachekeeper guard: {:?} exited with {}; {} reclaimed {}; floor {} while it ran{}\n",
         w.command.join(" "),
         w.exit_code,
-        w.passes.len(),
+        count(w.passes.len(), "pass", "passes"),
         human_bytes(w.reclaimed_bytes),
         if w.held { "held" } else { "was crossed" },
         w.min_free_bytes
@@ -104,14 +115,14 @@ pub fn step_summary(passes: &[Pass], exit_code: Option<i32>) {
         .map(|(n, b)| format!("{n} {}", human_bytes(*b)))
         .collect();
     md.push_str(&format!(
-        "\nReclaimed {}{} in {} pass(es).",
+        "\nReclaimed {}{} in {}.",
         human_bytes(total),
         if parts.is_empty() {
             String::new()
         } else {
             format!(" ({})", parts.join(", "))
         },
-        passes.len()
+        count(passes.len(), "pass", "passes")
     ));
     if let Some(code) = exit_code {
         md.push_str(&format!(" The command exited with {code}."));

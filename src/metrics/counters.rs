@@ -26,6 +26,13 @@ pub enum RunOutcome {
 }
 
 impl RunOutcome {
+    pub const ALL: [RunOutcome; 4] = [
+        RunOutcome::Success,
+        RunOutcome::Failure,
+        RunOutcome::Stopped,
+        RunOutcome::DryRun,
+    ];
+
     #[must_use]
     pub fn name(self) -> &'static str {
         match self {
@@ -57,6 +64,16 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    pub const ALL: [ErrorKind; 7] = [
+        ErrorKind::Remove,
+        ErrorKind::Prune,
+        ErrorKind::Scan,
+        ErrorKind::Engine,
+        ErrorKind::Reload,
+        ErrorKind::Textfile,
+        ErrorKind::State,
+    ];
+
     #[must_use]
     pub fn name(self) -> &'static str {
         match self {
@@ -70,6 +87,9 @@ impl ErrorKind {
         }
     }
 }
+
+/// What starts a daemon's run; each has its counters from the first scrape.
+pub const TRIGGERS: [&str; 3] = ["schedule", "pressure", "manual"];
 
 /// Which cache a rule works on.
 #[must_use]
@@ -120,10 +140,25 @@ pub struct Counters {
 }
 
 impl Counters {
-    /// Counters that know, from history, when the last run and the last success were.
+    /// Counters that know, from history, when the last run and the last success were, with
+    /// every series a run can count there at 0: a counter that appears only when it first
+    /// counts hides that first increase from `increase()` and `rate()`.
     #[must_use]
     pub fn seeded(history: &[RunRecord]) -> Counters {
+        let mut reclaimed = BTreeMap::new();
+        let mut runs = BTreeMap::new();
+        for trigger in TRIGGERS {
+            for rule in Rule::ALL {
+                reclaimed.insert((cache_of(rule), rule, trigger.to_string()), 0);
+            }
+            for outcome in RunOutcome::ALL {
+                runs.insert((trigger.to_string(), outcome), 0);
+            }
+        }
         Counters {
+            reclaimed,
+            runs,
+            errors: ErrorKind::ALL.iter().map(|k| (*k, 0)).collect(),
             last_run: history.iter().map(|r| r.started_unix).max(),
             last_success: history
                 .iter()

@@ -297,7 +297,11 @@ fn target_dirs(f: &mut Families, v: &SurveyView, cap: usize, paths: bool) {
         let mut s: Vec<(Labels, Value)> = own
             .iter()
             .filter_map(|t| {
-                value(t).map(|b| (vec![("path", path_label(&t.path, paths))], Value::Int(b)))
+                let mut labels = vec![("path", path_label(&t.path, paths))];
+                if !t.mountpoint.as_os_str().is_empty() {
+                    labels.push(("mountpoint", t.mountpoint.to_string_lossy().into_owned()));
+                }
+                value(t).map(|b| (labels, Value::Int(b)))
             })
             .collect();
         if sum_rest && !rest.is_empty() {
@@ -326,21 +330,39 @@ fn target_dirs(f: &mut Families, v: &SurveyView, cap: usize, paths: bool) {
     ) = series(&|t| t.budget_bytes, false);
 }
 
+/// node_exporter's labels, so `cachekeeper_filesystem_avail_bytes` joins
+/// `node_filesystem_avail_bytes` on `device, fstype, mountpoint`; a mount that could not be
+/// named keeps the measured path as its `mountpoint`.
 fn filesystems(f: &mut Families, v: &SurveyView, paths: bool) {
     let each =
         |value: &dyn Fn(&crate::report::FilesystemView) -> Option<u64>| -> Vec<(Labels, Value)> {
             v.filesystems
                 .iter()
                 .filter_map(|fs| {
-                    value(fs).map(|b| (vec![("path", path_label(&fs.path, paths))], Value::Int(b)))
+                    let mountpoint = if fs.mountpoint.as_os_str().is_empty() {
+                        path_label(&fs.path, paths)
+                    } else {
+                        fs.mountpoint.to_string_lossy().into_owned()
+                    };
+                    let labels = vec![
+                        ("device", fs.device.clone()),
+                        ("fstype", fs.fstype.clone()),
+                        ("mountpoint", mountpoint),
+                    ];
+                    value(fs).map(|b| (labels, Value::Int(b)))
                 })
                 .collect()
         };
     *f.gauge(
-        "cachekeeper_filesystem_free",
-        "Free bytes of a filesystem holding target dirs (available to unprivileged users).",
+        "cachekeeper_filesystem_avail",
+        "Bytes of a filesystem holding target dirs that unprivileged users may still write (f_bavail, what df shows).",
         Some(Unit::Bytes),
     ) = each(&|fs| Some(fs.free_bytes));
+    *f.gauge(
+        "cachekeeper_filesystem_free",
+        "Free bytes of a filesystem holding target dirs, root's reserve included (f_bfree).",
+        Some(Unit::Bytes),
+    ) = each(&|fs| Some(fs.all_free_bytes));
     *f.gauge(
         "cachekeeper_filesystem_size",
         "Size of a filesystem holding target dirs.",
@@ -348,7 +370,7 @@ fn filesystems(f: &mut Families, v: &SurveyView, paths: bool) {
     ) = each(&|fs| Some(fs.total_bytes));
     *f.gauge(
         "cachekeeper_filesystem_min_free",
-        "The free-space watermark ([disk] min-free) of a filesystem.",
+        "The free-space watermark ([disk] min-free) of a filesystem, compared with avail.",
         Some(Unit::Bytes),
     ) = each(&|fs| fs.min_free_bytes);
 }
@@ -468,6 +490,11 @@ fn encode_value(
     counter: bool,
     value: Value,
 ) -> Result<(), std::fmt::Error> {
+    // Adding +0 turns the -0 a sum of nothing gives (Rust sums floats from -0) into 0.
+    let value = match value {
+        Value::Float(v) => Value::Float(v + 0.0),
+        v @ Value::Int(_) => v,
+    };
     match (counter, value) {
         (true, Value::Int(v)) => ConstCounter::new(v).encode(enc),
         (true, Value::Float(v)) => ConstCounter::new(v).encode(enc),

@@ -10,6 +10,7 @@ use crate::report::{BuildkitCleanView, BuildkitView, CleanView, TargetView};
 fn target(path: &str, bytes: u64) -> TargetView {
     TargetView {
         path: PathBuf::from(path),
+        mountpoint: PathBuf::new(),
         bytes,
         apparent_bytes: bytes,
         files: 1,

@@ -117,19 +117,59 @@ pub enum EngineError {
     PermissionDenied { host: String },
     #[error("the Docker engine at {host} did not answer within {secs}s")]
     Timeout { host: String, secs: u64 },
-    #[error("the Docker engine at {host} answered {status}: {message}")]
+    #[error("{}", api_error(host, *status, message, request))]
     Api {
         host: String,
         status: u16,
         message: String,
+        /// What was asked (`GET /version`), when known.
+        #[serde(default)]
+        request: String,
     },
     #[error("cannot talk to the Docker engine at {host}: {cause}")]
     Other { host: String, cause: String },
 }
 
+/// An engine's refusal in a sentence. An empty answer is no message: it says where we asked
+/// and what to check, since whatever answers there is likely no Docker engine (a proxy, a
+/// registry, another service on the port) or one that does not serve that path.
+fn api_error(host: &str, status: u16, message: &str, request: &str) -> String {
+    let asked = if request.is_empty() {
+        String::new()
+    } else {
+        format!(" to {request}")
+    };
+    if message.trim().is_empty() {
+        let what = if status == 404 { " (not found)" } else { "" };
+        format!(
+            "{host} answered {status}{what} with an empty body{asked}: check that the address \
+             is a Docker engine's API (`docker -H {host} version` answers) and not a proxy or \
+             another service on that port"
+        )
+    } else {
+        format!("the Docker engine at {host} answered {status}{asked}: {message}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_refusal_says_where_and_what_to_check() {
+        let e = EngineError::Api {
+            host: "tcp://10.0.0.5:2375".into(),
+            status: 404,
+            message: String::new(),
+            request: "GET /version".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "tcp://10.0.0.5:2375 answered 404 (not found) with an empty body to GET /version: \
+             check that the address is a Docker engine's API (`docker -H tcp://10.0.0.5:2375 \
+             version` answers) and not a proxy or another service on that port"
+        );
+    }
 
     #[test]
     fn only_an_absent_default_engine_is_quiet() {

@@ -34,6 +34,21 @@ pub enum Rule {
 }
 
 impl Rule {
+    /// Every rule, in order.
+    pub const ALL: [Rule; 11] = [
+        Rule::Incremental,
+        Rule::Orphaned,
+        Rule::Toolchain,
+        Rule::Superseded,
+        Rule::Stale,
+        Rule::TargetBudget,
+        Rule::TotalBudget,
+        Rule::MinFree,
+        Rule::KeepDuration,
+        Rule::BuildkitBudget,
+        Rule::HardLimit,
+    ];
+
     /// As the config and reports spell it.
     #[must_use]
     pub fn name(self) -> &'static str {

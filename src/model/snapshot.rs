@@ -21,7 +21,7 @@ impl Sides {
     };
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Filesystem {
     /// Device id of the filesystem (`st_dev`).
     #[serde(skip)]
@@ -32,6 +32,17 @@ pub struct Filesystem {
     pub total_bytes: u64,
     /// Available to unprivileged users (`f_bavail`), what `df` shows as free.
     pub free_bytes: u64,
+    /// Free including the blocks reserved for root (`f_bfree`), node_exporter's `free`.
+    #[serde(default)]
+    pub all_free_bytes: u64,
+    /// The mount's source, point and type as `/proc/self/mountinfo` names them (empty when
+    /// it could not be read).
+    #[serde(default)]
+    pub device: String,
+    #[serde(default, with = "crate::pathcodec")]
+    pub mountpoint: std::path::PathBuf,
+    #[serde(default)]
+    pub fstype: String,
 }
 
 /// How trustworthy a target dir's last-use times are.

@@ -6,5 +6,6 @@
 pub mod disk;
 pub mod locks;
 pub mod private;
+pub mod process;
 pub mod safefs;
 pub mod walk;

@@ -310,6 +310,76 @@ pub fn replace_file(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     PrivateDir::open(dir)?.replace(name, bytes, mode)
 }
 
+/// Makes the dir at `path` (mode 0700) and hands it, with the files directly in it, to
+/// `uid:gid`: for an init step running as root before the daemon runs as that user (a
+/// Kubernetes hostPath is created root's, `0755`, and the daemon could write nothing there).
+/// Its parent must exist. Nothing is followed: the dir is opened with `O_NOFOLLOW` and each
+/// entry changed through the dir's handle without following links, and a dir that belongs to
+/// anyone but root or `uid` is refused, so the step never gives away what it did not make.
+pub fn hand_over(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(refuse(path, "it has no parent directory"));
+    };
+    let parent = crate::os::safefs::open_dir(parent)?;
+    match rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o700)) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let dir = rustix::fs::openat(
+        &parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => {
+            refuse(path, "it is a symlink or not a directory")
+        }
+        e => e.into(),
+    })?;
+    let st = rustix::fs::fstat(&dir)?;
+    if st.st_uid != 0 && st.st_uid != uid {
+        return Err(refuse(
+            path,
+            format!(
+                "it belongs to uid {}, neither root nor uid {uid}",
+                st.st_uid
+            ),
+        ));
+    }
+    let owner = (
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+    );
+    // The mode is set while we own the dir (taking it back first if need be), so an init
+    // step needs no capability but CAP_CHOWN (and CAP_DAC_READ_SEARCH to read the dir again
+    // on a restart).
+    if st.st_mode & 0o7777 != 0o700 {
+        let me = rustix::process::geteuid();
+        if st.st_uid != me.as_raw() {
+            rustix::fs::fchown(&dir, Some(me), None)?;
+        }
+        rustix::fs::fchmod(&dir, Mode::from_raw_mode(0o700))?;
+    }
+    rustix::fs::fchown(&dir, owner.0, owner.1)?;
+    // What a run as root left (history, last use, locks): the user must read and replace it.
+    for entry in rustix::fs::Dir::read_from(&dir)? {
+        let entry = entry?;
+        let n = entry.file_name();
+        if entry.file_type() != rustix::fs::FileType::RegularFile {
+            continue;
+        }
+        rustix::fs::chownat(
+            &dir,
+            n,
+            owner.0,
+            owner.1,
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

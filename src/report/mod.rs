@@ -13,6 +13,7 @@ pub mod doctor;
 pub mod history;
 pub mod human;
 pub mod journal;
+pub mod json;
 pub mod survey;
 pub mod why;
 

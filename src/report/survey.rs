@@ -57,6 +57,9 @@ pub struct ProfileView {
 pub struct TargetView {
     #[serde(with = "crate::pathcodec")]
     pub path: PathBuf,
+    /// Where the filesystem holding it is mounted (empty when unknown).
+    #[serde(default, with = "crate::pathcodec")]
+    pub mountpoint: PathBuf,
     pub bytes: u64,
     pub apparent_bytes: u64,
     pub files: u64,
@@ -90,8 +93,19 @@ pub struct TargetView {
 pub struct FilesystemView {
     #[serde(with = "crate::pathcodec")]
     pub path: PathBuf,
+    /// node_exporter's labels: the mount's source, point and type.
+    #[serde(default)]
+    pub device: String,
+    #[serde(default, with = "crate::pathcodec")]
+    pub mountpoint: PathBuf,
+    #[serde(default)]
+    pub fstype: String,
     pub total_bytes: u64,
+    /// Available to unprivileged users (`f_bavail`; node_exporter's `avail`).
     pub free_bytes: u64,
+    /// Free including root's reserve (`f_bfree`; node_exporter's `free`).
+    #[serde(default)]
+    pub all_free_bytes: u64,
     pub min_free_bytes: Option<u64>,
     pub below_min_free: bool,
 }
@@ -217,6 +231,9 @@ pub struct DaemonInfo {
     #[serde(with = "crate::pathcodec")]
     pub socket: PathBuf,
     pub schedule: String,
+    /// This host's delay after each scheduled time (`schedule-jitter`), in seconds.
+    #[serde(default)]
+    pub schedule_delay_seconds: u64,
     pub next_run: Option<String>,
     pub running: Option<String>,
     /// A rescan is under way (the numbers above are from the one before it).
@@ -314,7 +331,13 @@ impl SurveyView {
             .targets
             .iter()
             .enumerate()
-            .map(|(i, t)| target_view(t, plan.targets[i].signal, plan, i))
+            .map(|(i, t)| {
+                let mut v = target_view(t, plan.targets[i].signal, plan, i);
+                if let Some(fs) = survey.fs_of.get(i).and_then(|f| survey.filesystems.get(*f)) {
+                    v.mountpoint.clone_from(&fs.mountpoint);
+                }
+                v
+            })
             .collect();
         let mut total_by_rule: BTreeMap<Rule, u64> = BTreeMap::new();
         for t in &targets {
@@ -344,8 +367,12 @@ impl SurveyView {
                 let min = plan.min_free.get(i).copied().flatten();
                 FilesystemView {
                     path: f.path.clone(),
+                    device: f.device.clone(),
+                    mountpoint: f.mountpoint.clone(),
+                    fstype: f.fstype.clone(),
                     total_bytes: f.total_bytes,
                     free_bytes: f.free_bytes,
+                    all_free_bytes: f.all_free_bytes,
                     min_free_bytes: min,
                     below_min_free: min.is_some_and(|m| f.free_bytes < m),
                 }
@@ -427,6 +454,7 @@ fn target_view(t: &TargetDir, signal: Signal, plan: &CargoPlan, i: usize) -> Tar
     layouts.dedup();
     TargetView {
         path: t.path.clone(),
+        mountpoint: PathBuf::new(),
         bytes: total.bytes,
         apparent_bytes: total.apparent_bytes,
         files: total.files,

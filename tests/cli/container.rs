@@ -1,9 +1,10 @@
 //! The container image and the Compose file, run in the tests' own engine.
 //!
-//! No image can be pulled here, so the repository's Dockerfile is built with its two bases
-//! replaced by images made on the spot: `BINARY`, holding the binary this test run built, and
-//! `RUNTIME_IMAGE`, `FROM scratch` with the shared libraries that binary needs. Everything else
-//! (user, dirs, environment, healthcheck, stop signal, entrypoint) is the Dockerfile's own.
+//! No image can be pulled here, so the repository's Dockerfile is built by the README's
+//! offline route (`deploy/image-from-binary.sh`: `BINARY`, holding the binary this test run
+//! built) with `RUNTIME_IMAGE`, `FROM scratch` with the shared libraries that binary needs,
+//! made on the spot. Everything else (user, dirs, environment, healthcheck, stop signal,
+//! entrypoint) is the Dockerfile's own.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -40,43 +41,28 @@ fn build_image(e: &TestEngine) {
         runtime.path().to_str().unwrap(),
     ]);
 
-    // What the Dockerfile's build stage leaves in /out/root.
-    let binary = crate::suite::tempdir();
-    let out = binary.path().join("out/root");
-    std::fs::create_dir_all(out.join("usr/local/bin")).unwrap();
-    std::fs::copy(bin, out.join("usr/local/bin/cachekeeper")).unwrap();
-    for dir in ["var/lib/cachekeeper", "run/cachekeeper"] {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::create_dir_all(out.join(dir)).unwrap();
-        std::fs::set_permissions(out.join(dir), std::fs::Permissions::from_mode(0o1777)).unwrap();
-    }
-    std::fs::write(
-        binary.path().join("Dockerfile"),
-        "FROM scratch\nCOPY out /out\n",
-    )
-    .unwrap();
-    e.ok(&[
-        "build",
-        "-q",
-        "-t",
-        "ck-test-binary:latest",
-        binary.path().to_str().unwrap(),
-    ]);
-
-    e.ok(&[
-        "build",
-        "-q",
-        "--build-arg",
-        "BINARY=ck-test-binary:latest",
-        "--build-arg",
-        "RUNTIME_IMAGE=ck-test-runtime:latest",
-        "-t",
-        IMAGE,
-        repo().to_str().unwrap(),
-    ]);
+    // The README's offline route: the binary this test run built, in the image the
+    // Dockerfile describes.
+    let out = Command::new("bash")
+        .arg(repo().join("deploy/image-from-binary.sh"))
+        .args([bin, IMAGE])
+        .env("DOCKER_HOST", e.host())
+        .env("RUNTIME_IMAGE", "ck-test-runtime:latest")
+        // The tests' client: Debian's, with BuildKit built in (no buildx needed).
+        .env(
+            "PATH",
+            format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default()),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), IMAGE);
 }
 
-/// A workspace built two months ago: every unit is stale.
 fn stale(f: &Fixture) {
     f.app_and_dep();
     assert!(f.cargo(&["build"]).success);
@@ -296,4 +282,181 @@ impl Drop for Down<'_> {
             let _ = (self.run)(&["down", "-v"]);
         }
     }
+}
+
+/// `docker run` arguments for one container of the DaemonSet's pod, as the kubelet would run
+/// it: its user, groups, capabilities, read-only root, environment, args, and volumes (each
+/// named volume at the host path `volumes` gives, or a tmpfs for an emptyDir).
+fn pod_container(
+    spec: &Value,
+    container: &Value,
+    volumes: &[(&str, String)],
+    socket_gid: u32,
+) -> Vec<String> {
+    let pod = &spec["securityContext"];
+    let sc = &container["securityContext"];
+    let field = |k: &str| sc.get(k).filter(|v| !v.is_null()).or_else(|| pod.get(k));
+    let mut a = vec![
+        "--network".to_string(),
+        "none".into(),
+        "--user".into(),
+        format!(
+            "{}:{}",
+            field("runAsUser").unwrap(),
+            field("runAsGroup").unwrap()
+        ),
+    ];
+    // The socket's group stands for the manifest's "node:" supplementalGroups.
+    if pod["supplementalGroups"].is_array() {
+        a.extend(["--group-add".into(), socket_gid.to_string()]);
+    }
+    if sc["readOnlyRootFilesystem"] == true {
+        a.push("--read-only".into());
+    }
+    if sc["allowPrivilegeEscalation"] == false {
+        a.extend(["--security-opt".into(), "no-new-privileges".into()]);
+    }
+    for c in sc["capabilities"]["drop"].as_array().into_iter().flatten() {
+        a.extend(["--cap-drop".into(), c.as_str().unwrap().into()]);
+    }
+    for c in sc["capabilities"]["add"].as_array().into_iter().flatten() {
+        a.extend(["--cap-add".into(), c.as_str().unwrap().into()]);
+    }
+    for e in container["env"].as_array().into_iter().flatten() {
+        a.extend([
+            "-e".into(),
+            format!(
+                "{}={}",
+                e["name"].as_str().unwrap(),
+                e["value"].as_str().unwrap()
+            ),
+        ]);
+    }
+    for m in container["volumeMounts"].as_array().unwrap() {
+        let name = m["name"].as_str().unwrap();
+        let path = m["mountPath"].as_str().unwrap();
+        let volume = spec["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap();
+        if volume["emptyDir"].is_object() {
+            a.extend(["--tmpfs".into(), format!("{path}:rw,mode=1777,size=1m")]);
+            continue;
+        }
+        let host = &volumes.iter().find(|(n, _)| *n == name).unwrap().1;
+        let ro = if m["readOnly"] == true { ":ro" } else { "" };
+        a.extend(["-v".into(), format!("{host}:{path}{ro}")]);
+    }
+    a
+}
+
+#[test]
+fn the_daemonset_pod_keeps_its_history_on_a_hostpath_root_made() {
+    let Some((e, _turn)) = engine() else { return };
+    if crate::suite::program("python3").is_none() {
+        return;
+    }
+    build_image(e);
+    let manifest =
+        crate::deploy::documents(&crate::deploy::deploy().join("kubernetes/cachekeeper.yaml"));
+    let kind = |k: &str| manifest.iter().find(|d| d["kind"] == k).unwrap();
+    let spec = &kind("DaemonSet")["spec"]["template"]["spec"];
+    let uid = spec["securityContext"]["runAsUser"].as_u64().unwrap();
+    let config_map = kind("ConfigMap")["data"]["config.toml"].as_str().unwrap();
+
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = crate::suite::tempdir();
+    let config = dir.path().join("config");
+    std::fs::create_dir(&config).unwrap();
+    std::fs::write(config.join("config.toml"), config_map).unwrap();
+    // What the runners' work dir and the hostPath volumes are on a node: the work dir the
+    // runner user's; the state dir made by the kubelet (DirectoryOrCreate): root's, 0755.
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    std::os::unix::fs::chown(&work, Some(uid as u32), Some(uid as u32)).unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let socket_gid = std::fs::metadata(&e.socket).unwrap().gid();
+    let volumes = [
+        ("config", config.display().to_string()),
+        ("work", work.display().to_string()),
+        ("docker-socket", e.socket.display().to_string()),
+        ("state", state.display().to_string()),
+    ];
+    let image_of = |c: &Value| {
+        assert_eq!(c["image"], "cachekeeper:latest", "the manifest's image");
+        IMAGE
+    };
+    let args_of = |c: &Value| -> Vec<String> {
+        c["args"]
+            .as_array()
+            .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default()
+    };
+    let name = "ck-test-pod";
+    let _removed = Removed(e, name);
+    let start_pod = |with_init: bool| {
+        let _ = e.docker(&["rm", "-f", name]);
+        if with_init {
+            for init in spec["initContainers"].as_array().unwrap() {
+                let mut a = vec!["run".to_string(), "--rm".into()];
+                a.extend(pod_container(spec, init, &volumes, socket_gid));
+                a.push(image_of(init).into());
+                a.extend(args_of(init));
+                e.ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+            }
+        }
+        let c = &spec["containers"][0];
+        let mut a = vec![
+            "run".to_string(),
+            "-d".into(),
+            "--name".into(),
+            name.into(),
+            "--health-interval".into(),
+            "1s".into(),
+        ];
+        a.extend(pod_container(spec, c, &volumes, socket_gid));
+        a.push(image_of(c).into());
+        a.extend(args_of(c));
+        e.ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    };
+
+    // Without the init step the daemon cannot keep its history there, and says so: its
+    // healthcheck (the pod's probes) fails, rather than the pod reporting healthy.
+    start_pod(false);
+    let t = Instant::now();
+    loop {
+        let out = e.docker(&["exec", name, "cachekeeper", "healthcheck"]);
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !out.status.success() && said.contains("degraded") {
+            assert!(said.contains("state dir"), "{said}");
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "{said}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // As shipped: the init step makes the state dir the daemon's, the pod gets healthy, and
+    // a run's history is there to read, after the pod is replaced too.
+    start_pod(true);
+    wait_healthy(e, name);
+    let st = std::fs::metadata(state.join("state")).unwrap();
+    assert_eq!((st.uid(), st.mode() & 0o777), (uid as u32, 0o700));
+    let run: Value =
+        serde_json::from_str(&e.ok(&["exec", name, "cachekeeper", "run-now", "--json"])).unwrap();
+    assert!(
+        run["errors"].as_array().is_none_or(Vec::is_empty),
+        "{run:#}"
+    );
+    start_pod(true);
+    wait_healthy(e, name);
+    let history: Value =
+        serde_json::from_str(&e.ok(&["exec", name, "cachekeeper", "history", "--json"])).unwrap();
+    let runs = history["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{history:#}");
+    assert_eq!(runs[0]["trigger"], "manual", "{history:#}");
+    e.ok(&["stop", "-t", "30", name]);
 }

@@ -9,12 +9,12 @@ use serde_json::Value;
 
 use crate::support::{ck, tool};
 
-fn deploy() -> PathBuf {
+pub fn deploy() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
 }
 
 /// The YAML documents of `file`, as JSON (PyYAML comes with kubernetes-validate).
-fn documents(file: &Path) -> Vec<Value> {
+pub fn documents(file: &Path) -> Vec<Value> {
     let out = Command::new("python3")
         .args([
             "-c",
@@ -117,6 +117,17 @@ fn the_kubernetes_manifests_validate_strictly_and_hold_together() {
     assert_eq!(sc["allowPrivilegeEscalation"], false);
     assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
     assert_eq!(spec["securityContext"]["runAsNonRoot"], true);
+    // The init step gives the state dir to the user the daemon runs as.
+    let init = &spec["initContainers"][0];
+    let owner = format!(
+        "{}:{}",
+        spec["securityContext"]["runAsUser"], spec["securityContext"]["runAsGroup"]
+    );
+    assert_eq!(
+        init["args"],
+        serde_json::json!(["init-state", "--owner", owner])
+    );
+    assert_eq!(init["image"], container["image"]);
     assert!(container["resources"]["requests"]["memory"].is_string());
     assert!(container["resources"]["limits"]["memory"].is_string());
     assert_eq!(pod["metadata"]["annotations"]["prometheus.io/port"], "9184");

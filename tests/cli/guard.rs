@@ -90,9 +90,40 @@ fn a_pass_removes_the_cheapest_data_first_and_stops_when_the_floor_holds() {
 
     // A floor the stale units can pay for: the cheap phase alone, the fresh build kept.
     let floor = free(&target) + 4 * 1024 * 1024;
-    let (code, out, err) = guard(&f, &["--min-free", &format!("{floor}B"), t, "--json"]);
+    // First as a dry run: the same phases, what each would free, the floor as it would be,
+    // and nothing removed.
+    let units = fingerprint_dirs(&target, "debug");
+    let free_before = free(&target);
+    let floor_arg = format!("{floor}B");
+    let (code, dry, err) = guard(&f, &["--min-free", &floor_arg, "--dry-run", t, "--json"]);
+    assert_eq!(code, Some(0), "{dry}{err}");
+    assert_eq!(phases(&dry), ["cheap"], "{dry}");
+    let d: Value = serde_json::from_str(&dry).unwrap();
+    assert_eq!(d["pass"]["dry_run"], true);
+    assert!(
+        d["pass"]["after"][0]["free_bytes"].as_u64().unwrap() >= floor,
+        "{dry}"
+    );
+    assert_eq!(
+        fingerprint_dirs(&target, "debug"),
+        units,
+        "a dry run removed something"
+    );
+    assert_eq!(free(&target), free_before);
+    let (_, human, _) = guard(&f, &["--min-free", &floor_arg, "-n", t]);
+    assert!(human.contains("would"), "{human}");
+    let (code, out, err) = guard(&f, &["--min-free", &floor_arg, t, "--json"]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert_eq!(phases(&out), ["cheap"], "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["pass"]["phases"][0]["actions"], d["pass"]["phases"][0]["actions"],
+        "the dry run planned what the real run did"
+    );
+    assert_eq!(
+        v["pass"]["phases"][0]["reclaimed_bytes"], d["pass"]["phases"][0]["reclaimed_bytes"],
+        "{dry}\n{out}"
+    );
     assert!(free(&target) >= floor);
     let b = f.cargo_with(
         None,

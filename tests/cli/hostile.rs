@@ -15,7 +15,7 @@ use crate::support::{DAY, Fixture, ck};
 
 /// Runs `cmd` under a memory cap (`prlimit --as`, 2 GiB) and a time bound (120 s: the inputs
 /// that ran past 300 s or grew to 24 GB fail it; a linear run takes a second).
-fn bounded(mut cmd: Command) -> Output {
+fn bounded(cmd: Command) -> Output {
     let prlimit = crate::support::tool("prlimit").expect("prlimit (util-linux)");
     let mut c = Command::new(prlimit);
     c.arg("--as=2147483648").arg("--").arg(cmd.get_program());

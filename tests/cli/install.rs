@@ -324,3 +324,112 @@ fn the_units_in_the_repo_verify_as_shipped() {
         verify(&unit, user);
     }
 }
+
+/// The textfile path the README and the default config suggest.
+fn documented_textfiles() -> Vec<std::path::PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut found = Vec::new();
+    for doc in ["README.md", "config/cachekeeper.toml"] {
+        let text = std::fs::read_to_string(root.join(doc)).unwrap();
+        for line in text.lines() {
+            let line = line.trim_start_matches(['#', ' ']);
+            if let Some(rest) = line.strip_prefix("textfile = \"") {
+                found.push(std::path::PathBuf::from(rest.split('"').next().unwrap()));
+            }
+        }
+    }
+    assert!(
+        found.len() >= 2,
+        "README and config name a textfile: {found:?}"
+    );
+    found
+}
+
+/// A unit's `[Service]` sandbox settings, as `systemd-run -p` takes them.
+fn sandbox_of(unit: &str) -> Vec<String> {
+    unit.lines()
+        .filter(|l| {
+            [
+                "Protect",
+                "ReadWritePaths",
+                "Private",
+                "NoNewPrivileges",
+                "CapabilityBoundingSet",
+                "Restrict",
+                "LockPersonality",
+                "MemoryDenyWriteExecute",
+                "SystemCallArchitectures",
+            ]
+            .iter()
+            .any(|k| l.starts_with(k))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_documented_textfile_is_writable_inside_the_shipped_sandbox() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for name in ["cachekeeper.service", "cachekeeper-clean.service"] {
+        let unit = std::fs::read_to_string(root.join("systemd").join(name)).unwrap();
+        let writable: Vec<std::path::PathBuf> = unit
+            .lines()
+            .filter_map(|l| l.strip_prefix("ReadWritePaths="))
+            .flat_map(str::split_whitespace)
+            .map(|p| std::path::PathBuf::from(p.trim_start_matches(['-', '+'])))
+            .collect();
+        for file in documented_textfiles() {
+            assert!(
+                writable
+                    .iter()
+                    .any(|w| file.parent().unwrap().starts_with(w)),
+                "{name}: {} is outside ReadWritePaths {writable:?}",
+                file.display()
+            );
+        }
+    }
+
+    // Where systemd runs (and we may start units), a real run inside the daemon's sandbox
+    // writes a textfile in that dir. This test's file has a name of its own.
+    let systemd = Path::new("/run/systemd/system").is_dir();
+    if !systemd || !rustix::process::geteuid().is_root() {
+        eprintln!("systemd is not running here (or not as root): sandbox run skipped");
+        return;
+    }
+    let file = documented_textfiles()[0]
+        .with_file_name(format!("cachekeeper-test-{}.prom", std::process::id()));
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let tmp = crate::suite::tempdir();
+    let config = tmp.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[cargo]\nroots = [\"{}\"]\n[buildkit]\nenabled = false\n[daemon]\nstate-dir = \"{}\"\n[metrics]\ntextfile = \"{}\"\n",
+            tmp.path().display(),
+            tmp.path().join("state").display(),
+            file.display()
+        ),
+    )
+    .unwrap();
+    let unit = std::fs::read_to_string(root.join("systemd/cachekeeper-clean.service")).unwrap();
+    let mut run = Command::new("systemd-run");
+    run.args(["--wait", "--collect", "--quiet", "--pipe"]);
+    for p in sandbox_of(&unit) {
+        run.arg("-p").arg(p);
+    }
+    let out = run
+        .arg(env!("CARGO_BIN_EXE_cachekeeper"))
+        .arg("--config")
+        .arg(&config)
+        .args(["clean", "--quiet"])
+        .output()
+        .unwrap();
+    let written = std::fs::read_to_string(&file);
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(written.unwrap().contains("cachekeeper_runs_total"));
+}

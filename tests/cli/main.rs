@@ -11,6 +11,7 @@ mod buildkit;
 mod churn;
 mod cli;
 mod container;
+mod conventions;
 mod daemon;
 mod deploy;
 mod doctor;

@@ -75,17 +75,19 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    /// Debian's prometheus, scraping `target` every second, on a loopback port of its own.
-    fn start(bin: &Path, target: u16) -> Prometheus {
+    /// Debian's prometheus, scraping each job's port every second, on a loopback port of its
+    /// own.
+    fn start(bin: &Path, jobs: &[(&str, u16)]) -> Prometheus {
         let dir = crate::suite::tempdir();
         let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: cachekeeper\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
-            ),
-        )
-        .unwrap();
+        let mut yml =
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n".to_string();
+        for (job, port) in jobs {
+            yml += &format!(
+                "  - job_name: {job}\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+            );
+        }
+        std::fs::write(&config, yml).unwrap();
         let port = free_port();
         let child = Command::new(bin)
             .arg(format!("--config.file={}", config.display()))
@@ -98,6 +100,7 @@ impl Prometheus {
             .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
             .spawn()
             .unwrap();
+        crate::suite::adopt(&child);
         let p = Prometheus {
             child,
             port,
@@ -173,10 +176,52 @@ fn a_real_prometheus_scrapes_what_history_reports() {
         Some(1.0),
         "{text}"
     );
+    // Every counter is there at 0 before the first run, so increase() counts that run.
+    for series in [
+        "cachekeeper_runs_total{trigger=\"manual\",outcome=\"success\"}",
+        "cachekeeper_runs_total{trigger=\"schedule\",outcome=\"failure\"}",
+        "cachekeeper_reclaimed_bytes_total{cache=\"cargo\",rule=\"orphaned\",trigger=\"manual\"}",
+        "cachekeeper_reclaimed_bytes_total{cache=\"buildkit\",rule=\"keep-duration\",trigger=\"pressure\"}",
+        "cachekeeper_errors_total{kind=\"remove\"}",
+    ] {
+        assert_eq!(sample(&text, series), Some(0.0), "{series}\n{text}");
+    }
+    // The filesystem gauges carry the labels df (and node_exporter) name the mount by.
+    let df = Command::new("df")
+        .args(["--output=source,fstype,target"])
+        .arg(f.target())
+        .output()
+        .unwrap();
+    let df = String::from_utf8(df.stdout).unwrap();
+    let fields: Vec<&str> = df.lines().nth(1).unwrap().split_whitespace().collect();
+    let [device, fstype, mountpoint] = fields[..] else {
+        panic!("df: {df}")
+    };
+    let labels = format!("{{device=\"{device}\",fstype=\"{fstype}\",mountpoint=\"{mountpoint}\"}}");
+    for name in [
+        "cachekeeper_filesystem_avail_bytes",
+        "cachekeeper_filesystem_free_bytes",
+        "cachekeeper_filesystem_size_bytes",
+    ] {
+        assert!(
+            sample(&text, &format!("{name}{labels}")).is_some_and(|b| b > 0.0),
+            "{name}{labels}\n{text}"
+        );
+    }
+    assert!(
+        sample(&text, &format!("cachekeeper_filesystem_free_bytes{labels}"))
+            >= sample(
+                &text,
+                &format!("cachekeeper_filesystem_avail_bytes{labels}")
+            ),
+        "free counts root's reserve too"
+    );
     let target = f.target().display().to_string();
     let used = sample(
         &text,
-        &format!("cachekeeper_target_dir_used_bytes{{path=\"{target}\"}}"),
+        &format!(
+            "cachekeeper_target_dir_used_bytes{{path=\"{target}\",mountpoint=\"{mountpoint}\"}}"
+        ),
     );
     let status = d.json(&["status"]);
     #[allow(clippy::cast_precision_loss)]
@@ -226,11 +271,26 @@ fn a_real_prometheus_scrapes_what_history_reports() {
         );
     }
 
-    let prometheus = tool("prometheus").map(|bin| Prometheus::start(&bin, port));
+    // node_exporter beside it, every filesystem type and mount point included (its defaults
+    // leave out overlay, a container's root).
+    let node = tool("prometheus-node-exporter").map(|bin| NodeExporter::start(&bin));
+    let mut jobs = vec![("cachekeeper", port)];
+    if let Some(n) = &node {
+        jobs.push(("node", n.port));
+    }
+    let prometheus = tool("prometheus").map(|bin| Prometheus::start(&bin, &jobs));
     if let Some(p) = &prometheus {
-        p.wait_for("the first scrape", || {
-            p.query("up{job=\"cachekeeper\"}") == Some(1.0)
+        p.wait_for("the first scrapes", || {
+            p.query("sum(up)") == Some(jobs.len() as f64)
         });
+        // A dashboard's join: our filesystem and node_exporter's are one series apart.
+        if node.is_some() {
+            p.wait_for("the join with node_exporter", || {
+                p.query(
+                    "count(cachekeeper_filesystem_size_bytes - on (device, fstype, mountpoint) node_filesystem_size_bytes == 0)",
+                ) == Some(1.0)
+            });
+        }
     }
 
     // A run removes the orphans; history, the scrape, the textfile and Prometheus agree.
@@ -280,6 +340,60 @@ fn a_real_prometheus_scrapes_what_history_reports() {
         p.wait_for("the run's bytes", || {
             p.query("sum(cachekeeper_reclaimed_bytes_total)") == Some(reclaimed)
         });
+        // The first run is an increase, since the series was there at 0 before it.
+        p.wait_for("the first run as an increase", || {
+            p.query(
+                "sum(increase(cachekeeper_runs_total{trigger=\"manual\",outcome=\"success\"}[5m]))",
+            )
+            .is_some_and(|n| n > 0.0)
+        });
+    }
+}
+
+/// Debian's node_exporter with only its filesystem collector, on a loopback port of its own.
+struct NodeExporter {
+    child: Child,
+    port: u16,
+}
+
+impl NodeExporter {
+    fn start(bin: &Path) -> NodeExporter {
+        let port = free_port();
+        let child = Command::new(bin)
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args([
+                "--collector.disable-defaults",
+                "--collector.filesystem",
+                "--collector.filesystem.mount-points-exclude=^$",
+                "--collector.filesystem.fs-types-exclude=^$",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        crate::suite::adopt(&child);
+        let n = NodeExporter { child, port };
+        let t = Instant::now();
+        while get_or_none(port).is_none() {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "node_exporter did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        n
+    }
+}
+
+fn get_or_none(port: u16) -> Option<()> {
+    TcpStream::connect(("127.0.0.1", port)).ok()?;
+    (get(port, "/metrics", None).0 == 200).then_some(())
+}
+
+impl Drop for NodeExporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -311,10 +425,7 @@ fn idle_connections_never_hold_a_scrape_back() {
     let port = free_port();
     f.config_with(
         "",
-        &format!(
-            "{}[metrics]\nlisten = \"{port}\"\n",
-            daemon_section(&f, "")
-        ),
+        &format!("{}[metrics]\nlisten = \"{port}\"\n", daemon_section(&f, "")),
     );
     let d = Daemon::start(&f);
     let idle: Vec<TcpStream> = (0..40)

@@ -29,7 +29,7 @@ pub fn is_root() -> bool {
 /// The `[daemon]` section for a fixture: its own state dir and socket, quick polling.
 pub fn daemon_section(f: &Fixture, extra: &str) -> String {
     format!(
-        "[daemon]\nstate-dir = \"{}\"\nsocket = \"{}\"\npoll-interval = \"1s\"\nmin-interval = \"1s\"\nrescan-interval = \"1h\"\nstop-timeout = \"15s\"\n{extra}",
+        "[daemon]\nstate-dir = \"{}\"\nsocket = \"{}\"\npoll-interval = \"1s\"\nmin-interval = \"1s\"\nrescan-interval = \"1h\"\nstop-timeout = \"15s\"\nschedule-jitter = \"0s\"\n{extra}",
         f.dir.path().join("state").display(),
         f.dir.path().join("run/ck.sock").display()
     )

@@ -201,6 +201,7 @@ fn package_of(program: &str) -> &'static str {
     match program.rsplit('/').next().unwrap_or(program) {
         "dockerd" | "docker" => "docker.io",
         "prometheus" | "promtool" => "prometheus",
+        "prometheus-node-exporter" => "prometheus-node-exporter",
         "docker-compose" => "docker-compose",
         "kubernetes-validate" => "kubernetes-validate from PyPI",
         "man" => "man-db",

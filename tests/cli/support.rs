@@ -15,7 +15,7 @@ pub const DAY: Duration = Duration::from_secs(86_400);
 pub struct Fixture {
     pub dir: tempfile::TempDir,
     pub ws: PathBuf,
-    config: PathBuf,
+    pub config: PathBuf,
 }
 
 /// What one cargo build did, from `--message-format json`.

@@ -112,6 +112,7 @@ pub(super) fn fs(free: u64) -> Vec<Filesystem> {
         path: PathBuf::from("/"),
         total_bytes: 1_000_000,
         free_bytes: free,
+        ..Filesystem::default()
     }]
 }
 

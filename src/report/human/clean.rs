@@ -13,9 +13,9 @@ fn action_line(a: &ActionView) -> Vec<String> {
     };
     let status = match a.mount_points.first() {
         Some(m) => format!(
-            "{status}{}kept: {} mount point(s) inside, never entered (e.g. {})",
+            "{status}{}kept: {} inside, never entered (e.g. {})",
             if status.is_empty() { "" } else { "; " },
-            a.mount_points.len(),
+            count(a.mount_points.len(), "mount point", "mount points"),
             m.display()
         ),
         None => status,
@@ -121,13 +121,13 @@ fn cargo_clean(v: &CleanView, out: &mut String) {
     } else {
         let _ = writeln!(
             out,
-            "{} ({} actions):",
+            "{} ({}):",
             if v.dry_run {
                 "Plan (dry run)"
             } else {
                 "Cleaned"
             },
-            v.actions.len()
+            count(v.actions.len(), "action", "actions")
         );
         let rows: Vec<Vec<String>> = v.actions.iter().map(action_line).collect();
         // Reason and status are free text: align only the first five columns.
@@ -152,9 +152,9 @@ fn cargo_clean(v: &CleanView, out: &mut String) {
     };
     let _ = writeln!(
         out,
-        "Target dirs: {would} {} in {} files ({}){}.",
+        "Target dirs: {would} {} in {} ({}){}.",
         human_bytes(v.cargo_reclaimed_bytes),
-        v.removed_files,
+        count(v.removed_files, "file", "files"),
         by_rule(&v.reclaimed_by_rule),
         if v.rebuild_seconds >= 0.05 {
             format!(
@@ -198,14 +198,18 @@ pub fn clean(v: &CleanView, style: Style) -> String {
         }
     );
     if v.skipped > 0 {
-        let _ = writeln!(out, "Skipped {} actions (see above).", v.skipped);
+        let _ = writeln!(
+            out,
+            "Skipped {} (see above).",
+            count(v.skipped, "action", "actions")
+        );
     }
     if v.errors > 0 {
         let _ = writeln!(
             out,
-            "{} {} files could not be removed (see above).",
+            "{} {} could not be removed (see above).",
             paint(style, Tone::Bad, "error:"),
-            v.errors
+            count(v.errors, "file", "files")
         );
     }
     shortfalls(&v.shortfalls, &mut out);

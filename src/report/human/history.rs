@@ -17,7 +17,7 @@ pub(super) fn run_line(r: &RunRecord) -> String {
         if r.errors.is_empty() {
             String::new()
         } else {
-            format!(", {} errors", r.errors.len())
+            format!(", {}", count(r.errors.len(), "error", "errors"))
         }
     )
 }
@@ -35,19 +35,19 @@ pub fn history(v: &HistoryView, style: Style) -> String {
         for t in &r.targets {
             let _ = writeln!(
                 out,
-                "    {}: {} ({} units, {} incremental dirs)",
+                "    {}: {} ({}, {})",
                 t.path.display(),
                 human_bytes(t.reclaimed_bytes),
-                t.units_removed,
-                t.incremental_removed
+                count(t.units_removed, "unit", "units"),
+                count(t.incremental_removed, "incremental dir", "incremental dirs")
             );
         }
         if r.buildkit_reclaimed_bytes > 0 || r.buildkit_records_removed > 0 {
             let _ = writeln!(
                 out,
-                "    BuildKit: {} ({} records)",
+                "    BuildKit: {} ({})",
                 human_bytes(r.buildkit_reclaimed_bytes),
-                r.buildkit_records_removed
+                count(r.buildkit_records_removed, "record", "records")
             );
         }
         for why in &r.blocked {
@@ -77,25 +77,23 @@ pub fn history(v: &HistoryView, style: Style) -> String {
 
 /// `1.2 GiB over 3 runs (target dirs ..., BuildKit ...); 2 dry runs not counted`.
 pub(super) fn totals_line(t: &Totals) -> String {
-    let runs = |n: u64, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     let mut line = format!(
         "{} over {} (target dirs {}, BuildKit {})",
         human_bytes(t.reclaimed_bytes),
-        runs(t.runs, "run"),
+        count(t.runs, "run", "runs"),
         human_bytes(t.cargo_reclaimed_bytes),
         human_bytes(t.buildkit_reclaimed_bytes)
     );
     if t.dry_runs > 0 {
         line.push_str(&format!(
             "; {} not counted (dry runs remove nothing)",
-            runs(t.dry_runs, "dry run")
+            count(t.dry_runs, "dry run", "dry runs")
         ));
     }
     if t.unreadable_records > 0 {
         line.push_str(&format!(
-            "; {} history line{} could not be read and {} skipped",
-            t.unreadable_records,
-            if t.unreadable_records == 1 { "" } else { "s" },
+            "; {} could not be read and {} skipped",
+            count(t.unreadable_records, "history line", "history lines"),
             if t.unreadable_records == 1 {
                 "was"
             } else {

@@ -10,7 +10,7 @@ use super::{
 use crate::model::{
     Kept, Layout, ProfileState, Protection, Rule, RunRecord, Shortfall, Status, Totals, short_id,
 };
-use crate::units::{human_bytes, human_seconds, local};
+use crate::units::{count, human_bytes, human_seconds, local};
 
 mod clean;
 mod doctor;

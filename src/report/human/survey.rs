@@ -69,8 +69,8 @@ fn buildkit(b: &BuildkitView, detailed: bool, style: Style, out: &mut String) {
             };
             let _ = writeln!(
                 out,
-                "  {} records, {} in total: {} reclaimable, {} in use, {} shared with images; budget {}{budget_state}",
-                b.records,
+                "  {}, {} in total: {} reclaimable, {} in use, {} shared with images; budget {}{budget_state}",
+                count(b.records, "record", "records"),
                 human_bytes(b.total_bytes),
                 human_bytes(b.reclaimable_bytes),
                 human_bytes(b.in_use_bytes),
@@ -176,12 +176,12 @@ pub fn scan(v: &SurveyView, style: Style) -> String {
     for t in &v.targets {
         let _ = writeln!(
             out,
-            "{}\n  {} on disk ({} apparent), {} files, {} units; {} layout; last use from {}",
+            "{}\n  {} on disk ({} apparent), {}, {}; {} layout; last use from {}",
             t.path.display(),
             human_bytes(t.bytes),
             human_bytes(t.apparent_bytes),
-            t.files,
-            t.units,
+            count(t.files, "file", "files"),
+            count(t.units, "unit", "units"),
             layouts(t),
             t.last_use_signal.describe(),
         );
@@ -274,8 +274,8 @@ pub fn scan(v: &SurveyView, style: Style) -> String {
     }
     let _ = writeln!(
         out,
-        "Total: {} target dirs, {} on disk; total budget {}; reclaimable now {} ({}){}",
-        v.targets.len(),
+        "Total: {}, {} on disk; total budget {}; reclaimable now {} ({}){}",
+        count(v.targets.len(), "target dir", "target dirs"),
         human_bytes(v.total.bytes),
         budget(v.total.budget_bytes),
         human_bytes(v.total.reclaimable_bytes),
@@ -348,7 +348,10 @@ pub fn status(v: &SurveyView, style: Style) -> String {
         ]);
     }
     rows.push(vec![
-        format!("total ({} target dirs)", v.targets.len()),
+        format!(
+            "total ({})",
+            count(v.targets.len(), "target dir", "target dirs")
+        ),
         human_bytes(v.total.bytes),
         budget(v.total.budget_bytes),
         picture(v.total.bytes, v.total.budget_bytes),
@@ -401,11 +404,21 @@ fn daemon(d: &DaemonInfo) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Daemon: pid {}, up since {}; next run {} (schedule \"{}\", local time){}",
+        "Daemon: pid {}, up since {}; next run {} (schedule \"{}\", local time{}){}",
         d.pid,
         local(&d.started),
         d.next_run.as_deref().map_or_else(|| "never".into(), local),
         d.schedule,
+        if d.schedule_delay_seconds > 0 {
+            format!(
+                ", delayed {} on this host by schedule-jitter",
+                crate::units::format_duration(std::time::Duration::from_secs(
+                    d.schedule_delay_seconds
+                ))
+            )
+        } else {
+            String::new()
+        },
         d.running
             .as_ref()
             .map(|r| format!("; RUNNING: {}", local_words(r)))
@@ -423,15 +436,15 @@ fn daemon(d: &DaemonInfo) -> String {
     let t = &d.tracking;
     let _ = writeln!(
         out,
-        "  last use: {} units watched (exact), {} on access times{}; {} uses recorded",
-        t.watched_units,
+        "  last use: {} watched (exact), {} on access times{}; {} recorded",
+        count(t.watched_units, "unit", "units"),
         t.unwatched_units,
         if t.watch_limit_reached {
             " (inotify watch limit reached)"
         } else {
             ""
         },
-        t.uses
+        count(t.uses, "use", "uses")
     );
     if let Some(e) = &t.error {
         let _ = writeln!(out, "  note: {e}");
