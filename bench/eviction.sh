@@ -135,17 +135,18 @@ echo "feature toggles) in debug and release: $((total / 1000000)) MB, of which $
 echo "debug and release builds use. The budget, $((budget / 1000000)) MB, forces 40 % of that out."
 echo "Each mode cleans a fresh copy with the original times; then the next builds are timed."
 echo
-echo "| eviction | freed | planned rebuild (cachekeeper's estimate) | units recompiled (debug / release) | rebuild seconds (debug + release) |"
+echo "| eviction | freed | estimated next builds (wall; CPU) | units recompiled (debug / release) | measured next builds (debug + release, wall) |"
 echo "|---|---|---|---|---|"
 trial() { # label eviction budget-bytes
   restore
   config "$work/$2.toml" "$2" "$3 B" 30d
   report=$("$ck" --config "$work/$2.toml" clean --json -q)
   freed=$(echo "$report" | field "['reclaimed_bytes']")
-  planned=$(echo "$report" | field "['rebuild_seconds']")
+  planned=$(echo "$report" | field "['rebuild']['wall_seconds']")
+  planned_cpu=$(echo "$report" | field "['rebuild']['cpu_seconds']")
   read -r ds dn <<< "$(rebuild)"
   read -r rs rn <<< "$(rebuild --release)"
-  printf '| %s | %s MB | %.0f s | %s / %s | %s + %s = %.1f s |\n' "$1" $((freed / 1000000)) "$planned" "$dn" "$rn" "$ds" "$rs" "$(echo "$ds + $rs" | bc)"
+  printf '| %s | %s MB | %.1f s; %.1f s | %s / %s | %s + %s = %.1f s |\n' "$1" $((freed / 1000000)) "$planned" "$planned_cpu" "$dn" "$rn" "$ds" "$rs" "$(echo "$ds + $rs" | bc)"
 }
 trial '`lru`' lru "$budget"
 lru_freed=$freed

@@ -59,6 +59,9 @@ fn units(n: usize, shape: &str, now: SystemTime) -> Vec<Unit> {
                 last_built: built,
                 invoked: Some(built - Duration::from_millis(200 + next() % 20_000)),
                 finished: Some(built),
+                metadata_at: None,
+                proc_macro: false,
+                timing: None,
                 unreadable: 0,
             }
         })
@@ -106,6 +109,7 @@ fn main() {
         usage,
         errors: ScanErrors::default(),
         rustc_vv: None,
+        jobs: 2,
     };
     let fss = vec![Filesystem {
         dev: 1,

@@ -9,6 +9,7 @@ pub mod atime;
 pub mod buildkit;
 pub mod discover;
 pub mod inventory;
+pub mod jobs;
 pub mod toolchain;
 
 use std::path::PathBuf;
@@ -119,6 +120,18 @@ pub fn take_cargo(
             false
         }
     });
+    // What each unit's compile costs, from every dir's times at once (units whose times
+    // cannot be trusted learn a rate from those that can, on this machine).
+    let (cores, home) = (jobs::cores(), jobs::cargo_home());
+    let env_jobs = std::env::var("CARGO_BUILD_JOBS").ok();
+    let dir_jobs: Vec<u32> = targets
+        .iter()
+        .map(|t| jobs::jobs_for(&t.path, env_jobs.as_deref(), home.as_deref(), cores))
+        .collect();
+    for (t, j) in targets.iter_mut().zip(&dir_jobs) {
+        t.jobs = *j;
+    }
+    crate::model::rebuild::time_units(&mut targets, &dir_jobs);
     let signals = targets.iter().map(|t| atime::for_path(&t.path)).collect();
     Snapshot {
         buildkit: BuildkitSide::Off,

@@ -26,6 +26,7 @@ fn target(path: &str, bytes: u64) -> TargetView {
         reclaimable_bytes: bytes / 10,
         reclaimable_by_rule: BTreeMap::new(),
         rebuild_seconds: 0.0,
+        rebuild: crate::model::Rebuild::default(),
         costliest: Vec::new(),
         protected_bytes: 0,
         kept: BTreeMap::new(),

@@ -5,26 +5,20 @@
 //! cargo writes `invoked.timestamp` just before it runs the compiler (in the unit's fingerprint
 //! dir; for a build script's run, in the run dir) and the fingerprint hash file when the unit
 //! is done (after the whole `.rlib`, not the early `.rmeta` of a pipelined build; after the
-//! script's `root-output` for a run): the gap is what the unit's last build took.
+//! script's `root-output` for a run): the gap is what the unit's last build took, and
+//! [`super::rebuild`] turns it into the unit's work.
 
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use super::rebuild::SECONDS_PER_GIB;
 use super::{IncrementalDir, Unit};
-
-/// Seconds of compile per GiB of outputs, where a unit's own timing is missing: cargo's GC
-/// discussion (cargo#6229) measured about 300 s per GiB of `build/` and deps output.
-pub const SECONDS_PER_GIB: f64 = 300.0;
 
 /// Losing incremental data costs this share of the crate's compile, once, on its next
 /// recompile: that compile starts from scratch instead of from the session (an edit that
 /// rebuilds incrementally typically takes a third of a full compile or less).
 pub const INCREMENTAL_SHARE: f64 = 0.7;
-
-/// How long a build may plausibly take; a longer gap means the timestamps are from
-/// different builds (an interrupted one, a restored cache).
-const PLAUSIBLE: Duration = Duration::from_secs(6 * 3600);
 
 /// The chance of reuse falls with idle time as a power law, the way re-reference does in
 /// most caches: `(1 + idle / REUSE_SCALE) ^ -1/2`. Data idle a day counts 0.71 of data used
@@ -41,22 +35,27 @@ pub struct BuildCost {
 }
 
 impl Unit {
-    /// The unit's last compile (or build-script run) time, or an estimate from its size.
+    /// What its compile costs: the work [`super::rebuild::time_units`] worked out; before that
+    /// (a unit made by hand), its own trusted wall time, else an estimate from its size.
+    /// Never zero where its times cannot be trusted.
     #[must_use]
     pub fn build_cost(&self) -> BuildCost {
-        if let (Some(start), Some(end)) = (self.invoked, self.finished)
-            && let Ok(took) = end.duration_since(start)
-            && took <= PLAUSIBLE
-        {
+        if let Some(t) = self.timing {
             return BuildCost {
-                seconds: took.as_secs_f64(),
+                seconds: t.seconds,
+                measured: t.measured,
+            };
+        }
+        if let Some((start, end)) = self.trusted_wall() {
+            return BuildCost {
+                seconds: end.duration_since(start).unwrap_or_default().as_secs_f64(),
                 measured: true,
             };
         }
-        let out = self.usage.deps.bytes + self.usage.build.bytes;
         BuildCost {
             #[allow(clippy::cast_precision_loss)]
-            seconds: out as f64 / f64::from(1u32 << 30) * SECONDS_PER_GIB,
+            seconds: (self.output_bytes() as f64 / f64::from(1u32 << 30) * SECONDS_PER_GIB)
+                .max(0.05),
             measured: false,
         }
     }

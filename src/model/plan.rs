@@ -211,6 +211,9 @@ pub struct TargetPlan {
     /// Compile seconds it costs to get back what is planned here.
     #[serde(default)]
     pub rebuild_seconds: f64,
+    /// The next build's rebuild of what is planned here, as cargo would schedule it.
+    #[serde(default)]
+    pub rebuild: super::Rebuild,
     /// Bytes in units that no rule may touch now (young, or a build runs).
     pub protected_bytes: u64,
     /// What the rules would remove but a protection keeps, by protection (a budget's wish
@@ -256,6 +259,16 @@ impl CargoPlan {
         self.actions
             .iter()
             .fold(0, |t, a| t.saturating_add(a.bytes))
+    }
+
+    /// The next builds' rebuild of everything planned, the target dirs one after another.
+    #[must_use]
+    pub fn rebuild(&self) -> super::Rebuild {
+        let mut all = super::Rebuild::default();
+        for t in &self.targets {
+            all.add(&t.rebuild);
+        }
+        all
     }
 
     /// What protections keep, over all target dirs.

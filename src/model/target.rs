@@ -240,6 +240,13 @@ pub struct Unit {
     pub last_built: SystemTime,
     pub invoked: Option<SystemTime>,
     pub finished: Option<SystemTime>,
+    /// Newest write of its `.rmeta`: when a pipelined compile had its metadata.
+    pub metadata_at: Option<SystemTime>,
+    /// Its output is a dylib the compiler loads (`.so`, `.dylib`, `.dll`).
+    pub proc_macro: bool,
+    /// What its compile costs, worked out once the whole snapshot is measured
+    /// ([`super::rebuild::time_units`]); `None` before.
+    pub timing: Option<super::rebuild::Timing>,
     /// Fingerprint files that could not be read or parsed.
     pub unreadable: u32,
 }
@@ -318,6 +325,8 @@ pub struct TargetDir {
     pub errors: ScanErrors,
     /// `rustc -vV` output cargo last cached in `.rustc_info.json`.
     pub rustc_vv: Option<String>,
+    /// How many compiles cargo runs side by side here (`build.jobs`, else the cores).
+    pub jobs: u32,
 }
 
 impl TargetDir {
@@ -352,4 +361,60 @@ pub enum Part {
     Incremental(usize),
     /// Index into [`TargetDir::orphans`].
     Orphan(usize),
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A unit with nothing in it, for tests to fill.
+    pub(crate) fn blank_unit() -> Unit {
+        Unit {
+            key: UnitKey {
+                profile: 0,
+                hash: 0,
+                layout: Layout::Legacy,
+            },
+            package: String::new(),
+            targets: Vec::new(),
+            fingerprints: Vec::new(),
+            rustc: Vec::new(),
+            deps: Vec::new(),
+            profile_hash: None,
+            compile_kind: None,
+            dependents: Vec::new(),
+            build_script: false,
+            paths: Vec::new(),
+            fingerprint_dir: PathBuf::new(),
+            run_dir: None,
+            usage: ByKind::default(),
+            reclaimable: 0,
+            last_used: SystemTime::UNIX_EPOCH,
+            last_built: SystemTime::UNIX_EPOCH,
+            invoked: None,
+            finished: None,
+            metadata_at: None,
+            proc_macro: false,
+            timing: None,
+            unreadable: 0,
+        }
+    }
+
+    /// A target dir with nothing in it.
+    pub(crate) fn blank_dir() -> TargetDir {
+        TargetDir {
+            path: PathBuf::from("/t"),
+            dev: 0,
+            ino: 0,
+            profiles: Vec::new(),
+            units: Vec::new(),
+            incremental: Vec::new(),
+            orphans: Vec::new(),
+            shared: Vec::new(),
+            usage: ByKind::default(),
+            errors: ScanErrors::default(),
+            rustc_vv: None,
+            jobs: 1,
+        }
+    }
 }

@@ -10,8 +10,8 @@ use super::buildkit::BuildkitCleanView;
 use super::survey::{ConfigOnDisk, Failure, SkippedProfile, failures, skipped_profiles};
 use super::{Exit, SCHEMA_VERSION, why};
 use crate::model::{
-    CargoPlan, Kept, Mode, Outcome, Part, Protection, Rule, Shortfall, Sides, Snapshot, Status,
-    SweepReport,
+    CargoPlan, Kept, Mode, Outcome, Part, Protection, Rebuild, Rule, Shortfall, Sides, Snapshot,
+    Status, SweepReport,
 };
 
 /// What an action removes.
@@ -71,6 +71,10 @@ pub struct CleanView {
     /// Compile seconds it costs to get back what was removed (in a dry run: would be).
     #[serde(default)]
     pub rebuild_seconds: f64,
+    /// The next builds' rebuild of what the plan removes, as cargo schedules it: wall and CPU
+    /// seconds, on how many jobs, and whether every time was measured.
+    #[serde(default)]
+    pub rebuild: Rebuild,
     pub reclaimed_by_rule: BTreeMap<Rule, u64>,
     pub actions: Vec<ActionView>,
     pub skipped: usize,
@@ -222,6 +226,7 @@ impl CleanView {
             removed_files: sweep.removed_files,
             planned_bytes: plan.planned_bytes(),
             rebuild_seconds,
+            rebuild: plan.rebuild(),
             reclaimed_by_rule: by_rule,
             actions,
             skipped,

@@ -10,8 +10,8 @@ use super::buildkit::BuildkitView;
 use super::{Exit, SCHEMA_VERSION, why};
 use crate::config::{Config, SizeSpec};
 use crate::model::{
-    BuildkitPlan, ByKind, CargoPlan, Kept, Layout, ProfileState, Protection, Rule, RunRecord,
-    ScanErrors, Shortfall, Signal, Snapshot, TargetDir, Totals, TrackStats,
+    BuildkitPlan, ByKind, CargoPlan, Kept, Layout, ProfileState, Protection, Rebuild, Rule,
+    RunRecord, ScanErrors, Shortfall, Signal, Snapshot, TargetDir, Totals, TrackStats,
 };
 
 /// Who measured what a status shows.
@@ -78,6 +78,9 @@ pub struct TargetView {
     /// Compile seconds it would cost to get that back.
     #[serde(default)]
     pub rebuild_seconds: f64,
+    /// The next build's rebuild of that, as cargo schedules it.
+    #[serde(default)]
+    pub rebuild: Rebuild,
     /// The units dearest to rebuild (with `scan`: every unit, dearest first).
     #[serde(default)]
     pub costliest: Vec<UnitCost>,
@@ -123,6 +126,9 @@ pub struct TotalView {
     pub rebuild_seconds: f64,
     #[serde(default)]
     pub budget_rebuild_seconds: f64,
+    /// The next builds' rebuild of what a run now frees, as cargo schedules it.
+    #[serde(default)]
+    pub rebuild: Rebuild,
     /// What the rules would remove now but a protection keeps, by protection.
     pub kept: BTreeMap<Protection, Kept>,
     /// When a run now would free nothing although the rules want something, or a budget
@@ -350,6 +356,7 @@ impl SurveyView {
         let total = TotalView {
             rebuild_seconds,
             budget_rebuild_seconds,
+            rebuild: plan.rebuild(),
             bytes,
             apparent_bytes: targets.iter().map(|t| t.apparent_bytes).sum(),
             budget_bytes: plan.total_budget,
@@ -490,6 +497,7 @@ fn target_view(t: &TargetDir, signal: Signal, plan: &CargoPlan, i: usize) -> Tar
         reclaimable_bytes: tp.planned_bytes,
         reclaimable_by_rule: tp.by_rule.clone(),
         rebuild_seconds: tp.rebuild_seconds,
+        rebuild: tp.rebuild,
         costliest,
         protected_bytes: tp.protected_bytes,
         kept: tp.kept.clone(),

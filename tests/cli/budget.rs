@@ -216,7 +216,7 @@ fn a_slow_build_script_costs_more_than_a_leaf_and_a_cost_budget_keeps_it() {
     assert!(next > 0.0 && next < slow, "{status:#}");
     let out = f.ck(&["status"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("of compiling to get it back"), "{text}");
+    assert!(text.contains(" to rebuild on "), "{text}");
     let report = f.ck_json(&["clean"]);
     let gone = removed_units(&report);
     assert!(

@@ -495,7 +495,10 @@ fn an_engine_that_answers_errors_is_reported_with_its_message() {
     )));
     let f = stale_cargo_fixture(&fake.config());
     let (text, code, v) = status_and_clean(&f);
-    assert!(text.contains("answered 500 to GET /version: boom: disk on fire"), "{text}");
+    assert!(
+        text.contains("answered 500 to GET /version: boom: disk on fire"),
+        "{text}"
+    );
     assert_eq!(code, 3);
     assert_eq!(v["buildkit"]["state"], "unavailable");
 }

@@ -15,6 +15,7 @@ mod conventions;
 mod daemon;
 mod deploy;
 mod doctor;
+mod estimate;
 mod guard;
 mod hostile;
 mod hosts;

@@ -16,7 +16,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("os", &["model", "readfile"]),
     ("docker", &["config", "model", "readfile", "units"]),
     ("decide", &["config", "model", "units"]),
-    ("measure", &["config", "docker", "model", "os", "progress"]),
+    (
+        "measure",
+        &["config", "docker", "model", "os", "progress", "readfile"],
+    ),
     ("act", &["docker", "model", "os", "units"]),
     ("report", &["config", "model", "pathcodec", "units"]),
     (

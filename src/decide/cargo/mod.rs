@@ -244,6 +244,19 @@ pub fn plan(input: &Input<'_>) -> CargoPlan {
         tp.planned_bytes += a.bytes;
         tp.rebuild_seconds += a.rebuild_seconds.unwrap_or(0.0);
     }
+    // The next build's rebuild, as cargo schedules it: every unit planned here that a build
+    // would compile again (a toolchain's units never are).
+    for (t, target) in input.targets.iter().enumerate() {
+        let mut set = vec![false; target.dir.units.len()];
+        for a in &st.plan.actions {
+            if let (true, Part::Unit(u), false) =
+                (a.item.target == t, a.item.part, a.rule == Rule::Toolchain)
+            {
+                set[u] = true;
+            }
+        }
+        st.plan.targets[t].rebuild = crate::model::schedule::rebuild(target.dir, &set);
+    }
     st.tally_kept();
     st.plan
 }

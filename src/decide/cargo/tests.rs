@@ -48,6 +48,9 @@ pub(super) fn unit(n: u64, used: Duration, bytes: u64) -> Unit {
         last_built: ago(used + DAY),
         invoked: Some(ago(used + DAY)),
         finished: Some(ago(used + DAY)),
+        metadata_at: None,
+        proc_macro: false,
+        timing: None,
         unreadable: 0,
     }
 }
@@ -73,6 +76,7 @@ pub(super) fn target(name: &str, units: Vec<Unit>) -> TargetDir {
         shared: Vec::new(),
         usage,
         errors: ScanErrors::default(),
+        jobs: 2,
         rustc_vv: Some("rustc 9.9.9\nrelease: 9.9.9\n".into()),
     };
     // Dependents from deps, as the inventory links them.

@@ -259,6 +259,9 @@ fn assemble(
             last_built,
             invoked: u.invoked,
             finished: u.finished,
+            metadata_at: u.metadata_at,
+            proc_macro: u.proc_macro,
+            timing: None,
             unreadable: u.unreadable,
         });
     }
@@ -342,6 +345,8 @@ fn assemble(
         usage,
         errors: all.errors,
         rustc_vv,
+        // Set by the measurement, which reads cargo's config.
+        jobs: 1,
     }
 }
 

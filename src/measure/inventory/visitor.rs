@@ -97,6 +97,8 @@ pub(super) struct UnitAcc {
     pub last_built: Option<SystemTime>,
     pub invoked: Option<SystemTime>,
     pub finished: Option<SystemTime>,
+    pub metadata_at: Option<SystemTime>,
+    pub proc_macro: bool,
     pub newest_mtime: Option<SystemTime>,
     pub unreadable: u32,
 }
@@ -131,6 +133,8 @@ impl UnitAcc {
         self.last_built = later_opt(self.last_built, o.last_built);
         self.invoked = later_opt(self.invoked, o.invoked);
         self.finished = later_opt(self.finished, o.finished);
+        self.metadata_at = later_opt(self.metadata_at, o.metadata_at);
+        self.proc_macro |= o.proc_macro;
         self.newest_mtime = later_opt(self.newest_mtime, o.newest_mtime);
         self.unreadable += o.unreadable;
     }
@@ -495,6 +499,19 @@ impl Visitor for InventoryVisitor<'_> {
         match (&owner, parent) {
             (Owner::Unit(key, Kind::Fingerprint), Ctx::Unit(..)) if !is_dir => {
                 self.fingerprint_file(acc, *key, dirfd, name_str, meta);
+            }
+            // A compile's outputs: the metadata a pipelined build emits first, and what
+            // kind of crate it was (a proc-macro is a dylib).
+            (Owner::Unit(key, Kind::Deps), _) if !is_dir => {
+                let unit = acc.units.entry(*key).or_default();
+                if name_str.ends_with(".rmeta") {
+                    unit.metadata_at = later(unit.metadata_at, meta.mtime);
+                } else if [".so", ".dylib", ".dll"]
+                    .iter()
+                    .any(|e| name_str.ends_with(e))
+                {
+                    unit.proc_macro = true;
+                }
             }
             // A build script's run: cargo stamps its start in the run dir.
             (Owner::Unit(key, _), Ctx::UnitBuildDir(..))

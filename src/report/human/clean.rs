@@ -156,11 +156,8 @@ fn cargo_clean(v: &CleanView, out: &mut String) {
         human_bytes(v.cargo_reclaimed_bytes),
         count(v.removed_files, "file", "files"),
         by_rule(&v.reclaimed_by_rule),
-        if v.rebuild_seconds >= 0.05 {
-            format!(
-                "; ~{} of compiling to get it back",
-                human_seconds(v.rebuild_seconds)
-            )
+        if v.rebuild.wall_seconds >= 0.05 {
+            format!("; {}", rebuild_phrase(&v.rebuild))
         } else {
             String::new()
         }

@@ -152,3 +152,19 @@ fn skipped_profiles(list: &[SkippedProfile], out: &mut String) {
         );
     }
 }
+
+/// `~25 s to rebuild on 2 cores (41 s of CPU)`: the next builds' wall time as cargo would
+/// schedule them, saying when some times were estimated from sizes.
+fn rebuild_phrase(r: &crate::model::Rebuild) -> String {
+    format!(
+        "~{} to rebuild on {} ({} of CPU{})",
+        human_seconds(r.wall_seconds),
+        count(r.jobs, "core", "cores"),
+        human_seconds(r.cpu_seconds),
+        if r.measured {
+            ""
+        } else {
+            "; some times estimated from sizes"
+        }
+    )
+}

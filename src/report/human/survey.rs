@@ -280,7 +280,7 @@ pub fn scan(v: &SurveyView, style: Style) -> String {
         budget(v.total.budget_bytes),
         human_bytes(v.total.reclaimable_bytes),
         by_rule(&v.total.reclaimable_by_rule),
-        rebuild_cost(v.total.rebuild_seconds, v.total.budget_rebuild_seconds)
+        rebuild_cost(&v.total.rebuild, v.total.budget_rebuild_seconds)
     );
     buildkit(&v.buildkit, true, style, &mut out);
     filesystems(v, style, &mut out);
@@ -288,20 +288,18 @@ pub fn scan(v: &SurveyView, style: Style) -> String {
     out
 }
 
-/// `; ~41 s to rebuild, 30 s of it what the budgets take`, or nothing when it costs nothing.
-fn rebuild_cost(all: f64, budgets: f64) -> String {
-    if all < 0.05 {
+/// `; ~25 s to rebuild on 2 cores (41 s of CPU, 30 s of it what the budgets take)`, or
+/// nothing when it costs nothing.
+fn rebuild_cost(r: &crate::model::Rebuild, budgets: f64) -> String {
+    if r.wall_seconds < 0.05 {
         return String::new();
     }
-    let part = if budgets >= 0.05 && budgets < all - 0.05 {
+    let part = if budgets >= 0.05 && budgets < r.cpu_seconds - 0.05 {
         format!(", {} of it what the budgets take", human_seconds(budgets))
     } else {
         String::new()
     };
-    format!(
-        "; ~{} of compiling to get it back{part}",
-        human_seconds(all)
-    )
+    format!("; {}{part})", rebuild_phrase(r).trim_end_matches(')'))
 }
 
 /// `cachekeeper status`: every target dir against its budget, in one table.
@@ -384,7 +382,7 @@ pub fn status(v: &SurveyView, style: Style) -> String {
         "Next run would reclaim {} ({}){}.",
         human_bytes(v.total.reclaimable_bytes),
         by_rule(&v.total.reclaimable_by_rule),
-        rebuild_cost(v.total.rebuild_seconds, v.total.budget_rebuild_seconds)
+        rebuild_cost(&v.total.rebuild, v.total.budget_rebuild_seconds)
     );
     skipped_profiles(&v.skipped_profiles, &mut out);
     if let Some(why) = &v.total.blocked {
