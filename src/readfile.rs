@@ -9,7 +9,8 @@ use std::path::Path;
 use rustix::fs::{FileType, Mode, OFlags};
 
 /// What a path turned out to be, in words, when it is not a regular file.
-fn kind(t: FileType) -> &'static str {
+#[must_use]
+pub fn kind(t: FileType) -> &'static str {
     match t {
         FileType::Fifo => "a FIFO",
         FileType::CharacterDevice => "a character device",
@@ -48,17 +49,23 @@ pub fn read(path: &Path, cap: u64, follow_link: bool) -> io::Result<Option<Vec<u
             format!("{} is {}, not a regular file", path.display(), kind(t)),
         ));
     }
+    read_capped(fd, cap, path).map(Some)
+}
+
+/// Reads the open file `fd` to its end, at most `cap` bytes: more is an error naming `path`
+/// (`ErrorKind::FileTooLarge`), never a reason to run out of memory.
+pub fn read_capped(fd: std::os::fd::OwnedFd, cap: u64, path: &Path) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     std::fs::File::from(fd)
         .take(cap.saturating_add(1))
         .read_to_end(&mut bytes)?;
     if bytes.len() as u64 > cap {
         return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
+            io::ErrorKind::FileTooLarge,
             format!("{} is larger than {cap} bytes", path.display()),
         ));
     }
-    Ok(Some(bytes))
+    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@
 //! - Everything shown of a file's content goes through [`crate::units::printable`] in the views'
 //!   renderers, so no byte of it reaches a terminal raw.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// The largest file doctor reads (a real Dockerfile, Compose file or `.dockerignore` is a few
@@ -75,19 +74,6 @@ pub fn inside(path: &Path, roots: &[PathBuf]) -> bool {
     roots.iter().any(|r| p.starts_with(resolved(r)))
 }
 
-fn kind_of(t: rustix::fs::FileType) -> &'static str {
-    use rustix::fs::FileType;
-    match t {
-        FileType::Fifo => "a FIFO",
-        FileType::CharacterDevice => "a character device",
-        FileType::BlockDevice => "a block device",
-        FileType::Directory => "a directory",
-        FileType::Symlink => "a symlink",
-        FileType::Socket => "a socket",
-        _ => "not a regular file",
-    }
-}
-
 /// Reads `path` if it is a regular file inside `roots`, of at most [`MAX_FILE`] bytes. Bytes
 /// that are not UTF-8 are replaced (the parsers want text; the views escape what they show).
 pub fn read(path: &Path, roots: &[PathBuf]) -> Result<String, Refused> {
@@ -107,16 +93,15 @@ pub fn read(path: &Path, roots: &[PathBuf]) -> Result<String, Refused> {
     let st = rustix::fs::fstat(&fd).map_err(|e| Refused::Io(e.into()))?;
     let kind = rustix::fs::FileType::from_raw_mode(st.st_mode);
     if kind != rustix::fs::FileType::RegularFile {
-        return Err(Refused::NotRegular(kind_of(kind)));
+        return Err(Refused::NotRegular(crate::readfile::kind(kind)));
     }
-    let mut bytes = Vec::new();
-    std::fs::File::from(fd)
-        .take(MAX_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(Refused::Io)?;
-    if bytes.len() as u64 > MAX_FILE {
-        return Err(Refused::TooLarge);
-    }
+    let bytes = crate::readfile::read_capped(fd, MAX_FILE, path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::FileTooLarge {
+            Refused::TooLarge
+        } else {
+            Refused::Io(e)
+        }
+    })?;
     Ok(String::from_utf8(bytes)
         .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }

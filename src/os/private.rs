@@ -125,21 +125,7 @@ impl PrivateDir {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let mut bytes = Vec::new();
-        std::fs::File::from(fd)
-            .take(cap.saturating_add(1))
-            .read_to_end(&mut bytes)?;
-        if bytes.len() as u64 > cap {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "{} is larger than {} bytes",
-                    self.path.join(name).display(),
-                    cap
-                ),
-            ));
-        }
-        Ok(Some(bytes))
+        crate::readfile::read_capped(fd, cap, &self.path.join(name)).map(Some)
     }
 
     /// The size of `name`, or `None` when it does not exist.

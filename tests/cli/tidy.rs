@@ -34,7 +34,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "doctor",
         &[
-            "config", "measure", "model", "progress", "protocol", "report", "units",
+            "config", "measure", "model", "progress", "protocol", "readfile", "report", "units",
         ],
     ),
     (
