@@ -9,13 +9,13 @@
 use std::path::Path;
 
 use crate::model::Signal;
+use crate::os::disk;
 
 /// The signal for a path, from the options of the mount that holds it.
 #[must_use]
 pub fn for_path(path: &Path) -> Signal {
     let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .ok()
+    disk::mountinfo()
         .and_then(|info| mount_options(&info, &real))
         .map_or(Signal::Relatime, |opts| from_options(&opts))
 }
@@ -31,39 +31,10 @@ fn from_options(opts: &str) -> Signal {
     }
 }
 
-/// Mount options (field 6 of `/proc/self/mountinfo`) of the longest mount point above `path`.
+/// Mount options of the deepest mount point above `path` ([`disk::mount_of`]).
 fn mount_options(mountinfo: &str, path: &Path) -> Option<String> {
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            let mut f = line.split(' ');
-            let point = unescape(f.nth(4)?);
-            let opts = f.next()?;
-            path.starts_with(&point)
-                .then(|| (point.len(), opts.to_string()))
-        })
-        .max_by_key(|(len, _)| *len)
-        .map(|(_, opts)| opts)
-}
-
-/// Mount points escape space, tab, newline and backslash as `\ooo`.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    // No device to prefer: the deepest mount point decides.
+    disk::mount_of(mountinfo, path, (u32::MAX, u32::MAX)).map(|m| m.options)
 }
 
 #[cfg(test)]

@@ -14,16 +14,12 @@ const MOUNTINFO_CAP: u64 = 16 << 20;
 pub fn measure(path: &Path) -> std::io::Result<Filesystem> {
     let st = rustix::fs::statvfs(path)?;
     let stat = rustix::fs::stat(path)?;
-    let mount = crate::readfile::read(Path::new("/proc/self/mountinfo"), MOUNTINFO_CAP, false)
-        .ok()
-        .flatten()
-        .and_then(|text| {
-            let dev = (
-                rustix::fs::major(stat.st_dev),
-                rustix::fs::minor(stat.st_dev),
-            );
-            mount_of(&String::from_utf8_lossy(&text), path, dev)
-        })
+    let dev = (
+        rustix::fs::major(stat.st_dev),
+        rustix::fs::minor(stat.st_dev),
+    );
+    let mount = mountinfo()
+        .and_then(|text| mount_of(&text, path, dev))
         .unwrap_or_default();
     Ok(Filesystem {
         dev: stat.st_dev,
@@ -37,12 +33,22 @@ pub fn measure(path: &Path) -> std::io::Result<Filesystem> {
     })
 }
 
-/// A line of `mountinfo`, as node_exporter labels it.
+/// `/proc/self/mountinfo`, read as any file we did not write: bounded, regular only.
+#[must_use]
+pub fn mountinfo() -> Option<String> {
+    let bytes =
+        crate::readfile::read(Path::new("/proc/self/mountinfo"), MOUNTINFO_CAP, false).ok()??;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// A line of `mountinfo`, as node_exporter labels it, with its mount options.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Mount {
     pub device: String,
     pub mountpoint: PathBuf,
     pub fstype: String,
+    /// Per-mount options (field 6: `rw,relatime`).
+    pub options: String,
 }
 
 /// The mount holding `path`: the deepest mount point above it, preferring mounts of the
@@ -54,7 +60,8 @@ pub fn mount_of(mountinfo: &str, path: &Path, dev: (u32, u32)) -> Option<Mount> 
     for line in mountinfo.lines() {
         // id parent major:minor root mountpoint options [optional...] - fstype source super
         let mut fields = line.split(' ');
-        let (Some(_), Some(_), Some(majmin), Some(_), Some(point)) = (
+        let (Some(_), Some(_), Some(majmin), Some(_), Some(point), Some(options)) = (
+            fields.next(),
             fields.next(),
             fields.next(),
             fields.next(),
@@ -81,6 +88,7 @@ pub fn mount_of(mountinfo: &str, path: &Path, dev: (u32, u32)) -> Option<Mount> 
                     device: unescape(source),
                     mountpoint: point,
                     fstype: unescape(fstype),
+                    options: options.to_string(),
                 },
             ));
         }
