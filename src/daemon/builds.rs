@@ -55,14 +55,15 @@ pub enum Event<U> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Build<P, U> {
     pub profile: P,
-    /// The build's id: when its period started, in milliseconds since the epoch.
+    /// The build's id: when its period started, in milliseconds since the epoch, raised where
+    /// needed to be above every id given before (see [`Windows::next_id`]).
     pub id: u64,
     pub uses: Vec<(U, SystemTime)>,
 }
 
 #[derive(Debug)]
 struct Period<U> {
-    started: SystemTime,
+    id: u64,
     handles: u32,
     build: bool,
     /// First signal open of each unit.
@@ -73,21 +74,15 @@ struct Period<U> {
 }
 
 impl<U: Clone + Eq + Hash> Period<U> {
-    fn new(at: SystemTime) -> Period<U> {
+    fn new(id: u64) -> Period<U> {
         Period {
-            started: at,
+            id,
             handles: 0,
             build: false,
             signals: HashMap::new(),
             writes: HashMap::new(),
             readers: HashSet::new(),
         }
-    }
-
-    fn id(&self) -> u64 {
-        self.started
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 
     /// Units it used: written, or opened and not marked by a reader.
@@ -114,6 +109,8 @@ pub struct Windows<P, U> {
     open: HashMap<P, Period<U>>,
     /// Builds whose period ended, waiting out [`GRACE`], with when it ended.
     ended: Vec<(P, Period<U>, SystemTime)>,
+    /// The last id given to a period.
+    last_id: u64,
 }
 
 impl<P: Clone + Eq + Hash, U: Clone + Eq + Hash> Default for Windows<P, U> {
@@ -121,19 +118,36 @@ impl<P: Clone + Eq + Hash, U: Clone + Eq + Hash> Default for Windows<P, U> {
         Windows {
             open: HashMap::new(),
             ended: Vec::new(),
+            last_id: 0,
         }
     }
 }
 
 impl<P: Clone + Eq + Hash, U: Clone + Eq + Hash> Windows<P, U> {
+    /// An id for a period starting at `at`: its millisecond since the epoch, or one above the
+    /// last id given, whichever is more. Events are timed when they are read, so under load two
+    /// builds read in one batch start in the same millisecond; a use is recorded once per unit
+    /// and build id, so equal ids would drop the second build's uses (seen in CI: 7 of 20
+    /// no-op builds uncounted).
+    fn next_id(&mut self, at: SystemTime) -> u64 {
+        let ms = at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.last_id = ms.max(self.last_id.saturating_add(1));
+        self.last_id
+    }
+
     /// Takes the next event of `profile`, seen at `at`.
     pub fn feed(&mut self, profile: &P, event: Event<U>, at: SystemTime) {
         match event {
             Event::LockOpen => {
-                self.open
-                    .entry(profile.clone())
-                    .or_insert_with(|| Period::new(at))
-                    .handles += 1;
+                if !self.open.contains_key(profile) {
+                    let id = self.next_id(at);
+                    self.open.insert(profile.clone(), Period::new(id));
+                }
+                if let Some(p) = self.open.get_mut(profile) {
+                    p.handles += 1;
+                }
             }
             Event::LockClose { write } => {
                 // A close without an open we saw: the handle was opened before we watched.
@@ -186,7 +200,7 @@ impl<P: Clone + Eq + Hash, U: Clone + Eq + Hash> Windows<P, U> {
         done.into_iter()
             .map(|(profile, p, _)| Build {
                 profile,
-                id: p.id(),
+                id: p.id,
                 uses: p.uses(),
             })
             .collect()
@@ -355,6 +369,20 @@ mod tests {
         w.feed(&"debug", Event::LockClose { write: true }, t(220));
         let ids: Vec<u64> = w.finish(t(5000)).iter().map(|b| b.id).collect();
         assert_eq!(ids, vec![100, 160]);
+        // Builds read in one batch (timed in one millisecond) are still two, in order.
+        for e in [
+            Event::LockOpen,
+            Event::Signal("a"),
+            Event::LockClose { write: true },
+            Event::LockOpen,
+            Event::Signal("a"),
+            Event::LockClose { write: true },
+        ] {
+            w.feed(&"debug", e, t(250));
+        }
+        let ids: Vec<u64> = w.finish(t(5000)).iter().map(|b| b.id).collect();
+        assert_eq!(ids.len(), 2);
+        assert!(ids[0] > 200 && ids[1] > ids[0], "{ids:?}");
         // Another profile's lock says nothing of this one's units.
         w.feed(&"release", Event::LockOpen, t(300));
         w.feed(&"debug", Event::Signal("a"), t(310));
