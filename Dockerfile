@@ -25,6 +25,7 @@ ARG RUST_IMAGE
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src src
+COPY crates crates
 COPY config config
 # The cargo registry and target dir are cache mounts whose ids name the base image: builds on
 # two bases never share (or poison) a cache. The binary is copied out of the target mount,

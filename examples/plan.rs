@@ -7,9 +7,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
-use cachekeeper::config::{Eviction, Rules, SizeSpec};
-use cachekeeper::decide::cargo::{Input, Settings, Target, plan};
-use cachekeeper::model::{
+use cachekeeper_core::config::{Eviction, Rules, SizeSpec};
+use cachekeeper_core::decide::cargo::{Input, Settings, Target, plan};
+use cachekeeper_core::model::{
     ByKind, Filesystem, Layout, Profile, ProfileState, ScanErrors, Signal, TargetDir, Unit,
     UnitKey, Usage,
 };

@@ -160,8 +160,8 @@ pub fn ask(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{CargoPlan, Mode, Sides, Snapshot, SweepReport};
     use crate::report::{BuildkitCleanView, BuildkitView};
+    use cachekeeper_core::model::{CargoPlan, Mode, Sides, Snapshot, SweepReport};
 
     /// What the daemon sends, the CLI reads back whole.
     #[test]
@@ -182,7 +182,7 @@ mod tests {
             Response::Run(Box::new(run)),
             Response::History(HistoryView::new(
                 Vec::new(),
-                crate::model::Totals::default(),
+                cachekeeper_core::model::Totals::default(),
             )),
             Response::refused("busy"),
         ] {

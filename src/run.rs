@@ -1,7 +1,7 @@
 //! One run, the way every driver runs it: measure → decide → act → outcome. The `clean`
 //! command and the daemon's runs are this; they differ only in what they pass in (the daemon:
 //! what it recorded of last use, a stop flag, its fingerprint cache). The guard takes the same
-//! three steps with a phased plan of its own ([`crate::decide::guard`]).
+//! three steps with a phased plan of its own ([`cachekeeper_core::decide::guard`]).
 //!
 //! It is async because the engine is: every caller awaits it on the one runtime its driver
 //! owns (the CLI's `block_on`, the daemon's task). Disk work runs on blocking threads. The
@@ -12,15 +12,15 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use crate::act::sweep::{self, Observer};
-use crate::config::Config;
-use crate::decide;
-use crate::measure::{self, inventory::FingerprintCache};
-use crate::model::{
+use cachekeeper_core::config::Config;
+use cachekeeper_core::decide;
+use cachekeeper_core::model::{
     BuildkitPlan, BuildkitSide, CargoPlan, LastUse, Mode, Outcome, RecordedUses, Sides, Snapshot,
     Watched,
 };
-use crate::progress::Progress;
+use cachekeeper_sys::act::sweep::{self, Observer};
+use cachekeeper_sys::measure::{self, inventory::FingerprintCache};
+use cachekeeper_sys::progress::Progress;
 
 /// What a run works with besides the config and the roots.
 pub struct Job {
@@ -134,8 +134,14 @@ pub async fn clean(config: &Config, roots: &[PathBuf], job: Job) -> Outcome {
     let buildkit_sweep = match (&snapshot.buildkit, &buildkit_plan) {
         (BuildkitSide::Ready(cache), Some(p)) => {
             progress.say("pruning the BuildKit cache");
-            let r =
-                crate::act::prune::sweep(engine.as_ref(), cache, p, mode, stop.as_deref()).await;
+            let r = cachekeeper_sys::act::prune::sweep(
+                engine.as_ref(),
+                cache,
+                p,
+                mode,
+                stop.as_deref(),
+            )
+            .await;
             progress.done();
             Some(r)
         }

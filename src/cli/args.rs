@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::model::Sides;
+use cachekeeper_core::model::Sides;
 
 const GUARD_HELP: &str = "\
 Order of removal: superseded incremental data, orphans, units of uninstalled toolchains and

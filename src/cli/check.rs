@@ -3,8 +3,9 @@
 use std::path::Path;
 
 use super::{Cli, config_error, emit, emit_json};
-use crate::config::{self, Config, Env, LoadError};
 use crate::report::{self, Exit};
+use cachekeeper_core::config::{self, Config, Env};
+use cachekeeper_sys::configfile::LoadError;
 
 #[derive(serde::Serialize)]
 struct CheckView<'a> {
@@ -23,12 +24,12 @@ pub fn check_config(cli: &Cli, file: Option<&Path>, print_default: bool, env: &E
         return Exit::Ok;
     }
     let explicit = file.or(cli.config.as_deref());
-    let located = config::locate(explicit, env);
+    let located = cachekeeper_sys::configfile::locate(explicit, env);
     let name = located.as_ref().map_or_else(
         || "built-in defaults".to_string(),
         |p| p.display().to_string(),
     );
-    let result = config::load(explicit, env);
+    let result = cachekeeper_sys::configfile::load(explicit, env);
     if cli.json {
         let (error, message) = match &result {
             Ok(_) => (None, None),
@@ -62,7 +63,7 @@ pub fn check_config(cli: &Cli, file: Option<&Path>, print_default: bool, env: &E
 }
 
 fn describe_config(c: &Config) -> String {
-    use crate::units::format_duration;
+    use cachekeeper_core::units::format_duration;
     let budget =
         |b: Option<config::SizeSpec>| b.map_or_else(|| "none".to_string(), |s| s.to_string());
     let roots: Vec<String> = c
@@ -109,7 +110,7 @@ fn describe_config(c: &Config) -> String {
 }
 
 fn describe_services(c: &Config) -> String {
-    use crate::units::format_duration;
+    use cachekeeper_core::units::format_duration;
     let b = &c.buildkit;
     let d = &c.daemon;
     let buildkit = if b.enabled {

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::{Cli, Command, Context, emit_json, fail, no_daemon, show};
-use crate::act::sweep::Observer;
-use crate::config::{Env, LoadError};
-use crate::model::{ActionResult, CargoAction, Mode, Sides, TargetDir};
-use crate::progress::Progress;
 use crate::protocol::{Request, Response, ask};
 use crate::report::{
     self, CleanView, ConfigOnDisk, Exit, HealthView, HistoryView, SurveyView, UsesView, human,
 };
+use cachekeeper_core::model::{ActionResult, CargoAction, Mode, Sides, TargetDir};
+use cachekeeper_sys::act::sweep::Observer;
+use cachekeeper_sys::configfile::LoadError;
+use cachekeeper_sys::progress::Progress;
 
 /// How long the CLI waits for the daemon's answer to anything but a run.
 const ANSWER_WITHIN: Duration = Duration::from_secs(30);
@@ -35,7 +35,7 @@ fn survey(
         Err(e) => return e,
     };
     let records = daemon_records(ctx);
-    let (snapshot, _) = ctx.rt.block_on(crate::measure::measure(
+    let (snapshot, _) = ctx.rt.block_on(cachekeeper_sys::measure::measure(
         ctx.config,
         &roots,
         sides,
@@ -90,7 +90,7 @@ fn past_runs(ctx: &Context<'_>) -> Option<report::PastRuns> {
 /// they are not recorded.
 fn record_run(
     ctx: &Context<'_>,
-    outcome: &crate::model::Outcome,
+    outcome: &cachekeeper_core::model::Outcome,
     view: &CleanView,
     facts: &report::RunFacts,
 ) {
@@ -109,7 +109,7 @@ fn record_run(
 /// said, never fatal.
 pub(super) fn keep_record(
     ctx: &Context<'_>,
-    run: crate::model::RunRecord,
+    run: cachekeeper_core::model::RunRecord,
     errors: report::RunErrors,
 ) {
     let request = Request::Record(Box::new(report::RecordView {
@@ -152,7 +152,7 @@ fn write_textfile(
     let Some(path) = &ctx.config.metrics.textfile else {
         return Ok(());
     };
-    let (snapshot, _) = ctx.rt.block_on(crate::measure::measure(
+    let (snapshot, _) = ctx.rt.block_on(cachekeeper_sys::measure::measure(
         ctx.config,
         &ctx.config.cargo.roots,
         Sides::BOTH,
@@ -173,7 +173,7 @@ fn write_textfile(
         status,
         &ctx.config.metrics,
     );
-    crate::os::private::replace_file(path, text.as_bytes(), 0o644)
+    cachekeeper_sys::os::private::replace_file(path, text.as_bytes(), 0o644)
         .map_err(|e| format!("cannot write the metrics textfile {}: {e}", path.display()))
 }
 
@@ -212,7 +212,7 @@ pub fn daemon(ctx: &Context<'_>) -> Exit {
     // The config was validated above; the daemon loads (and reloads) it itself.
     let options = crate::daemon::Options {
         config_path: ctx.cli.config.clone(),
-        env: Env::from_process(),
+        env: cachekeeper_sys::configfile::process_env(),
     };
     match crate::daemon::run(options, ctx.rt) {
         Ok(()) => Exit::Ok,
@@ -318,7 +318,7 @@ pub fn init_state(ctx: &Context<'_>, owner: &str) -> Exit {
         );
     };
     let dir = crate::protocol::state_dir(ctx.config.daemon.state_dir.as_deref());
-    match crate::os::private::hand_over(&dir, uid, gid) {
+    match cachekeeper_sys::os::private::hand_over(&dir, uid, gid) {
         Ok(()) => {
             if !ctx.cli.quiet {
                 eprintln!("{}: the state dir, uid {uid}'s (mode 0700)", dir.display());
@@ -376,7 +376,7 @@ impl Observer for CleanProgress {
         self.done += 1;
         let bytes = result.reclaimed_bytes.max(match result.status {
             // A dry run frees nothing but walks the plan all the same.
-            crate::model::Status::WouldRemove => action.bytes,
+            cachekeeper_core::model::Status::WouldRemove => action.bytes,
             _ => 0,
         });
         self.progress
@@ -400,7 +400,7 @@ pub fn clean(ctx: &Context<'_>, paths: &[PathBuf], sides: Sides, dry_run: bool) 
     if let Some(records) = daemon_records(ctx) {
         job.watched = records.watched();
         let uses = Arc::new(std::sync::Mutex::new(records.uses));
-        job.live = Some(Arc::clone(&uses) as Arc<dyn crate::model::RecordedUses>);
+        job.live = Some(Arc::clone(&uses) as Arc<dyn cachekeeper_core::model::RecordedUses>);
         job.uses = Some(uses);
     }
     let started = SystemTime::now();

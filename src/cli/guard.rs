@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{Context, emit, emit_json, fail};
-use crate::config::value::parse_size;
 use crate::guard::{self, describe, describe_watch, step_summary};
 use crate::report::{self, Exit};
-use crate::units::parse_duration;
+use cachekeeper_core::config::value::parse_size;
+use cachekeeper_core::units::parse_duration;
 
 pub fn guard(
     ctx: &Context<'_>,
@@ -36,9 +36,9 @@ pub fn guard(
         let started = std::time::SystemTime::now();
         let clock = std::time::Instant::now();
         let mode = if dry_run {
-            crate::model::Mode::DryRun
+            cachekeeper_core::model::Mode::DryRun
         } else {
-            crate::model::Mode::Execute
+            cachekeeper_core::model::Mode::Execute
         };
         let pass = ctx.rt.block_on(guard::pass(
             ctx.config,
@@ -116,18 +116,18 @@ fn record(
             .filter(|p| {
                 matches!(
                     p.phase,
-                    crate::decide::guard::Phase::Buildkit
-                        | crate::decide::guard::Phase::CacheMounts
+                    cachekeeper_core::decide::guard::Phase::Buildkit
+                        | cachekeeper_core::decide::guard::Phase::CacheMounts
                 ) == buildkit
             })
             .map(|p| p.reclaimed_bytes)
             .sum()
     };
-    let run = crate::model::RunRecord {
+    let run = cachekeeper_core::model::RunRecord {
         trigger: "guard".into(),
         origin: "guard".into(),
         dry_run: false,
-        started: crate::units::rfc3339(started),
+        started: cachekeeper_core::units::rfc3339(started),
         started_unix: started
             .duration_since(std::time::SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
@@ -137,7 +137,7 @@ fn record(
         buildkit_reclaimed_bytes: side(true),
         buildkit_state: pass.buildkit.state.name().to_string(),
         blocked: pass.blocking.clone(),
-        ..crate::model::RunRecord::default()
+        ..cachekeeper_core::model::RunRecord::default()
     };
     super::commands::keep_record(ctx, run, report::RunErrors::default());
 }

@@ -8,6 +8,8 @@ mod commands;
 mod docs;
 mod guard;
 mod logging;
+#[cfg(test)]
+mod readme;
 mod term;
 
 use std::io::Write;
@@ -18,12 +20,13 @@ use std::sync::Arc;
 use clap::Parser;
 use tokio::runtime::Runtime;
 
-pub use args::{Cli, Command, Only};
+pub use args::{Cli, Command};
 
-use crate::config::{self, Config, Env, LoadError};
-use crate::measure;
-use crate::progress::Progress;
 use crate::report::{self, Exit};
+use cachekeeper_core::config::{self, Config, Env};
+use cachekeeper_sys::configfile::LoadError;
+use cachekeeper_sys::measure;
+use cachekeeper_sys::progress::Progress;
 
 fn socket(config: &Config) -> PathBuf {
     crate::protocol::socket_path(config.daemon.socket.as_deref())
@@ -125,7 +128,7 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> ExitCode {
-    let env = Env::from_process();
+    let env = cachekeeper_sys::configfile::process_env();
     if let Command::CheckConfig {
         file,
         print_default,
@@ -152,7 +155,7 @@ fn run(cli: &Cli) -> ExitCode {
     // `doctor` reports a broken config as one of its findings and looks at the rest on the
     // built-in defaults; every other command refuses to run on it.
     let mut config_trouble = None;
-    let config = match config::load(cli.config.as_deref(), &env) {
+    let config = match cachekeeper_sys::configfile::load(cli.config.as_deref(), &env) {
         Ok(c) => c,
         Err(e) if matches!(cli.command, Command::Doctor { .. }) => {
             config_trouble = Some(e.to_string());
@@ -162,7 +165,7 @@ fn run(cli: &Cli) -> ExitCode {
             // A running daemon still answers on the config it loaded: ask it, and say the file
             // on disk is broken, rather than refusing before asking.
             let socket = crate::protocol::socket_path(
-                config::socket_hint(cli.config.as_deref(), &env).as_deref(),
+                cachekeeper_sys::configfile::socket_hint(cli.config.as_deref(), &env).as_deref(),
             );
             return match commands::ask_despite_config(cli, &socket, &e) {
                 Some(exit) => exit.into(),

@@ -15,10 +15,10 @@ use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::Semaphore;
 
 use super::lock;
-use crate::config::MetricsConfig;
 use crate::metrics::{ErrorKind, Exposition, Format, ProcessFacts};
-use crate::model::RunRecord;
 use crate::report::{CleanView, SurveyView};
+use cachekeeper_core::config::MetricsConfig;
+use cachekeeper_core::model::RunRecord;
 
 /// Connections served at once; one beyond is closed at once (idle connections from anyone
 /// must not hold scrapes back).
@@ -113,7 +113,7 @@ impl Exporter {
             return Ok(());
         };
         let text = lock(&self.shared).render(Format::Prometheus, None);
-        crate::os::private::replace_file(path, text.as_bytes(), 0o644).map_err(|e| {
+        cachekeeper_sys::os::private::replace_file(path, text.as_bytes(), 0o644).map_err(|e| {
             self.error(ErrorKind::Textfile);
             format!("cannot write the metrics textfile {}: {e}", path.display())
         })
@@ -212,7 +212,7 @@ fn answer(req: &Request<Incoming>, shared: &Mutex<Exposition>) -> Response<Full<
 
 /// The process's resident memory, CPU time, open fds and start time, from /proc.
 fn process_facts() -> Option<ProcessFacts> {
-    let f = crate::os::process::current()?;
+    let f = cachekeeper_sys::os::process::current()?;
     Some(ProcessFacts {
         resident_bytes: f.resident_bytes,
         cpu_seconds: f.cpu_seconds,

@@ -8,18 +8,18 @@ use std::time::{Instant, SystemTime};
 use tokio::sync::oneshot;
 
 use super::{Daemon, lock};
-use crate::measure;
-use crate::model::{BuildkitSide, Sides};
-use crate::progress::Progress;
 use crate::protocol::Response;
 use crate::report::{DaemonInfo, Source, SurveyView, Trigger};
-use crate::units::rfc3339;
+use cachekeeper_core::model::{BuildkitSide, Sides};
+use cachekeeper_core::units::rfc3339;
+use cachekeeper_sys::measure;
+use cachekeeper_sys::progress::Progress;
 
 /// A measurement of everything, made away from the daemon's loop (a rescan of a large tree
 /// takes seconds: the socket, health and metrics answer meanwhile).
 pub(super) struct Measured {
     view: SurveyView,
-    watched: crate::model::Watched,
+    watched: cachekeeper_core::model::Watched,
     watch_paths: Vec<PathBuf>,
     at: SystemTime,
 }
@@ -38,10 +38,10 @@ impl Rescanning {
 
 /// Measures, watches what it found, and plans: all off the daemon's loop.
 async fn measure(
-    config: crate::config::Config,
-    cache: Arc<crate::measure::inventory::FingerprintCache>,
+    config: cachekeeper_core::config::Config,
+    cache: Arc<cachekeeper_sys::measure::inventory::FingerprintCache>,
     tracker: Arc<Mutex<super::tracker::Tracker>>,
-    uses: Arc<Mutex<crate::model::LastUse>>,
+    uses: Arc<Mutex<cachekeeper_core::model::LastUse>>,
 ) -> Option<Measured> {
     cache.begin();
     let (snapshot, _) = measure::measure(
@@ -55,7 +55,7 @@ async fn measure(
     cache.end();
     tokio::task::spawn_blocking(move || {
         let now = SystemTime::now();
-        let watched: crate::model::Watched = {
+        let watched: cachekeeper_core::model::Watched = {
             let mut t = lock(&tracker);
             t.sync(&snapshot.targets, now);
             t.flush();

@@ -36,12 +36,12 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::{self, Config, Env};
-use crate::measure::inventory::FingerprintCache;
-use crate::model::LastUse;
 use crate::protocol::{Request, Response};
 use crate::report::{HealthView, HistoryView, SCHEMA_VERSION, SurveyView};
-use crate::units::rfc3339;
+use cachekeeper_core::config::{self, Config, Env};
+use cachekeeper_core::model::LastUse;
+use cachekeeper_core::units::rfc3339;
+use cachekeeper_sys::measure::inventory::FingerprintCache;
 use pressure::Pressure;
 use runs::Running;
 use tracker::Tracker;
@@ -104,7 +104,7 @@ struct Daemon {
     /// A rescan under way (in the background: the socket answers meanwhile).
     rescanning: Option<index::Rescanning>,
     /// Target dirs watched whole, and since when.
-    watched: crate::model::Watched,
+    watched: cachekeeper_core::model::Watched,
     notifier: sdnotify::Notifier,
     started: SystemTime,
     last_run: Option<SystemTime>,
@@ -151,15 +151,20 @@ fn next_run(config: &Config, after: SystemTime) -> Option<SystemTime> {
 pub(super) fn host_share(jitter: Duration) -> Duration {
     static SHARE: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
     let share = *SHARE.get_or_init(|| {
-        let id = crate::readfile::read(std::path::Path::new("/etc/machine-id"), 4096, true)
-            .ok()
-            .flatten()
-            .or_else(|| {
-                crate::readfile::read(std::path::Path::new("/proc/sys/kernel/hostname"), 256, true)
+        let id =
+            cachekeeper_sys::readfile::read(std::path::Path::new("/etc/machine-id"), 4096, true)
+                .ok()
+                .flatten()
+                .or_else(|| {
+                    cachekeeper_sys::readfile::read(
+                        std::path::Path::new("/proc/sys/kernel/hostname"),
+                        256,
+                        true,
+                    )
                     .ok()
                     .flatten()
-            })
-            .unwrap_or_default();
+                })
+                .unwrap_or_default();
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for b in id {
             h ^= u64::from(b);
@@ -182,7 +187,7 @@ pub async fn serve(
     options: Options,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) -> anyhow::Result<()> {
-    let config = config::load(options.config_path.as_deref(), &options.env)
+    let config = cachekeeper_sys::configfile::load(options.config_path.as_deref(), &options.env)
         .map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
     let state = persist::Persist::open(&crate::protocol::state_dir(
         config.daemon.state_dir.as_deref(),
@@ -205,7 +210,7 @@ pub async fn serve(
         cache: Arc::new(FingerprintCache::default()),
         tracker: Arc::new(Mutex::new(tracker)),
         rescanning: None,
-        watched: crate::model::Watched::new(),
+        watched: cachekeeper_core::model::Watched::new(),
         notifier: sdnotify::Notifier::from_env(),
         started: SystemTime::now(),
         last_run: None,
@@ -227,7 +232,7 @@ pub async fn serve(
         .history
         .last(1)
         .last()
-        .map(|r| crate::model::time_of(r.started_unix));
+        .map(|r| cachekeeper_core::model::time_of(r.started_unix));
     for w in &d.config.warnings {
         tracing::warn!("config: {w}");
     }
@@ -244,7 +249,7 @@ pub async fn serve(
     tracing::info!(
         "ready; next run {}",
         d.next_run
-            .map_or_else(|| "never".into(), crate::units::local_time)
+            .map_or_else(|| "never".into(), cachekeeper_core::units::local_time)
     );
 
     let (ask_tx, mut ask_rx) = mpsc::unbounded_channel::<Ask>();
@@ -298,13 +303,13 @@ impl Daemon {
             .map_or(String::new(), |r| format!("running ({}); ", r.trigger));
         let next = self
             .next_run
-            .map_or_else(|| "never".into(), crate::units::local_time);
+            .map_or_else(|| "never".into(), cachekeeper_core::units::local_time);
         let last = self.history.last(1).pop().map_or_else(
             || "no runs yet".to_string(),
             |r| {
                 format!(
                     "last run reclaimed {}",
-                    crate::units::human_bytes(r.reclaimed_bytes)
+                    cachekeeper_core::units::human_bytes(r.reclaimed_bytes)
                 )
             },
         );
@@ -320,7 +325,10 @@ impl Daemon {
     }
 
     fn reload(&mut self) {
-        let loaded = config::load(self.options.config_path.as_deref(), &self.options.env);
+        let loaded = cachekeeper_sys::configfile::load(
+            self.options.config_path.as_deref(),
+            &self.options.env,
+        );
         // An empty file where one with content stood is a file half written (or truncated by
         // accident), not a wish for the built-in defaults: roots, budgets and schedule would
         // all change without a word.
@@ -409,7 +417,7 @@ impl Daemon {
         let mut seen = std::collections::HashSet::new();
         let mut fire = None;
         for p in self.watch_paths.clone() {
-            let Ok(fs) = crate::os::disk::measure(&p) else {
+            let Ok(fs) = cachekeeper_sys::os::disk::measure(&p) else {
                 continue;
             };
             if !seen.insert(fs.dev) {
@@ -436,8 +444,8 @@ impl Daemon {
                 free = free,
                 watermark = watermark,
                 "disk pressure: {} free, under the {} watermark; running the policy",
-                crate::units::human_bytes(free),
-                crate::units::human_bytes(watermark)
+                cachekeeper_core::units::human_bytes(free),
+                cachekeeper_core::units::human_bytes(watermark)
             );
             self.start("pressure", false, None);
         }
@@ -499,7 +507,7 @@ impl Daemon {
             reclaimed = run.reclaimed_bytes,
             "a {} run reclaimed {}",
             run.origin,
-            crate::units::human_bytes(run.reclaimed_bytes)
+            cachekeeper_core::units::human_bytes(run.reclaimed_bytes)
         );
         self.exporter.observe_counted(&run, errors);
         let kept = self.state.append(&mut self.history, run);

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::state::{History, StateDir};
-use crate::model::{LastUse, RunRecord};
+use cachekeeper_core::model::{LastUse, RunRecord};
 
 pub(super) struct Persist {
     path: PathBuf,

@@ -8,12 +8,12 @@ use std::time::{Instant, SystemTime};
 use tokio::sync::oneshot;
 
 use super::Daemon;
-use crate::act::sweep::NoObserver;
-use crate::model::{Mode, Outcome, Sides};
-use crate::progress::Progress;
 use crate::protocol::Response;
 use crate::report::{CleanView, journal};
 use crate::run::{self, Job};
+use cachekeeper_core::model::{Mode, Outcome, Sides};
+use cachekeeper_sys::act::sweep::NoObserver;
+use cachekeeper_sys::progress::Progress;
 
 /// A run in progress.
 pub(super) struct Running {
@@ -108,7 +108,7 @@ impl Daemon {
             reclaimed = record.reclaimed_bytes,
             duration_ms = record.duration_ms,
             "run done: reclaimed {}",
-            crate::units::human_bytes(record.reclaimed_bytes)
+            cachekeeper_core::units::human_bytes(record.reclaimed_bytes)
         );
         for why in &record.blocked {
             tracing::info!(trigger = run.trigger, "why: {why}");

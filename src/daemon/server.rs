@@ -40,7 +40,7 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         anyhow::bail!("{} names no socket in a directory", path.display());
     };
-    let dir = crate::os::private::PrivateDir::open(dir)
+    let dir = cachekeeper_sys::os::private::PrivateDir::open(dir)
         .with_context(|| format!("the socket's directory {}", dir.display()))?;
     if std::os::unix::net::UnixStream::connect(path).is_ok() {
         anyhow::bail!("another daemon answers at {}", path.display());

@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{LastUse, RunRecord, Totals};
-use crate::os::private::PrivateDir;
+use cachekeeper_core::model::{LastUse, RunRecord, Totals};
+use cachekeeper_sys::os::private::PrivateDir;
 
 const USES: &str = "last-use.json";
 
@@ -290,13 +290,13 @@ mod tests {
         u.record_use(
             Path::new("/t"),
             Path::new("u"),
-            crate::model::time_of(42),
+            cachekeeper_core::model::time_of(42),
             42_000,
         );
         s.save_uses(&mut u).unwrap();
         assert_eq!(
             s.load_uses().recorded(Path::new("/t"), Path::new("u")),
-            Some(crate::model::time_of(42))
+            Some(cachekeeper_core::model::time_of(42))
         );
 
         let run = RunRecord {
@@ -346,7 +346,7 @@ mod tests {
         let mut h = s.history(true);
         let run = RunRecord {
             reclaimed_bytes: 1,
-            targets: vec![crate::model::TargetRun::default(); 20],
+            targets: vec![cachekeeper_core::model::TargetRun::default(); 20],
             ..RunRecord::default()
         };
         for _ in 0..3 * History::KEEP {

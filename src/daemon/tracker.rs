@@ -29,8 +29,8 @@ use std::time::SystemTime;
 use rustix::fs::inotify::{self, ReadFlags, WatchFlags};
 
 use super::builds::{Event, Windows};
-use crate::model::{LastUse, Layout, RecordedUses, TargetDir, TrackStats, names};
-use crate::os::locks::LOCK_FILES;
+use cachekeeper_core::model::{LastUse, Layout, RecordedUses, TargetDir, TrackStats, names};
+use cachekeeper_sys::os::locks::LOCK_FILES;
 
 /// A profile dir: (target dir, profile relative to it).
 type ProfileKey = (PathBuf, PathBuf);
@@ -303,8 +303,8 @@ fn watch_flags(owner: &Watched) -> WatchFlags {
 
 /// Whether a program other than cachekeeper holds the lock file `name` in `dir` now.
 fn held(dir: &Path, name: &OsStr) -> bool {
-    crate::os::safefs::open_dir(dir)
-        .and_then(|d| crate::os::locks::held_by_another_program(d.as_fd(), name))
+    cachekeeper_sys::os::safefs::open_dir(dir)
+        .and_then(|d| cachekeeper_sys::os::locks::held_by_another_program(d.as_fd(), name))
         .unwrap_or(false)
 }
 
@@ -422,7 +422,7 @@ impl Tracker {
                 }
                 for u in &t.units {
                     uses.observe(&t.path, &u.fingerprint_dir, now);
-                    present.insert(crate::pathcodec::encode(&u.fingerprint_dir));
+                    present.insert(cachekeeper_core::pathcodec::encode(&u.fingerprint_dir));
                     let profile = (
                         t.path.clone(),
                         t.profiles[usize::from(u.key.profile)].rel.clone(),

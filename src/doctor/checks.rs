@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::dockerfile::{Dockerfile, Step};
 use crate::report::{Finding, Severity};
-use crate::units::human_bytes;
+use cachekeeper_core::units::human_bytes;
 
 pub(super) fn finding(
     id: &str,

@@ -66,7 +66,6 @@ impl Step {
 
 #[derive(Clone, Debug)]
 pub struct Stage {
-    pub line: usize,
     /// The image as written, ARGs substituted.
     pub image: String,
     /// The image at the root of it: a stage built on another stage has that stage's base.
@@ -235,7 +234,6 @@ pub fn parse(path: &Path, text: &str) -> Result<Dockerfile, String> {
                     })
                     .map_or_else(|| image.clone(), |s| s.base.clone());
                 stages.push(Stage {
-                    line: line_of(text, f.from.span.start),
                     name: f.as_.as_ref().map(|(_, n)| n.value.to_string()),
                     image,
                     base,

@@ -104,7 +104,7 @@ impl Ignore {
                 Err(why) => errors.push(format!(
                     "line {}: {}: {why}",
                     n + 1,
-                    crate::units::quoted(&pattern)
+                    cachekeeper_core::units::quoted(&pattern)
                 )),
             }
         }

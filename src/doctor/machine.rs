@@ -5,10 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use super::checks::{finding, inotify};
-use crate::config::Config;
-use crate::model::{BuildkitSide, Signal, Snapshot};
 use crate::protocol::{Request, Response, ask};
 use crate::report::{Finding, HealthView, Severity};
+use cachekeeper_core::config::Config;
+use cachekeeper_core::model::{BuildkitSide, Signal, Snapshot};
 
 /// Whether something bounds BuildKit's cache: cachekeeper's budget, or the engine's own GC
 /// with a size (`builder.gc` in daemon.json).
@@ -188,7 +188,7 @@ pub async fn findings(
             "nothing to do",
         ));
     }
-    let (side, _) = crate::measure::buildkit::measure_configured(
+    let (side, _) = cachekeeper_sys::measure::buildkit::measure_configured(
         config.buildkit.docker_host.as_ref(),
         config.buildkit.timeout,
     )

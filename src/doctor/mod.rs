@@ -15,10 +15,10 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::config::Config;
-use crate::model::Snapshot;
-use crate::progress::Progress;
 use crate::report::{DoctorView, Finding, Severity};
+use cachekeeper_core::config::Config;
+use cachekeeper_core::model::Snapshot;
+use cachekeeper_sys::progress::Progress;
 use dockerfile::Dockerfile;
 use dockerignore::Ignore;
 
@@ -316,7 +316,7 @@ fn targets_in(
             .filter(|p| p.starts_with(context))
             .collect();
     }
-    crate::measure::discover::find(
+    cachekeeper_sys::measure::discover::find(
         std::slice::from_ref(&context.to_path_buf()),
         &config.cargo.exclude_set,
         config.cargo.max_depth,
@@ -413,7 +413,7 @@ pub async fn doctor(
     let snapshot = {
         let (config, roots, progress) = (config.clone(), roots.to_vec(), Arc::clone(progress));
         tokio::task::spawn_blocking(move || {
-            crate::measure::take_cargo(&config, &roots, &progress, None)
+            cachekeeper_sys::measure::take_cargo(&config, &roots, &progress, None)
         })
         .await
         .unwrap_or_else(|_| Snapshot::empty())

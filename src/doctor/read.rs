@@ -6,7 +6,7 @@
 //! - Only regular files, never through a symlink at the end, opened without blocking (a FIFO
 //!   named as a Dockerfile would hang a blocking open), and at most [`MAX_FILE`] bytes (a
 //!   `/dev/zero` or a 50 MB file is refused by name, not read into memory).
-//! - Everything shown of a file's content goes through [`crate::units::printable`] in the views'
+//! - Everything shown of a file's content goes through [`cachekeeper_core::units::printable`] in the views'
 //!   renderers, so no byte of it reaches a terminal raw.
 
 use std::path::{Path, PathBuf};
@@ -35,7 +35,7 @@ impl std::fmt::Display for Refused {
             Refused::TooLarge => write!(
                 f,
                 "it is larger than {} (doctor reads files up to that size)",
-                crate::units::human_bytes(MAX_FILE)
+                cachekeeper_core::units::human_bytes(MAX_FILE)
             ),
             Refused::Io(e) => write!(f, "{e}"),
         }
@@ -93,9 +93,9 @@ pub fn read(path: &Path, roots: &[PathBuf]) -> Result<String, Refused> {
     let st = rustix::fs::fstat(&fd).map_err(|e| Refused::Io(e.into()))?;
     let kind = rustix::fs::FileType::from_raw_mode(st.st_mode);
     if kind != rustix::fs::FileType::RegularFile {
-        return Err(Refused::NotRegular(crate::readfile::kind(kind)));
+        return Err(Refused::NotRegular(cachekeeper_sys::readfile::kind(kind)));
     }
-    let bytes = crate::readfile::read_capped(fd, MAX_FILE, path).map_err(|e| {
+    let bytes = cachekeeper_sys::readfile::read_capped(fd, MAX_FILE, path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::FileTooLarge {
             Refused::TooLarge
         } else {

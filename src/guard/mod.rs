@@ -1,5 +1,5 @@
 //! The CI runner disk guard, a driver of measure → decide → act: keep free space above a
-//! floor, losing the cheapest-to-rebuild cache first ([`crate::decide::guard`] has the phases).
+//! floor, losing the cheapest-to-rebuild cache first ([`cachekeeper_core::decide::guard`] has the phases).
 //!
 //! A pass takes one snapshot, plans every phase from it, and carries the phases out in order,
 //! measuring free space between them (a `statvfs`, not a new snapshot) and stopping as soon as
@@ -20,18 +20,18 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::act::{prune, sweep};
-use crate::config::{Config, SizeSpec};
-use crate::decide::guard::{self as plan, Phase, PhasePlan};
-use crate::measure;
-use crate::model::{BuildkitSide, Filesystem, Mode, Sides};
-use crate::os::disk;
-use crate::progress::Progress;
 use crate::report::BuildkitState;
+use cachekeeper_core::config::{Config, SizeSpec};
+use cachekeeper_core::decide::guard::{self as plan, Phase, PhasePlan};
+use cachekeeper_core::model::{BuildkitSide, Filesystem, Mode, Sides};
+use cachekeeper_sys::act::{prune, sweep};
+use cachekeeper_sys::measure;
+use cachekeeper_sys::os::disk;
+use cachekeeper_sys::progress::Progress;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct FsFree {
-    #[serde(with = "crate::pathcodec")]
+    #[serde(with = "cachekeeper_core::pathcodec")]
     pub path: PathBuf,
     pub total_bytes: u64,
     pub free_bytes: u64,
@@ -59,7 +59,7 @@ pub struct Docker {
     pub state: BuildkitState,
     pub message: Option<String>,
     /// Docker's root dir, when the engine answers and it is reachable from here.
-    #[serde(with = "crate::pathcodec::option")]
+    #[serde(with = "cachekeeper_core::pathcodec::option")]
     pub root_dir: Option<PathBuf>,
 }
 
@@ -142,7 +142,7 @@ pub async fn pass(
     let mut blocking = Vec::new();
     if !before.iter().all(FsFree::holds) {
         let measured: Vec<Filesystem> = fs.iter().map(|(_, f)| f.clone()).collect();
-        let watched = crate::model::Watched::new();
+        let watched = cachekeeper_core::model::Watched::new();
         let decided = plan::plan(&plan::Input {
             snapshot: &snapshot,
             config,
@@ -161,7 +161,7 @@ pub async fn pass(
             progress.say(&format!(
                 "guard: {} phase: {}",
                 phase.phase().name(),
-                crate::units::count(
+                cachekeeper_core::units::count(
                     match &phase {
                         PhasePlan::Cargo(_, p) => p.actions.len(),
                         PhasePlan::Buildkit(_, p) => p.actions.len(),
@@ -189,7 +189,9 @@ pub async fn pass(
                         for r in &report.results {
                             let dev = snap.targets[plan.actions[r.action].item.target].dev;
                             let bytes = r.reclaimed_bytes.max(match r.status {
-                                crate::model::Status::WouldRemove => plan.actions[r.action].bytes,
+                                cachekeeper_core::model::Status::WouldRemove => {
+                                    plan.actions[r.action].bytes
+                                }
                                 _ => 0,
                             });
                             match by_dev.iter_mut().find(|(d, _)| *d == dev) {

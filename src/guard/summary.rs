@@ -2,7 +2,7 @@
 
 use super::{Pass, Watch};
 use crate::report::BuildkitState;
-use crate::units::{count, human_bytes};
+use cachekeeper_core::units::{count, human_bytes};
 
 /// A pass for people.
 #[must_use]

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::{Rule, RunRecord};
 use crate::report::{CleanView, RunErrors};
+use cachekeeper_core::model::{Rule, RunRecord};
 
 /// Upper bounds of the run-duration buckets, in seconds (a run takes from milliseconds on a
 /// small machine to minutes on a big one).

@@ -14,7 +14,7 @@ use prometheus_client::registry::{Registry, Unit};
 use super::counters::DURATION_BUCKETS;
 use super::{Exposition, Format, Histogram, ProcessFacts};
 use crate::report::{BuildkitState, SurveyView};
-use crate::units::parse_rfc3339;
+use cachekeeper_core::units::parse_rfc3339;
 
 /// The `path` label of target dirs past `max-target-dirs`, summed.
 pub const OTHER: &str = "(other)";
@@ -101,7 +101,7 @@ fn path_label(p: &Path, paths: bool) -> String {
         return p.to_string_lossy().into_owned();
     }
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in crate::pathcodec::encode(p).bytes() {
+    for b in cachekeeper_core::pathcodec::encode(p).bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }

@@ -12,7 +12,7 @@
 mod counters;
 mod families;
 
-pub use counters::{Counters, DURATION_BUCKETS, ErrorKind, Histogram, RunOutcome, outcome};
+pub use counters::{Counters, ErrorKind, Histogram};
 
 use crate::report::SurveyView;
 
@@ -81,10 +81,10 @@ impl Exposition {
 /// (with `errors` of the run just made), gauges from `status`.
 #[must_use]
 pub fn textfile(
-    history: &[crate::model::RunRecord],
+    history: &[cachekeeper_core::model::RunRecord],
     errors: crate::report::RunErrors,
     status: SurveyView,
-    config: &crate::config::MetricsConfig,
+    config: &cachekeeper_core::config::MetricsConfig,
 ) -> String {
     let mut counters = Counters::seeded(history);
     for r in history {

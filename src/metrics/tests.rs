@@ -2,10 +2,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::*;
-use crate::model::{
+use crate::report::{BuildkitCleanView, BuildkitView, CleanView, TargetView};
+use cachekeeper_core::model::{
     ByKind, CargoPlan, Mode, Rule, RunRecord, ScanErrors, Sides, Signal, Snapshot, SweepReport,
 };
-use crate::report::{BuildkitCleanView, BuildkitView, CleanView, TargetView};
 
 fn target(path: &str, bytes: u64) -> TargetView {
     TargetView {
@@ -26,7 +26,7 @@ fn target(path: &str, bytes: u64) -> TargetView {
         reclaimable_bytes: bytes / 10,
         reclaimable_by_rule: BTreeMap::new(),
         rebuild_seconds: 0.0,
-        rebuild: crate::model::Rebuild::default(),
+        rebuild: cachekeeper_core::model::Rebuild::default(),
         costliest: Vec::new(),
         protected_bytes: 0,
         kept: BTreeMap::new(),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::why;
-use crate::model::{
+use cachekeeper_core::model::{
     BuildkitPlan, BuildkitSide, EngineError, Kept, Protection, PruneReport, Record, Rule,
     Shortfall, Status,
 };
@@ -72,7 +72,7 @@ pub struct BuildkitView {
     pub message: Option<String>,
     pub server_version: Option<String>,
     pub api_version: Option<String>,
-    #[serde(with = "crate::pathcodec::option")]
+    #[serde(with = "cachekeeper_core::pathcodec::option")]
     pub root_dir: Option<PathBuf>,
     pub records: usize,
     pub total_bytes: u64,
@@ -160,8 +160,14 @@ impl BuildkitView {
                     in_use_bytes: sum(&|r| r.in_use),
                     shared_bytes: sum(&|r| r.shared && !r.in_use),
                     by_type,
-                    oldest_last_used: uses.iter().min().map(|t| crate::units::rfc3339(*t)),
-                    newest_last_used: uses.iter().max().map(|t| crate::units::rfc3339(*t)),
+                    oldest_last_used: uses
+                        .iter()
+                        .min()
+                        .map(|t| cachekeeper_core::units::rfc3339(*t)),
+                    newest_last_used: uses
+                        .iter()
+                        .max()
+                        .map(|t| cachekeeper_core::units::rfc3339(*t)),
                     budget_bytes: budget,
                     over_budget_bytes: budget.map_or(0, |b| reclaimable.saturating_sub(b)),
                     planned_bytes: plan.map_or(0, BuildkitPlan::planned_bytes),
@@ -179,8 +185,8 @@ impl BuildkitView {
                             in_use: r.in_use,
                             shared: r.shared,
                             parents: r.parents.clone(),
-                            created_at: r.created_at.map(crate::units::rfc3339),
-                            last_used_at: r.last_used_at.map(crate::units::rfc3339),
+                            created_at: r.created_at.map(cachekeeper_core::units::rfc3339),
+                            last_used_at: r.last_used_at.map(cachekeeper_core::units::rfc3339),
                             usage_count: r.usage_count,
                         })
                         .collect(),
@@ -254,7 +260,7 @@ impl BuildkitCleanView {
                     id: rec.id.clone(),
                     kind: rec.kind.clone(),
                     description: rec.description.clone(),
-                    last_used: rec.last_use().map(crate::units::rfc3339),
+                    last_used: rec.last_use().map(cachekeeper_core::units::rfc3339),
                     rule: a.rule,
                     reason: a.reason.clone(),
                     planned_bytes: a.bytes,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::buildkit::BuildkitCleanView;
 use super::survey::{ConfigOnDisk, Failure, SkippedProfile, failures, skipped_profiles};
 use super::{Exit, SCHEMA_VERSION, why};
-use crate::model::{
+use cachekeeper_core::model::{
     CargoPlan, Kept, Mode, Outcome, Part, Protection, Rebuild, Rule, Shortfall, Sides, Snapshot,
     Status, SweepReport,
 };
@@ -25,14 +25,14 @@ pub enum ItemKind {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ActionView {
-    #[serde(with = "crate::pathcodec")]
+    #[serde(with = "cachekeeper_core::pathcodec")]
     pub target: PathBuf,
     pub profile: String,
     pub item: ItemKind,
     pub name: String,
     pub rule: Rule,
     pub reason: String,
-    #[serde(with = "crate::pathcodec::list")]
+    #[serde(with = "cachekeeper_core::pathcodec::list")]
     pub paths: Vec<PathBuf>,
     /// What the scan expected this to free.
     pub planned_bytes: u64,
@@ -47,7 +47,7 @@ pub struct ActionView {
     #[serde(
         default,
         skip_serializing_if = "Vec::is_empty",
-        with = "crate::pathcodec::list"
+        with = "cachekeeper_core::pathcodec::list"
     )]
     pub mount_points: Vec<PathBuf>,
 }

@@ -34,9 +34,9 @@ pub struct Finding {
     pub id: String,
     pub severity: Severity,
     /// The project (build context) it concerns; `None` for this machine.
-    #[serde(with = "crate::pathcodec::option")]
+    #[serde(with = "cachekeeper_core::pathcodec::option")]
     pub project: Option<PathBuf>,
-    #[serde(with = "crate::pathcodec::option")]
+    #[serde(with = "cachekeeper_core::pathcodec::option")]
     pub file: Option<PathBuf>,
     pub line: Option<usize>,
     /// What is wrong, and why it matters, in one sentence.
@@ -52,7 +52,7 @@ pub struct Finding {
 pub struct DoctorView {
     pub version: u32,
     /// Dockerfiles looked at.
-    #[serde(with = "crate::pathcodec::list")]
+    #[serde(with = "cachekeeper_core::pathcodec::list")]
     pub dockerfiles: Vec<PathBuf>,
     pub findings: Vec<Finding>,
 }

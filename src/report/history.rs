@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{CleanView, Exit, SCHEMA_VERSION};
-use crate::model::{BuildkitSide, Outcome, Part, RunRecord, Status, TargetRun, Totals};
+use cachekeeper_core::model::{BuildkitSide, Outcome, Part, RunRecord, Status, TargetRun, Totals};
 
 /// Past runs, oldest first, and the totals of every run ever recorded.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -138,7 +138,7 @@ pub fn record_of(outcome: &Outcome, view: &CleanView, facts: &RunFacts) -> RunRe
         trigger: facts.trigger.clone(),
         origin: facts.origin.clone(),
         dry_run: facts.dry_run,
-        started: crate::units::rfc3339(facts.started),
+        started: cachekeeper_core::units::rfc3339(facts.started),
         started_unix: facts
             .started
             .duration_since(std::time::SystemTime::UNIX_EPOCH)
@@ -208,21 +208,24 @@ pub struct RecordView {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct UsesView {
     pub version: u32,
-    pub uses: crate::model::LastUse,
+    pub uses: cachekeeper_core::model::LastUse,
     /// Target dirs watched whole, and since when (milliseconds since the epoch).
     pub watched: Vec<WatchedDir>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WatchedDir {
-    #[serde(with = "crate::pathcodec")]
+    #[serde(with = "cachekeeper_core::pathcodec")]
     pub path: std::path::PathBuf,
     pub since_unix_ms: u64,
 }
 
 impl UsesView {
     #[must_use]
-    pub fn new(uses: crate::model::LastUse, watched: &crate::model::Watched) -> UsesView {
+    pub fn new(
+        uses: cachekeeper_core::model::LastUse,
+        watched: &cachekeeper_core::model::Watched,
+    ) -> UsesView {
         UsesView {
             version: SCHEMA_VERSION,
             uses,
@@ -240,7 +243,7 @@ impl UsesView {
 
     /// The watched target dirs as the decision takes them.
     #[must_use]
-    pub fn watched(&self) -> crate::model::Watched {
+    pub fn watched(&self) -> cachekeeper_core::model::Watched {
         self.watched
             .iter()
             .map(|w| {

@@ -1,6 +1,6 @@
 //! What a run did, line by line, for the journal (`-v`, and the daemon's log).
 
-use crate::model::{CargoPlan, Outcome, Part, Snapshot, SweepReport};
+use cachekeeper_core::model::{CargoPlan, Outcome, Part, Snapshot, SweepReport};
 
 /// One log line per action of a run.
 pub fn log_actions(outcome: &Outcome) {

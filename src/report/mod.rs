@@ -17,15 +17,13 @@ pub mod json;
 pub mod survey;
 pub mod why;
 
-pub use buildkit::{BuildkitCleanView, BuildkitState, BuildkitView, RecordActionView};
-pub use clean::{ActionView, CleanView, ItemKind};
+pub use buildkit::{BuildkitCleanView, BuildkitState, BuildkitView};
+pub use clean::{ActionView, CleanView};
 pub use doctor::{DoctorView, Finding, Severity};
-pub use history::{
-    HealthView, HistoryView, RecordView, RunErrors, RunFacts, UsesView, WatchedDir, record_of,
-};
+pub use history::{HealthView, HistoryView, RecordView, RunErrors, RunFacts, UsesView, record_of};
 pub use survey::{
-    ConfigOnDisk, DaemonInfo, Failure, FilesystemView, PastRuns, ProfileView, SkippedProfile,
-    Source, SurveyView, TargetView, TotalView, Trigger,
+    ConfigOnDisk, DaemonInfo, FilesystemView, PastRuns, SkippedProfile, Source, SurveyView,
+    TargetView, Trigger,
 };
 
 pub const SCHEMA_VERSION: u32 = 1;

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::buildkit::BuildkitView;
 use super::{Exit, SCHEMA_VERSION, why};
-use crate::config::{Config, SizeSpec};
-use crate::model::{
+use cachekeeper_core::config::{Config, SizeSpec};
+use cachekeeper_core::model::{
     BuildkitPlan, ByKind, CargoPlan, Kept, Layout, ProfileState, Protection, Rebuild, Rule,
     RunRecord, ScanErrors, Shortfall, Signal, Snapshot, TargetDir, Totals, TrackStats,
 };
@@ -55,10 +55,10 @@ pub struct ProfileView {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TargetView {
-    #[serde(with = "crate::pathcodec")]
+    #[serde(with = "cachekeeper_core::pathcodec")]
     pub path: PathBuf,
     /// Where the filesystem holding it is mounted (empty when unknown).
-    #[serde(default, with = "crate::pathcodec")]
+    #[serde(default, with = "cachekeeper_core::pathcodec")]
     pub mountpoint: PathBuf,
     pub bytes: u64,
     pub apparent_bytes: u64,
@@ -94,12 +94,12 @@ pub struct TargetView {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FilesystemView {
-    #[serde(with = "crate::pathcodec")]
+    #[serde(with = "cachekeeper_core::pathcodec")]
     pub path: PathBuf,
     /// node_exporter's labels: the mount's source, point and type.
     #[serde(default)]
     pub device: String,
-    #[serde(default, with = "crate::pathcodec")]
+    #[serde(default, with = "cachekeeper_core::pathcodec")]
     pub mountpoint: PathBuf,
     #[serde(default)]
     pub fstype: String,
@@ -155,7 +155,7 @@ const COSTLIEST: usize = 5;
 /// A profile a run leaves alone whole.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SkippedProfile {
-    #[serde(with = "crate::pathcodec")]
+    #[serde(with = "cachekeeper_core::pathcodec")]
     pub target: PathBuf,
     pub profile: String,
     pub protection: Protection,
@@ -199,7 +199,7 @@ pub(crate) fn skipped_profiles(
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Failure {
-    #[serde(with = "crate::pathcodec")]
+    #[serde(with = "cachekeeper_core::pathcodec")]
     pub path: PathBuf,
     pub error: String,
 }
@@ -228,13 +228,13 @@ pub struct DaemonInfo {
     pub measured_seconds_ago: Option<u64>,
     /// Set when the last config reload failed (the previous config is still in force).
     pub config_error: Option<String>,
-    #[serde(with = "crate::pathcodec")]
+    #[serde(with = "cachekeeper_core::pathcodec")]
     pub state_dir: PathBuf,
     /// Why history or last-use times cannot be kept in the state dir now (kept in memory
     /// meanwhile): the daemon is degraded, and `healthcheck` says so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub degraded: Option<String>,
-    #[serde(with = "crate::pathcodec")]
+    #[serde(with = "cachekeeper_core::pathcodec")]
     pub socket: PathBuf,
     pub schedule: String,
     /// This host's delay after each scheduled time (`schedule-jitter`), in seconds.
@@ -275,7 +275,7 @@ pub struct SurveyView {
     pub toolchains: Vec<String>,
     pub shortfalls: Vec<Shortfall>,
     pub failed: Vec<Failure>,
-    #[serde(with = "crate::pathcodec::list")]
+    #[serde(with = "cachekeeper_core::pathcodec::list")]
     pub missing_roots: Vec<PathBuf>,
     pub search_errors: Vec<String>,
     pub buildkit: BuildkitView,
@@ -296,7 +296,7 @@ pub struct SurveyView {
 pub struct PastRuns {
     pub totals: Totals,
     pub last_runs: Vec<RunRecord>,
-    #[serde(with = "crate::pathcodec")]
+    #[serde(with = "cachekeeper_core::pathcodec")]
     pub state_dir: PathBuf,
 }
 

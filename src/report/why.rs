@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use super::{BuildkitState, BuildkitView, SkippedProfile};
-use crate::model::{Kept, Protection, Shortfall};
-use crate::units::human_bytes;
+use cachekeeper_core::model::{Kept, Protection, Shortfall};
+use cachekeeper_core::units::human_bytes;
 
 /// What a person can do about each protection.
 fn advice(p: Protection) -> &'static str {
@@ -40,7 +40,10 @@ fn clauses(kept: &BTreeMap<Protection, Kept>, skipped: &[SkippedProfile]) -> Vec
                 }
             }
             if let Some(until) = &k.until {
-                size = format!("{size}, kept until {}", crate::units::local(until));
+                size = format!(
+                    "{size}, kept until {}",
+                    cachekeeper_core::units::local(until)
+                );
             }
             format!("{} ({size}): {}", p.describe(), advice(*p))
         })

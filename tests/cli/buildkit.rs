@@ -177,7 +177,7 @@ fn clean_prunes_least_recently_used_records_until_the_budget_holds() {
 }
 
 fn time(v: &Value) -> std::time::SystemTime {
-    cachekeeper::units::parse_rfc3339(v.as_str().unwrap()).unwrap()
+    cachekeeper_core::units::parse_rfc3339(v.as_str().unwrap()).unwrap()
 }
 
 /// keep-duration is measured to the run's own moment (`planned_at`), so the test checks the rule

@@ -218,7 +218,7 @@ fn status_shows_the_next_run_with_its_delay_and_nouns_agree_with_counts() {
         delay == 0
             || human.contains(&format!(
                 "delayed {} on this host by schedule-jitter",
-                cachekeeper::units::format_duration(std::time::Duration::from_secs(delay))
+                cachekeeper_core::units::format_duration(std::time::Duration::from_secs(delay))
             )),
         "{human}"
     );

@@ -420,7 +420,7 @@ fn sigterm_during_a_long_clean_stops_between_units_within_the_deadline() {
 }
 
 fn free_bytes(path: &Path) -> u64 {
-    cachekeeper::os::disk::measure(path).unwrap().free_bytes
+    cachekeeper_sys::os::disk::measure(path).unwrap().free_bytes
 }
 
 #[test]
@@ -455,7 +455,9 @@ fn disk_pressure_on_a_small_filesystem_fires_and_restores_the_watermark() {
         crate::support::shift_times(f.dir.path(), 4 * DAY);
     }
     let before = free_bytes(&target);
-    let total = cachekeeper::os::disk::measure(&target).unwrap().total_bytes;
+    let total = cachekeeper_sys::os::disk::measure(&target)
+        .unwrap()
+        .total_bytes;
     // The watermark sits above what is free now, below what freeing a few units gives.
     let watermark = before + 6 * 1024 * 1024;
     assert!(watermark < total);
@@ -599,7 +601,7 @@ fn the_daemon_runs_on_the_built_in_defaults_with_the_engine_up() {
     // The built-in defaults watch free space too (min-free 10%): a real run on pressure would
     // prune the machine's engine by the default budget. Only on a disk that is nearly full is
     // that switched off, and said.
-    let fs = cachekeeper::os::disk::measure(f.dir.path()).unwrap();
+    let fs = cachekeeper_sys::os::disk::measure(f.dir.path()).unwrap();
     let pressure = if fs.free_bytes < fs.total_bytes / 100 * 15 {
         eprintln!("note: this disk is short of free space: disk pressure is off in this test");
         "[disk]\nmin-free = \"none\"\n"

@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::support::{DAY, Fixture, Krate, Tmpfs, fingerprint_dirs};
 
 fn free(path: &Path) -> u64 {
-    cachekeeper::os::disk::measure(path).unwrap().free_bytes
+    cachekeeper_sys::os::disk::measure(path).unwrap().free_bytes
 }
 
 /// On the tmpfs: an app built with four feature sets two months ago (stale), then with a

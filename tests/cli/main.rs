@@ -22,7 +22,6 @@ mod hosts;
 mod install;
 mod layout;
 mod metrics;
-mod readme;
 mod safety;
 mod terminal;
 mod tidy;

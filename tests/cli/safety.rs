@@ -6,12 +6,12 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
-use cachekeeper::act::sweep::{self, Observer};
-use cachekeeper::decide::cargo as policy;
-use cachekeeper::measure::inventory;
-use cachekeeper::model::{
+use cachekeeper_core::decide::cargo as policy;
+use cachekeeper_core::model::{
     ActionResult, CargoAction, CargoPlan, Mode, Part, Signal, Status, TargetDir,
 };
+use cachekeeper_sys::act::sweep::{self, Observer};
+use cachekeeper_sys::measure::inventory;
 
 use crate::support::{DAY, Fixture, Krate, ck, fingerprint_dirs, removed_units};
 
@@ -29,9 +29,9 @@ fn stale_workspace() -> Fixture {
 /// The scan and plan cachekeeper would make with default rules, in-process.
 fn plan_for(f: &Fixture) -> (Vec<TargetDir>, CargoPlan) {
     let target = inventory::scan(&f.target(), 2).unwrap();
-    let fs = cachekeeper::os::disk::measure(&f.target()).unwrap();
+    let fs = cachekeeper_sys::os::disk::measure(&f.target()).unwrap();
     let settings = policy::Settings {
-        rules: cachekeeper::config::Rules {
+        rules: cachekeeper_core::config::Rules {
             incremental: true,
             toolchains: false,
             stale: true,
@@ -43,7 +43,7 @@ fn plan_for(f: &Fixture) -> (Vec<TargetDir>, CargoPlan) {
         target_budget: None,
         total_budget: None,
         min_free: None,
-        eviction: cachekeeper::config::Eviction::Cost,
+        eviction: cachekeeper_core::config::Eviction::Cost,
         superseded_after: None,
     };
     let targets = vec![target];
@@ -71,7 +71,7 @@ fn execute(
     targets: &[TargetDir],
     plan: &CargoPlan,
     observer: &mut dyn Observer,
-) -> cachekeeper::model::SweepReport {
+) -> cachekeeper_core::model::SweepReport {
     sweep::sweep(targets, plan, Mode::Execute, None, observer, None)
 }
 
@@ -79,7 +79,7 @@ fn unit_named<'a>(
     t: &'a TargetDir,
     prefix: &str,
     target_file: &str,
-) -> (usize, &'a cachekeeper::model::Unit) {
+) -> (usize, &'a cachekeeper_core::model::Unit) {
     t.units
         .iter()
         .enumerate()

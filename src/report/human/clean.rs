@@ -224,8 +224,8 @@ pub fn clean(v: &CleanView, style: Style) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{CargoPlan, Mode, Sides, Snapshot, SweepReport};
     use crate::report::BuildkitCleanView;
+    use cachekeeper_core::model::{CargoPlan, Mode, Sides, Snapshot, SweepReport};
 
     /// Issue: with a budget exceeded and every unit under a build's lock, clean said "every
     /// one is within its rules and budgets" above the warning that the budget was not met.

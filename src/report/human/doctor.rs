@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::{Style, Tone, paint};
 use crate::report::{DoctorView, Finding, Severity};
-use crate::units::printable;
+use cachekeeper_core::units::printable;
 
 fn tone(s: Severity) -> Tone {
     match s {

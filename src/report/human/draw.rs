@@ -11,8 +11,9 @@ pub struct Style {
     pub unicode: bool,
 }
 
+#[cfg(test)]
 impl Style {
-    /// No colour, ASCII only: what logs, pipes and tests get.
+    /// No colour, ASCII only.
     pub const PLAIN: Style = Style {
         color: false,
         unicode: false,

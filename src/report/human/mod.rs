@@ -7,10 +7,10 @@ use super::{
     ActionView, BuildkitCleanView, BuildkitState, BuildkitView, CleanView, DaemonInfo, HistoryView,
     SkippedProfile, SurveyView, TargetView, Trigger,
 };
-use crate::model::{
+use cachekeeper_core::model::{
     Kept, Layout, ProfileState, Protection, Rule, RunRecord, Shortfall, Status, Totals, short_id,
 };
-use crate::units::{count, human_bytes, human_seconds, local};
+use cachekeeper_core::units::{count, human_bytes, human_seconds, local};
 
 mod clean;
 mod doctor;
@@ -155,7 +155,7 @@ fn skipped_profiles(list: &[SkippedProfile], out: &mut String) {
 
 /// `~25 s to rebuild on 2 cores (41 s of CPU)`: the next builds' wall time as cargo would
 /// schedule them, saying when some times were estimated from sizes.
-fn rebuild_phrase(r: &crate::model::Rebuild) -> String {
+fn rebuild_phrase(r: &cachekeeper_core::model::Rebuild) -> String {
     format!(
         "~{} to rebuild on {} ({} of CPU{})",
         human_seconds(r.wall_seconds),

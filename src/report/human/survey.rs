@@ -290,7 +290,7 @@ pub fn scan(v: &SurveyView, style: Style) -> String {
 
 /// `; ~25 s to rebuild on 2 cores (41 s of CPU, 30 s of it what the budgets take)`, or
 /// nothing when it costs nothing.
-fn rebuild_cost(r: &crate::model::Rebuild, budgets: f64) -> String {
+fn rebuild_cost(r: &cachekeeper_core::model::Rebuild, budgets: f64) -> String {
     if r.wall_seconds < 0.05 {
         return String::new();
     }
@@ -410,7 +410,7 @@ fn daemon(d: &DaemonInfo) -> String {
         if d.schedule_delay_seconds > 0 {
             format!(
                 ", delayed {} on this host by schedule-jitter",
-                crate::units::format_duration(std::time::Duration::from_secs(
+                cachekeeper_core::units::format_duration(std::time::Duration::from_secs(
                     d.schedule_delay_seconds
                 ))
             )
@@ -426,7 +426,7 @@ fn daemon(d: &DaemonInfo) -> String {
         let ago = d.measured_seconds_ago.map_or_else(String::new, |s| {
             format!(
                 " ({} ago; `status --refresh` measures again)",
-                crate::units::age(std::time::Duration::from_secs(s))
+                cachekeeper_core::units::age(std::time::Duration::from_secs(s))
             )
         });
         let _ = writeln!(out, "  numbers above measured at {}{ago}", local(m));

@@ -17,7 +17,7 @@ pub mod value;
 mod warnings;
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub use host::{DEFAULT_SOCKET, Host, Origin};
@@ -27,7 +27,7 @@ pub use value::{Eviction, Protect, SizeSpec};
 use reader::{Doc, Section};
 
 /// The default configuration, documented line by line.
-pub const DEFAULT_TOML: &str = include_str!("../../config/cachekeeper.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../../../config/cachekeeper.toml");
 
 /// Where the configuration in force came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,28 +160,6 @@ pub struct Env {
     pub prefix: Option<PathBuf>,
 }
 
-impl Env {
-    #[must_use]
-    pub fn from_process() -> Env {
-        let var = |k: &str| {
-            std::env::var_os(k)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        };
-        // `/usr/bin` and `/usr/local/bin` are installs whose config lives in /etc.
-        let prefix = std::env::current_exe()
-            .ok()
-            .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
-            .filter(|p| !["/", "/usr", "/usr/local"].contains(&p.to_str().unwrap_or("/")));
-        Env {
-            home: var("HOME"),
-            cachekeeper_config: var("CACHEKEEPER_CONFIG"),
-            xdg_config_home: var("XDG_CONFIG_HOME"),
-            prefix,
-        }
-    }
-}
-
 /// A config that did not validate, located in its file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ConfigError {
@@ -217,86 +195,6 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
-
-/// Errors of finding and reading a config file (before its content is looked at).
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{0}")]
-    Invalid(#[from] ConfigError),
-}
-
-/// Finds the config file to use: `explicit` (from `--config`), `$CACHEKEEPER_CONFIG`,
-/// `$XDG_CONFIG_HOME/cachekeeper/config.toml` (or `~/.config/...`), the install prefix's
-/// `etc/cachekeeper/config.toml` (`install.sh --prefix DIR`), `/etc/cachekeeper/config.toml`;
-/// `None` means the embedded defaults.
-/// An explicitly named file must exist; the conventional places are used only if present.
-#[must_use]
-pub fn locate(explicit: Option<&Path>, env: &Env) -> Option<PathBuf> {
-    if let Some(p) = explicit {
-        return Some(p.to_path_buf());
-    }
-    if let Some(p) = &env.cachekeeper_config {
-        return Some(p.clone());
-    }
-    let user_dir = env
-        .xdg_config_home
-        .clone()
-        .or_else(|| env.home.as_ref().map(|h| h.join(".config")));
-    let candidates = user_dir
-        .map(|d| d.join("cachekeeper/config.toml"))
-        .into_iter()
-        .chain(
-            env.prefix
-                .as_ref()
-                .map(|p| p.join("etc/cachekeeper/config.toml")),
-        )
-        .chain(std::iter::once(PathBuf::from(
-            "/etc/cachekeeper/config.toml",
-        )));
-    candidates.into_iter().find(|p| p.is_file())
-}
-
-/// Loads the config in force: the located file laid over the embedded defaults.
-pub fn load(explicit: Option<&Path>, env: &Env) -> Result<Config, LoadError> {
-    match locate(explicit, env) {
-        None => Ok(parse(DEFAULT_TOML, Source::Embedded, env)?),
-        Some(path) => {
-            // A regular file, of a config's size (a FIFO or a device there is an error, not a
-            // hang); a link is followed (dotfiles often are).
-            let read = crate::readfile::read(&path, MAX_CONFIG, true).and_then(|b| {
-                let bytes = b.ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
-                String::from_utf8(bytes).map_err(|_| {
-                    std::io::Error::new(std::io::ErrorKind::InvalidData, "it is not UTF-8 text")
-                })
-            });
-            let text = read.map_err(|source| LoadError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            Ok(parse(&text, Source::File(path), env)?)
-        }
-    }
-}
-
-/// The largest config file read.
-const MAX_CONFIG: u64 = 4 << 20;
-
-/// The `[daemon] socket` a config file names, read leniently: for asking a running daemon
-/// when the file no longer validates (edited since the daemon loaded it). `None` when the
-/// file names none or cannot be read as TOML at all.
-#[must_use]
-pub fn socket_hint(explicit: Option<&Path>, env: &Env) -> Option<PathBuf> {
-    let bytes = crate::readfile::read(&locate(explicit, env)?, MAX_CONFIG, true).ok()??;
-    let table: toml::Table = toml::from_str(std::str::from_utf8(&bytes).ok()?).ok()?;
-    let raw = table.get("daemon")?.get("socket")?.as_str()?;
-    expand_home(raw, env).ok()
-}
 
 /// Parses `text` as a config laid over the embedded defaults.
 pub fn parse(text: &str, source: Source, env: &Env) -> Result<Config, ConfigError> {
@@ -574,7 +472,7 @@ const AGE: std::ops::RangeInclusive<Duration> = secs(1)..=secs(100 * 365 * 86_40
 const ANY_AGE: std::ops::RangeInclusive<Duration> = secs(0)..=secs(100 * 365 * 86_400);
 
 /// Expands a leading `~` and requires the result to be absolute.
-fn expand_home(raw: &str, env: &Env) -> Result<PathBuf, String> {
+pub fn expand_home(raw: &str, env: &Env) -> Result<PathBuf, String> {
     let expanded = if raw == "~" || raw.starts_with("~/") {
         let home = env
             .home
@@ -914,62 +812,5 @@ mod tests {
             "{:?}",
             c.warnings
         );
-        // Roots that are not there, or not directories, are said; a home that exists is not.
-        let home = tempfile::tempdir().unwrap();
-        let there = Env {
-            home: Some(home.path().to_path_buf()),
-            ..Env::default()
-        };
-        assert!(
-            defaults(&there).warnings.is_empty(),
-            "{:?}",
-            defaults(&there).warnings
-        );
-        let c = parse(
-            "[cargo]\nroots = [\"/nonexistent/src\", \"/dev/null\"]\n",
-            Source::Embedded,
-            &there,
-        )
-        .unwrap();
-        assert!(
-            c.warnings[0].contains("/nonexistent/src does not exist")
-                && c.warnings[1].contains("/dev/null is not a directory"),
-            "{:?}",
-            c.warnings
-        );
-    }
-
-    #[test]
-    fn lookup_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let xdg = dir.path().join("xdg");
-        std::fs::create_dir_all(xdg.join("cachekeeper")).unwrap();
-        let prefix = dir.path().join("opt");
-        std::fs::create_dir_all(prefix.join("etc/cachekeeper")).unwrap();
-        let mut env = Env {
-            home: Some(dir.path().join("home")),
-            cachekeeper_config: None,
-            xdg_config_home: Some(xdg.clone()),
-            prefix: Some(prefix.clone()),
-        };
-        // Nothing present at the conventional places (and no /etc file on a test machine
-        // is assumed): explicit beats everything.
-        assert_eq!(
-            locate(Some(Path::new("/x.toml")), &env),
-            Some(PathBuf::from("/x.toml"))
-        );
-        // The install prefix's config (install.sh --prefix) comes before /etc.
-        std::fs::write(prefix.join("etc/cachekeeper/config.toml"), "").unwrap();
-        assert_eq!(
-            locate(None, &env),
-            Some(prefix.join("etc/cachekeeper/config.toml"))
-        );
-        std::fs::write(xdg.join("cachekeeper/config.toml"), "").unwrap();
-        assert_eq!(
-            locate(None, &env),
-            Some(xdg.join("cachekeeper/config.toml"))
-        );
-        env.cachekeeper_config = Some(PathBuf::from("/from/env.toml"));
-        assert_eq!(locate(None, &env), Some(PathBuf::from("/from/env.toml")));
     }
 }

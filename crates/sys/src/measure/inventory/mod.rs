@@ -33,8 +33,8 @@ use crate::os::locks;
 use crate::os::safefs::{self, Meta};
 use visitor::{Acc, Ctx, InventoryVisitor, Owner};
 
-use crate::model::names;
-use crate::model::{
+use cachekeeper_core::model::names;
+use cachekeeper_core::model::{
     ByKind, IncrementalDir, Layout, Orphan, Part, Profile, ProfileState, SharedInode, TargetDir,
     Unit, UnitKey, Usage,
 };

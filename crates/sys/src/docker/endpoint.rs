@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::config::{DEFAULT_SOCKET, Host, Origin};
+use cachekeeper_core::config::{DEFAULT_SOCKET, Host, Origin};
 
 /// TLS to a `tcp://` engine.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::AtFlags;
 
-use crate::model::Mode;
 use crate::os::safefs::{self, Meta};
+use cachekeeper_core::model::Mode;
 
 /// How many directories of the branch being removed stay open.
 const OPEN_WINDOW: usize = 16;

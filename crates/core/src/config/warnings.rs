@@ -17,24 +17,6 @@ pub(super) fn of(config: &Config) -> Vec<String> {
             "[cargo] roots contains \"/\": every directory of the machine is searched on every scan; name the directories that hold your projects".to_string(),
         );
     }
-    for root in roots {
-        // Whether anything is there at all (a root given as a link to a directory is fine).
-        match std::fs::metadata(root) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => w.push(format!(
-                "[cargo] roots: {} is not a directory: nothing is searched there",
-                root.display()
-            )),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => w.push(format!(
-                "[cargo] roots: {} does not exist: nothing is searched there until it does (a typo?)",
-                root.display()
-            )),
-            Err(e) => w.push(format!(
-                "[cargo] roots: {} cannot be read ({e}): nothing is searched there",
-                root.display()
-            )),
-        }
-    }
     if let Some(addr) = config.metrics.listen
         && !addr.ip().is_loopback()
     {

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use crate::config::Host;
 use crate::docker::Engine;
 use crate::docker::endpoint::{DockerEnv, Endpoint};
-use crate::model::{BuildkitCache, BuildkitSide, EngineError};
+use cachekeeper_core::config::Host;
+use cachekeeper_core::model::{BuildkitCache, BuildkitSide, EngineError};
 
 /// Connects to the engine at `endpoint` and lists its build cache. The connection comes back
 /// beside the measurement, for whoever acts on it.

@@ -23,12 +23,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use super::remove::{Remover, Tally};
-use crate::model::{
+use crate::os::locks::{self, ProfileLock};
+use crate::os::safefs;
+use cachekeeper_core::model::{
     ActionResult, CargoAction, CargoPlan, Mode, Part, RecordedUses, Rule, Status, SweepReport,
     TargetDir,
 };
-use crate::os::locks::{self, ProfileLock};
-use crate::os::safefs;
 
 /// Hooks into a sweep: progress display, and tests that act mid-clean. `before` runs with
 /// the action's profile already locked (if it could be).
@@ -43,11 +43,11 @@ pub struct NoObserver;
 impl Observer for NoObserver {}
 
 /// The last use the unit's files show now, read the way the plan read it
-/// ([`crate::model::names::use_time`]; access times no later than `watched_since`, where the
+/// ([`cachekeeper_core::model::names::use_time`]; access times no later than `watched_since`, where the
 /// daemon watches), if they still exist.
 fn files_last_use(
     root: BorrowedFd<'_>,
-    unit: &crate::model::Unit,
+    unit: &cachekeeper_core::model::Unit,
     watched_since: Option<SystemTime>,
 ) -> Option<SystemTime> {
     let in_dir = |rel: &Path, run_dir: bool| -> Option<SystemTime> {
@@ -59,8 +59,9 @@ fn files_last_use(
                 let meta = safefs::stat_at_c(dir.as_fd(), e.file_name()).ok()?;
                 let name = e.file_name().to_str().ok()?;
                 let atime = watched_since.map_or(meta.atime, |s| meta.atime.min(s));
-                (meta.kind == safefs::Kind::File)
-                    .then(|| crate::model::names::use_time(name, atime, meta.mtime, run_dir))
+                (meta.kind == safefs::Kind::File).then(|| {
+                    cachekeeper_core::model::names::use_time(name, atime, meta.mtime, run_dir)
+                })
             })
             .max()
     };

@@ -8,8 +8,8 @@
 
 use std::path::Path;
 
-use crate::model::Signal;
 use crate::os::disk;
+use cachekeeper_core::model::Signal;
 
 /// The signal for a path, from the options of the mount that holds it.
 #[must_use]

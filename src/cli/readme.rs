@@ -4,7 +4,7 @@
 
 use clap::{CommandFactory, Parser};
 
-use cachekeeper::cli::Cli;
+use super::Cli;
 
 /// Splits a shell line into words, honouring quotes; stops at a pipe, a redirection or a
 /// comment.

@@ -12,7 +12,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::docker::Engine;
-use crate::model::{
+use cachekeeper_core::model::{
     BuildkitCache, BuildkitPlan, EngineError, Mode, PruneReport, RecordResult, Status,
 };
 
@@ -89,7 +89,7 @@ pub async fn sweep(
     {
         report.deadline = Some(format!(
             "the run's time for the engine ({}) passed: {left} planned record{} left for the next run",
-            crate::units::format_duration(within),
+            cachekeeper_core::units::format_duration(within),
             if left == 1 { "" } else { "s" }
         ));
     }

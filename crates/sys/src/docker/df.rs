@@ -13,7 +13,7 @@
 
 use serde::Deserialize;
 
-use crate::model::Record;
+use cachekeeper_core::model::Record;
 
 #[derive(Deserialize, Default)]
 struct DiskUsage {
@@ -87,11 +87,11 @@ impl From<RawRecord> for Record {
             created_at: r
                 .created_at
                 .as_deref()
-                .and_then(crate::units::parse_rfc3339),
+                .and_then(cachekeeper_core::units::parse_rfc3339),
             last_used_at: r
                 .last_used_at
                 .as_deref()
-                .and_then(crate::units::parse_rfc3339),
+                .and_then(cachekeeper_core::units::parse_rfc3339),
             usage_count: u64::try_from(r.usage_count).unwrap_or(0),
         }
     }
@@ -131,7 +131,7 @@ mod tests {
         // 08:00 at +02:00 is 06:00 UTC.
         assert_eq!(
             r[0].created_at,
-            crate::units::parse_rfc3339("2026-11-24T06:00:00Z")
+            cachekeeper_core::units::parse_rfc3339("2026-11-24T06:00:00Z")
         );
         assert_eq!(r[0].usage_count, 5);
     }

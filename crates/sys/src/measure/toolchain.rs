@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::model::Toolchains;
+use cachekeeper_core::model::Toolchains;
 
 /// How long one `rustc -vV` may take.
 const RUN_TIMEOUT: Duration = Duration::from_secs(20);

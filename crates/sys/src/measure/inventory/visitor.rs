@@ -25,10 +25,10 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use super::cache::Parsed;
-use crate::model::names;
-use crate::model::{ByKind, Kind, Layout, ScanErrors, UnitKey, Usage};
 use crate::os::safefs::{self, Meta};
 use crate::os::walk::Visitor;
+use cachekeeper_core::model::names;
+use cachekeeper_core::model::{ByKind, Kind, Layout, ScanErrors, UnitKey, Usage};
 
 /// Who an entry's bytes belong to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::model::Filesystem;
+use cachekeeper_core::model::Filesystem;
 
 /// `/proc/self/mountinfo` is a few KiB on a laptop and a few MiB on a host with thousands of
 /// container mounts; past this it is not read and the labels stay empty.

@@ -15,11 +15,11 @@ pub mod toolchain;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::config::Config;
 use crate::docker::Engine;
-use crate::model::{BuildkitSide, Filesystem, Sides, Snapshot, Toolchains};
 use crate::os::disk;
 use crate::progress::Progress;
+use cachekeeper_core::config::Config;
+use cachekeeper_core::model::{BuildkitSide, Filesystem, Sides, Snapshot, Toolchains};
 use inventory::FingerprintCache;
 
 /// Measures what `sides` asks for: the cargo side on a blocking thread (it walks the disk on
@@ -131,7 +131,7 @@ pub fn take_cargo(
     for (t, j) in targets.iter_mut().zip(&dir_jobs) {
         t.jobs = *j;
     }
-    crate::model::rebuild::time_units(&mut targets, &dir_jobs);
+    cachekeeper_core::model::rebuild::time_units(&mut targets, &dir_jobs);
     let signals = targets.iter().map(|t| atime::for_path(&t.path)).collect();
     Snapshot {
         buildkit: BuildkitSide::Off,

@@ -21,74 +21,71 @@ pub mod df;
 pub mod endpoint;
 pub mod transport;
 
-use crate::config::Host;
-use crate::model::{EngineError, EngineInfo, Record};
+use cachekeeper_core::config::Host;
+use cachekeeper_core::model::{EngineError, EngineInfo, Record};
 use endpoint::Endpoint;
 use transport::Transport;
 
 /// How much longer than a listing pruning one record may take (removing a big snapshot is slow).
 const PRUNE_FACTOR: u32 = 12;
 
-impl EngineError {
-    fn classify(
-        host: &Host,
-        request: &str,
-        err: &(dyn std::error::Error + 'static),
-        limit: Duration,
-    ) -> EngineError {
-        let host = host.to_string();
-        // Find an io::Error in the chain: it says what went wrong with the connection.
-        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-        while let Some(e) = cur {
-            // bollard's IOError is transparent: its source is the io::Error's own source.
-            let io = e.downcast_ref::<io::Error>().or_else(|| {
-                match e.downcast_ref::<bollard::errors::Error>() {
-                    Some(bollard::errors::Error::IOError { err }) => Some(err),
-                    _ => None,
-                }
-            });
-            if let Some(io) = io {
-                return match io.kind() {
-                    io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
-                        EngineError::Absent {
-                            host,
-                            cause: io.to_string(),
-                        }
-                    }
-                    io::ErrorKind::PermissionDenied => EngineError::PermissionDenied { host },
-                    _ => EngineError::Other {
-                        host,
-                        cause: io.to_string(),
-                    },
+/// What went wrong with a request to the engine, from the error chain bollard returns.
+fn classify(
+    host: &Host,
+    request: &str,
+    err: &(dyn std::error::Error + 'static),
+    limit: Duration,
+) -> EngineError {
+    let host = host.to_string();
+    // Find an io::Error in the chain: it says what went wrong with the connection.
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        // bollard's IOError is transparent: its source is the io::Error's own source.
+        let io = e.downcast_ref::<io::Error>().or_else(|| {
+            match e.downcast_ref::<bollard::errors::Error>() {
+                Some(bollard::errors::Error::IOError { err }) => Some(err),
+                _ => None,
+            }
+        });
+        if let Some(io) = io {
+            return match io.kind() {
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => EngineError::Absent {
+                    host,
+                    cause: io.to_string(),
+                },
+                io::ErrorKind::PermissionDenied => EngineError::PermissionDenied { host },
+                _ => EngineError::Other {
+                    host,
+                    cause: io.to_string(),
+                },
+            };
+        }
+        match e.downcast_ref::<bollard::errors::Error>() {
+            Some(bollard::errors::Error::DockerResponseServerError {
+                status_code,
+                message,
+            }) => {
+                return EngineError::Api {
+                    host,
+                    status: *status_code,
+                    message: message.clone(),
+                    request: request.to_string(),
                 };
             }
-            match e.downcast_ref::<bollard::errors::Error>() {
-                Some(bollard::errors::Error::DockerResponseServerError {
-                    status_code,
-                    message,
-                }) => {
-                    return EngineError::Api {
-                        host,
-                        status: *status_code,
-                        message: message.clone(),
-                        request: request.to_string(),
-                    };
-                }
-                // bollard's own clock (set to the same limit) may ring first.
-                Some(bollard::errors::Error::RequestTimeoutError) => {
-                    return EngineError::Timeout {
-                        host,
-                        secs: limit.as_secs(),
-                    };
-                }
-                _ => {}
+            // bollard's own clock (set to the same limit) may ring first.
+            Some(bollard::errors::Error::RequestTimeoutError) => {
+                return EngineError::Timeout {
+                    host,
+                    secs: limit.as_secs(),
+                };
             }
-            cur = e.source();
+            _ => {}
         }
-        EngineError::Other {
-            host,
-            cause: err.to_string(),
-        }
+        cur = e.source();
+    }
+    EngineError::Other {
+        host,
+        cause: err.to_string(),
     }
 }
 
@@ -116,7 +113,7 @@ async fn within<T, E: std::error::Error + 'static>(
 ) -> Result<T, EngineError> {
     match tokio::time::timeout(limit, fut).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(EngineError::classify(host, request, &e, limit)),
+        Ok(Err(e)) => Err(classify(host, request, &e, limit)),
         Err(_) => Err(EngineError::Timeout {
             host: host.to_string(),
             secs: limit.as_secs(),
@@ -166,7 +163,7 @@ impl Engine {
             secs,
             bollard::API_DEFAULT_VERSION,
         )
-        .map_err(|e| EngineError::classify(&host, "", &e, timeout))?;
+        .map_err(|e| classify(&host, "", &e, timeout))?;
         let docker = within(&host, "GET /version", timeout, docker.negotiate_version()).await?;
         let version = within(&host, "GET /version", timeout, docker.version()).await?;
         let info = within(&host, "GET /info", timeout, docker.info()).await?;
@@ -201,7 +198,7 @@ impl Engine {
             return Err(EngineError::Api {
                 host: self.host.to_string(),
                 status,
-                message: crate::units::printable(&String::from_utf8_lossy(&body))
+                message: cachekeeper_core::units::printable(&String::from_utf8_lossy(&body))
                     .trim()
                     .chars()
                     .take(300)
