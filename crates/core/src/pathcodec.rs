@@ -33,7 +33,7 @@ pub fn encode(path: &Path) -> String {
 
 /// The path a JSON text names (the inverse of [`encode`]). A stray backslash is kept as it is.
 #[must_use]
-pub fn decode(text: &str) -> PathBuf {
+pub(crate) fn decode(text: &str) -> PathBuf {
     let b = text.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -11,7 +11,7 @@ pub fn human_bytes(bytes: u64) -> String {
     humansize::format_size(bytes, humansize::BINARY)
 }
 
-pub const DURATION_EXPECTED: &str =
+pub(crate) const DURATION_EXPECTED: &str =
     "a duration like \"30d\", \"36h\", \"90m\", \"2w\" or \"1d12h\" (units: s, m, h, d, w)";
 
 /// A count and its noun, singular for one: `1 run`, `2 runs`, `0 runs`.

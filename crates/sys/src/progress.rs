@@ -68,7 +68,7 @@ impl Progress {
 
     /// Whether anything is drawn (the walker skips counting otherwise).
     #[must_use]
-    pub fn is_shown(&self) -> bool {
+    pub(crate) fn is_shown(&self) -> bool {
         self.bar.is_some()
     }
 

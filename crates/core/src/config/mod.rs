@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use host::{DEFAULT_SOCKET, Host, Origin};
-pub use schedule::Schedule;
+pub(crate) use schedule::Schedule;
 pub use value::{Eviction, Protect, SizeSpec};
 
 use reader::{Doc, Section};

@@ -82,9 +82,10 @@ impl Schedule {
             .map(SystemTime::from)
     }
 
-    /// [`Schedule::next_after`] in the time zone `tz` (for tests).
+    /// [`Schedule::next_after`] in the time zone `tz`.
+    #[cfg(test)]
     #[must_use]
-    pub fn next_after_in<Tz: TimeZone>(&self, t: &DateTime<Tz>) -> Option<DateTime<Tz>> {
+    pub(crate) fn next_after_in<Tz: TimeZone>(&self, t: &DateTime<Tz>) -> Option<DateTime<Tz>> {
         self.inner.find_next_occurrence(t, false).ok()
     }
 }

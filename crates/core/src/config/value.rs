@@ -44,15 +44,15 @@ impl fmt::Display for SizeSpec {
     }
 }
 
-pub const SIZE_EXPECTED: &str = "a size like \"10GiB\", \"500 MB\" or \"123456 B\", or a percentage of the filesystem like \"15%\"";
+pub(crate) const SIZE_EXPECTED: &str = "a size like \"10GiB\", \"500 MB\" or \"123456 B\", or a percentage of the filesystem like \"15%\"";
 
 /// The largest size accepted: 1 EiB (more than any filesystem; it keeps sums from wrapping).
-pub const MAX_SIZE: u64 = 1 << 60;
+pub(crate) const MAX_SIZE: u64 = 1 << 60;
 
 /// The error for a number written without a unit (other than 0): `10` could mean bytes, GiB or
 /// a percentage, and reading it as 10 bytes silently is how a floor of "10" frees nothing.
 #[must_use]
-pub fn bare_number(text: &str) -> String {
+pub(crate) fn bare_number(text: &str) -> String {
     let n = text.trim();
     if n.len() > 20 {
         return format!("invalid size {}: a number needs a unit", quoted(text));

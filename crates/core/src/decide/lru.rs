@@ -8,7 +8,7 @@ use super::reason;
 use crate::model::Rule;
 
 /// Something that can be evicted from, least recently used first.
-pub trait Pool {
+pub(crate) trait Pool {
     type Id: Copy;
 
     /// What may go, with its (effective) last use, least recently used first.
@@ -23,7 +23,7 @@ pub trait Pool {
 }
 
 /// Evicts from `pool` until `need` bytes are planned; returns how many are still missing.
-pub fn evict<P: Pool>(pool: &mut P, need: u64, rule: Rule, now: SystemTime) -> u64 {
+pub(crate) fn evict<P: Pool>(pool: &mut P, need: u64, rule: Rule, now: SystemTime) -> u64 {
     let mut need = need;
     for (id, used) in pool.candidates() {
         if need == 0 {

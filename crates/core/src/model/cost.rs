@@ -18,13 +18,13 @@ use super::{IncrementalDir, Unit};
 /// Losing incremental data costs this share of the crate's compile, once, on its next
 /// recompile: that compile starts from scratch instead of from the session (an edit that
 /// rebuilds incrementally typically takes a third of a full compile or less).
-pub const INCREMENTAL_SHARE: f64 = 0.7;
+pub(crate) const INCREMENTAL_SHARE: f64 = 0.7;
 
 /// The chance of reuse falls with idle time as a power law, the way re-reference does in
 /// most caches: `(1 + idle / REUSE_SCALE) ^ -1/2`. Data idle a day counts 0.71 of data used
 /// now, three days half, a week 0.35, a month 0.18: the build just run outweighs one of the
 /// same cost from yesterday, and month-old data goes first unless it is costly to rebuild.
-pub const REUSE_SCALE: Duration = Duration::from_secs(86_400);
+pub(crate) const REUSE_SCALE: Duration = Duration::from_secs(86_400);
 
 /// What one unit costs to rebuild.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -75,21 +75,21 @@ impl IncrementalDir {
 
 /// The chance that data last used `idle` ago is used again, relative to data used now.
 #[must_use]
-pub fn reuse_weight(idle: Duration) -> f64 {
+pub(crate) fn reuse_weight(idle: Duration) -> f64 {
     (1.0 + idle.as_secs_f64() / REUSE_SCALE.as_secs_f64()).powf(-0.5)
 }
 
 /// How much more likely data used often is to be used again: `1 + ln(1 + uses per week)`, the
 /// weeks counted from when the daemon first saw it (at least one). 1 where nothing is known.
 #[must_use]
-pub fn frequency_weight(uses: u32, watched_for: Duration) -> f64 {
+pub(crate) fn frequency_weight(uses: u32, watched_for: Duration) -> f64 {
     let weeks = (watched_for.as_secs_f64() / (7.0 * 86_400.0)).max(1.0);
     1.0 + (1.0 + f64::from(uses) / weeks).ln()
 }
 
 /// `reuse_weight` of data last used at `used`, seen at `now`.
 #[must_use]
-pub fn reuse_weight_at(used: SystemTime, now: SystemTime) -> f64 {
+pub(crate) fn reuse_weight_at(used: SystemTime, now: SystemTime) -> f64 {
     reuse_weight(now.duration_since(used).unwrap_or(Duration::ZERO))
 }
 

@@ -20,11 +20,11 @@ pub mod toolchains;
 pub mod uses;
 
 pub use buildkit::*;
-pub use cost::*;
+pub(crate) use cost::*;
 pub use history::*;
 pub use outcome::*;
 pub use plan::*;
-pub use rebuild::{Calibration, Timing, UnitKind};
+pub(crate) use rebuild::UnitKind;
 pub use schedule::Rebuild;
 pub use snapshot::*;
 pub use target::*;

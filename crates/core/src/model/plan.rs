@@ -103,7 +103,7 @@ pub struct TargetPart {
 /// A removal in a target dir.
 pub type CargoAction = Action<TargetPart>;
 /// A removal of a BuildKit record (by its index in the snapshot's records).
-pub type RecordAction = Action<usize>;
+pub(crate) type RecordAction = Action<usize>;
 
 /// Why something a rule would remove stays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -165,7 +165,7 @@ impl Kept {
     }
 
     /// Notes that one of them may go at `until` (the earliest is kept).
-    pub fn until_first(&mut self, until: std::time::SystemTime) {
+    pub(crate) fn until_first(&mut self, until: std::time::SystemTime) {
         let text = crate::units::rfc3339(until);
         if self.until.as_ref().is_none_or(|u| text < *u) {
             self.until = Some(text);
@@ -306,7 +306,7 @@ impl BuildkitPlan {
 }
 
 /// The BuildKit record type of cache mounts (`RUN --mount=type=cache`).
-pub const CACHE_MOUNT: &str = "exec.cachemount";
+pub(crate) const CACHE_MOUNT: &str = "exec.cachemount";
 
 /// The first 12 characters of a record id, as `docker buildx du` shows them.
 #[must_use]

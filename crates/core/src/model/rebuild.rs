@@ -26,7 +26,7 @@ use super::{TargetDir, Unit};
 
 /// Seconds of compile per GiB of outputs where nothing on this machine tells: cargo's GC
 /// discussion (cargo#6229) measured about 300 s per GiB of `build/` and deps output.
-pub const SECONDS_PER_GIB: f64 = 300.0;
+pub(crate) const SECONDS_PER_GIB: f64 = 300.0;
 
 /// How long a build may plausibly take; a longer gap means the timestamps are from
 /// different builds (an interrupted one, a restored cache).
@@ -45,7 +45,7 @@ const LEAST: f64 = 0.05;
 
 /// The share of a library's compile before its metadata is ready, where its `.rmeta` does not
 /// say (a debug compile spends about half its time before codegen).
-pub const METADATA_SHARE: f64 = 0.5;
+pub(crate) const METADATA_SHARE: f64 = 0.5;
 
 /// What cargo's scheduling needs of a unit: what its dependents wait for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,13 +92,13 @@ impl Unit {
 
     /// Bytes the compile wrote.
     #[must_use]
-    pub fn output_bytes(&self) -> u64 {
+    pub(crate) fn output_bytes(&self) -> u64 {
         self.usage.deps.bytes + self.usage.build.bytes
     }
 
     /// The gap between `invoked.timestamp` and the fingerprint, when it can be a compile's.
     #[must_use]
-    pub fn trusted_wall(&self) -> Option<(SystemTime, SystemTime)> {
+    pub(crate) fn trusted_wall(&self) -> Option<(SystemTime, SystemTime)> {
         let (start, end) = (self.invoked?, self.finished?);
         let took = end.duration_since(start).ok()?;
         #[allow(clippy::cast_precision_loss)]
@@ -109,7 +109,7 @@ impl Unit {
 
 /// Seconds per output byte, learned from the units whose times are trusted.
 #[derive(Clone, Debug, Default)]
-pub struct Calibration {
+pub(crate) struct Calibration {
     per_package: HashMap<String, f64>,
     machine: Option<f64>,
 }
@@ -169,7 +169,7 @@ impl Calibration {
 /// Sets every unit's [`Timing`] in `dir` from its trusted times, shared out over the `jobs`
 /// cores the compiles ran on; units without trusted times are left `None` (see
 /// [`estimate_rest`]).
-pub fn measure_work(dir: &mut TargetDir, jobs: u32) {
+pub(crate) fn measure_work(dir: &mut TargetDir, jobs: u32) {
     let jobs = f64::from(jobs.max(1));
     // A tree whose times were flattened (copied, restored) shows it in most of its compiles,
     // whose two stamps sit in one dir: then no gap there is a compile's, not even the runs'
@@ -256,7 +256,7 @@ pub fn measure_work(dir: &mut TargetDir, jobs: u32) {
 }
 
 /// Estimates the work of every unit [`measure_work`] left without one, from its size.
-pub fn estimate_rest(dir: &mut TargetDir, calibration: &Calibration) {
+pub(crate) fn estimate_rest(dir: &mut TargetDir, calibration: &Calibration) {
     for u in &mut dir.units {
         if u.timing.is_some() {
             continue;

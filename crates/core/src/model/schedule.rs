@@ -130,7 +130,7 @@ fn chains(jobs: &[Job]) -> Vec<f64> {
 
 /// The wall time of `jobs` on `slots` compiles at a time (list scheduling in cargo's order).
 #[must_use]
-pub fn makespan(jobs: &[Job], slots: u32) -> f64 {
+pub(crate) fn makespan(jobs: &[Job], slots: u32) -> f64 {
     let n = jobs.len();
     let slots = slots.max(1) as usize;
     // Per job: what it waits on, and who waits on its metadata or on all of it.

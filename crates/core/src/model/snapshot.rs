@@ -69,7 +69,7 @@ pub enum Signal {
 impl Signal {
     /// Whether "not used since T" can be concluded from these times.
     #[must_use]
-    pub fn knows_use(self) -> bool {
+    pub(crate) fn knows_use(self) -> bool {
         self != Signal::BuildTimeOnly
     }
 

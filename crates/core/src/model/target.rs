@@ -293,7 +293,7 @@ pub struct IncrementalDir {
 impl IncrementalDir {
     /// When this data was last written.
     #[must_use]
-    pub fn last_written(&self) -> SystemTime {
+    pub(crate) fn last_written(&self) -> SystemTime {
         self.newest_session
             .map_or(self.newest_mtime, |s| s.max(self.newest_mtime))
     }

@@ -20,7 +20,7 @@ pub struct Toolchains {
 
 impl Toolchains {
     #[must_use]
-    pub fn is_installed(&self, rustc_hash: u64) -> bool {
+    pub(crate) fn is_installed(&self, rustc_hash: u64) -> bool {
         self.hashes.contains(&rustc_hash)
     }
 
@@ -38,7 +38,7 @@ impl Toolchains {
 
 /// The two values cargo may have stored for a compiler with this `rustc -vV` output.
 #[must_use]
-pub fn hashes_of(verbose_version: &str) -> [u64; 2] {
+pub(crate) fn hashes_of(verbose_version: &str) -> [u64; 2] {
     // cargo >= 1.85: `util::hash_u64(&verbose_version)` with StableSipHasher128.
     let mut stable = rustc_stable_hash::StableSipHasher128::new();
     verbose_version.hash(&mut stable);

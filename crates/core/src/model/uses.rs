@@ -114,7 +114,7 @@ impl LastUse {
     }
 
     #[must_use]
-    pub fn first_seen(&self, target: &Path, unit: &Path) -> Option<SystemTime> {
+    pub(crate) fn first_seen(&self, target: &Path, unit: &Path) -> Option<SystemTime> {
         let seen = self
             .targets
             .get(target)?
@@ -133,7 +133,7 @@ impl LastUse {
 
     /// How many builds used the unit since the daemon first saw it, and since when it counts.
     #[must_use]
-    pub fn use_count(&self, target: &Path, unit: &Path) -> Option<(u32, SystemTime)> {
+    pub(crate) fn use_count(&self, target: &Path, unit: &Path) -> Option<(u32, SystemTime)> {
         let seen = self
             .targets
             .get(target)?

@@ -32,7 +32,7 @@ const OPEN_WINDOW: usize = 16;
 
 /// Counts what is freed: an inode's blocks once its last link is gone.
 #[derive(Default)]
-pub struct Tally {
+pub(crate) struct Tally {
     pub freed: u64,
     pub files: u64,
     /// Links still to go, for inodes with several.
@@ -77,7 +77,7 @@ struct Frame {
     keep: bool,
 }
 
-pub struct Remover<'a> {
+pub(crate) struct Remover<'a> {
     pub mode: Mode,
     pub tally: &'a mut Tally,
     /// The target dir: nothing on another mount is entered.
@@ -106,7 +106,7 @@ impl<'a> Remover<'a> {
     }
 
     /// Removes `rel` (relative to the target dir open as `root`) and everything below it.
-    pub fn remove_path(&mut self, root: BorrowedFd<'_>, rel: &Path) {
+    pub(crate) fn remove_path(&mut self, root: BorrowedFd<'_>, rel: &Path) {
         let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
             return;
         };

@@ -46,7 +46,7 @@ pub struct DockerEnv {
 
 impl DockerEnv {
     #[must_use]
-    pub fn from_process() -> DockerEnv {
+    pub(crate) fn from_process() -> DockerEnv {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let home = var("HOME").map(PathBuf::from);
         let config_dir = var("DOCKER_CONFIG")

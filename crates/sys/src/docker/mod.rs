@@ -216,7 +216,7 @@ impl Engine {
     /// it reports freed.
     /// How long a whole prune run may take with this engine (as long as one record may).
     #[must_use]
-    pub fn run_deadline(&self) -> std::time::Duration {
+    pub(crate) fn run_deadline(&self) -> std::time::Duration {
         self.timeout * PRUNE_FACTOR
     }
 

@@ -23,7 +23,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// How requests reach one engine.
 #[derive(Clone)]
-pub struct Transport {
+pub(crate) struct Transport {
     host: Host,
     tls: Option<Arc<rustls::ClientConfig>>,
 }
@@ -31,7 +31,7 @@ pub struct Transport {
 /// Why a request did not get an answer: the connection (an `io::Error`, which says whether
 /// the engine is absent or refused us) or HTTP.
 #[derive(Debug, thiserror::Error)]
-pub enum TransportError {
+pub(crate) enum TransportError {
     // Not transparent: the io::Error itself is the source, where classification finds it.
     #[error("{0}")]
     Io(#[from] io::Error),

@@ -13,7 +13,7 @@ use cachekeeper_core::model::Signal;
 
 /// The signal for a path, from the options of the mount that holds it.
 #[must_use]
-pub fn for_path(path: &Path) -> Signal {
+pub(crate) fn for_path(path: &Path) -> Signal {
     let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     disk::mountinfo()
         .and_then(|info| mount_options(&info, &real))

@@ -37,7 +37,7 @@ fn from_file(file: &Path, cores: u32) -> Option<u32> {
 /// The jobs for the target dir at `target`; `env_jobs` is `CARGO_BUILD_JOBS`, `cargo_home`
 /// where cargo keeps its own config.
 #[must_use]
-pub fn jobs_for(
+pub(crate) fn jobs_for(
     target: &Path,
     env_jobs: Option<&str>,
     cargo_home: Option<&Path>,

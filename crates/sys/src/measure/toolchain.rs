@@ -195,7 +195,7 @@ impl Cache {
 }
 
 /// Runs `rustc -vV`.
-pub fn verbose_version(rustc: &Path) -> Result<String, String> {
+pub(crate) fn verbose_version(rustc: &Path) -> Result<String, String> {
     let mut child = Command::new(rustc)
         .arg("-vV")
         .current_dir("/")

@@ -35,7 +35,7 @@ pub fn measure(path: &Path) -> std::io::Result<Filesystem> {
 
 /// `/proc/self/mountinfo`, read as any file we did not write: bounded, regular only.
 #[must_use]
-pub fn mountinfo() -> Option<String> {
+pub(crate) fn mountinfo() -> Option<String> {
     let bytes =
         crate::readfile::read(Path::new("/proc/self/mountinfo"), MOUNTINFO_CAP, false).ok()??;
     Some(String::from_utf8_lossy(&bytes).into_owned())
@@ -54,7 +54,7 @@ pub struct Mount {
 /// The mount holding `path`: the deepest mount point above it, preferring mounts of the
 /// path's own device (`major:minor`); btrfs subvolumes report a device no line names, so the
 /// deepest mount point alone decides there. One pass over the text.
-pub fn mount_of(mountinfo: &str, path: &Path, dev: (u32, u32)) -> Option<Mount> {
+pub(crate) fn mount_of(mountinfo: &str, path: &Path, dev: (u32, u32)) -> Option<Mount> {
     let want = format!("{}:{}", dev.0, dev.1);
     let mut best: Option<(bool, usize, Mount)> = None;
     for line in mountinfo.lines() {

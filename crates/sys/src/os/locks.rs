@@ -41,7 +41,7 @@ pub enum Outcome {
 }
 
 /// Tries to lock every lock file of the profile dir open as `profile`, without waiting.
-pub fn try_lock(profile: BorrowedFd<'_>) -> io::Result<Outcome> {
+pub(crate) fn try_lock(profile: BorrowedFd<'_>) -> io::Result<Outcome> {
     let mut files = Vec::new();
     for name in LOCK_FILES {
         let fd = match rustix::fs::openat(
@@ -123,7 +123,7 @@ fn flock_holders(locks: &str, major: u32, minor: u32, ino: u64) -> impl Iterator
 }
 
 /// Whether rustc holds the lock of an incremental session (`s-*.lock` in a crate dir).
-pub fn session_lock_held(crate_dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<bool> {
+pub(crate) fn session_lock_held(crate_dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<bool> {
     let fd = match rustix::fs::openat(
         crate_dir,
         name,

@@ -88,7 +88,7 @@ impl Meta {
     /// Whether this entry is on the same mount as `other` (a directory below which nothing on
     /// another filesystem, or another mount of the same one, is ever entered or removed).
     #[must_use]
-    pub fn same_mount(&self, other: &Meta) -> bool {
+    pub(crate) fn same_mount(&self, other: &Meta) -> bool {
         self.dev == other.dev
             && match (self.mnt, other.mnt) {
                 (Some(a), Some(b)) => a == b,
@@ -111,7 +111,7 @@ const DIR_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::CLOEXEC);
 
 /// Opens directory `name` inside `parent`; fails on a symlink.
-pub fn open_dir_at(parent: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+pub(crate) fn open_dir_at(parent: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
     Ok(rustix::fs::openat(parent, name, DIR_FLAGS, Mode::empty())?)
 }
 
@@ -126,7 +126,7 @@ pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
 }
 
 /// Opens `rel` below `base` one component at a time, refusing symlinks and `..`.
-pub fn open_rel_dir(base: BorrowedFd<'_>, rel: &Path) -> io::Result<OwnedFd> {
+pub(crate) fn open_rel_dir(base: BorrowedFd<'_>, rel: &Path) -> io::Result<OwnedFd> {
     let mut fd = rustix::io::fcntl_dupfd_cloexec(base, 0)?;
     for c in rel.components() {
         match c {
@@ -144,23 +144,27 @@ pub fn open_rel_dir(base: BorrowedFd<'_>, rel: &Path) -> io::Result<OwnedFd> {
 }
 
 /// `lstat` of `name` inside `dir`.
-pub fn stat_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Meta> {
+pub(crate) fn stat_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Meta> {
     stat_at_c(dir, cname(name)?.as_c_str())
 }
 
 /// `lstat` of `name` inside `dir`, with the name already a C string.
-pub fn stat_at_c(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Meta> {
+pub(crate) fn stat_at_c(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Meta> {
     Ok(rustix::fs::statx(dir, name, AtFlags::SYMLINK_NOFOLLOW, STATX_MASK)?.into())
 }
 
 /// `fstat` of an open file.
-pub fn stat_fd(fd: BorrowedFd<'_>) -> io::Result<Meta> {
+pub(crate) fn stat_fd(fd: BorrowedFd<'_>) -> io::Result<Meta> {
     Ok(rustix::fs::statx(fd, c"", AtFlags::EMPTY_PATH, STATX_MASK)?.into())
 }
 
 /// Reads at most `limit` bytes of regular file `name` in `dir` without following a symlink
 /// and, where the kernel allows (we own the file or are root), without touching its atime.
-pub fn read_small_at(dir: BorrowedFd<'_>, name: &OsStr, limit: usize) -> io::Result<Vec<u8>> {
+pub(crate) fn read_small_at(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    limit: usize,
+) -> io::Result<Vec<u8>> {
     use std::io::Read;
     let c = cname(name)?;
     let base = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
@@ -184,7 +188,7 @@ pub fn read_small_at(dir: BorrowedFd<'_>, name: &OsStr, limit: usize) -> io::Res
 }
 
 /// The signature a `CACHEDIR.TAG` begins with (<https://bford.info/cachedir/>).
-pub const CACHEDIR_SIGNATURE: &str = "Signature: 8a477f597d28d172789f06886806bc55";
+pub(crate) const CACHEDIR_SIGNATURE: &str = "Signature: 8a477f597d28d172789f06886806bc55";
 
 /// Whether the directory open at `dir` carries cargo's `CACHEDIR.TAG`. Only such dirs are
 /// ever cleaned: the tag is the contract, as it is for cargo and for backup tools.
@@ -197,7 +201,7 @@ pub const CACHEDIR_SIGNATURE: &str = "Signature: 8a477f597d28d172789f06886806bc5
 ///   target dir: a daemon running as root must not delete other users' files on the word of
 ///   whoever could write a file there.
 #[must_use]
-pub fn is_cargo_tagged(dir: BorrowedFd<'_>) -> bool {
+pub(crate) fn is_cargo_tagged(dir: BorrowedFd<'_>) -> bool {
     let Ok(bytes) = read_small_at(dir, OsStr::new("CACHEDIR.TAG"), 4096) else {
         return false;
     };
@@ -217,14 +221,8 @@ pub fn is_cargo_tagged(dir: BorrowedFd<'_>) -> bool {
 /// Whether an error means the entry disappeared under us (a racing build or `cargo clean`):
 /// that is expected and never an error of ours.
 #[must_use]
-pub fn is_vanished(e: &io::Error) -> bool {
+pub(crate) fn is_vanished(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound
-}
-
-#[must_use]
-pub fn is_permission(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::PermissionDenied
-        || e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error())
 }
 
 #[cfg(test)]

@@ -79,7 +79,7 @@ struct Queue<C> {
 
 /// How many threads to walk with: `$CACHEKEEPER_THREADS`, else the CPU count (at most 8).
 #[must_use]
-pub fn default_threads() -> usize {
+pub(crate) fn default_threads() -> usize {
     std::env::var("CACHEKEEPER_THREADS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -98,13 +98,13 @@ pub struct Target<'a> {
 impl Target<'_> {
     /// Whether "not used since T" can be concluded here.
     #[must_use]
-    pub fn knows_use(&self) -> bool {
+    pub(crate) fn knows_use(&self) -> bool {
         self.watched_since.is_some() || self.signal.knows_use()
     }
 
     /// How last use is known here, as the views name it.
     #[must_use]
-    pub fn shown_signal(&self) -> Signal {
+    pub(crate) fn shown_signal(&self) -> Signal {
         if self.watched_since.is_some() {
             Signal::Recorded
         } else {

@@ -71,7 +71,7 @@ impl FingerprintCache {
 
     /// The parsed content of the file `meta` describes, reading it with `read` only if this
     /// version was not seen before.
-    pub fn get_or_read(&self, meta: &Meta, read: impl FnOnce() -> Parsed) -> Parsed {
+    pub(crate) fn get_or_read(&self, meta: &Meta, read: impl FnOnce() -> Parsed) -> Parsed {
         let key = Key {
             dev: meta.dev,
             ino: meta.ino,

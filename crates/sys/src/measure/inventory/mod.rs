@@ -62,7 +62,7 @@ pub fn scan(path: &Path, threads: usize) -> Result<TargetDir, ScanError> {
 
 /// [`scan`], reading only the fingerprint files `cache` has not seen in this version, and
 /// telling `progress` what it walks.
-pub fn scan_cached(
+pub(crate) fn scan_cached(
     path: &Path,
     threads: usize,
     cache: Option<&FingerprintCache>,

@@ -175,7 +175,7 @@ pub(super) struct Acc {
 
 impl Acc {
     /// Adds `usage` to its owner; `reclaim` says whether the bytes come back when the owner goes.
-    pub fn account(&mut self, owner: &Owner, usage: &Usage, reclaim: bool) {
+    pub(crate) fn account(&mut self, owner: &Owner, usage: &Usage, reclaim: bool) {
         match owner {
             Owner::Target => self.target.merge(usage),
             Owner::Profile(p, kind) => self
