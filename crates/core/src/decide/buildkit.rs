@@ -370,7 +370,7 @@ impl<'a> State<'a> {
     }
 }
 
-/// The records of one pass, as a pool for the LRU engine: cache mounts or everything else
+/// The records of one pass, as a pool for [`lru::evict`]: cache mounts or everything else
 /// (as `protect-cache-mounts` allows), each with what is built on it.
 struct Records<'s, 'a> {
     st: &'s mut State<'a>,

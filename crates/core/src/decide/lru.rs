@@ -1,6 +1,7 @@
-//! The one least-recently-used engine: a budget, a watermark or the guard's floor asks a pool
-//! for bytes, and it gives up what was used longest ago first, each with what must go with it.
-//! Target-dir units and BuildKit records are pools; so are the guard's phases.
+//! Least recently used first: a budget, a watermark or the guard's floor asks a pool for bytes,
+//! and it gives up what was used longest ago first, each with what must go with it. BuildKit
+//! records are a pool, and target-dir units are one under `eviction = "lru"`; the default for
+//! units, `cost`, chooses by expected rebuild time instead (`cargo/cost.rs`).
 
 use std::time::{Duration, SystemTime};
 

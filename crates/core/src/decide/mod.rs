@@ -2,9 +2,11 @@
 //! takes a snapshot, what the daemon recorded of last use, the config and `now`, and returns
 //! plans.
 //!
-//! - [`cargo`]: the target-dir rules (incremental, toolchain, stale, budgets, min-free);
+//! - [`cargo`]: the target-dir rules (incremental, toolchain, superseded, stale, budgets,
+//!   min-free); its budgets choose units by expected rebuild cost (`cargo/cost.rs`, the
+//!   default) or least recently used;
 //! - [`buildkit`]: the BuildKit rules (keep-duration, budget, cache mounts, hard limit);
-//! - [`lru`]: the one least-recently-used engine both sides' budgets go through;
+//! - [`lru`]: least recently used first, for BuildKit's budgets and `eviction = "lru"`;
 //! - [`guard`]: the CI guard's phases, cheapest to rebuild first, from one snapshot.
 //!
 //! Invariant: no I/O and no clock (no `std::fs`, `os`, `docker`, `tokio`, no `SystemTime::now`):

@@ -1,6 +1,7 @@
 //! The budgets: a target dir over `target-budget`, all of them over `total-budget`, a
-//! filesystem under `min-free`; least recently used units go until each holds, or the
-//! shortfall is said.
+//! filesystem under `min-free`; units go by the configured eviction (the cheapest expected
+//! rebuild per byte, `cost.rs`, or least recently used, `decide::lru`) until each holds, or
+//! the shortfall is said.
 
 use super::*;
 use crate::decide::lru::{self, Pool};
@@ -33,7 +34,7 @@ impl State<'_> {
 
     /// By `eviction` (cheapest expected rebuild per byte, or least recently used) within
     /// `scope` (target indices), until `over` bytes are freed. Returns how many stay missing.
-    fn lru(&mut self, scope: &dyn Fn(usize) -> bool, over: u64, rule: Rule) -> u64 {
+    fn evict(&mut self, scope: &dyn Fn(usize) -> bool, over: u64, rule: Rule) -> u64 {
         let targets: Vec<usize> = (0..self.input.targets.len())
             .filter(|t| scope(*t))
             .collect();
@@ -110,7 +111,7 @@ impl State<'_> {
                 .saturating_sub(self.planned_in(t));
             if after > budget {
                 let only = move |x: usize| x == t;
-                let missing = self.lru(&only, after - budget, Rule::TargetBudget);
+                let missing = self.evict(&only, after - budget, Rule::TargetBudget);
                 if missing > 0 {
                     let name = format!(
                         "target-budget of {}",
@@ -133,7 +134,7 @@ impl State<'_> {
                 .sum();
             if after > budget {
                 let all = |_: usize| true;
-                let missing = self.lru(&all, after - budget, Rule::TotalBudget);
+                let missing = self.evict(&all, after - budget, Rule::TotalBudget);
                 if missing > 0 {
                     self.shortfall("total-budget".into(), &all, budget, missing);
                 }
@@ -150,7 +151,7 @@ impl State<'_> {
             let free_after = fs.free_bytes + on_fs.iter().map(|t| self.planned_in(*t)).sum::<u64>();
             if free_after < min_free {
                 let scope = |t: usize| on_fs.contains(&t);
-                let missing = self.lru(&scope, min_free - free_after, Rule::MinFree);
+                let missing = self.evict(&scope, min_free - free_after, Rule::MinFree);
                 if missing > 0 {
                     let name = format!("min-free of the filesystem holding {}", fs.path.display());
                     self.shortfall(name, &scope, min_free, missing);
@@ -160,7 +161,7 @@ impl State<'_> {
     }
 }
 
-/// The units of some target dirs, as a pool for the LRU engine: a unit goes with its
+/// The units of some target dirs, as a pool for [`lru::evict`] (`eviction = "lru"`): a unit goes with its
 /// dependents, and not at all when one of them is protected.
 struct Units<'s, 'a> {
     st: &'s mut State<'a>,
