@@ -10,6 +10,7 @@ use crate::protocol::{Request, Response, ask};
 use crate::report::{
     self, CleanView, ConfigOnDisk, Exit, HealthView, HistoryView, SurveyView, UsesView, human,
 };
+use crate::run::survey::{self, Records, Survey};
 use cachekeeper_core::model::{ActionResult, CargoAction, Mode, Sides, TargetDir};
 use cachekeeper_sys::act::sweep::Observer;
 use cachekeeper_sys::configfile::LoadError;
@@ -35,26 +36,23 @@ fn survey(
         Err(e) => return e,
     };
     let records = daemon_records(ctx);
-    let (snapshot, _) = ctx.rt.block_on(cachekeeper_sys::measure::measure(
+    let daemon = records.is_some();
+    let Survey {
+        snapshot, mut view, ..
+    } = ctx.rt.block_on(survey::survey(
         ctx.config,
         &roots,
         sides,
-        Arc::clone(ctx.progress),
+        ctx.progress,
         None,
+        move |_, _| Records {
+            watched: records.as_ref().map(UsesView::watched).unwrap_or_default(),
+            uses: records.map(|r| r.uses),
+        },
     ));
-    let now = SystemTime::now();
-    let watched = records.as_ref().map(UsesView::watched).unwrap_or_default();
-    let (plan, bk_plan) = crate::run::decide(
-        ctx.config,
-        &snapshot,
-        records.as_ref().map(|r| &r.uses),
-        &watched,
-        now,
-    );
-    let mut view = SurveyView::of(ctx.config, &snapshot, &plan, bk_plan.as_ref());
     if every_unit {
         view.with_every_unit(&snapshot);
-    } else if records.is_none() {
+    } else if !daemon {
         // No daemon keeps the history: show what this user's runs recorded.
         view.history = past_runs(ctx);
     }
@@ -152,21 +150,17 @@ fn write_textfile(
     let Some(path) = &ctx.config.metrics.textfile else {
         return Ok(());
     };
-    let (snapshot, _) = ctx.rt.block_on(cachekeeper_sys::measure::measure(
-        ctx.config,
-        &ctx.config.cargo.roots,
-        Sides::BOTH,
-        Arc::new(Progress::hidden()),
-        None,
-    ));
-    let (plan, bk_plan) = crate::run::decide(
-        ctx.config,
-        &snapshot,
-        None,
-        &Default::default(),
-        SystemTime::now(),
-    );
-    let status = SurveyView::of(ctx.config, &snapshot, &plan, bk_plan.as_ref());
+    let status = ctx
+        .rt
+        .block_on(survey::survey(
+            ctx.config,
+            &ctx.config.cargo.roots,
+            Sides::BOTH,
+            &Arc::new(Progress::hidden()),
+            None,
+            |_, _| Records::default(),
+        ))
+        .view;
     let text = crate::metrics::textfile(
         &history.last(usize::MAX),
         errors,

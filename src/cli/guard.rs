@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{Context, emit, emit_json, fail};
-use crate::guard::{self, describe, describe_watch, step_summary};
+use crate::guard::{self, step_summary};
+use crate::report::human::guard::{pass as describe, watch as describe_watch};
 use crate::report::{self, Exit};
 use cachekeeper_core::config::value::parse_size;
 use cachekeeper_core::units::parse_duration;
@@ -40,7 +41,7 @@ pub fn guard(
         } else {
             cachekeeper_core::model::Mode::Execute
         };
-        let pass = ctx.rt.block_on(guard::pass(
+        let pass = ctx.rt.block_on(crate::run::guard::pass(
             ctx.config,
             &roots,
             floor,
@@ -103,7 +104,7 @@ pub fn guard(
 /// Records a pass that removed something in the history, as a run of origin `guard`.
 fn record(
     ctx: &Context<'_>,
-    pass: &guard::Pass,
+    pass: &crate::report::guard::Pass,
     started: std::time::SystemTime,
     took: std::time::Duration,
 ) {
@@ -116,8 +117,8 @@ fn record(
             .filter(|p| {
                 matches!(
                     p.phase,
-                    cachekeeper_core::decide::guard::Phase::Buildkit
-                        | cachekeeper_core::decide::guard::Phase::CacheMounts
+                    cachekeeper_core::model::Phase::Buildkit
+                        | cachekeeper_core::model::Phase::CacheMounts
                 ) == buildkit
             })
             .map(|p| p.reclaimed_bytes)

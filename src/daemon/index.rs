@@ -10,9 +10,9 @@ use tokio::sync::oneshot;
 use super::{Daemon, lock};
 use crate::protocol::Response;
 use crate::report::{DaemonInfo, Source, SurveyView, Trigger};
+use crate::run::survey::{self, Records};
 use cachekeeper_core::model::{BuildkitSide, Sides};
 use cachekeeper_core::units::rfc3339;
-use cachekeeper_sys::measure;
 use cachekeeper_sys::progress::Progress;
 
 /// A measurement of everything, made away from the daemon's loop (a rescan of a large tree
@@ -43,49 +43,44 @@ async fn measure(
     tracker: Arc<Mutex<super::tracker::Tracker>>,
     uses: Arc<Mutex<cachekeeper_core::model::LastUse>>,
 ) -> Option<Measured> {
-    cache.begin();
-    let (snapshot, _) = measure::measure(
+    let survey = survey::survey(
         &config,
         &config.cargo.roots,
         Sides::BOTH,
-        Arc::new(Progress::hidden()),
-        Some(Arc::clone(&cache)),
-    )
-    .await;
-    cache.end();
-    tokio::task::spawn_blocking(move || {
-        let now = SystemTime::now();
-        let watched: cachekeeper_core::model::Watched = {
+        &Arc::new(Progress::hidden()),
+        Some(&cache),
+        move |snapshot, now| {
             let mut t = lock(&tracker);
             t.sync(&snapshot.targets, now);
             t.flush();
-            snapshot
+            let watched = snapshot
                 .targets
                 .iter()
                 .filter_map(|d| Some((d.path.clone(), t.watched_since(&d.path)?)))
-                .collect()
-        };
-        let mut watch_paths: Vec<PathBuf> =
-            snapshot.targets.iter().map(|t| t.path.clone()).collect();
-        watch_paths.extend(config.cargo.roots.iter().filter(|r| r.exists()).cloned());
-        if let BuildkitSide::Ready(cache) = &snapshot.buildkit
-            && let Some(root) = cache.root_dir().filter(|r| r.exists())
-        {
-            watch_paths.push(root.clone());
-        }
-        let uses = lock(&uses).clone();
-        let (plan, bk_plan) = crate::run::decide(&config, &snapshot, Some(&uses), &watched, now);
-        let mut view = SurveyView::of(&config, &snapshot, &plan, bk_plan.as_ref());
-        view.source = Source::Daemon;
-        Measured {
-            view,
-            watched,
-            watch_paths,
-            at: now,
-        }
+                .collect();
+            Records {
+                uses: Some(lock(&uses).clone()),
+                watched,
+            }
+        },
+    )
+    .await;
+    let snapshot = &survey.snapshot;
+    let mut watch_paths: Vec<PathBuf> = snapshot.targets.iter().map(|t| t.path.clone()).collect();
+    watch_paths.extend(config.cargo.roots.iter().filter(|r| r.exists()).cloned());
+    if let BuildkitSide::Ready(cache) = &snapshot.buildkit
+        && let Some(root) = cache.root_dir().filter(|r| r.exists())
+    {
+        watch_paths.push(root.clone());
+    }
+    let mut view = survey.view;
+    view.source = Source::Daemon;
+    Some(Measured {
+        view,
+        watched: survey.watched,
+        watch_paths,
+        at: survey.at,
     })
-    .await
-    .ok()
 }
 
 impl Daemon {

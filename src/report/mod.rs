@@ -10,6 +10,7 @@
 pub mod buildkit;
 pub mod clean;
 pub mod doctor;
+pub mod guard;
 pub mod history;
 pub mod human;
 pub mod journal;

@@ -15,6 +15,7 @@ use cachekeeper_core::units::{count, human_bytes, human_seconds, local};
 mod clean;
 mod doctor;
 mod draw;
+pub mod guard;
 mod history;
 mod survey;
 

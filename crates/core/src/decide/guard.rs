@@ -14,36 +14,12 @@
 use std::collections::HashSet;
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
-
 use super::{buildkit, cargo};
 use crate::config::{Config, Protect, Rules, SizeSpec};
 use crate::model::{
-    BuildkitCache, BuildkitPlan, BuildkitSide, CargoPlan, Filesystem, LastUse, Rule, Snapshot,
-    Watched,
+    BuildkitCache, BuildkitPlan, BuildkitSide, CargoPlan, Filesystem, LastUse, Phase, Rule,
+    Snapshot, Watched,
 };
-
-/// A phase of a guard pass, cheapest to rebuild first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Phase {
-    Cheap,
-    Buildkit,
-    Units,
-    CacheMounts,
-}
-
-impl Phase {
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Phase::Cheap => "cheap",
-            Phase::Buildkit => "buildkit",
-            Phase::Units => "units",
-            Phase::CacheMounts => "cache-mounts",
-        }
-    }
-}
 
 /// What one phase removes.
 pub enum PhasePlan {

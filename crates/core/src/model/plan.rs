@@ -313,3 +313,25 @@ pub(crate) const CACHE_MOUNT: &str = "exec.cachemount";
 pub fn short_id(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
+
+/// A phase of a guard pass, cheapest to rebuild first (`decide::guard` plans them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    Cheap,
+    Buildkit,
+    Units,
+    CacheMounts,
+}
+
+impl Phase {
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Cheap => "cheap",
+            Phase::Buildkit => "buildkit",
+            Phase::Units => "units",
+            Phase::CacheMounts => "cache-mounts",
+        }
+    }
+}

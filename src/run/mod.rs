@@ -1,7 +1,14 @@
-//! One run, the way every driver runs it: measure → decide → act → outcome. The `clean`
-//! command and the daemon's runs are this; they differ only in what they pass in (the daemon:
-//! what it recorded of last use, a stop flag, its fingerprint cache). The guard takes the same
-//! three steps with a phased plan of its own ([`cachekeeper_core::decide::guard`]).
+//! The flow, once for every driver: measure → decide → act → outcome.
+//! - [`clean`]: a run (`clean`, `run-now`, the daemon's scheduled and pressure runs); drivers
+//!   differ only in what they pass in (the daemon: what it recorded of last use, a stop flag,
+//!   its fingerprint cache).
+//! - [`survey::survey`]: measure and decide without acting (`scan`, `status`, the daemon's
+//!   index, the metrics textfile).
+//! - [`guard::pass`]: the guard's pass, a phased plan of its own
+//!   ([`cachekeeper_core::decide::guard`]) carried out phase by phase.
+//!
+//! Measuring and disk work (on a blocking thread; a panic there is a bug, resumed in the
+//! caller alike for every driver) go through the helpers here.
 //!
 //! It is async because the engine is: every caller awaits it on the one runtime its driver
 //! owns (the CLI's `block_on`, the daemon's task). Disk work runs on blocking threads. The
@@ -18,9 +25,43 @@ use cachekeeper_core::model::{
     BuildkitPlan, BuildkitSide, CargoPlan, LastUse, Mode, Outcome, RecordedUses, Sides, Snapshot,
     Watched,
 };
+use cachekeeper_sys::act::prune;
 use cachekeeper_sys::act::sweep::{self, Observer};
+use cachekeeper_sys::docker::Engine;
 use cachekeeper_sys::measure::{self, inventory::FingerprintCache};
 use cachekeeper_sys::progress::Progress;
+
+pub mod guard;
+pub mod survey;
+
+/// Measures `sides` under `roots`; with the daemon's fingerprint `cache`, bracketed by its
+/// begin and end (what it did not see again is forgotten).
+async fn measure(
+    config: &Config,
+    roots: &[PathBuf],
+    sides: Sides,
+    progress: &Arc<Progress>,
+    cache: Option<&Arc<FingerprintCache>>,
+) -> (Snapshot, Option<Engine>) {
+    if let Some(c) = cache {
+        c.begin();
+    }
+    let measured =
+        measure::measure(config, roots, sides, Arc::clone(progress), cache.cloned()).await;
+    if let Some(c) = cache {
+        c.end();
+    }
+    measured
+}
+
+/// Disk work, on a blocking thread. A panic there is a bug (its message already printed by
+/// the runtime): it goes on in the caller, the same in every driver.
+async fn on_disk<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(done) => done,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
 
 /// What a run works with besides the config and the roots.
 pub struct Job {
@@ -97,14 +138,7 @@ pub async fn clean(config: &Config, roots: &[PathBuf], job: Job) -> Outcome {
         live,
         mut observer,
     } = job;
-    if let Some(c) = &cache {
-        c.begin();
-    }
-    let (snapshot, engine) =
-        measure::measure(config, roots, sides, Arc::clone(&progress), cache.clone()).await;
-    if let Some(c) = &cache {
-        c.end();
-    }
+    let (snapshot, engine) = measure(config, roots, sides, &progress, cache.as_ref()).await;
     let now = SystemTime::now();
     let recorded = uses.as_ref().map(|u| {
         u.lock()
@@ -113,35 +147,22 @@ pub async fn clean(config: &Config, roots: &[PathBuf], job: Job) -> Outcome {
     });
     let (plan, buildkit_plan) = decide(config, &snapshot, recorded.as_ref(), &watched, now);
     let cargo_stop = stop.clone();
-    let swept = tokio::task::spawn_blocking(move || {
-        let live = live.as_deref();
+    let (snapshot, plan, sweep) = on_disk(move || {
         let report = sweep::sweep(
             &snapshot.targets,
             &plan,
             mode,
             cargo_stop.as_deref(),
             observer.as_mut(),
-            live,
+            live.as_deref(),
         );
         (snapshot, plan, report)
     })
     .await;
-    let (snapshot, plan, sweep) = match swept {
-        Ok(done) => done,
-        // The sweep panicked: a bug, whose message the runtime printed. Nothing more is done.
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    };
     let buildkit_sweep = match (&snapshot.buildkit, &buildkit_plan) {
         (BuildkitSide::Ready(cache), Some(p)) => {
             progress.say("pruning the BuildKit cache");
-            let r = cachekeeper_sys::act::prune::sweep(
-                engine.as_ref(),
-                cache,
-                p,
-                mode,
-                stop.as_deref(),
-            )
-            .await;
+            let r = prune::sweep(engine.as_ref(), cache, p, mode, stop.as_deref()).await;
             progress.done();
             Some(r)
         }

@@ -1,12 +1,13 @@
-//! The guard's reports: a pass and a watched command for people, and the CI step summary.
+//! The guard's views for people: a pass, a watched command, and the CI step summary
+//! (Markdown).
 
-use super::{Pass, Watch};
 use crate::report::BuildkitState;
+use crate::report::guard::{Pass, Watch};
 use cachekeeper_core::units::{count, human_bytes};
 
 /// A pass for people.
 #[must_use]
-pub fn describe(p: &Pass) -> String {
+pub fn pass(p: &Pass) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     for (b, a) in p.before.iter().zip(&p.after) {
@@ -59,7 +60,7 @@ pub fn describe(p: &Pass) -> String {
 }
 
 #[must_use]
-pub fn describe_watch(w: &Watch) -> String {
+pub fn watch(w: &Watch) -> String {
     let mut out = format!(
         "cachekeeper guard: {:?} exited with {}; {} reclaimed {}; floor {} while it ran{}\n",
         w.command.join(" "),
@@ -73,20 +74,18 @@ pub fn describe_watch(w: &Watch) -> String {
     );
     for p in &w.passes {
         if p.reclaimed_bytes > 0 || !p.holds {
-            out.push_str(&describe(p));
+            out.push_str(&pass(p));
         }
     }
     out
 }
 
-/// Appends a Markdown summary to `$GITHUB_STEP_SUMMARY`, when set.
-pub fn step_summary(passes: &[Pass], exit_code: Option<i32>) {
-    use std::io::Write;
-    let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) else {
-        return;
-    };
+/// The CI step summary of `passes` (and the command's exit code), in Markdown; `None` when
+/// there was no pass.
+#[must_use]
+pub fn step_summary(passes: &[Pass], exit_code: Option<i32>) -> Option<String> {
     let (Some(first), Some(last)) = (passes.first(), passes.last()) else {
-        return;
+        return None;
     };
     let mut md = String::from(
         "### cachekeeper guard\n\n| filesystem | free before | free after | floor |\n|---|---|---|---|\n",
@@ -132,11 +131,5 @@ pub fn step_summary(passes: &[Pass], exit_code: Option<i32>) {
         md.push_str(&format!("\n- blocked: {b}"));
     }
     md.push('\n');
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-    {
-        let _ = f.write_all(md.as_bytes());
-    }
+    Some(md)
 }
