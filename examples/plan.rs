@@ -110,6 +110,8 @@ fn main() {
         errors: ScanErrors::default(),
         rustc_vv: None,
         jobs: 2,
+        signal: cachekeeper_core::model::Signal::default(),
+        fs: cachekeeper_core::model::FsId::default(),
     };
     let fss = vec![Filesystem {
         dev: 1,
@@ -148,7 +150,7 @@ fn main() {
                 dir: &dir,
                 signal: Signal::Relatime,
                 watched_since: None,
-                fs: 0,
+                fs: cachekeeper_core::model::FsId(0),
             }],
             filesystems: &fss,
             toolchains: None,

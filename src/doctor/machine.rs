@@ -143,7 +143,7 @@ pub async fn findings(
             .sum();
         out.extend(inotify(needed, watch_limit()));
     }
-    for (t, signal) in snapshot.targets.iter().zip(&snapshot.signals) {
+    for (t, signal) in snapshot.targets.iter().map(|t| (t, &t.signal)) {
         if *signal == Signal::BuildTimeOnly && !daemon_watches {
             out.push(finding(
                 "noatime-without-daemon",

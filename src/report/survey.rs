@@ -339,7 +339,7 @@ impl SurveyView {
             .enumerate()
             .map(|(i, t)| {
                 let mut v = target_view(t, plan.targets[i].signal, plan, i);
-                if let Some(fs) = survey.fs_of.get(i).and_then(|f| survey.filesystems.get(*f)) {
+                if let Some(fs) = t.fs.of(&survey.filesystems) {
                     v.mountpoint.clone_from(&fs.mountpoint);
                 }
                 v

@@ -54,7 +54,7 @@ fn plan_for(f: &Fixture) -> (Vec<TargetDir>, CargoPlan) {
                 dir,
                 signal: Signal::Relatime,
                 watched_since: None,
-                fs: 0,
+                fs: cachekeeper_core::model::FsId(0),
             })
             .collect(),
         filesystems: &[fs],

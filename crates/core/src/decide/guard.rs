@@ -70,7 +70,12 @@ fn missing(input: &Input<'_>, dev: u64, freed: u64) -> u64 {
 fn cargo_freed(snapshot: &Snapshot, plan: &CargoPlan, dev: u64) -> u64 {
     plan.actions
         .iter()
-        .filter(|a| snapshot.filesystems[snapshot.fs_of[a.item.target]].dev == dev)
+        .filter(|a| {
+            snapshot.targets[a.item.target]
+                .fs
+                .of(&snapshot.filesystems)
+                .is_some_and(|f| f.dev == dev)
+        })
         .fold(0, |t, a| t.saturating_add(a.bytes))
 }
 

@@ -84,15 +84,26 @@ impl Signal {
     }
 }
 
+/// Which of a snapshot's filesystems holds a target dir: an index into
+/// [`Snapshot::filesystems`], typed so it is never taken for a target's or a unit's index.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FsId(pub usize);
+
+impl FsId {
+    /// The filesystem this names among `all`.
+    #[must_use]
+    pub fn of(self, all: &[Filesystem]) -> Option<&Filesystem> {
+        all.get(self.0)
+    }
+}
+
 /// The snapshot: everything one measurement found. Plain data (the engine's connection, if
 /// any, is handed out beside it).
 pub struct Snapshot {
     pub buildkit: BuildkitSide,
+    /// Each with its filesystem ([`TargetDir::fs`]) and last-use signal.
     pub targets: Vec<TargetDir>,
-    /// The last-use signal of each target dir (its mount's atime options).
-    pub signals: Vec<Signal>,
-    /// Index into `filesystems` for each target.
-    pub fs_of: Vec<usize>,
+    /// The filesystems holding the target dirs, each once.
     pub filesystems: Vec<Filesystem>,
     pub toolchains: Toolchains,
     /// Target dirs found but not scanned, with the reason.
@@ -109,8 +120,6 @@ impl Snapshot {
         Snapshot {
             buildkit: BuildkitSide::Off,
             targets: Vec::new(),
-            signals: Vec::new(),
-            fs_of: Vec::new(),
             filesystems: Vec::new(),
             toolchains: Toolchains::default(),
             failed: Vec::new(),

@@ -327,6 +327,10 @@ pub struct TargetDir {
     pub rustc_vv: Option<String>,
     /// How many compiles cargo runs side by side here (`build.jobs`, else the cores).
     pub jobs: u32,
+    /// What its mount's file times say of use (its atime options).
+    pub signal: super::Signal,
+    /// Its filesystem among the snapshot's.
+    pub fs: super::FsId,
 }
 
 impl TargetDir {
@@ -415,6 +419,8 @@ pub(crate) mod tests {
             errors: ScanErrors::default(),
             rustc_vv: None,
             jobs: 1,
+            signal: crate::model::Signal::default(),
+            fs: crate::model::FsId::default(),
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::docker::Engine;
 use crate::os::disk;
 use crate::progress::Progress;
 use cachekeeper_core::config::Config;
-use cachekeeper_core::model::{BuildkitSide, Filesystem, Sides, Snapshot, Toolchains};
+use cachekeeper_core::model::{BuildkitSide, Filesystem, FsId, Sides, Snapshot, Toolchains};
 use inventory::FingerprintCache;
 
 /// Measures what `sides` asks for: the cargo side on a blocking thread (it walks the disk on
@@ -99,8 +99,7 @@ pub fn take_cargo(
     // A target dir whose filesystem cannot be measured is left out: a percentage budget
     // resolved against an unknown size could read as zero and empty it.
     let mut filesystems: Vec<Filesystem> = Vec::new();
-    let mut fs_of = Vec::new();
-    targets.retain(|t| match disk::measure(&t.path) {
+    targets.retain_mut(|t| match disk::measure(&t.path) {
         Ok(fs) => {
             let idx = filesystems
                 .iter()
@@ -109,7 +108,7 @@ pub fn take_cargo(
                     filesystems.push(fs);
                     filesystems.len() - 1
                 });
-            fs_of.push(idx);
+            t.fs = FsId(idx);
             true
         }
         Err(e) => {
@@ -132,12 +131,12 @@ pub fn take_cargo(
         t.jobs = *j;
     }
     cachekeeper_core::model::rebuild::time_units(&mut targets, &dir_jobs);
-    let signals = targets.iter().map(|t| atime::for_path(&t.path)).collect();
+    for t in &mut targets {
+        t.signal = atime::for_path(&t.path);
+    }
     Snapshot {
         buildkit: BuildkitSide::Off,
         targets,
-        signals,
-        fs_of,
         filesystems,
         toolchains,
         failed,

@@ -11,7 +11,7 @@ impl State<'_> {
         let s = self.input.settings;
         let fss = self.input.filesystems;
         for (t, target) in self.input.targets.iter().enumerate() {
-            let fs_total = fss.get(target.fs).map_or(0, |f| f.total_bytes);
+            let fs_total = target.fs.of(fss).map_or(0, |f| f.total_bytes);
             self.plan.targets[t].budget = s.target_budget.map(|b| b.resolve(fs_total));
         }
         // A share of "the largest filesystem" means nothing when no target dir was found.
@@ -57,10 +57,12 @@ impl State<'_> {
         for t in (0..self.input.targets.len()).filter(|t| scope(*t)) {
             let dir = self.input.targets[t].dir;
             for u in 0..dir.units.len() {
-                if self.removed[t].contains(&Part::Unit(u)) {
+                if self.dirs[t].removed.contains(&Part::Unit(u)) {
                     continue;
                 }
-                let why = self.protected[t][u].unwrap_or(Protection::TiedToKept);
+                let why = self.dirs[t].units[u]
+                    .protected
+                    .unwrap_or(Protection::TiedToKept);
                 self.keep(t, Part::Unit(u), why);
                 let e = by.entry(why).or_default();
                 e.parts += 1;
@@ -146,7 +148,7 @@ impl State<'_> {
                 continue;
             };
             let on_fs: Vec<usize> = (0..self.input.targets.len())
-                .filter(|t| self.input.targets[*t].fs == f)
+                .filter(|t| self.input.targets[*t].fs == FsId(f))
                 .collect();
             let free_after = fs.free_bytes + on_fs.iter().map(|t| self.planned_in(*t)).sum::<u64>();
             if free_after < min_free {
@@ -176,8 +178,10 @@ impl Pool for Units<'_, '_> {
         let mut c: Vec<(SystemTime, usize, usize)> = Vec::new();
         for &t in &self.targets {
             for u in 0..st.input.targets[t].dir.units.len() {
-                if !st.removed[t].contains(&Part::Unit(u)) && st.protected[t][u].is_none() {
-                    c.push((st.eff[t][u], t, u));
+                if !st.dirs[t].removed.contains(&Part::Unit(u))
+                    && st.dirs[t].units[u].protected.is_none()
+                {
+                    c.push((st.dirs[t].units[u].eff, t, u));
                 }
             }
         }
@@ -186,7 +190,7 @@ impl Pool for Units<'_, '_> {
     }
 
     fn gone(&self, (t, u): (usize, usize)) -> bool {
-        self.st.removed[t].contains(&Part::Unit(u))
+        self.st.dirs[t].removed.contains(&Part::Unit(u))
     }
 
     fn evict(&mut self, (t, u): (usize, usize), rule: Rule, reason: &str) -> Option<u64> {

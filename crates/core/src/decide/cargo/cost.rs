@@ -90,7 +90,7 @@ impl State<'_> {
                 let owners_go = inc
                     .owners
                     .iter()
-                    .all(|o| self.removed[t].contains(&Part::Unit(*o)));
+                    .all(|o| self.dirs[t].removed.contains(&Part::Unit(*o)));
                 // With its owners it adds nothing: they compile from scratch anyway.
                 if owners_go {
                     0.0
@@ -114,7 +114,7 @@ impl State<'_> {
     /// How likely unit `u` is to be used again: by recency ([`reuse_weight`] of its effective
     /// last use) and by how often.
     fn weight(&self, t: usize, u: usize) -> f64 {
-        reuse_weight_at(self.eff[t][u], self.input.now) * self.frequency(t, u)
+        reuse_weight_at(self.dirs[t].units[u].eff, self.input.now) * self.frequency(t, u)
     }
 
     /// Expected seconds and bytes of removing `group` now, with the incremental data only it
@@ -130,7 +130,7 @@ impl State<'_> {
                 let inc = &dir.incremental[i];
                 // Counted once: with the first of its owners, when all of them are here.
                 if inc.owners.first() == Some(&g)
-                    && !self.removed[t].contains(&Part::Incremental(i))
+                    && !self.dirs[t].removed.contains(&Part::Incremental(i))
                     && inc.owners.iter().all(|o| group.contains(o))
                 {
                     bytes += inc.reclaimable;
@@ -156,7 +156,7 @@ impl State<'_> {
             // cargo's graph but read from disk, is cut by the `visiting` mark).
             let own: Vec<(f64, u64, usize)> = own[t].iter().map(|&(s, b)| (s, b, 1)).collect();
             let mut gone = vec![false; units.len()];
-            for p in &self.removed[t] {
+            for p in &self.dirs[t].removed {
                 if let Part::Unit(u) = p {
                     gone[*u] = true;
                 }
@@ -189,17 +189,18 @@ impl State<'_> {
                 }
             }
             for u in 0..units.len() {
-                if gone[u] || self.protected[t][u].is_some() {
+                if gone[u] || self.dirs[t].units[u].protected.is_some() {
                     continue;
                 }
                 let (seconds, bytes, size) = sum[u].unwrap_or(own[u]);
                 c.push(
-                    Candidate::new(t, Part::Unit(u), seconds, bytes, self.eff[t][u]).with(size, at),
+                    Candidate::new(t, Part::Unit(u), seconds, bytes, self.dirs[t].units[u].eff)
+                        .with(size, at),
                 );
             }
             for (i, inc) in dir.incremental.iter().enumerate() {
                 let written = inc.last_written();
-                if self.removed[t].contains(&Part::Incremental(i))
+                if self.dirs[t].removed.contains(&Part::Incremental(i))
                     || inc.owners.is_empty()
                     || self.profile_free(t, inc.profile).is_err()
                     || self.since(written) < s.min_age
@@ -220,7 +221,7 @@ impl State<'_> {
                 );
             }
             for (o, orphan) in dir.orphans.iter().enumerate() {
-                if self.removed[t].contains(&Part::Orphan(o))
+                if self.dirs[t].removed.contains(&Part::Orphan(o))
                     || self.profile_free(t, orphan.key.profile).is_err()
                     || self.since(orphan.newest_mtime) < s.min_age
                 {
@@ -241,7 +242,7 @@ impl State<'_> {
         let t = c.t;
         match c.part {
             Part::Unit(u) => {
-                if self.removed[t].contains(&Part::Unit(u)) {
+                if self.dirs[t].removed.contains(&Part::Unit(u)) {
                     return None;
                 }
                 let group = self.group(t, u);
@@ -252,15 +253,15 @@ impl State<'_> {
             }
             Part::Incremental(i) => {
                 let inc = &self.input.targets[t].dir.incremental[i];
-                let gone = self.removed[t].contains(&Part::Incremental(i))
+                let gone = self.dirs[t].removed.contains(&Part::Incremental(i))
                     || inc
                         .owners
                         .iter()
-                        .all(|o| self.removed[t].contains(&Part::Unit(*o)));
+                        .all(|o| self.dirs[t].removed.contains(&Part::Unit(*o)));
                 (!gone).then_some((c.seconds, c.bytes))
             }
             Part::Orphan(o) => {
-                (!self.removed[t].contains(&Part::Orphan(o))).then_some((c.seconds, c.bytes))
+                (!self.dirs[t].removed.contains(&Part::Orphan(o))).then_some((c.seconds, c.bytes))
             }
         }
     }
@@ -412,9 +413,9 @@ impl State<'_> {
     fn exact_cheap(&self, c: &Candidate) -> Option<()> {
         let t = c.t;
         let gone = match c.part {
-            Part::Unit(u) => self.removed[t].contains(&Part::Unit(u)),
-            Part::Incremental(i) => self.removed[t].contains(&Part::Incremental(i)),
-            Part::Orphan(o) => self.removed[t].contains(&Part::Orphan(o)),
+            Part::Unit(u) => self.dirs[t].removed.contains(&Part::Unit(u)),
+            Part::Incremental(i) => self.dirs[t].removed.contains(&Part::Incremental(i)),
+            Part::Orphan(o) => self.dirs[t].removed.contains(&Part::Orphan(o)),
         };
         (!gone).then_some(())
     }

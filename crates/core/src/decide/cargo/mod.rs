@@ -37,7 +37,7 @@ use std::time::{Duration, SystemTime};
 use super::reason;
 use crate::config::{Config, Eviction, Rules, SizeSpec};
 use crate::model::{
-    CargoAction, CargoPlan, Filesystem, Kept, LastUse, Part, ProfileState, Protection, Rule,
+    CargoAction, CargoPlan, Filesystem, FsId, Kept, LastUse, Part, ProfileState, Protection, Rule,
     Shortfall, Signal, Snapshot, TargetDir, TargetPart, TargetPlan, Toolchains, Watched,
 };
 use crate::units::{age, human_bytes};
@@ -91,8 +91,8 @@ pub struct Target<'a> {
     pub signal: Signal,
     /// When the daemon began watching it whole: its uses since are exact.
     pub watched_since: Option<SystemTime>,
-    /// Index into [`Input::filesystems`].
-    pub fs: usize,
+    /// Its filesystem among [`Input::filesystems`].
+    pub fs: FsId,
 }
 
 impl Target<'_> {
@@ -139,12 +139,11 @@ impl<'a> Input<'a> {
             targets: snapshot
                 .targets
                 .iter()
-                .enumerate()
-                .map(|(i, dir)| Target {
+                .map(|dir| Target {
                     dir,
-                    signal: snapshot.signals[i],
+                    signal: dir.signal,
                     watched_since: watched.get(&dir.path).copied(),
-                    fs: snapshot.fs_of[i],
+                    fs: dir.fs,
                 })
                 .collect(),
             filesystems: &snapshot.filesystems,
@@ -158,54 +157,77 @@ impl<'a> Input<'a> {
 
 struct State<'a> {
     input: &'a Input<'a>,
-    /// Last use of every unit, per target: its files' or what the daemon recorded.
-    used: Vec<Vec<SystemTime>>,
-    /// For a unit whose use before the daemon watched cannot be known (`noatime`, times in
-    /// the future) and that no build was seen using since: when the daemon first saw it.
-    unknown_since: Vec<Vec<Option<SystemTime>>>,
-    /// Effective last use of every unit, per target.
-    eff: Vec<Vec<SystemTime>>,
-    /// Why a unit may not go, per target.
-    protected: Vec<Vec<Option<Protection>>>,
-    /// Parts already planned for removal, per target.
-    removed: Vec<HashSet<Part>>,
-    /// Parts a rule wanted that a protection kept, per target.
-    kept: Vec<HashMap<Part, Protection>>,
-    /// When kept parts may go (those kept for a while, not by a state).
-    kept_until: Vec<HashMap<Part, SystemTime>>,
+    /// What the decision works out for each target dir, beside `input.targets`.
+    dirs: Vec<DirState>,
     plan: CargoPlan,
+}
+
+/// What the decision works out for one target dir.
+struct DirState {
+    /// Each unit's, beside `dir.units`.
+    units: Vec<UnitState>,
+    /// Parts already planned for removal.
+    removed: HashSet<Part>,
+    /// Parts a rule wanted that a protection kept.
+    kept: HashMap<Part, Protection>,
+    /// When kept parts may go (those kept for a while, not by a state).
+    kept_until: HashMap<Part, SystemTime>,
+}
+
+/// What the decision works out for one unit.
+struct UnitState {
+    /// Last use: its files' or what the daemon recorded.
+    used: SystemTime,
+    /// When its use before the daemon watched cannot be known (`noatime`, times in the future)
+    /// and no build was seen using it since: when the daemon first saw it.
+    unknown_since: Option<SystemTime>,
+    /// Effective last use: the latest of its own and its dependents'.
+    eff: SystemTime,
+    /// Why it may not go.
+    protected: Option<Protection>,
 }
 
 /// Computes the plan.
 #[must_use]
 pub fn plan(input: &Input<'_>) -> CargoPlan {
     let n = input.targets.len();
-    let (used, unknown_since): (Vec<_>, Vec<_>) = input
+    let dirs = input
         .targets
         .iter()
-        .map(|t| last_uses(t, input.uses, input.now))
-        .unzip();
-    let eff = input
-        .targets
-        .iter()
-        .zip(&used)
-        .map(|(t, used)| effective_last_use(t, used))
+        .map(|t| {
+            let (used, unknown_since) = last_uses(t, input.uses, input.now);
+            let eff = effective_last_use(t, &used);
+            DirState {
+                units: used
+                    .into_iter()
+                    .zip(unknown_since)
+                    .zip(eff)
+                    .map(|((used, unknown_since), eff)| UnitState {
+                        used,
+                        unknown_since,
+                        eff,
+                        protected: None,
+                    })
+                    .collect(),
+                removed: HashSet::new(),
+                kept: HashMap::new(),
+                kept_until: HashMap::new(),
+            }
+        })
         .collect();
     let mut st = State {
         input,
-        used,
-        unknown_since,
-        eff,
-        protected: Vec::new(),
-        removed: vec![HashSet::new(); n],
-        kept: vec![HashMap::new(); n],
-        kept_until: vec![HashMap::new(); n],
+        dirs,
         plan: CargoPlan {
             targets: vec![TargetPlan::default(); n],
             ..CargoPlan::default()
         },
     };
-    st.protected = (0..n).map(|t| st.protection(t)).collect();
+    for t in 0..n {
+        for (u, why) in st.protection(t).into_iter().enumerate() {
+            st.dirs[t].units[u].protected = why;
+        }
+    }
     for t in 0..n {
         st.plan.targets[t].signal = input.targets[t].shown_signal();
         st.plan.targets[t].watched_since = input.targets[t].watched_since;
@@ -214,7 +236,7 @@ pub fn plan(input: &Input<'_>) -> CargoPlan {
             .units
             .iter()
             .enumerate()
-            .filter(|(i, _)| st.protected[t][*i].is_some())
+            .filter(|(i, _)| st.dirs[t].units[*i].protected.is_some())
             .map(|(_, u)| u.reclaimable)
             .sum();
         if dir.profiles.iter().any(|p| p.state == ProfileState::Busy) {
@@ -355,20 +377,22 @@ impl State<'_> {
 
     /// Notes that a rule wanted `part` but `why` keeps it (the first reason found stands).
     fn keep(&mut self, t: usize, part: Part, why: Protection) {
-        self.kept[t].entry(part).or_insert(why);
+        self.dirs[t].kept.entry(part).or_insert(why);
     }
 
     /// [`State::keep`], for a protection that ends `until`.
     fn keep_until(&mut self, t: usize, part: Part, why: Protection, until: SystemTime) {
         self.keep(t, part, why);
-        let e = self.kept_until[t].entry(part).or_insert(until);
+        let e = self.dirs[t].kept_until.entry(part).or_insert(until);
         *e = (*e).max(until);
     }
 
     /// Notes that a rule wanted the unit whose group is `group`, and the group is blocked.
     fn keep_group(&mut self, t: usize, group: &[usize]) {
         for &u in group {
-            let why = self.protected[t][u].unwrap_or(Protection::TiedToKept);
+            let why = self.dirs[t].units[u]
+                .protected
+                .unwrap_or(Protection::TiedToKept);
             self.keep(t, Part::Unit(u), why);
         }
     }
@@ -387,11 +411,11 @@ impl State<'_> {
     fn tally_kept(&mut self) {
         for t in 0..self.input.targets.len() {
             let mut kept: BTreeMap<Protection, Kept> = BTreeMap::new();
-            for (part, why) in &self.kept[t] {
-                if !self.removed[t].contains(part) {
+            for (part, why) in &self.dirs[t].kept {
+                if !self.dirs[t].removed.contains(part) {
                     let k = kept.entry(*why).or_default();
                     k.add(self.bytes_of(t, *part));
-                    if let Some(until) = self.kept_until[t].get(part) {
+                    if let Some(until) = self.dirs[t].kept_until.get(part) {
                         k.until_first(*until);
                     }
                 }
@@ -411,7 +435,7 @@ impl State<'_> {
                 if let Err(why) = self.profile_free(t, u.key.profile) {
                     return Some(why);
                 }
-                let newest = self.used[t][i].max(u.last_built);
+                let newest = self.dirs[t].units[i].used.max(u.last_built);
                 (self.since(newest) < s.min_age).then_some(Protection::MinAge)
             })
             .collect()
@@ -427,7 +451,7 @@ impl State<'_> {
         while let Some((u, next)) = stack.pop() {
             if let Some(&d) = units[u].dependents.get(next) {
                 stack.push((u, next + 1));
-                if !self.removed[t].contains(&Part::Unit(d)) && seen.insert(d) {
+                if !self.dirs[t].removed.contains(&Part::Unit(d)) && seen.insert(d) {
                     stack.push((d, 0));
                 }
             } else {
@@ -438,24 +462,29 @@ impl State<'_> {
     }
 
     fn group_blocked(&self, t: usize, group: &[usize]) -> bool {
-        group.iter().any(|&u| self.protected[t][u].is_some())
+        group
+            .iter()
+            .any(|&u| self.dirs[t].units[u].protected.is_some())
     }
 
     /// Plans the removal of one part. Its bytes are what it frees alone, plus every shared
     /// inode whose last owner it is.
     fn take(&mut self, t: usize, part: Part, rule: Rule, reason: String) -> u64 {
-        self.removed[t].insert(part);
+        self.dirs[t].removed.insert(part);
         let dir = self.input.targets[t].dir;
         let mut bytes = self.bytes_of(t, part);
         for shared in &dir.shared {
             if shared.owners.contains(&part)
-                && shared.owners.iter().all(|o| self.removed[t].contains(o))
+                && shared
+                    .owners
+                    .iter()
+                    .all(|o| self.dirs[t].removed.contains(o))
             {
                 bytes += shared.bytes;
             }
         }
         let last_use = match part {
-            Part::Unit(u) => Some(self.used[t][u].max(dir.units[u].last_built)),
+            Part::Unit(u) => Some(self.dirs[t].units[u].used.max(dir.units[u].last_built)),
             _ => None,
         };
         let rebuild_seconds = Some(self.rebuild_seconds(t, part, rule));
@@ -486,12 +515,12 @@ impl State<'_> {
             bytes += self.take(t, Part::Unit(u), rule, reason);
         }
         for (i, inc) in dir.incremental.iter().enumerate() {
-            if self.removed[t].contains(&Part::Incremental(i))
+            if self.dirs[t].removed.contains(&Part::Incremental(i))
                 || inc.owners.is_empty()
                 || !inc
                     .owners
                     .iter()
-                    .all(|o| self.removed[t].contains(&Part::Unit(*o)))
+                    .all(|o| self.dirs[t].removed.contains(&Part::Unit(*o)))
             {
                 continue;
             }

@@ -101,7 +101,7 @@ impl State<'_> {
             let dir = self.input.targets[t].dir;
             for u in 0..dir.units.len() {
                 let unit = &dir.units[u];
-                if self.removed[t].contains(&Part::Unit(u))
+                if self.dirs[t].removed.contains(&Part::Unit(u))
                     || unit.rustc.is_empty()
                     || unit.rustc.iter().any(|r| installed.is_installed(*r))
                 {
@@ -133,8 +133,8 @@ impl State<'_> {
             }
             let dir = self.input.targets[t].dir;
             for u in 0..dir.units.len() {
-                let idle = self.since(self.eff[t][u]);
-                if self.removed[t].contains(&Part::Unit(u)) || idle <= s.stale_after {
+                let idle = self.since(self.dirs[t].units[u].eff);
+                if self.dirs[t].removed.contains(&Part::Unit(u)) || idle <= s.stale_after {
                     continue;
                 }
                 let group = self.group(t, u);
@@ -161,7 +161,7 @@ impl State<'_> {
         let after = self.input.settings.stale_after;
         group
             .iter()
-            .filter_map(|&g| self.unknown_since[t][g])
+            .filter_map(|&g| self.dirs[t].units[g].unknown_since)
             .map(|seen| seen + after)
             .filter(|until| *until > self.input.now)
             .max()
@@ -210,18 +210,20 @@ impl State<'_> {
                 };
                 let at = SystemTime::UNIX_EPOCH + Duration::from_millis(build);
                 if builds[u] == Some(build)
-                    || self.removed[t].contains(&Part::Unit(u))
-                    || self.eff[t][u] >= at
+                    || self.dirs[t].removed.contains(&Part::Unit(u))
+                    || self.dirs[t].units[u].eff >= at
                     || self.since(at) < after
                 {
                     continue;
                 }
                 let group = self.group(t, u);
-                let blocked = group.iter().any(|&g| match self.protected[t][g] {
-                    Some(Protection::MinAge) => !after.is_zero(),
-                    Some(_) => true,
-                    None => false,
-                });
+                let blocked = group
+                    .iter()
+                    .any(|&g| match self.dirs[t].units[g].protected {
+                        Some(Protection::MinAge) => !after.is_zero(),
+                        Some(_) => true,
+                        None => false,
+                    });
                 if blocked {
                     self.keep_group(t, &group);
                     continue;

@@ -78,6 +78,8 @@ pub(super) fn target(name: &str, units: Vec<Unit>) -> TargetDir {
         errors: ScanErrors::default(),
         jobs: 2,
         rustc_vv: Some("rustc 9.9.9\nrelease: 9.9.9\n".into()),
+        signal: Signal::default(),
+        fs: crate::model::FsId::default(),
     };
     // Dependents from deps, as the inventory links them.
     let fps: Vec<u64> = t.units.iter().map(|u| u.fingerprints[0]).collect();
@@ -167,7 +169,7 @@ pub(super) fn run_watched(
                 dir,
                 signal,
                 watched_since,
-                fs: 0,
+                fs: crate::model::FsId(0),
             })
             .collect(),
         filesystems: fss,

@@ -345,8 +345,10 @@ fn assemble(
         usage,
         errors: all.errors,
         rustc_vv,
-        // Set by the measurement, which reads cargo's config.
+        // Set by the measurement, which reads cargo's config, the mount and its filesystem.
         jobs: 1,
+        signal: cachekeeper_core::model::Signal::default(),
+        fs: cachekeeper_core::model::FsId::default(),
     }
 }
 
