@@ -9,10 +9,9 @@ use tokio::sync::oneshot;
 
 use super::{Daemon, lock};
 use crate::protocol::Response;
-use crate::report::{DaemonInfo, Source, SurveyView, Trigger};
+use crate::report::{DaemonInfo, RunningView, Source, SurveyView, Trigger};
 use crate::run::survey::{self, Records};
 use cachekeeper_core::model::{BuildkitSide, Sides};
-use cachekeeper_core::units::rfc3339;
 use cachekeeper_sys::progress::Progress;
 
 /// A measurement of everything, made away from the daemon's loop (a rescan of a large tree
@@ -173,8 +172,8 @@ impl Daemon {
         let armed = self.pressure.values().all(super::Pressure::armed);
         DaemonInfo {
             pid: std::process::id(),
-            started: rfc3339(self.started),
-            measured_at: self.measured_at.map(rfc3339),
+            started: self.started,
+            measured_at: self.measured_at,
             measured_seconds_ago: self.measured_at.map(|t| {
                 SystemTime::now()
                     .duration_since(t)
@@ -186,11 +185,11 @@ impl Daemon {
             socket: self.socket.clone(),
             schedule: self.config.daemon.schedule.text().to_string(),
             schedule_delay_seconds: super::host_share(self.config.daemon.schedule_jitter).as_secs(),
-            next_run: self.next_run.map(rfc3339),
-            running: self
-                .running
-                .as_ref()
-                .map(|r| format!("{} since {}", r.trigger, rfc3339(r.started))),
+            next_run: self.next_run,
+            running: self.running.as_ref().map(|r| RunningView {
+                trigger: r.trigger.to_string(),
+                since: r.started,
+            }),
             pressure_armed: self.config.disk.min_free.is_some() && armed,
             pressure: match self.config.disk.min_free {
                 None => Trigger::Off,

@@ -14,7 +14,6 @@ use prometheus_client::registry::{Registry, Unit};
 use super::counters::DURATION_BUCKETS;
 use super::{Exposition, Format, Histogram, ProcessFacts};
 use crate::report::{BuildkitState, SurveyView};
-use cachekeeper_core::units::parse_rfc3339;
 
 /// The `path` label of target dirs past `max-target-dirs`, summed.
 pub const OTHER: &str = "(other)";
@@ -108,9 +107,8 @@ fn path_label(p: &Path, paths: bool) -> String {
     format!("h-{:012x}", h >> 16)
 }
 
-fn secs_of(rfc3339: Option<&str>) -> Option<u64> {
-    let t = parse_rfc3339(rfc3339?)?;
-    t.duration_since(std::time::UNIX_EPOCH)
+fn secs_of(t: Option<std::time::SystemTime>) -> Option<u64> {
+    t?.duration_since(std::time::UNIX_EPOCH)
         .ok()
         .map(|d| d.as_secs())
 }
@@ -202,7 +200,7 @@ fn status(f: &mut Families, v: &SurveyView, cap: usize, paths: bool) {
         "cachekeeper_measured_timestamp",
         "When the numbers below were measured.",
         Some(Unit::Seconds),
-        secs_of(daemon.and_then(|d| d.measured_at.as_deref())),
+        secs_of(daemon.and_then(|d| d.measured_at)),
     );
     f.one(
         "cachekeeper_cargo_used",

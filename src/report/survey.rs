@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
@@ -215,14 +216,56 @@ pub(crate) fn failures(survey: &Snapshot) -> Vec<Failure> {
         .collect()
 }
 
+/// The run the daemon is carrying out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunningView {
+    /// What started it (`schedule`, `pressure`, `manual`).
+    pub trigger: String,
+    pub since: SystemTime,
+}
+
+/// [`RunningView`] as the text `status --json` has always carried: `"manual since <time>"`.
+mod running_text {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    use super::RunningView;
+    use cachekeeper_core::units::{parse_rfc3339, rfc3339};
+
+    pub fn serialize<S: Serializer>(r: &Option<RunningView>, s: S) -> Result<S::Ok, S::Error> {
+        match r {
+            Some(r) => s.serialize_str(&format!("{} since {}", r.trigger, rfc3339(r.since))),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<RunningView>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|text| {
+                text.split_once(" since ")
+                    .and_then(|(trigger, t)| {
+                        Some(RunningView {
+                            trigger: trigger.to_string(),
+                            since: parse_rfc3339(t)?,
+                        })
+                    })
+                    .ok_or_else(|| {
+                        D::Error::custom(format!("not `<trigger> since <time>`: {text:?}"))
+                    })
+            })
+            .transpose()
+    }
+}
+
 /// The daemon's own state, in `status` when the daemon answers.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DaemonInfo {
     pub pid: u32,
-    pub started: String,
+    #[serde(with = "cachekeeper_core::units::time")]
+    pub started: SystemTime,
     /// When the numbers above were measured (the daemon rescans every `rescan-interval`
     /// and after each run; `status --refresh` asks it to first).
-    pub measured_at: Option<String>,
+    #[serde(with = "cachekeeper_core::units::time::option")]
+    pub measured_at: Option<SystemTime>,
     /// How long ago that was, when the daemon answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub measured_seconds_ago: Option<u64>,
@@ -240,8 +283,11 @@ pub struct DaemonInfo {
     /// This host's delay after each scheduled time (`schedule-jitter`), in seconds.
     #[serde(default)]
     pub schedule_delay_seconds: u64,
-    pub next_run: Option<String>,
-    pub running: Option<String>,
+    #[serde(with = "cachekeeper_core::units::time::option")]
+    pub next_run: Option<SystemTime>,
+    /// The run under way: written `"<trigger> since <time>"`.
+    #[serde(with = "running_text")]
+    pub running: Option<RunningView>,
     /// A rescan is under way (the numbers above are from the one before it).
     #[serde(default)]
     pub rescanning: bool,
@@ -503,5 +549,38 @@ fn target_view(t: &TargetDir, signal: Signal, plan: &CargoPlan, i: usize) -> Tar
         kept: tp.kept.clone(),
         notes: tp.notes.clone(),
         errors: t.errors.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Times are values in the view and text only in its JSON, which keeps its old shape.
+    #[test]
+    fn the_running_run_and_times_are_written_as_they_always_were() {
+        #[derive(Serialize, Deserialize)]
+        struct Doc {
+            #[serde(with = "running_text")]
+            running: Option<RunningView>,
+            #[serde(with = "cachekeeper_core::units::time::option")]
+            next_run: Option<SystemTime>,
+        }
+        let since = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_000_000);
+        let doc = Doc {
+            running: Some(RunningView {
+                trigger: "pressure".into(),
+                since,
+            }),
+            next_run: None,
+        };
+        let text = serde_json::to_string(&doc).unwrap();
+        assert_eq!(
+            text,
+            r#"{"running":"pressure since 2026-11-18T11:06:40Z","next_run":null}"#
+        );
+        let back: Doc = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.running, doc.running);
+        assert!(serde_json::from_str::<Doc>(r#"{"running":"soon","next_run":null}"#).is_err());
     }
 }

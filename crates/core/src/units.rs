@@ -165,6 +165,57 @@ pub fn rfc3339(t: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// Serde for a time written as RFC 3339 (`#[serde(with = "cachekeeper_core::units::time")]`):
+/// a view holds a time as a time, and it becomes text only when it is written out.
+pub mod time {
+    use std::time::SystemTime;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    /// # Errors
+    /// Those of the serializer.
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::rfc3339(*t))
+    }
+
+    /// # Errors
+    /// When the text is not an RFC 3339 time.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_rfc3339(&text)
+            .ok_or_else(|| D::Error::custom(format!("not an RFC 3339 time: {text:?}")))
+    }
+
+    /// The same for an `Option` (`null` for `None`).
+    pub mod option {
+        use std::time::SystemTime;
+
+        use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+        /// # Errors
+        /// Those of the serializer.
+        pub fn serialize<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+            match t {
+                Some(t) => s.serialize_str(&super::super::rfc3339(*t)),
+                None => s.serialize_none(),
+            }
+        }
+
+        /// # Errors
+        /// When the text is not an RFC 3339 time.
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<SystemTime>, D::Error> {
+            Option::<String>::deserialize(d)?
+                .map(|text| {
+                    super::super::parse_rfc3339(&text)
+                        .ok_or_else(|| D::Error::custom(format!("not an RFC 3339 time: {text:?}")))
+                })
+                .transpose()
+        }
+    }
+}
+
 /// A time as people read it: local, with its offset (the schedule is local time too). Views
 /// carry RFC 3339 UTC for scripts; anything else is shown as it is.
 #[must_use]

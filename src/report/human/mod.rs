@@ -27,11 +27,6 @@ pub use doctor::doctor;
 pub use history::history;
 pub use survey::{scan, status};
 
-/// `local` of every RFC 3339 word in a sentence (`manual since <time>`).
-fn local_words(text: &str) -> String {
-    text.split(' ').map(local).collect::<Vec<_>>().join(" ")
-}
-
 /// `local` of a leading timestamp (`<time> <message>`, as the daemon keeps its errors).
 fn local_prefix(line: &str) -> String {
     match line.split_once(' ') {

@@ -404,8 +404,9 @@ fn daemon(d: &DaemonInfo) -> String {
         out,
         "Daemon: pid {}, up since {}; next run {} (schedule \"{}\", local time{}){}",
         d.pid,
-        local(&d.started),
-        d.next_run.as_deref().map_or_else(|| "never".into(), local),
+        cachekeeper_core::units::local_time(d.started),
+        d.next_run
+            .map_or_else(|| "never".into(), cachekeeper_core::units::local_time),
         d.schedule,
         if d.schedule_delay_seconds > 0 {
             format!(
@@ -419,17 +420,25 @@ fn daemon(d: &DaemonInfo) -> String {
         },
         d.running
             .as_ref()
-            .map(|r| format!("; RUNNING: {}", local_words(r)))
+            .map(|r| format!(
+                "; RUNNING: {} since {}",
+                r.trigger,
+                cachekeeper_core::units::local_time(r.since)
+            ))
             .unwrap_or_default()
     );
-    if let Some(m) = &d.measured_at {
+    if let Some(m) = d.measured_at {
         let ago = d.measured_seconds_ago.map_or_else(String::new, |s| {
             format!(
                 " ({} ago; `status --refresh` measures again)",
                 cachekeeper_core::units::age(std::time::Duration::from_secs(s))
             )
         });
-        let _ = writeln!(out, "  numbers above measured at {}{ago}", local(m));
+        let _ = writeln!(
+            out,
+            "  numbers above measured at {}{ago}",
+            cachekeeper_core::units::local_time(m)
+        );
     }
     let t = &d.tracking;
     let _ = writeln!(
