@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use cachekeeper_core::config::keys;
 use cachekeeper_core::model::Sides;
 
 const GUARD_HELP: &str = "\
@@ -347,41 +348,26 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Each flag given: (its name, the config key it sets, its value).
+    /// Each flag given: (its name, the table and key it sets, its value). Which key a flag
+    /// sets is declared once, in `config::keys`.
     #[must_use]
     pub fn given(&self) -> Vec<(&'static str, &'static str, &'static str, &str)> {
         [
-            ("--stale-after", "cargo", "stale-after", &self.stale_after),
-            ("--budget", "cargo", "target-budget", &self.budget),
-            (
-                "--total-budget",
-                "cargo",
-                "total-budget",
-                &self.total_budget,
-            ),
-            ("--min-age", "cargo", "min-age", &self.min_age),
-            ("--min-free", "disk", "min-free", &self.min_free),
-            (
-                "--superseded-after",
-                "cargo",
-                "superseded-after",
-                &self.superseded_after,
-            ),
-            (
-                "--buildkit-budget",
-                "buildkit",
-                "budget",
-                &self.buildkit_budget,
-            ),
-            (
-                "--buildkit-keep",
-                "buildkit",
-                "keep-duration",
-                &self.buildkit_keep,
-            ),
+            ("--stale-after", &self.stale_after),
+            ("--budget", &self.budget),
+            ("--total-budget", &self.total_budget),
+            ("--min-age", &self.min_age),
+            ("--min-free", &self.min_free),
+            ("--superseded-after", &self.superseded_after),
+            ("--buildkit-budget", &self.buildkit_budget),
+            ("--buildkit-keep", &self.buildkit_keep),
         ]
         .into_iter()
-        .filter_map(|(flag, table, key, v)| v.as_deref().map(|v| (flag, table, key, v)))
+        .filter_map(|(flag, v)| {
+            let key = keys::of_flag(flag).expect("every policy flag is declared in config::keys");
+            let flag = key.flag.unwrap_or(flag);
+            v.as_deref().map(|v| (flag, key.table, key.name, v))
+        })
         .collect()
     }
 }

@@ -129,3 +129,87 @@ fn the_extractor_sees_a_broken_command() {
         ["cachekeeper", "scan", "--json"]
     );
 }
+
+/// The README's config-key table (`| key | default | meaning |`): each row names its table when
+/// it changes (`[cargo] roots`), then keys of that table (`exclude`, or several:
+/// `` `state-dir`, `socket` ``).
+fn readme_keys() -> Vec<(String, String)> {
+    let text = include_str!("../../README.md");
+    let table = text
+        .split("| key | default | meaning |")
+        .nth(1)
+        .expect("the README has a config-key table");
+    let mut current = String::new();
+    let mut out = Vec::new();
+    for line in table.lines().skip(2) {
+        let Some(cell) = line.strip_prefix("| ").and_then(|l| l.split(" | ").next()) else {
+            break;
+        };
+        let mut cell = cell.trim();
+        if let Some(rest) = cell.strip_prefix("`[") {
+            let (t, rest) = rest.split_once("] ").expect("`[table] key`");
+            current = t.to_string();
+            cell = rest;
+        }
+        for name in cell.split(", ") {
+            out.push((current.clone(), name.trim_matches('`').to_string()));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_readme_lists_every_config_key_once() {
+    let want: Vec<(String, String)> = cachekeeper_core::config::keys::KEYS
+        .iter()
+        .map(|k| (k.table.to_string(), k.name.to_string()))
+        .collect();
+    let mut got = readme_keys();
+    let mut want_sorted = want.clone();
+    got.sort();
+    want_sorted.sort();
+    assert_eq!(got, want_sorted, "README's key table and config::keys");
+}
+
+#[test]
+fn every_one_off_flag_is_a_declared_key_in_help_and_readme() {
+    let readme = include_str!("../../README.md");
+    let flags: Vec<(&str, &cachekeeper_core::config::keys::Key)> =
+        cachekeeper_core::config::keys::KEYS
+            .iter()
+            .filter_map(|k| Some((k.flag?, k)))
+            .collect();
+    assert!(flags.len() >= 8);
+    let clean = Cli::command()
+        .find_subcommand("clean")
+        .expect("clean")
+        .clone();
+    let longs: Vec<String> = clean
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+        .collect();
+    for (flag, key) in &flags {
+        assert!(longs.iter().any(|l| l == flag), "clean has no {flag}");
+        let row = format!("| `{flag} ");
+        let line = readme
+            .lines()
+            .find(|l| l.starts_with(&row))
+            .unwrap_or_else(|| panic!("the README's flag table lacks {flag}"));
+        assert!(
+            line.contains(&format!("`[{}] {}`", key.table, key.name)),
+            "{line}"
+        );
+    }
+    // Every policy flag `clean` takes is declared (none is mapped by hand elsewhere).
+    let policy = super::args::Policy {
+        stale_after: Some("1d".into()),
+        budget: Some("1d".into()),
+        total_budget: Some("1d".into()),
+        min_age: Some("1d".into()),
+        min_free: Some("1d".into()),
+        superseded_after: Some("1d".into()),
+        buildkit_budget: Some("1d".into()),
+        buildkit_keep: Some("1d".into()),
+    };
+    assert_eq!(policy.given().len(), flags.len());
+}

@@ -11,6 +11,7 @@
 //!   given as percentages are resolved later, against the filesystem they apply to.
 
 mod host;
+pub mod keys;
 mod reader;
 mod schedule;
 pub mod value;
@@ -284,52 +285,11 @@ pub fn defaults(env: &Env) -> Config {
     config
 }
 
-const TOP_KEYS: &[&str] = &["cargo", "buildkit", "daemon", "disk", "metrics"];
-const METRICS_KEYS: &[&str] = &["listen", "textfile", "max-target-dirs", "paths"];
-const DAEMON_KEYS: &[&str] = &[
-    "schedule",
-    "schedule-jitter",
-    "poll-interval",
-    "min-interval",
-    "hysteresis",
-    "rescan-interval",
-    "track-access",
-    "stop-timeout",
-    "state-dir",
-    "socket",
-];
-const CARGO_KEYS: &[&str] = &[
-    "roots",
-    "exclude",
-    "max-depth",
-    "target-budget",
-    "total-budget",
-    "stale-after",
-    "min-age",
-    "incremental-max-age",
-    "eviction",
-    "superseded-after",
-    "extra-rustc",
-    "rules",
-];
-const RULE_KEYS: &[&str] = &["incremental", "toolchains", "stale", "budgets"];
-const DISK_KEYS: &[&str] = &["min-free"];
-const BUILDKIT_KEYS: &[&str] = &[
-    "enabled",
-    "docker-host",
-    "budget",
-    "keep-duration",
-    "min-age",
-    "protect-cache-mounts",
-    "hard-limit",
-    "timeout",
-];
-
 fn apply(doc: &Doc<'_>, config: &mut Config, env: &Env) -> Result<(), ConfigError> {
     let root = doc.parse()?;
-    let top = Section::root(doc, &root, TOP_KEYS)?;
+    let top = Section::root(doc, &root)?;
 
-    if let Some(cargo) = top.table("cargo", CARGO_KEYS)? {
+    if let Some(cargo) = top.table("cargo")? {
         let c = &mut config.cargo;
         if let Some(roots) = cargo.path_list("roots", env)? {
             c.roots = roots;
@@ -365,7 +325,7 @@ fn apply(doc: &Doc<'_>, config: &mut Config, env: &Env) -> Result<(), ConfigErro
         if let Some(p) = cargo.path_list("extra-rustc", env)? {
             c.extra_rustc = p;
         }
-        if let Some(rules) = cargo.table("rules", RULE_KEYS)? {
+        if let Some(rules) = cargo.table("rules")? {
             let r = &mut c.rules;
             for (key, slot) in [
                 ("incremental", &mut r.incremental),
@@ -379,7 +339,7 @@ fn apply(doc: &Doc<'_>, config: &mut Config, env: &Env) -> Result<(), ConfigErro
             }
         }
     }
-    if let Some(bk) = top.table("buildkit", BUILDKIT_KEYS)? {
+    if let Some(bk) = top.table("buildkit")? {
         let b = &mut config.buildkit;
         if let Some(on) = bk.bool("enabled")? {
             b.enabled = on;
@@ -406,7 +366,7 @@ fn apply(doc: &Doc<'_>, config: &mut Config, env: &Env) -> Result<(), ConfigErro
             b.timeout = d;
         }
     }
-    if let Some(d) = top.table("daemon", DAEMON_KEYS)? {
+    if let Some(d) = top.table("daemon")? {
         let c = &mut config.daemon;
         if let Some(s) = d.schedule("schedule")? {
             c.schedule = s;
@@ -436,12 +396,12 @@ fn apply(doc: &Doc<'_>, config: &mut Config, env: &Env) -> Result<(), ConfigErro
         }
     }
     // A filesystem is never 100 % free: such a watermark would run the policy forever.
-    if let Some(disk) = top.table("disk", DISK_KEYS)?
+    if let Some(disk) = top.table("disk")?
         && let Some(b) = disk.budget_below("min-free", 100.0)?
     {
         config.disk.min_free = b;
     }
-    if let Some(m) = top.table("metrics", METRICS_KEYS)? {
+    if let Some(m) = top.table("metrics")? {
         let c = &mut config.metrics;
         if let Some(l) = m.listen("listen")? {
             c.listen = l;

@@ -109,14 +109,13 @@ impl<'d, 't> Section<'d, 't> {
     pub(super) fn root(
         doc: &'d Doc<'d>,
         table: &'t Spanned<DeTable<'t>>,
-        known: &[&str],
     ) -> Result<Self, ConfigError> {
         let s = Section {
             doc,
             table: table.get_ref(),
             path: String::new(),
         };
-        s.check_keys(known)?;
+        s.check_keys()?;
         Ok(s)
     }
 
@@ -136,7 +135,9 @@ impl<'d, 't> Section<'d, 't> {
         }
     }
 
-    fn check_keys(&self, known: &[&str]) -> Result<(), ConfigError> {
+    /// Every key here is one [`super::keys::KEYS`] declares for this table.
+    fn check_keys(&self) -> Result<(), ConfigError> {
+        let known = super::keys::known_in(&self.path);
         for (k, _) in self.table {
             let name: &str = k.get_ref();
             if known.contains(&name) {
@@ -181,11 +182,7 @@ impl<'d, 't> Section<'d, 't> {
         )
     }
 
-    pub(super) fn table(
-        &self,
-        key: &str,
-        known: &[&str],
-    ) -> Result<Option<Section<'d, 't>>, ConfigError> {
+    pub(super) fn table(&self, key: &str) -> Result<Option<Section<'d, 't>>, ConfigError> {
         let Some(v) = self.get(key) else {
             return Ok(None);
         };
@@ -196,7 +193,7 @@ impl<'d, 't> Section<'d, 't> {
                     table: t,
                     path: self.key_path(key),
                 };
-                s.check_keys(known)?;
+                s.check_keys()?;
                 Ok(Some(s))
             }
             _ => Err(self.wrong_type(key, v, "a table")),
