@@ -45,6 +45,7 @@ fn survey(
         sides,
         ctx.progress,
         None,
+        None,
         move |_, _| Records {
             watched: records.as_ref().map(UsesView::watched).unwrap_or_default(),
             uses: records.map(|r| r.uses),
@@ -157,6 +158,7 @@ fn write_textfile(
             &ctx.config.cargo.roots,
             Sides::BOTH,
             &Arc::new(Progress::hidden()),
+            None,
             None,
             |_, _| Records::default(),
         ))

@@ -219,6 +219,12 @@ impl<P: Clone + Eq + Hash, U: Clone + Eq + Hash> Windows<P, U> {
         self.open.clear();
     }
 
+    /// Whether a period of any profile is open.
+    #[must_use]
+    pub fn any_open(&self) -> bool {
+        !self.open.is_empty()
+    }
+
     /// Whether a period of `profile` is open.
     #[must_use]
     pub fn is_open(&self, profile: &P) -> bool {

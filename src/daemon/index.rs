@@ -7,25 +7,34 @@ use std::time::{Instant, SystemTime};
 
 use tokio::sync::oneshot;
 
+use super::walks::{Changes, Kind, Pending};
 use super::{Daemon, lock};
 use crate::protocol::Response;
-use crate::report::{DaemonInfo, RunningView, Source, SurveyView, Trigger};
+use crate::report::{DaemonInfo, IndexView, RunningView, Source, SurveyView, Trigger};
 use crate::run::survey::{self, Records};
-use cachekeeper_core::model::{BuildkitSide, Sides};
+use cachekeeper_core::model::{BuildkitSide, Sides, TargetDir};
+use cachekeeper_sys::measure::Reuse;
 use cachekeeper_sys::progress::Progress;
+
+/// How long after a change the index waits for more before it refreshes (a build's writes
+/// come in bursts; a refresh waits for the build's lock to be let go anyway).
+pub(super) const SETTLE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// A measurement of everything, made away from the daemon's loop (a rescan of a large tree
 /// takes seconds: the socket, health and metrics answer meanwhile).
 pub(super) struct Measured {
     view: SurveyView,
+    targets: Vec<TargetDir>,
     watched: cachekeeper_core::model::Watched,
     watch_paths: Vec<PathBuf>,
     at: SystemTime,
 }
 
-/// A rescan in progress, and who waits for its view (`status --refresh`).
+/// A refresh in progress, what it takes as it was, and who waits for its view
+/// (`status --refresh`).
 pub(super) struct Rescanning {
     done: oneshot::Receiver<Measured>,
+    pending: Pending,
     pub(super) waiters: Vec<oneshot::Sender<Response>>,
 }
 
@@ -41,6 +50,7 @@ async fn measure(
     cache: Arc<cachekeeper_sys::measure::inventory::FingerprintCache>,
     tracker: Arc<Mutex<super::tracker::Tracker>>,
     uses: Arc<Mutex<cachekeeper_core::model::LastUse>>,
+    reuse: Option<Reuse>,
 ) -> Option<Measured> {
     let survey = survey::survey(
         &config,
@@ -48,6 +58,7 @@ async fn measure(
         Sides::BOTH,
         &Arc::new(Progress::hidden()),
         Some(&cache),
+        reuse,
         move |snapshot, now| {
             let mut t = lock(&tracker);
             t.sync(&snapshot.targets, now);
@@ -76,6 +87,7 @@ async fn measure(
     view.source = Source::Daemon;
     Some(Measured {
         view,
+        targets: survey.snapshot.targets,
         watched: survey.watched,
         watch_paths,
         at: survey.at,
@@ -83,19 +95,52 @@ async fn measure(
 }
 
 impl Daemon {
-    /// Starts measuring everything again (no cleaning) in the background, unless that is under
-    /// way; `waiter` gets the status view once it is done.
-    pub(super) fn rescan(&mut self, waiter: Option<oneshot::Sender<Response>>) {
+    /// Refreshes the index in the background (no cleaning), unless a refresh is under way:
+    /// `kind` says how much is walked (`None`: what the intervals and the watches call for, see
+    /// [`super::walks`]). `waiter` gets the status view once it is done.
+    pub(super) fn refresh(
+        &mut self,
+        kind: Option<Kind>,
+        waiter: Option<oneshot::Sender<Response>>,
+    ) {
         if let Some(r) = self.rescanning.as_mut() {
-            r.waiters.extend(waiter);
+            // A full walk asked for now follows the refresh under way, and its waiter waits
+            // for it (`status --refresh` means numbers walked after it asked).
+            if let Some(Kind::Full(why)) = kind {
+                self.full_pending = Some(why);
+                self.full_waiters.extend(waiter);
+            } else {
+                r.waiters.extend(waiter);
+            }
             return;
         }
+        let now = SystemTime::now();
+        let (mut dirs, lost, watching) = match lock(&self.tracker).take_changes() {
+            Some((dirs, lost)) => (dirs, lost, true),
+            None => (std::collections::HashSet::new(), false, false),
+        };
+        dirs.extend(self.acted.drain());
+        let periodic = || {
+            self.index
+                .periodic(now, self.config.daemon.full_rescan_interval, lost, watching)
+        };
+        let kind = match kind.or_else(|| self.full_pending.take().map(Kind::Full)) {
+            Some(Kind::Full(why)) => Kind::Full(why),
+            Some(_) | None if lost => Kind::Full("overflow"),
+            Some(Kind::Events) if !watching => return,
+            Some(Kind::Events) if dirs.is_empty() => return,
+            Some(k) => k,
+            None => periodic(),
+        };
+        let partial = lock(&self.tracker).partial().clone();
+        let (reuse, pending) = self.index.plan(kind, Changes { dirs, partial });
         let (tx, rx) = oneshot::channel();
         let job = measure(
             self.config.clone(),
             Arc::clone(&self.cache),
             Arc::clone(&self.tracker),
             Arc::clone(&self.uses),
+            reuse,
         );
         tokio::spawn(async move {
             if let Some(m) = job.await {
@@ -104,39 +149,78 @@ impl Daemon {
         });
         self.rescanning = Some(Rescanning {
             done: rx,
+            pending,
             waiters: waiter.into_iter().collect(),
         });
     }
 
     /// Measures everything now, waiting for it (at start-up, before READY).
     pub(super) async fn rescan_now(&mut self) {
-        self.rescan(None);
+        self.refresh(None, None);
         if let Some(mut r) = self.rescanning.take() {
             match r.done().await {
-                Some(m) => self.measured(m, r.waiters),
-                None => self.rescan_failed(r.waiters),
+                Some(m) => self.measured(m, r),
+                None => self.rescan_failed(r),
             }
         }
     }
 
-    /// A rescan is done: its view becomes the index.
-    pub(super) fn measured(&mut self, m: Measured, waiters: Vec<oneshot::Sender<Response>>) {
+    /// Target dirs changed (a build wrote, a unit went): refresh what changed once no build
+    /// holds a lock and nothing else measures or runs; until then, ask again shortly.
+    pub(super) fn refresh_on_events(&mut self) {
+        if lock(&self.tracker).building() || self.running.is_some() || self.rescanning.is_some() {
+            self.refresh_at = Some(Instant::now() + SETTLE);
+            return;
+        }
+        self.refresh_at = None;
+        self.refresh(Some(Kind::Events), None);
+    }
+
+    /// A refresh is done: its view becomes the index.
+    pub(super) fn measured(&mut self, m: Measured, r: Rescanning) {
+        let walked = self.index.took(r.pending, &m.targets, m.at);
+        for (path, why) in &walked {
+            tracing::debug!(target_dir = %path.display(), reason = why, "walked");
+        }
+        let (n, kept) = self.index.last();
+        if walked
+            .iter()
+            .any(|(_, why)| !matches!(*why, "changed" | "new-target-dir"))
+        {
+            tracing::info!(walked = n, kept, reason = walked[0].1, "index refreshed");
+        } else {
+            tracing::debug!(walked = n, kept, "index refreshed");
+        }
         self.watched = m.watched;
         self.watch_paths = m.watch_paths;
         self.measured_at = Some(m.at);
-        self.view = Some(m.view);
+        let mut view = m.view;
+        for t in &mut view.targets {
+            t.walked_at = self.index.walked_at(&t.path);
+        }
+        self.view = Some(view);
         self.next_rescan = Instant::now() + self.config.daemon.rescan_interval;
         self.save();
         self.publish_metrics(true);
-        for w in waiters {
+        for w in r.waiters {
             let _ = w.send(self.status_response());
+        }
+        if self.full_pending.is_some() && !self.full_waiters.is_empty() {
+            let waiters = std::mem::take(&mut self.full_waiters);
+            self.refresh(None, None);
+            if let Some(r) = self.rescanning.as_mut() {
+                r.waiters.extend(waiters);
+            }
         }
     }
 
-    pub(super) fn rescan_failed(&mut self, waiters: Vec<oneshot::Sender<Response>>) {
+    pub(super) fn rescan_failed(&mut self, r: Rescanning) {
         self.remember_error("a rescan failed unexpectedly; see the log".into());
+        // What changed was taken for it: nothing can be taken as unchanged now.
+        self.full_pending = Some("retry");
         self.next_rescan = Instant::now() + self.config.daemon.rescan_interval;
-        for w in waiters {
+        let full = std::mem::take(&mut self.full_waiters);
+        for w in r.waiters.into_iter().chain(full) {
             let _ = w.send(self.status_response());
         }
     }
@@ -197,6 +281,12 @@ impl Daemon {
                 Some(_) => Trigger::Disarmed,
             },
             tracking: lock(&self.tracker).stats(),
+            index: IndexView {
+                last_full_walk: self.index.last_full(),
+                walks: self.index.walks(),
+                walked_last: self.index.last().0,
+                kept_last: self.index.last().1,
+            },
             rescanning: self.rescanning.is_some(),
             metrics: self
                 .exporter

@@ -26,6 +26,8 @@ pub mod sdnotify;
 mod server;
 pub mod state;
 pub mod tracker;
+mod walks;
+mod watches;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -103,6 +105,16 @@ struct Daemon {
     tracker: Arc<Mutex<Tracker>>,
     /// A rescan under way (in the background: the socket answers meanwhile).
     rescanning: Option<index::Rescanning>,
+    /// The target dirs as last measured, what is taken as it was, and why walks happened.
+    index: walks::Index,
+    /// Target dirs a run of ours acted in since the last refresh.
+    acted: std::collections::HashSet<PathBuf>,
+    /// A full walk asked for while a refresh was under way, why, and who waits for it.
+    full_pending: Option<&'static str>,
+    full_waiters: Vec<oneshot::Sender<Response>>,
+    /// When to refresh what changed (set by the tracker's news, pushed back while a build
+    /// holds a lock).
+    refresh_at: Option<Instant>,
     /// Target dirs watched whole, and since when.
     watched: cachekeeper_core::model::Watched,
     notifier: sdnotify::Notifier,
@@ -210,6 +222,11 @@ pub async fn serve(
         cache: Arc::new(FingerprintCache::default()),
         tracker: Arc::new(Mutex::new(tracker)),
         rescanning: None,
+        index: walks::Index::default(),
+        acted: std::collections::HashSet::new(),
+        full_pending: None,
+        full_waiters: Vec::new(),
+        refresh_at: None,
         watched: cachekeeper_core::model::Watched::new(),
         notifier: sdnotify::Notifier::from_env(),
         started: SystemTime::now(),
@@ -254,12 +271,19 @@ pub async fn serve(
 
     let (ask_tx, mut ask_rx) = mpsc::unbounded_channel::<Ask>();
     let accept = tokio::spawn(server::accept_loop(listener, ask_tx));
+    let changes = lock(&d.tracker).changes();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let job_done = async {
             match d.running.as_mut() {
                 Some(r) => (&mut r.done).await.ok(),
+                None => std::future::pending().await,
+            }
+        };
+        let refresh_due = async {
+            match d.refresh_at {
+                Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
                 None => std::future::pending().await,
             }
         };
@@ -280,12 +304,17 @@ pub async fn serve(
                 None => d.job_died(),
             },
             measured = rescan_done => {
-                let waiters = d.rescanning.take().map(|r| r.waiters).unwrap_or_default();
-                match measured {
-                    Some(m) => d.measured(m, waiters),
-                    None => d.rescan_failed(waiters),
+                if let Some(r) = d.rescanning.take() {
+                    match measured {
+                        Some(m) => d.measured(m, r),
+                        None => d.rescan_failed(r),
+                    }
                 }
             }
+            () = changes.notified() => {
+                d.refresh_at.get_or_insert_with(|| Instant::now() + index::SETTLE);
+            }
+            () = refresh_due => d.refresh_on_events(),
             _ = tick.tick() => d.tick().await,
         }
     }
@@ -357,6 +386,7 @@ impl Daemon {
                 }
                 self.config = c;
                 self.config_error = None;
+                self.full_pending = Some("config");
                 self.next_rescan = Instant::now();
             }
             Err(e) => {
@@ -406,7 +436,7 @@ impl Daemon {
             self.publish_metrics(false);
         }
         if now >= self.next_rescan && self.running.is_none() {
-            self.rescan(None);
+            self.refresh(None, None);
         }
     }
 
@@ -471,8 +501,12 @@ impl Daemon {
                 },
             }),
             Request::Status { refresh } => {
-                if self.view.is_none() || refresh {
-                    self.rescan(Some(reply));
+                if self.view.is_none() {
+                    self.refresh(None, Some(reply));
+                    return;
+                }
+                if refresh {
+                    self.refresh(Some(walks::Kind::Full("refresh")), Some(reply));
                     return;
                 }
                 self.status_response()

@@ -127,11 +127,21 @@ impl Daemon {
         for w in run.waiters {
             let _ = w.send(response.clone());
         }
+        // What it removed is walked again (a removed incremental dir is in no watched dir).
+        if !run.dry_run {
+            self.acted.extend(
+                outcome
+                    .plan
+                    .actions
+                    .iter()
+                    .map(|a| outcome.snapshot.targets[a.item.target].path.clone()),
+            );
+        }
         drop(outcome);
         // The run's counters now; the gauges once the rescan after it is done.
         self.publish_metrics(true);
         if !stopped {
-            self.rescan(None);
+            self.refresh(None, None);
             if !self.queued.is_empty() {
                 let (trigger, dry_run, waiter) = self.queued.remove(0);
                 self.start(&trigger, dry_run, waiter);

@@ -1,7 +1,8 @@
 //! Exact last use: what builds use, seen with inotify as it happens.
 //!
-//! Watched (one non-recursive watch each, never through a symlink): every unit's fingerprint
-//! dir, every build-script run's dir, and every profile dir (for cargo's lock files). The
+//! Watched (one non-recursive watch each, never through a symlink; see [`super::watches`]):
+//! every unit's fingerprint dir, every build-script run's dir, every profile dir (for cargo's
+//! lock files), the dirs new units appear in, and each target dir itself (new profiles). The
 //! events of one inotify instance arrive in order, and [`super::builds::Windows`] reads them:
 //! an open of a unit's signal file (its dep-info; a run's `output`, `root-output`, `stdout`)
 //! is a use only inside a build's window, while cargo holds the profile's build lock; a write
@@ -16,6 +17,10 @@
 //! The watch limit (`fs.inotify.max_user_watches`) can run out: units that could not be
 //! watched fall back to access times, and `status` says how many. A queue overflow forgets the
 //! windows open then (their uses are lost, never invented) and is counted.
+//!
+//! The same events keep the daemon's index current ([`super::walks`]): a write, a creation or
+//! a removal in a target dir's watched dirs marks it changed, and the daemon is woken to walk
+//! it again once the build is over; an overflow marks everything.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -26,48 +31,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use rustix::fs::inotify::{self, ReadFlags, WatchFlags};
+use rustix::fs::inotify::{self, ReadFlags};
 
 use super::builds::{Event, Windows};
-use cachekeeper_core::model::{LastUse, Layout, RecordedUses, TargetDir, TrackStats, names};
-use cachekeeper_sys::os::locks::LOCK_FILES;
-
-/// A profile dir: (target dir, profile relative to it).
-type ProfileKey = (PathBuf, PathBuf);
-/// A unit: (target dir, fingerprint dir relative to it).
-type UnitKey = (PathBuf, PathBuf);
-
-/// Where new units appear in a profile.
-#[derive(Clone, Debug)]
-enum Parent {
-    /// `.fingerprint/` (legacy layout): a new dir is a new unit's fingerprint dir.
-    Fingerprints,
-    /// `build/` (build-dir layout): a new dir is a package's, holding its units.
-    Packages,
-    /// `build/<pkg>/` (build-dir layout): a new dir is a unit's, `<H>/fingerprint` inside.
-    Package(String),
-}
-
-/// Whose a watched dir is.
-#[derive(Clone, Debug)]
-enum Watched {
-    Profile(ProfileKey),
-    /// A dir where a build creates new units' dirs: a creation there in a build's window is
-    /// that build's use of the new unit.
-    Units(ProfileKey, Parent),
-    Unit {
-        unit: UnitKey,
-        profile: ProfileKey,
-        /// A build-script run's dir, rather than a fingerprint dir.
-        run_dir: bool,
-    },
-}
+use super::watches::{Parent, ProfileKey, UnitKey, Watched, meaning, watch_flags};
+use cachekeeper_core::model::{LastUse, Layout, RecordedUses, TargetDir, TrackStats};
 
 #[derive(Default)]
 struct State {
     by_wd: HashMap<i32, (PathBuf, Watched)>,
     by_dir: HashMap<PathBuf, i32>,
     windows: Windows<ProfileKey, UnitKey>,
+    /// Target dirs something was written in, created or removed since the index last asked:
+    /// what a refresh walks again.
+    changed: HashSet<PathBuf>,
+    /// Events were lost since the index last asked: nothing can be taken as unchanged.
+    overflowed: bool,
 }
 
 struct Inner {
@@ -78,80 +57,12 @@ struct Inner {
     counted: AtomicU64,
     /// Times the kernel's event queue overflowed.
     overflows: AtomicU64,
+    /// Woken when a target dir changed (the daemon refreshes its index).
+    changes: Arc<tokio::sync::Notify>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// What an event in a watched dir means to the build windows, if anything.
-fn meaning(
-    watched: &Watched,
-    flags: ReadFlags,
-    name: &OsStr,
-) -> Option<(ProfileKey, Event<UnitKey>)> {
-    let name = name.to_str().unwrap_or("");
-    match watched {
-        Watched::Units(profile, parent) => {
-            if !flags.contains(ReadFlags::CREATE | ReadFlags::ISDIR) {
-                return None;
-            }
-            let rel = match parent {
-                Parent::Fingerprints => profile.1.join(".fingerprint").join(name),
-                Parent::Package(pkg) => profile
-                    .1
-                    .join("build")
-                    .join(pkg)
-                    .join(name)
-                    .join("fingerprint"),
-                Parent::Packages => return None,
-            };
-            Some((profile.clone(), Event::Write((profile.0.clone(), rel))))
-        }
-        Watched::Profile(profile) => {
-            if !LOCK_FILES.contains(&name) {
-                return None;
-            }
-            let event = if flags.contains(ReadFlags::OPEN) {
-                Event::LockOpen
-            } else if flags.contains(ReadFlags::CLOSE_WRITE) {
-                Event::LockClose { write: true }
-            } else if flags.contains(ReadFlags::CLOSE_NOWRITE) {
-                Event::LockClose { write: false }
-            } else {
-                return None;
-            };
-            Some((profile.clone(), event))
-        }
-        Watched::Unit {
-            unit,
-            profile,
-            run_dir,
-        } => {
-            let signal = if *run_dir {
-                names::is_run_use_signal(name)
-            } else {
-                names::is_fingerprint_use_signal(name)
-            };
-            let event = if flags.intersects(
-                ReadFlags::CREATE
-                    | ReadFlags::MODIFY
-                    | ReadFlags::MOVED_TO
-                    | ReadFlags::CLOSE_WRITE,
-            ) {
-                Event::Write(unit.clone())
-            } else if flags.contains(ReadFlags::OPEN) && signal {
-                Event::Signal(unit.clone())
-            } else if flags.contains(ReadFlags::CLOSE_NOWRITE)
-                && names::is_read_by_readers_only(name, *run_dir)
-            {
-                Event::Reader(unit.clone())
-            } else {
-                return None;
-            };
-            Some((profile.clone(), event))
-        }
-    }
 }
 
 impl Inner {
@@ -202,26 +113,44 @@ impl Inner {
         if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
             self.overflows.fetch_add(1, Ordering::Relaxed);
             st.windows.lost();
+            st.overflowed = true;
+            self.changes.notify_one();
             tracing::warn!(
                 "inotify's event queue overflowed: uses during the builds running then are not recorded"
             );
             return;
         }
         if flags.contains(ReadFlags::IGNORED) {
-            if let Some((dir, _)) = st.by_wd.remove(&wd) {
+            // The watched dir is gone (`cargo clean`, a run of ours): what held it changed. A
+            // watch the tracker removed itself is no longer in `by_wd`.
+            if let Some((dir, watched)) = st.by_wd.remove(&wd) {
                 st.by_dir.remove(&dir);
+                st.changed.insert(watched.target().to_path_buf());
+                self.changes.notify_one();
             }
             return;
         }
         let (Some((dir, watched)), Some(name)) = (st.by_wd.get(&wd).cloned(), name) else {
             return;
         };
+        if flags.contains(ReadFlags::DELETE)
+            || flags.contains(ReadFlags::MOVED_FROM)
+            || matches!(watched, Watched::Target(_))
+        {
+            st.changed.insert(watched.target().to_path_buf());
+            self.changes.notify_one();
+        }
         if flags.contains(ReadFlags::CREATE | ReadFlags::ISDIR) {
             self.follow(&mut st, &dir, &watched, name);
         }
         let Some((profile, event)) = meaning(&watched, flags, name) else {
             return;
         };
+        if let Event::Write((target, _)) = &event
+            && st.changed.insert(target.clone())
+        {
+            self.changes.notify_one();
+        }
         let lock_event = matches!(event, Event::LockOpen | Event::LockClose { .. });
         let closing = matches!(event, Event::LockClose { .. });
         st.windows.feed(&profile, event, now);
@@ -282,25 +211,6 @@ impl Inner {
     }
 }
 
-/// What is watched for in a dir of `owner`'s (never through a symlink, directories only).
-fn watch_flags(owner: &Watched) -> WatchFlags {
-    let base = WatchFlags::ONLYDIR | WatchFlags::DONT_FOLLOW;
-    match owner {
-        Watched::Profile(_) => {
-            base | WatchFlags::OPEN | WatchFlags::CLOSE_WRITE | WatchFlags::CLOSE_NOWRITE
-        }
-        Watched::Units(..) => base | WatchFlags::CREATE,
-        Watched::Unit { .. } => {
-            base | WatchFlags::OPEN
-                | WatchFlags::CLOSE_WRITE
-                | WatchFlags::CLOSE_NOWRITE
-                | WatchFlags::CREATE
-                | WatchFlags::MODIFY
-                | WatchFlags::MOVED_TO
-        }
-    }
-}
-
 /// Whether a program other than cachekeeper holds the lock file `name` in `dir` now.
 fn held(dir: &Path, name: &OsStr) -> bool {
     cachekeeper_sys::os::safefs::open_dir(dir)
@@ -324,6 +234,8 @@ impl RecordedUses for LiveUses {
 
 pub struct Tracker {
     inner: Option<Arc<Inner>>,
+    /// Woken when a target dir changed.
+    changes: Arc<tokio::sync::Notify>,
     uses: Arc<Mutex<LastUse>>,
     /// Target dirs with at least one dir not watched.
     partial: HashSet<PathBuf>,
@@ -337,6 +249,7 @@ impl Tracker {
     #[must_use]
     pub fn new(uses: Arc<Mutex<LastUse>>, enabled: bool) -> Tracker {
         let mut stats = TrackStats::default();
+        let changes = Arc::new(tokio::sync::Notify::new());
         let inner = if enabled {
             match inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK) {
                 Ok(fd) => {
@@ -346,6 +259,7 @@ impl Tracker {
                         uses: Arc::clone(&uses),
                         counted: AtomicU64::new(0),
                         overflows: AtomicU64::new(0),
+                        changes: Arc::clone(&changes),
                     });
                     let reader = Arc::clone(&inner);
                     match std::thread::Builder::new()
@@ -371,6 +285,7 @@ impl Tracker {
         };
         Tracker {
             inner,
+            changes,
             uses,
             partial: HashSet::new(),
             since: HashMap::new(),
@@ -385,6 +300,7 @@ impl Tracker {
         {
             let mut uses = lock(&self.uses);
             for t in targets {
+                desired.insert(t.path.clone(), Watched::Target(t.path.clone()));
                 let mut present = HashSet::new();
                 for p in &t.profiles {
                     let key = (t.path.clone(), p.rel.clone());
@@ -472,7 +388,9 @@ impl Tracker {
                     unwatched.insert(unit.clone());
                     partial.insert(unit.0.clone());
                 }
-                Watched::Profile((target, _)) | Watched::Units((target, _), _) => {
+                Watched::Target(target)
+                | Watched::Profile((target, _))
+                | Watched::Units((target, _), _) => {
                     partial.insert(target.clone());
                 }
             };
@@ -501,7 +419,7 @@ impl Tracker {
             .values()
             .filter_map(|(_, w)| match w {
                 Watched::Unit { unit, .. } => Some(unit),
-                Watched::Profile(_) | Watched::Units(..) => None,
+                Watched::Target(_) | Watched::Profile(_) | Watched::Units(..) => None,
             })
             .filter(|u| !unwatched.contains(*u))
             .collect();
@@ -543,6 +461,38 @@ impl Tracker {
         self.inner
             .as_ref()
             .map(|i| Arc::new(LiveUses(Arc::clone(i))) as Arc<dyn RecordedUses>)
+    }
+
+    /// Woken whenever a watched target dir changed (a build wrote in it, a unit or profile was
+    /// removed) or events were lost.
+    #[must_use]
+    pub fn changes(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.changes)
+    }
+
+    /// The target dirs that changed since the last call, and whether events were lost meanwhile
+    /// (then nothing can be taken as unchanged). `None` without watches: nothing is known.
+    pub fn take_changes(&self) -> Option<(HashSet<PathBuf>, bool)> {
+        let inner = self.inner.as_ref()?;
+        let mut st = lock(&inner.state);
+        Some((
+            std::mem::take(&mut st.changed),
+            std::mem::take(&mut st.overflowed),
+        ))
+    }
+
+    /// Whether a build holds a lock in a watched profile now (a refresh waits for it to end).
+    #[must_use]
+    pub fn building(&self) -> bool {
+        self.inner
+            .as_ref()
+            .is_some_and(|i| lock(&i.state).windows.any_open())
+    }
+
+    /// Target dirs with a dir not watched (beyond the watch limit): their changes are not seen.
+    #[must_use]
+    pub fn partial(&self) -> &HashSet<PathBuf> {
+        &self.partial
     }
 
     #[must_use]

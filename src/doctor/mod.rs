@@ -413,7 +413,7 @@ pub async fn doctor(
     let snapshot = {
         let (config, roots, progress) = (config.clone(), roots.to_vec(), Arc::clone(progress));
         tokio::task::spawn_blocking(move || {
-            cachekeeper_sys::measure::take_cargo(&config, &roots, &progress, None)
+            cachekeeper_sys::measure::take_cargo(&config, &roots, &progress, None, None)
         })
         .await
         .unwrap_or_else(|_| Snapshot::empty())

@@ -277,6 +277,14 @@ fn status(f: &mut Families, v: &SurveyView, cap: usize, paths: bool) {
             None,
         )
         .push((Vec::new(), Value::Int(t.uses)));
+        let walks = f.counter(
+            "cachekeeper_index_walks",
+            "Target dirs walked since the daemon started, by why: a full walk (start, full-rescan-interval, overflow, config, refresh, retry, no-watches) or what changed (changed, new-target-dir, watch-limit); the rest of the time the index is kept current by inotify events.",
+            None,
+        );
+        for (reason, n) in &d.index.walks {
+            walks.push((vec![("reason", reason.clone())], Value::Int(*n)));
+        }
         f.one(
             "cachekeeper_config_last_reload_successful",
             "Whether the config file validated when last (re)loaded: 1, or 0 (the previous one is in force).",

@@ -11,6 +11,7 @@ fn target(path: &str, bytes: u64) -> TargetView {
     TargetView {
         path: PathBuf::from(path),
         mountpoint: PathBuf::new(),
+        walked_at: None,
         bytes,
         apparent_bytes: bytes,
         files: 1,

@@ -23,8 +23,8 @@ pub use clean::{ActionView, CleanView};
 pub use doctor::{DoctorView, Finding, Severity};
 pub use history::{HealthView, HistoryView, RecordView, RunErrors, RunFacts, UsesView, record_of};
 pub use survey::{
-    ConfigOnDisk, DaemonInfo, FilesystemView, PastRuns, RunningView, SkippedProfile, Source,
-    SurveyView, TargetView, Trigger,
+    ConfigOnDisk, DaemonInfo, FilesystemView, IndexView, PastRuns, RunningView, SkippedProfile,
+    Source, SurveyView, TargetView, Trigger,
 };
 
 pub const SCHEMA_VERSION: u32 = 1;

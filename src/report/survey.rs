@@ -61,6 +61,14 @@ pub struct TargetView {
     /// Where the filesystem holding it is mounted (empty when unknown).
     #[serde(default, with = "cachekeeper_core::pathcodec")]
     pub mountpoint: PathBuf,
+    /// The daemon's: when this target dir was last walked; its numbers since are kept current
+    /// by inotify events (a target dir a build wrote in is walked again when the build ends).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "cachekeeper_core::units::time::option"
+    )]
+    pub walked_at: Option<SystemTime>,
     pub bytes: u64,
     pub apparent_bytes: u64,
     pub files: u64,
@@ -216,6 +224,21 @@ pub(crate) fn failures(survey: &Snapshot) -> Vec<Failure> {
         .collect()
 }
 
+/// How the daemon keeps its numbers current: target dirs are walked at start, every
+/// `full-rescan-interval` and when events were lost; in between, only those that changed.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct IndexView {
+    #[serde(with = "cachekeeper_core::units::time::option")]
+    pub last_full_walk: Option<SystemTime>,
+    /// Target dirs walked since the daemon started, by why (`start`, `full-rescan-interval`,
+    /// `overflow`, `config`, `refresh`, `retry`, `no-watches`, `changed`, `new-target-dir`,
+    /// `watch-limit`).
+    pub walks: BTreeMap<String, u64>,
+    /// The last refresh: target dirs it walked, and those it took as they were.
+    pub walked_last: usize,
+    pub kept_last: usize,
+}
+
 /// The run the daemon is carrying out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunningView {
@@ -298,6 +321,9 @@ pub struct DaemonInfo {
     /// pressure run, until free space recovers).
     pub pressure: Trigger,
     pub tracking: TrackStats,
+    /// How the numbers above are kept current.
+    #[serde(default)]
+    pub index: IndexView,
     /// Where metrics are served, when they are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<String>,
@@ -508,6 +534,7 @@ fn target_view(t: &TargetDir, signal: Signal, plan: &CargoPlan, i: usize) -> Tar
     TargetView {
         path: t.path.clone(),
         mountpoint: PathBuf::new(),
+        walked_at: None,
         bytes: total.bytes,
         apparent_bytes: total.apparent_bytes,
         files: total.files,

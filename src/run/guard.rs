@@ -96,7 +96,8 @@ pub async fn pass(
     progress: Arc<Progress>,
     mode: Mode,
 ) -> Pass {
-    let (snapshot, engine) = super::measure(config, roots, Sides::BOTH, &progress, None).await;
+    let (snapshot, engine) =
+        super::measure(config, roots, Sides::BOTH, &progress, None, None).await;
     let docker = docker_of(&snapshot.buildkit);
     let fs = involved(roots, docker.root_dir.as_ref());
     let before = free(&fs, floor);

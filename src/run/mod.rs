@@ -35,20 +35,33 @@ pub mod guard;
 pub mod survey;
 
 /// Measures `sides` under `roots`; with the daemon's fingerprint `cache`, bracketed by its
-/// begin and end (what it did not see again is forgotten).
+/// begin and end when every target dir is walked (what it did not see again is forgotten).
+/// A measurement that takes target dirs as they were (`reuse`) forgets nothing: forgetting the
+/// files of those dirs would have the next walk read them again, and a read of a unit's files
+/// just after a build ends counts as a reader's, taking the build's use away (see
+/// `daemon::builds`).
 async fn measure(
     config: &Config,
     roots: &[PathBuf],
     sides: Sides,
     progress: &Arc<Progress>,
     cache: Option<&Arc<FingerprintCache>>,
+    reuse: Option<measure::Reuse>,
 ) -> (Snapshot, Option<Engine>) {
-    if let Some(c) = cache {
+    let full = reuse.is_none();
+    if let Some(c) = cache.filter(|_| full) {
         c.begin();
     }
-    let measured =
-        measure::measure(config, roots, sides, Arc::clone(progress), cache.cloned()).await;
-    if let Some(c) = cache {
+    let measured = measure::measure(
+        config,
+        roots,
+        sides,
+        Arc::clone(progress),
+        cache.cloned(),
+        reuse,
+    )
+    .await;
+    if let Some(c) = cache.filter(|_| full) {
         c.end();
     }
     measured
@@ -138,7 +151,7 @@ pub async fn clean(config: &Config, roots: &[PathBuf], job: Job) -> Outcome {
         live,
         mut observer,
     } = job;
-    let (snapshot, engine) = measure(config, roots, sides, &progress, cache.as_ref()).await;
+    let (snapshot, engine) = measure(config, roots, sides, &progress, cache.as_ref(), None).await;
     let now = SystemTime::now();
     let recorded = uses.as_ref().map(|u| {
         u.lock()

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use crate::report::SurveyView;
 use cachekeeper_core::config::Config;
 use cachekeeper_core::model::{LastUse, Sides, Snapshot, Watched};
+use cachekeeper_sys::measure::Reuse;
 use cachekeeper_sys::measure::inventory::FingerprintCache;
 use cachekeeper_sys::progress::Progress;
 
@@ -28,7 +29,8 @@ pub struct Survey {
     pub at: SystemTime,
 }
 
-/// Measures `sides` under `roots` and plans on it. `records` is asked, after the measurement
+/// Measures `sides` under `roots` (taking what `reuse` says is unchanged as it was) and plans
+/// on it. `records` is asked, after the measurement
 /// and at the moment the plan is made, for what is known of builds' uses (the daemon syncs its
 /// watches to the snapshot there).
 pub async fn survey<F>(
@@ -37,12 +39,13 @@ pub async fn survey<F>(
     sides: Sides,
     progress: &Arc<Progress>,
     cache: Option<&Arc<FingerprintCache>>,
+    reuse: Option<Reuse>,
     records: F,
 ) -> Survey
 where
     F: FnOnce(&Snapshot, SystemTime) -> Records + Send + 'static,
 {
-    let (snapshot, _) = super::measure(config, roots, sides, progress, cache).await;
+    let (snapshot, _) = super::measure(config, roots, sides, progress, cache, reuse).await;
     let config = config.clone();
     super::on_disk(move || {
         let now = SystemTime::now();

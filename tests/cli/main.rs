@@ -19,6 +19,7 @@ mod estimate;
 mod guard;
 mod hostile;
 mod hosts;
+mod index;
 mod install;
 mod layout;
 mod metrics;

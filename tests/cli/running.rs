@@ -236,7 +236,9 @@ impl Daemon {
             }
             assert!(
                 t.elapsed() < Duration::from_secs(60),
-                "the barrier build's use was never recorded: {}",
+                "the barrier build's use was never recorded: {:#} {:?} {}",
+                self.json(&["status"])["daemon"],
+                std::fs::read_to_string(self.state.join("last-use.json")),
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(100));

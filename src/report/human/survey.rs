@@ -456,6 +456,26 @@ fn daemon(d: &DaemonInfo) -> String {
     if let Some(e) = &t.error {
         let _ = writeln!(out, "  note: {e}");
     }
+    let ix = &d.index;
+    let by_events: Vec<String> = ix
+        .walks
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(why, n)| format!("{why} {n}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "  index: last full walk {}; since, only what changed is walked (last refresh: {} walked, {} kept); walks: {}",
+        ix.last_full_walk
+            .map_or_else(|| "never".into(), cachekeeper_core::units::local_time),
+        ix.walked_last,
+        ix.kept_last,
+        if by_events.is_empty() {
+            "none".into()
+        } else {
+            by_events.join(", ")
+        }
+    );
     let _ = writeln!(
         out,
         "  disk pressure trigger: {}",

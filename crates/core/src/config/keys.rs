@@ -61,6 +61,7 @@ pub const KEYS: &[Key] = &[
     key("daemon", "min-interval"),
     key("daemon", "hysteresis"),
     key("daemon", "rescan-interval"),
+    key("daemon", "full-rescan-interval"),
     key("daemon", "track-access"),
     key("daemon", "stop-timeout"),
     key("daemon", "state-dir"),

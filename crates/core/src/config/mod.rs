@@ -84,7 +84,11 @@ pub struct DaemonConfig {
     pub poll_interval: Duration,
     pub min_interval: Duration,
     pub hysteresis: SizeSpec,
+    /// How often a refresh of the index searches the roots again.
     pub rescan_interval: Duration,
+    /// How often every target dir is walked again, changed or not (events keep the index
+    /// current in between).
+    pub full_rescan_interval: Duration,
     pub track_access: bool,
     pub stop_timeout: Duration,
     pub state_dir: Option<PathBuf>,
@@ -262,6 +266,7 @@ pub fn defaults(env: &Env) -> Config {
             min_interval: Duration::ZERO,
             hysteresis: SizeSpec::Bytes(0),
             rescan_interval: Duration::ZERO,
+            full_rescan_interval: Duration::ZERO,
             track_access: false,
             stop_timeout: Duration::ZERO,
             state_dir: None,
@@ -376,6 +381,11 @@ fn apply(doc: &Doc<'_>, config: &mut Config, env: &Env) -> Result<(), ConfigErro
             ("poll-interval", &mut c.poll_interval, secs(1)..=DAY),
             ("min-interval", &mut c.min_interval, secs(1)..=30 * DAY),
             ("rescan-interval", &mut c.rescan_interval, secs(1)..=7 * DAY),
+            (
+                "full-rescan-interval",
+                &mut c.full_rescan_interval,
+                secs(60)..=30 * DAY,
+            ),
             ("stop-timeout", &mut c.stop_timeout, secs(1)..=secs(3600)),
         ] {
             if let Some(v) = d.duration(key, range)? {

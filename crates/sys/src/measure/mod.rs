@@ -12,6 +12,7 @@ pub mod inventory;
 pub mod jobs;
 pub mod toolchain;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -19,8 +20,23 @@ use crate::docker::Engine;
 use crate::os::disk;
 use crate::progress::Progress;
 use cachekeeper_core::config::Config;
-use cachekeeper_core::model::{BuildkitSide, Filesystem, FsId, Sides, Snapshot, Toolchains};
+use cachekeeper_core::model::{
+    BuildkitSide, Filesystem, FsId, Sides, Snapshot, TargetDir, Toolchains,
+};
 use inventory::FingerprintCache;
+
+/// What an earlier measurement stands for (the daemon's index, kept current by inotify): the
+/// target dirs nothing changed in are taken as they were, and only the rest are walked.
+#[derive(Clone, Debug, Default)]
+pub struct Reuse {
+    /// Target dirs measured before and unchanged since: taken as they are (their build locks
+    /// probed again, their compile times worked out again with the others').
+    pub unchanged: HashMap<PathBuf, TargetDir>,
+    /// `Some`: the target dirs to walk again, without searching the roots (the known set is
+    /// these and `unchanged`). `None`: the roots are searched, and every target dir found that
+    /// is not in `unchanged` is walked.
+    pub only: Option<Vec<PathBuf>>,
+}
 
 /// Measures what `sides` asks for: the cargo side on a blocking thread (it walks the disk on
 /// threads of its own) while the engine is asked. The engine's connection comes back beside
@@ -31,6 +47,7 @@ pub async fn measure(
     sides: Sides,
     progress: Arc<Progress>,
     cache: Option<Arc<FingerprintCache>>,
+    reuse: Option<Reuse>,
 ) -> (Snapshot, Option<Engine>) {
     let cargo = async {
         if !sides.cargo {
@@ -38,7 +55,7 @@ pub async fn measure(
         }
         let (config, roots) = (config.clone(), roots.to_vec());
         let task = tokio::task::spawn_blocking(move || {
-            take_cargo(&config, &roots, &progress, cache.as_deref())
+            take_cargo(&config, &roots, &progress, cache.as_deref(), reuse)
         });
         task.await.unwrap_or_else(|e| {
             let mut s = Snapshot::empty();
@@ -71,9 +88,29 @@ pub fn take_cargo(
     roots: &[PathBuf],
     progress: &Progress,
     cache: Option<&FingerprintCache>,
+    reuse: Option<Reuse>,
 ) -> Snapshot {
-    progress.say(&format!("searching {} for target dirs", list(roots)));
-    let found = discover::find(roots, &config.cargo.exclude_set, config.cargo.max_depth);
+    let Reuse {
+        mut unchanged,
+        only,
+    } = reuse.unwrap_or_default();
+    let found = match only {
+        Some(walk) => {
+            // A changed target dir that is gone (`rm -rf target`) is simply no longer there.
+            let walk = walk.into_iter().filter(|p| p.symlink_metadata().is_ok());
+            let mut targets: Vec<PathBuf> = unchanged.keys().cloned().chain(walk).collect();
+            targets.sort();
+            targets.dedup();
+            discover::Found {
+                targets,
+                ..discover::Found::default()
+            }
+        }
+        None => {
+            progress.say(&format!("searching {} for target dirs", list(roots)));
+            discover::find(roots, &config.cargo.exclude_set, config.cargo.max_depth)
+        }
+    };
     let threads = crate::os::walk::default_threads();
     let mut targets = Vec::new();
     let mut failed = Vec::new();
@@ -86,6 +123,11 @@ pub fn take_cargo(
             want_toolchains.then(|| s.spawn(|| toolchain::discover(&config.cargo.extra_rustc)));
         for (i, path) in found.targets.iter().enumerate() {
             progress.scanning(i, n, path);
+            if let Some(mut known) = unchanged.remove(path) {
+                inventory::refresh(&mut known);
+                targets.push(known);
+                continue;
+            }
             match inventory::scan_cached(path, threads, cache, Some(progress)) {
                 Ok(t) => targets.push(t),
                 Err(e) => failed.push((path.clone(), e.to_string())),

@@ -115,6 +115,20 @@ pub(crate) fn scan_cached(
     Ok(target)
 }
 
+/// A target dir measured earlier, taken for now (nothing changed in it since, as far as the
+/// daemon's watches tell): its build locks are probed again, and its compile times are left
+/// to be worked out again with the other dirs'.
+pub fn refresh(target: &mut TargetDir) {
+    if let Ok(root) = safefs::open_dir(&target.path) {
+        for profile in &mut target.profiles {
+            profile.state = probe_lock(root.as_fd(), &profile.rel);
+        }
+    }
+    for u in &mut target.units {
+        u.timing = None;
+    }
+}
+
 fn probe_lock(root: std::os::fd::BorrowedFd<'_>, rel: &Path) -> ProfileState {
     match safefs::open_rel_dir(root, rel).and_then(|fd| locks::try_lock(fd.as_fd())) {
         Ok(locks::Outcome::Locked(_)) => ProfileState::Idle,

@@ -1,0 +1,314 @@
+//! The daemon's index of target dirs, kept current by what changed rather than by walking
+//! everything again. Pure: what to walk and what to take as it was, and why each walk happened.
+//!
+//! Every refresh is one of three kinds:
+//! - **full**: every target dir found under the roots is walked: at start, every
+//!   `full-rescan-interval`, after the watches lost events (the kernel's queue overflowed), on a
+//!   new config, and when `status --refresh` asks;
+//! - **rescan** (`rescan-interval`): the roots are searched again; the target dirs that changed,
+//!   appeared, or have dirs beyond the watch limit are walked, the rest taken as they were;
+//! - **events** (a build wrote, a unit or profile was removed): only the target dirs that
+//!   changed are walked, without searching the roots, as soon as the build is over.
+//!
+//! A target dir is "changed" when the tracker saw a write, a creation or a removal in one of its
+//! watched dirs (profile dirs, `.fingerprint/`, `build/`, each unit's dirs), or a run of ours
+//! acted in it (a removed incremental dir is not in a watched dir). What changes without a build
+//! or a run of ours (files deleted by hand in `deps/`) is seen at the next full walk.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use cachekeeper_core::model::TargetDir;
+use cachekeeper_sys::measure::Reuse;
+
+/// Why a target dir was walked; each is a label of `cachekeeper_index_walks_total`.
+pub const REASONS: [&str; 10] = [
+    "start",
+    "full-rescan-interval",
+    "overflow",
+    "config",
+    "refresh",
+    "retry",
+    "no-watches",
+    "changed",
+    "new-target-dir",
+    "watch-limit",
+];
+
+/// How much a refresh walks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Everything, for this reason (one of [`REASONS`]).
+    Full(&'static str),
+    Rescan,
+    Events,
+}
+
+/// What changed since the last refresh.
+#[derive(Clone, Debug, Default)]
+pub struct Changes {
+    pub dirs: HashSet<PathBuf>,
+    /// Target dirs with dirs beyond the watch limit: their changes are not seen.
+    pub partial: HashSet<PathBuf>,
+}
+
+/// What the index knows of the target dirs.
+#[derive(Debug, Default)]
+pub struct Index {
+    /// Each target dir as last measured, and when it was last walked.
+    known: HashMap<PathBuf, (TargetDir, SystemTime)>,
+    last_full: Option<SystemTime>,
+    walks: BTreeMap<&'static str, u64>,
+    /// Target dirs walked and taken as they were by the last refresh.
+    last: (usize, usize),
+}
+
+/// A refresh under way: what was taken as it was, and why the rest is walked.
+#[derive(Debug)]
+pub struct Pending {
+    kind: Kind,
+    changes: Changes,
+    reused: HashSet<PathBuf>,
+}
+
+impl Index {
+    /// The kind a periodic refresh is now: full at start, every `full_every`, or after events
+    /// were lost (`lost`) or without watches (`watching`); else a rescan.
+    #[must_use]
+    pub fn periodic(
+        &self,
+        now: SystemTime,
+        full_every: Duration,
+        lost: bool,
+        watching: bool,
+    ) -> Kind {
+        match self.last_full {
+            None => Kind::Full("start"),
+            Some(_) if !watching => Kind::Full("no-watches"),
+            Some(_) if lost => Kind::Full("overflow"),
+            Some(t) if now.duration_since(t).unwrap_or_default() >= full_every => {
+                Kind::Full("full-rescan-interval")
+            }
+            Some(_) => Kind::Rescan,
+        }
+    }
+
+    /// What a refresh of `kind` takes as it was, given what changed.
+    #[must_use]
+    pub fn plan(&self, kind: Kind, changes: Changes) -> (Option<Reuse>, Pending) {
+        let reuse = match kind {
+            Kind::Full(_) => None,
+            Kind::Rescan | Kind::Events => {
+                let keep = |p: &PathBuf| {
+                    !changes.dirs.contains(p)
+                        && (kind == Kind::Events || !changes.partial.contains(p))
+                };
+                let unchanged: HashMap<PathBuf, TargetDir> = self
+                    .known
+                    .iter()
+                    .filter(|(p, _)| keep(p))
+                    .map(|(p, (dir, _))| (p.clone(), dir.clone()))
+                    .collect();
+                let only = (kind == Kind::Events).then(|| {
+                    changes
+                        .dirs
+                        .iter()
+                        .filter(|p| self.known.contains_key(*p))
+                        .cloned()
+                        .collect()
+                });
+                Some(Reuse { unchanged, only })
+            }
+        };
+        let reused = reuse
+            .as_ref()
+            .map(|r| r.unchanged.keys().cloned().collect())
+            .unwrap_or_default();
+        (
+            reuse,
+            Pending {
+                kind,
+                changes,
+                reused,
+            },
+        )
+    }
+
+    /// Takes what a refresh measured: counts each walk by its reason, and returns the reasons.
+    pub fn took(
+        &mut self,
+        pending: Pending,
+        targets: &[TargetDir],
+        now: SystemTime,
+    ) -> Vec<(PathBuf, &'static str)> {
+        let mut walked = Vec::new();
+        let mut known = HashMap::new();
+        for t in targets {
+            if pending.reused.contains(&t.path)
+                && let Some((_, at)) = self.known.get(&t.path)
+            {
+                known.insert(t.path.clone(), (t.clone(), *at));
+                continue;
+            }
+            let why = match pending.kind {
+                Kind::Full(why) => why,
+                _ if !self.known.contains_key(&t.path) => "new-target-dir",
+                _ if pending.changes.dirs.contains(&t.path) => "changed",
+                _ => "watch-limit",
+            };
+            *self.walks.entry(why).or_default() += 1;
+            walked.push((t.path.clone(), why));
+            known.insert(t.path.clone(), (t.clone(), now));
+        }
+        if matches!(pending.kind, Kind::Full(_)) {
+            self.last_full = Some(now);
+        }
+        self.last = (walked.len(), targets.len() - walked.len());
+        // Every kind measures the whole known set (an events refresh takes most of it as it
+        // was): what is not in `targets` is gone.
+        self.known = known;
+        walked
+    }
+
+    /// When `target` was last walked.
+    #[must_use]
+    pub fn walked_at(&self, target: &Path) -> Option<SystemTime> {
+        self.known.get(target).map(|(_, at)| *at)
+    }
+
+    /// Walks so far by reason, every reason present.
+    #[must_use]
+    pub fn walks(&self) -> BTreeMap<String, u64> {
+        REASONS
+            .iter()
+            .map(|r| ((*r).to_string(), self.walks.get(r).copied().unwrap_or(0)))
+            .collect()
+    }
+
+    #[must_use]
+    pub fn last_full(&self) -> Option<SystemTime> {
+        self.last_full
+    }
+
+    /// Target dirs (walked, taken as they were) by the last refresh.
+    #[must_use]
+    pub fn last(&self) -> (usize, usize) {
+        self.last
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cachekeeper_core::model::{ByKind, FsId, ScanErrors, Signal};
+
+    fn dir(path: &str) -> TargetDir {
+        TargetDir {
+            path: PathBuf::from(path),
+            dev: 1,
+            ino: 1,
+            profiles: Vec::new(),
+            units: Vec::new(),
+            incremental: Vec::new(),
+            orphans: Vec::new(),
+            shared: Vec::new(),
+            usage: ByKind::default(),
+            errors: ScanErrors::default(),
+            rustc_vv: None,
+            jobs: 1,
+            signal: Signal::default(),
+            fs: FsId::default(),
+        }
+    }
+
+    fn t(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + secs)
+    }
+
+    fn changes(dirs: &[&str], partial: &[&str]) -> Changes {
+        Changes {
+            dirs: dirs.iter().map(PathBuf::from).collect(),
+            partial: partial.iter().map(PathBuf::from).collect(),
+        }
+    }
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    #[test]
+    fn full_at_start_every_interval_and_after_lost_events_else_only_what_changed() {
+        let mut ix = Index::default();
+        assert_eq!(ix.periodic(t(0), DAY, false, true), Kind::Full("start"));
+        let (reuse, p) = ix.plan(Kind::Full("start"), Changes::default());
+        assert!(reuse.is_none());
+        let all = [dir("/a"), dir("/b"), dir("/c")];
+        let walked = ix.took(p, &all, t(0));
+        assert_eq!(walked.len(), 3);
+        assert!(walked.iter().all(|(_, why)| *why == "start"));
+
+        assert_eq!(ix.periodic(t(60), DAY, false, true), Kind::Rescan);
+        assert_eq!(ix.periodic(t(60), DAY, true, true), Kind::Full("overflow"));
+        assert_eq!(
+            ix.periodic(t(60), DAY, false, false),
+            Kind::Full("no-watches")
+        );
+        assert_eq!(
+            ix.periodic(t(86_400), DAY, false, true),
+            Kind::Full("full-rescan-interval")
+        );
+
+        // A build wrote in /a; /c has units beyond the watch limit; /d appeared.
+        let (reuse, p) = ix.plan(Kind::Rescan, changes(&["/a"], &["/c"]));
+        let reuse = reuse.unwrap();
+        assert!(reuse.only.is_none(), "a rescan searches the roots");
+        let mut kept: Vec<&PathBuf> = reuse.unchanged.keys().collect();
+        kept.sort();
+        assert_eq!(kept, [&PathBuf::from("/b")]);
+        let walked = ix.took(p, &[dir("/a"), dir("/b"), dir("/c"), dir("/d")], t(60));
+        let mut walked: Vec<(String, &str)> = walked
+            .into_iter()
+            .map(|(p, why)| (p.display().to_string(), why))
+            .collect();
+        walked.sort();
+        assert_eq!(
+            walked,
+            [
+                ("/a".to_string(), "changed"),
+                ("/c".into(), "watch-limit"),
+                ("/d".into(), "new-target-dir")
+            ]
+        );
+        assert_eq!(ix.walked_at(Path::new("/b")), Some(t(0)), "taken as it was");
+        assert_eq!(ix.walked_at(Path::new("/a")), Some(t(60)));
+        assert_eq!(ix.last(), (3, 1));
+        assert_eq!(ix.walks()["changed"], 1);
+        assert_eq!(ix.walks()["start"], 3);
+        assert_eq!(
+            ix.walks()["overflow"],
+            0,
+            "every reason is there from the start"
+        );
+    }
+
+    #[test]
+    fn an_events_refresh_walks_only_what_changed_and_does_not_search() {
+        let mut ix = Index::default();
+        let (_, p) = ix.plan(Kind::Full("start"), Changes::default());
+        ix.took(p, &[dir("/a"), dir("/b")], t(0));
+        // /c is not known: an events refresh does not search for it (the next rescan does).
+        let (reuse, p) = ix.plan(Kind::Events, changes(&["/a", "/c"], &["/b"]));
+        let reuse = reuse.unwrap();
+        assert_eq!(reuse.only, Some(vec![PathBuf::from("/a")]));
+        assert!(
+            reuse.unchanged.contains_key(Path::new("/b")),
+            "partial, but unchanged"
+        );
+        let walked = ix.took(p, &[dir("/a"), dir("/b")], t(5));
+        assert_eq!(walked, [(PathBuf::from("/a"), "changed")]);
+        // A target dir removed whole is gone from the index.
+        let (_, p) = ix.plan(Kind::Events, changes(&["/a"], &[]));
+        ix.took(p, &[dir("/b")], t(9));
+        assert_eq!(ix.walked_at(Path::new("/a")), None);
+        assert_eq!(ix.last_full(), Some(t(0)));
+    }
+}

@@ -1,0 +1,119 @@
+//! The daemon's index is kept current by what changed: a build that writes in one target dir
+//! has that dir walked again when it ends, and no other; a unit created, rebuilt or removed by
+//! real cargo shows in `status` without a full walk, and the numbers equal a fresh `scan`.
+
+use serde_json::Value;
+
+use crate::running::{Barrier, Daemon, daemon_section};
+use crate::support::Fixture;
+
+/// The status view's target dir at `path`.
+fn target<'a>(status: &'a Value, path: &std::path::Path) -> &'a Value {
+    status["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["path"].as_str() == path.to_str())
+        .unwrap_or_else(|| panic!("{} not in {status:#}", path.display()))
+}
+
+/// Walks since the daemon started, by why.
+fn walks(status: &Value, why: &str) -> u64 {
+    status["daemon"]["index"]["walks"][why].as_u64().unwrap()
+}
+
+/// The full walks: every reason but what changed.
+fn full_walks(status: &Value) -> u64 {
+    status["daemon"]["index"]["walks"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(why, _)| !matches!(why.as_str(), "changed" | "new-target-dir" | "watch-limit"))
+        .map(|(_, n)| n.as_u64().unwrap())
+        .sum()
+}
+
+#[test]
+fn what_a_build_changes_is_walked_again_and_nothing_else() {
+    let f = Fixture::new();
+    f.app_and_dep();
+    assert!(f.cargo(&["build"]).success);
+    let other = Barrier::new();
+    f.config_with(
+        &format!("roots = [{:?}, {}]", f.ws.to_str().unwrap(), other.root()),
+        &daemon_section(&f, ""),
+    );
+    let d = Daemon::start(&f);
+    let start = d.json(&["status"]);
+    assert_eq!(walks(&start, "start"), 2, "{:#}", start["daemon"]["index"]);
+    assert_eq!(full_walks(&start), 2);
+    let other_target = other.0.target();
+    let other_walked = target(&start, &other_target)["walked_at"].clone();
+    assert!(other_walked.is_string(), "{start:#}");
+    let units = |s: &Value| target(s, &f.target())["units"].as_u64().unwrap();
+    let before = units(&start);
+
+    // Created: an example is a unit of its own.
+    f.write(
+        "dep/examples/hello.rs",
+        "fn main() {\n    dep::hello();\n}\n",
+    );
+    assert!(f.cargo(&["build", "--examples"]).success);
+    let created = d.wait_status("the new unit", |s| units(s) > before);
+    assert!(
+        walks(&created, "changed") >= 1,
+        "{:#}",
+        created["daemon"]["index"]
+    );
+
+    // Rebuilt: a changed source recompiles the units built on it, in place.
+    f.write(
+        "dep/src/lib.rs",
+        "pub fn hello() {\n    println!(\"changed\");\n}\n",
+    );
+    let rebuilt = f.cargo(&["build", "--examples"]);
+    assert!(rebuilt.success && !rebuilt.recompiled().is_empty());
+    let changed = walks(&created, "changed");
+    let after_rebuild = d.wait_status("the rebuild walked", |s| walks(s, "changed") > changed);
+
+    // Removed: `cargo clean -p dep` takes dep's units away.
+    let with_dep = units(&after_rebuild);
+    let clean = std::process::Command::new("cargo")
+        .args(["clean", "--offline", "-p", "dep"])
+        .current_dir(&f.ws)
+        .env("CARGO_TARGET_DIR", f.target())
+        .output()
+        .unwrap();
+    assert!(
+        clean.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clean.stderr)
+    );
+    let cleaned = d.wait_status("the removed units", |s| units(s) < with_dep);
+
+    // No full walk happened, and the other target dir was never walked again.
+    assert_eq!(full_walks(&cleaned), 2, "{:#}", cleaned["daemon"]["index"]);
+    assert_eq!(target(&cleaned, &other_target)["walked_at"], other_walked);
+
+    // What the events kept is what a walk finds: the daemon's numbers equal a fresh scan's
+    // (the CLI beside the daemon measures itself), and equal those of a full walk.
+    let scan = f.ck_json(&["scan"]);
+    for key in ["bytes", "units", "files", "incremental_dirs"] {
+        assert_eq!(
+            target(&cleaned, &f.target())[key],
+            target(&scan, &f.target())[key],
+            "{key}"
+        );
+    }
+    let refreshed = d.json(&["status", "--refresh"]);
+    assert_eq!(
+        walks(&refreshed, "refresh"),
+        2,
+        "{:#}",
+        refreshed["daemon"]["index"]
+    );
+    assert_eq!(
+        target(&refreshed, &f.target())["bytes"],
+        target(&cleaned, &f.target())["bytes"]
+    );
+}
