@@ -310,7 +310,7 @@ pub fn inotify(needed: u64, limit: Option<u64>) -> Option<Finding> {
             None,
             None,
             format!(
-                "the daemon needs about {needed} inotify watches for the units found, but fs.inotify.max_user_watches is {limit}: units past the limit fall back to access times"
+                "the daemon needs about {needed} inotify watches for the target dirs found (one per unit and build-script run, two per profile, one per target dir), but fs.inotify.max_user_watches is {limit}: units past the limit fall back to access times, and their target dirs are walked whole at every rescan (their changes are not seen)"
             ),
             "raise it: sysctl -w fs.inotify.max_user_watches=524288 (and in /etc/sysctl.d/ to keep it)",
         )

@@ -339,11 +339,17 @@ impl TargetDir {
         self.usage.total().bytes
     }
 
-    /// The directories the daemon watches for builds' uses here (one inotify watch each): every
-    /// unit's fingerprint dir and every build-script run's dir.
+    /// The directories the daemon watches here (one inotify watch each): every unit's
+    /// fingerprint dir and every build-script run's dir (builds' uses, and what changed), each
+    /// profile dir (cargo's lock) and the dir its new units appear in (`.fingerprint/`, or
+    /// `build/` in the new layout, whose package dirs are counted with the units), and the
+    /// target dir itself (new profiles). 10,000 units with 2,000 build scripts: 12,005 watches.
     #[must_use]
     pub fn watched_dirs(&self) -> usize {
-        self.units.len() + self.units.iter().filter(|u| u.run_dir.is_some()).count()
+        self.units.len()
+            + self.units.iter().filter(|u| u.run_dir.is_some()).count()
+            + 2 * self.profiles.len()
+            + 1
     }
 }
 
