@@ -118,7 +118,19 @@ impl Index {
                         .cloned()
                         .collect()
                 });
-                Some(Reuse { unchanged, only })
+                // What changed is walked again, but the incremental crate dirs no compile
+                // touched are taken from its last walk.
+                let previous = self
+                    .known
+                    .iter()
+                    .filter(|(p, _)| changes.dirs.contains(*p))
+                    .map(|(p, (dir, _))| (p.clone(), dir.clone()))
+                    .collect();
+                Some(Reuse {
+                    unchanged,
+                    only,
+                    previous,
+                })
             }
         };
         let reused = reuse

@@ -285,6 +285,9 @@ pub struct IncrementalDir {
     /// When rustc started the newest session (from its name): the last compile of the crate.
     pub newest_session: Option<SystemTime>,
     pub newest_mtime: SystemTime,
+    /// The crate dir's own modification time when it was walked: a session added, finished
+    /// or removed since changes it (a walk takes the dir as it was when this is unchanged).
+    pub dir_mtime: Option<SystemTime>,
     pub session_locks: Vec<String>,
     /// Units whose compile produced the newest session (indices into [`TargetDir::units`]).
     pub owners: Vec<usize>,

@@ -36,6 +36,9 @@ pub struct Reuse {
     /// these and `unchanged`). `None`: the roots are searched, and every target dir found that
     /// is not in `unchanged` is walked.
     pub only: Option<Vec<PathBuf>>,
+    /// Target dirs that changed, as measured before: their walk takes the incremental crate
+    /// dirs no compile touched since as they were (most of a target dir's files are there).
+    pub previous: HashMap<PathBuf, TargetDir>,
 }
 
 /// Measures what `sides` asks for: the cargo side on a blocking thread (it walks the disk on
@@ -93,6 +96,7 @@ pub fn take_cargo(
     let Reuse {
         mut unchanged,
         only,
+        previous,
     } = reuse.unwrap_or_default();
     let found = match only {
         Some(walk) => {
@@ -128,7 +132,7 @@ pub fn take_cargo(
                 targets.push(known);
                 continue;
             }
-            match inventory::scan_cached(path, threads, cache, Some(progress)) {
+            match inventory::scan_cached(path, threads, cache, Some(progress), previous.get(path)) {
                 Ok(t) => targets.push(t),
                 Err(e) => failed.push((path.clone(), e.to_string())),
             }

@@ -408,6 +408,7 @@ pub(super) fn incr(name: &str, written: Duration, owners: Vec<usize>) -> Increme
         reclaimable: 40,
         newest_session: Some(ago(written)),
         newest_mtime: ago(written),
+        dir_mtime: None,
         session_locks: vec!["s-x.lock".into()],
         owners,
     }

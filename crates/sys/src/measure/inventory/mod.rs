@@ -57,16 +57,18 @@ const SESSION_SLACK: Duration = Duration::from_secs(2);
 
 /// Measures and understands one target dir.
 pub fn scan(path: &Path, threads: usize) -> Result<TargetDir, ScanError> {
-    scan_cached(path, threads, None, None)
+    scan_cached(path, threads, None, None, None)
 }
 
-/// [`scan`], reading only the fingerprint files `cache` has not seen in this version, and
-/// telling `progress` what it walks.
+/// [`scan`], reading only the fingerprint files `cache` has not seen in this version, telling
+/// `progress` what it walks, and taking the incremental crate dirs of an earlier walk of this
+/// dir (`previous`) as they were where they did not change since.
 pub(crate) fn scan_cached(
     path: &Path,
     threads: usize,
     cache: Option<&FingerprintCache>,
     progress: Option<&crate::progress::Progress>,
+    previous: Option<&TargetDir>,
 ) -> Result<TargetDir, ScanError> {
     let open_err = |source| ScanError::Open {
         path: path.to_path_buf(),
@@ -100,6 +102,9 @@ pub(crate) fn scan_cached(
         containers,
         crates: std::sync::Mutex::new(Vec::new()),
         progress: progress.filter(|p| p.is_shown()),
+        walked: previous
+            .map(|t| walked_incremental(t, &profile_rels))
+            .unwrap_or_default(),
     };
     let walk_root = rustix::io::fcntl_dupfd_cloexec(&root, 0).map_err(|e| open_err(e.into()))?;
     let accs = crate::os::walk::walk(&visitor, walk_root, Ctx::Root, threads);
@@ -127,6 +132,35 @@ pub fn refresh(target: &mut TargetDir) {
     for u in &mut target.units {
         u.timing = None;
     }
+}
+
+/// The incremental crate dirs of an earlier walk that a walk may take as they were, by the
+/// profile's index in `profile_rels` and the dir's name: those sharing no inode with another
+/// part (the sharing is only seen by walking every link).
+fn walked_incremental<'t>(
+    previous: &'t TargetDir,
+    profile_rels: &[PathBuf],
+) -> HashMap<(u16, String), &'t IncrementalDir> {
+    let shared: std::collections::HashSet<usize> = previous
+        .shared
+        .iter()
+        .flat_map(|s| &s.owners)
+        .filter_map(|o| match o {
+            Part::Incremental(i) => Some(*i),
+            _ => None,
+        })
+        .collect();
+    previous
+        .incremental
+        .iter()
+        .enumerate()
+        .filter(|(i, d)| !shared.contains(i) && d.dir_mtime.is_some())
+        .filter_map(|(_, d)| {
+            let rel = &previous.profiles.get(usize::from(d.profile))?.rel;
+            let p = profile_rels.iter().position(|r| r == rel)?;
+            Some(((u16::try_from(p).ok()?, d.name.clone()), d))
+        })
+        .collect()
 }
 
 fn probe_lock(root: std::os::fd::BorrowedFd<'_>, rel: &Path) -> ProfileState {
@@ -295,6 +329,7 @@ fn assemble(
                 reclaimable: i.reclaimable,
                 newest_session: i.newest_session,
                 newest_mtime: i.newest_mtime.unwrap_or(epoch),
+                dir_mtime: i.dir_mtime,
                 session_locks: i.session_locks,
                 owners: Vec::new(),
             })
@@ -531,5 +566,89 @@ fn match_incremental_owners(units: &[Unit], dirs: &mut [IncrementalDir]) {
                 }
             })
             .collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cargo-shaped target dir: one profile, units `foo` and `bar`, each with an incremental
+    /// crate dir holding one session of a few files.
+    fn tree() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        std::fs::write(
+            root.join("CACHEDIR.TAG"),
+            "Signature: 8a477f597d28d172789f06886806bc55\n# This file is a cache directory tag created by cargo.\n",
+        )
+        .unwrap();
+        let debug = root.join("debug");
+        for d in [".fingerprint", "deps", "incremental"] {
+            std::fs::create_dir_all(debug.join(d)).unwrap();
+        }
+        std::fs::write(debug.join(".cargo-lock"), "").unwrap();
+        for (name, hash) in [("foo", "0123456789abcdef"), ("bar", "fedcba9876543210")] {
+            let fp = debug.join(".fingerprint").join(format!("{name}-{hash}"));
+            std::fs::create_dir_all(&fp).unwrap();
+            std::fs::write(fp.join(format!("lib-{name}")), "0011223344556677").unwrap();
+            std::fs::write(fp.join(format!("dep-lib-{name}")), "dep-info").unwrap();
+            std::fs::write(fp.join("invoked.timestamp"), "").unwrap();
+            std::fs::write(
+                debug.join("deps").join(format!("lib{name}-{hash}.rlib")),
+                [0u8; 5000],
+            )
+            .unwrap();
+            let session = debug
+                .join("incremental")
+                .join(format!("{name}-1abc"))
+                .join("s-ha2x3kqo6w-1xyz-0123abcd");
+            std::fs::create_dir_all(&session).unwrap();
+            for i in 0..5 {
+                std::fs::write(session.join(format!("{i}.o")), [1u8; 3000]).unwrap();
+            }
+        }
+        t
+    }
+
+    fn incr<'t>(t: &'t TargetDir, name: &str) -> &'t IncrementalDir {
+        t.incremental.iter().find(|d| d.crate_name == name).unwrap()
+    }
+
+    #[test]
+    fn a_walk_takes_untouched_incremental_dirs_as_an_earlier_walk_found_them() {
+        let t = tree();
+        let full = scan(t.path(), 1).unwrap();
+        assert_eq!(full.incremental.len(), 2);
+        assert!(incr(&full, "foo").dir_mtime.is_some());
+        // Nothing changed: the same numbers, with or without the earlier walk.
+        let again = scan_cached(t.path(), 1, None, None, Some(&full)).unwrap();
+        assert_eq!(again.usage.total(), full.usage.total());
+        for name in ["foo", "bar"] {
+            assert_eq!(incr(&again, name).usage, incr(&full, name).usage);
+        }
+        // A file rewritten inside a finished session (rustc never does this) does not change
+        // the crate dir: the walk takes foo as it was, which shows it was not walked.
+        let session = t
+            .path()
+            .join("debug/incremental/foo-1abc/s-ha2x3kqo6w-1xyz-0123abcd");
+        std::fs::write(session.join("0.o"), [1u8; 30_000]).unwrap();
+        let taken = scan_cached(t.path(), 1, None, None, Some(&full)).unwrap();
+        assert_eq!(incr(&taken, "foo").usage, incr(&full, "foo").usage);
+        assert!(
+            incr(&scan(t.path(), 1).unwrap(), "foo").usage.bytes > incr(&full, "foo").usage.bytes
+        );
+        // A new session (what a compile does) changes bar's crate dir: bar is walked again.
+        let newer = t
+            .path()
+            .join("debug/incremental/bar-1abc/s-ha2x4aaaaa-1xyz-4567abcd");
+        std::fs::create_dir_all(&newer).unwrap();
+        std::fs::write(newer.join("0.o"), [1u8; 8000]).unwrap();
+        let walked = scan_cached(t.path(), 1, None, None, Some(&full)).unwrap();
+        assert_eq!(
+            incr(&walked, "bar").usage.files,
+            incr(&full, "bar").usage.files + 2
+        );
+        assert!(incr(&walked, "bar").newest_session > incr(&full, "bar").newest_session);
     }
 }

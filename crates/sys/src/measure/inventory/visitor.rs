@@ -28,7 +28,7 @@ use super::cache::Parsed;
 use crate::os::safefs::{self, Meta};
 use crate::os::walk::Visitor;
 use cachekeeper_core::model::names;
-use cachekeeper_core::model::{ByKind, Kind, Layout, ScanErrors, UnitKey, Usage};
+use cachekeeper_core::model::{ByKind, IncrementalDir, Kind, Layout, ScanErrors, UnitKey, Usage};
 
 /// Who an entry's bytes belong to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -147,16 +147,31 @@ pub(super) struct IncrAcc {
     pub path: Option<PathBuf>,
     pub newest_session: Option<SystemTime>,
     pub newest_mtime: Option<SystemTime>,
+    pub dir_mtime: Option<SystemTime>,
     pub session_locks: Vec<String>,
 }
 
 impl IncrAcc {
+    /// What a walk of the crate dir found, as an earlier walk recorded it.
+    fn from_walked(d: &IncrementalDir) -> IncrAcc {
+        IncrAcc {
+            usage: d.usage,
+            reclaimable: d.reclaimable,
+            path: Some(d.path.clone()),
+            newest_session: d.newest_session,
+            newest_mtime: Some(d.newest_mtime),
+            dir_mtime: d.dir_mtime,
+            session_locks: d.session_locks.clone(),
+        }
+    }
+
     pub fn merge(&mut self, o: IncrAcc) {
         self.usage.merge(&o.usage);
         self.reclaimable += o.reclaimable;
         self.path = self.path.take().or(o.path);
         self.newest_session = later_opt(self.newest_session, o.newest_session);
         self.newest_mtime = later_opt(self.newest_mtime, o.newest_mtime);
+        self.dir_mtime = self.dir_mtime.or(o.dir_mtime);
         self.session_locks.extend(o.session_locks);
     }
 }
@@ -212,6 +227,11 @@ pub(super) struct InventoryVisitor<'c> {
     pub crates: Mutex<Vec<(u16, Arc<str>)>>,
     /// Told what was walked, every few thousand entries.
     pub progress: Option<&'c crate::progress::Progress>,
+    /// Incremental crate dirs an earlier walk of this target dir measured, by (profile, dir
+    /// name): one whose own mtime is still the one recorded is taken as it was, not walked
+    /// (rustc never changes a finished session; it adds and removes session dirs, which
+    /// changes the crate dir). Those holding an inode shared with another part are left out.
+    pub walked: HashMap<(u16, String), &'c IncrementalDir>,
 }
 
 /// Entries a walker thread counts before telling progress.
@@ -470,6 +490,13 @@ impl Visitor for InventoryVisitor<'_> {
             },
         };
         let name_str = name.to_str().unwrap_or("");
+        if let (Owner::Incr(id), Ctx::Incremental(p), true) = (&owner, parent, is_dir)
+            && let Some(d) = self.walked.get(&(*p, name_str.to_string()))
+            && d.dir_mtime == Some(meta.mtime)
+        {
+            acc.incr.insert(*id, IncrAcc::from_walked(d));
+            return None;
+        }
 
         // Top-level paths: where a unit or incremental dir begins.
         match (&owner, parent) {
@@ -491,7 +518,9 @@ impl Visitor for InventoryVisitor<'_> {
                 u.paths.push(rel);
             }
             (Owner::Incr(id), Ctx::Incremental(_)) => {
-                acc.incr.entry(*id).or_default().path = Some(dir_rel.join(name));
+                let i = acc.incr.entry(*id).or_default();
+                i.path = Some(dir_rel.join(name));
+                i.dir_mtime = Some(meta.mtime);
             }
             _ => {}
         }
