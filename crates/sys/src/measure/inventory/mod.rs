@@ -17,6 +17,7 @@
 //! - Only a dir carrying cargo's `CACHEDIR.TAG` is scanned.
 //! - Sizes are allocated bytes (`du`), with every inode counted once.
 
+mod acc;
 mod cache;
 mod visitor;
 
@@ -31,7 +32,8 @@ use std::time::{Duration, SystemTime};
 
 use crate::os::locks;
 use crate::os::safefs::{self, Meta};
-use visitor::{Acc, Ctx, InventoryVisitor, Owner};
+use acc::Acc;
+use visitor::{Ctx, InventoryVisitor, Owner};
 
 use cachekeeper_core::model::names;
 use cachekeeper_core::model::{
@@ -458,7 +460,7 @@ fn map_shared(
 /// several units or incremental dirs the inode is returned as shared, freed when all go;
 /// a link anywhere else (outside the target dir, or loose in it) keeps it forever.
 fn resolve_links(all: &mut Acc) -> Vec<(u64, Vec<Owner>)> {
-    let mut by_inode: HashMap<(u64, u64), Vec<visitor::Link>> = HashMap::new();
+    let mut by_inode: HashMap<(u64, u64), Vec<acc::Link>> = HashMap::new();
     for l in std::mem::take(&mut all.links) {
         by_inode.entry((l.dev, l.ino)).or_default().push(l);
     }
