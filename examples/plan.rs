@@ -10,8 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use cachekeeper_core::config::{Eviction, Rules, SizeSpec};
 use cachekeeper_core::decide::cargo::{Input, Settings, Target, plan};
 use cachekeeper_core::model::{
-    ByKind, Filesystem, Layout, Profile, ProfileState, ScanErrors, Signal, TargetDir, Unit,
-    UnitKey, Usage,
+    ByKind, Filesystem, Layout, Profile, ProfileState, Signal, TargetDir, Unit, UnitKey, Usage,
 };
 
 fn units(n: usize, shape: &str, now: SystemTime) -> Vec<Unit> {
@@ -93,7 +92,6 @@ fn main() {
         usage.merge(&u.usage);
     }
     let dir = TargetDir {
-        path: PathBuf::from("/bench/target"),
         dev: 1,
         ino: 1,
         profiles: vec![Profile {
@@ -103,15 +101,9 @@ fn main() {
             state: ProfileState::Idle,
         }],
         units,
-        incremental: Vec::new(),
-        orphans: Vec::new(),
-        shared: Vec::new(),
         usage,
-        errors: ScanErrors::default(),
-        rustc_vv: None,
         jobs: 2,
-        signal: cachekeeper_core::model::Signal::default(),
-        fs: cachekeeper_core::model::FsId::default(),
+        ..TargetDir::empty(PathBuf::from("/bench/target"))
     };
     let fss = vec![Filesystem {
         dev: 1,

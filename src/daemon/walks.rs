@@ -213,25 +213,9 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cachekeeper_core::model::{ByKind, FsId, ScanErrors, Signal};
 
     fn dir(path: &str) -> TargetDir {
-        TargetDir {
-            path: PathBuf::from(path),
-            dev: 1,
-            ino: 1,
-            profiles: Vec::new(),
-            units: Vec::new(),
-            incremental: Vec::new(),
-            orphans: Vec::new(),
-            shared: Vec::new(),
-            usage: ByKind::default(),
-            errors: ScanErrors::default(),
-            rustc_vv: None,
-            jobs: 1,
-            signal: Signal::default(),
-            fs: FsId::default(),
-        }
+        TargetDir::empty(PathBuf::from(path))
     }
 
     fn t(secs: u64) -> SystemTime {

@@ -455,8 +455,14 @@ fn the_daemonset_pod_keeps_its_history_on_a_hostpath_root_made() {
     wait_healthy(e, name);
     let history: Value =
         serde_json::from_str(&e.ok(&["exec", name, "cachekeeper", "history", "--json"])).unwrap();
-    let runs = history["runs"].as_array().unwrap();
-    assert_eq!(runs.len(), 1, "{history:#}");
-    assert_eq!(runs[0]["trigger"], "manual", "{history:#}");
+    // The run asked for, kept across the pod's replacement (on a host short of free space a
+    // disk-pressure run may be there too: the pod runs the shipped config, min-free included).
+    let manual: Vec<&Value> = history["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["trigger"] == "manual")
+        .collect();
+    assert_eq!(manual.len(), 1, "{history:#}");
     e.ok(&["stop", "-t", "30", name]);
 }

@@ -337,6 +337,27 @@ pub struct TargetDir {
 }
 
 impl TargetDir {
+    /// A target dir at `path` with nothing in it (what tests and benchmarks fill in).
+    #[must_use]
+    pub fn empty(path: PathBuf) -> TargetDir {
+        TargetDir {
+            path,
+            dev: 0,
+            ino: 0,
+            profiles: Vec::new(),
+            units: Vec::new(),
+            incremental: Vec::new(),
+            orphans: Vec::new(),
+            shared: Vec::new(),
+            usage: ByKind::default(),
+            errors: ScanErrors::default(),
+            rustc_vv: None,
+            jobs: 1,
+            signal: super::Signal::default(),
+            fs: super::FsId::default(),
+        }
+    }
+
     #[must_use]
     pub fn bytes(&self) -> u64 {
         self.usage.total().bytes
@@ -415,21 +436,6 @@ pub(crate) mod tests {
 
     /// A target dir with nothing in it.
     pub(crate) fn blank_dir() -> TargetDir {
-        TargetDir {
-            path: PathBuf::from("/t"),
-            dev: 0,
-            ino: 0,
-            profiles: Vec::new(),
-            units: Vec::new(),
-            incremental: Vec::new(),
-            orphans: Vec::new(),
-            shared: Vec::new(),
-            usage: ByKind::default(),
-            errors: ScanErrors::default(),
-            rustc_vv: None,
-            jobs: 1,
-            signal: crate::model::Signal::default(),
-            fs: crate::model::FsId::default(),
-        }
+        TargetDir::empty(PathBuf::from("/t"))
     }
 }

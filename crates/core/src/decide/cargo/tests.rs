@@ -1,7 +1,5 @@
 use super::*;
-use crate::model::{
-    ByKind, IncrementalDir, Layout, Profile, ProfileState, ScanErrors, Unit, UnitKey, Usage,
-};
+use crate::model::{ByKind, IncrementalDir, Layout, Profile, ProfileState, Unit, UnitKey, Usage};
 use std::path::PathBuf;
 
 pub(super) const DAY: Duration = Duration::from_secs(86_400);
@@ -61,7 +59,6 @@ pub(super) fn target(name: &str, units: Vec<Unit>) -> TargetDir {
         usage.merge(&u.usage);
     }
     let mut t = TargetDir {
-        path: PathBuf::from(name),
         dev: 1,
         ino: 1,
         profiles: vec![Profile {
@@ -71,15 +68,10 @@ pub(super) fn target(name: &str, units: Vec<Unit>) -> TargetDir {
             state: ProfileState::Idle,
         }],
         units,
-        incremental: Vec::new(),
-        orphans: Vec::new(),
-        shared: Vec::new(),
         usage,
-        errors: ScanErrors::default(),
         jobs: 2,
         rustc_vv: Some("rustc 9.9.9\nrelease: 9.9.9\n".into()),
-        signal: Signal::default(),
-        fs: crate::model::FsId::default(),
+        ..TargetDir::empty(PathBuf::from(name))
     };
     // Dependents from deps, as the inventory links them.
     let fps: Vec<u64> = t.units.iter().map(|u| u.fingerprints[0]).collect();
