@@ -178,7 +178,7 @@ impl Daemon {
 
     /// A refresh is done: its view becomes the index.
     pub(super) fn measured(&mut self, m: Measured, r: Rescanning) {
-        let walked = self.index.took(r.pending, &m.targets, m.at);
+        let walked = self.index.took(r.pending, m.targets, m.at);
         for (path, why) in &walked {
             tracing::debug!(target_dir = %path.display(), reason = why, "walked");
         }

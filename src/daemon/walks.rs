@@ -56,8 +56,11 @@ pub struct Changes {
 /// What the index knows of the target dirs.
 #[derive(Debug, Default)]
 pub struct Index {
-    /// Each target dir as last measured, and when it was last walked.
-    known: HashMap<PathBuf, (TargetDir, SystemTime)>,
+    /// Each target dir as last measured. Handed to a refresh (moved, not copied: at 10,000
+    /// units a copy per refresh is megabytes) and back with what it measured.
+    dirs: HashMap<PathBuf, TargetDir>,
+    /// When each known target dir was last walked.
+    walked: HashMap<PathBuf, SystemTime>,
     last_full: Option<SystemTime>,
     walks: BTreeMap<&'static str, u64>,
     /// Target dirs walked and taken as they were by the last refresh.
@@ -94,43 +97,30 @@ impl Index {
         }
     }
 
-    /// What a refresh of `kind` takes as it was, given what changed.
+    /// What a refresh of `kind` takes as it was, given what changed. The known target dirs go
+    /// with it (those that changed as `previous`, for their incremental dirs) and come back
+    /// with [`Index::took`]; a refresh that fails leaves the index empty, and the daemon asks
+    /// for a full walk then.
     #[must_use]
-    pub fn plan(&self, kind: Kind, changes: Changes) -> (Option<Reuse>, Pending) {
+    pub fn plan(&mut self, kind: Kind, changes: Changes) -> (Option<Reuse>, Pending) {
+        let known = std::mem::take(&mut self.dirs);
         let reuse = match kind {
             Kind::Full(_) => None,
             Kind::Rescan | Kind::Events => {
-                let keep = |p: &PathBuf| {
-                    !changes.dirs.contains(p)
-                        && (kind == Kind::Events || !changes.partial.contains(p))
-                };
-                let unchanged: HashMap<PathBuf, TargetDir> = self
-                    .known
-                    .iter()
-                    .filter(|(p, _)| keep(p))
-                    .map(|(p, (dir, _))| (p.clone(), dir.clone()))
-                    .collect();
-                let only = (kind == Kind::Events).then(|| {
-                    changes
-                        .dirs
-                        .iter()
-                        .filter(|p| self.known.contains_key(*p))
-                        .cloned()
-                        .collect()
-                });
-                // What changed is walked again, but the incremental crate dirs no compile
-                // touched are taken from its last walk.
-                let previous = self
-                    .known
-                    .iter()
-                    .filter(|(p, _)| changes.dirs.contains(*p))
-                    .map(|(p, (dir, _))| (p.clone(), dir.clone()))
-                    .collect();
-                Some(Reuse {
-                    unchanged,
-                    only,
-                    previous,
-                })
+                let mut reuse = Reuse::default();
+                let mut only = Vec::new();
+                for (path, dir) in known {
+                    if changes.dirs.contains(&path) {
+                        // Walked again, but the incremental crate dirs no compile touched are
+                        // taken from its last walk.
+                        only.push(path.clone());
+                        reuse.previous.insert(path, dir);
+                    } else if kind == Kind::Events || !changes.partial.contains(&path) {
+                        reuse.unchanged.insert(path, dir);
+                    }
+                }
+                reuse.only = (kind == Kind::Events).then_some(only);
+                Some(reuse)
             }
         };
         let reused = reuse
@@ -151,42 +141,44 @@ impl Index {
     pub fn took(
         &mut self,
         pending: Pending,
-        targets: &[TargetDir],
+        targets: Vec<TargetDir>,
         now: SystemTime,
     ) -> Vec<(PathBuf, &'static str)> {
         let mut walked = Vec::new();
-        let mut known = HashMap::new();
+        let mut at = HashMap::new();
+        let n = targets.len();
         for t in targets {
-            if pending.reused.contains(&t.path)
-                && let Some((_, at)) = self.known.get(&t.path)
-            {
-                known.insert(t.path.clone(), (t.clone(), *at));
-                continue;
-            }
-            let why = match pending.kind {
-                Kind::Full(why) => why,
-                _ if !self.known.contains_key(&t.path) => "new-target-dir",
-                _ if pending.changes.dirs.contains(&t.path) => "changed",
-                _ => "watch-limit",
+            let when = match self.walked.get(&t.path) {
+                Some(when) if pending.reused.contains(&t.path) => *when,
+                known => {
+                    let why = match pending.kind {
+                        Kind::Full(why) => why,
+                        _ if known.is_none() => "new-target-dir",
+                        _ if pending.changes.dirs.contains(&t.path) => "changed",
+                        _ => "watch-limit",
+                    };
+                    *self.walks.entry(why).or_default() += 1;
+                    walked.push((t.path.clone(), why));
+                    now
+                }
             };
-            *self.walks.entry(why).or_default() += 1;
-            walked.push((t.path.clone(), why));
-            known.insert(t.path.clone(), (t.clone(), now));
+            at.insert(t.path.clone(), when);
+            self.dirs.insert(t.path.clone(), t);
         }
         if matches!(pending.kind, Kind::Full(_)) {
             self.last_full = Some(now);
         }
-        self.last = (walked.len(), targets.len() - walked.len());
+        self.last = (walked.len(), n - walked.len());
         // Every kind measures the whole known set (an events refresh takes most of it as it
         // was): what is not in `targets` is gone.
-        self.known = known;
+        self.walked = at;
         walked
     }
 
     /// When `target` was last walked.
     #[must_use]
     pub fn walked_at(&self, target: &Path) -> Option<SystemTime> {
-        self.known.get(target).map(|(_, at)| *at)
+        self.walked.get(target).copied()
     }
 
     /// Walks so far by reason, every reason present.
@@ -238,7 +230,7 @@ mod tests {
         let (reuse, p) = ix.plan(Kind::Full("start"), Changes::default());
         assert!(reuse.is_none());
         let all = [dir("/a"), dir("/b"), dir("/c")];
-        let walked = ix.took(p, &all, t(0));
+        let walked = ix.took(p, all.to_vec(), t(0));
         assert_eq!(walked.len(), 3);
         assert!(walked.iter().all(|(_, why)| *why == "start"));
 
@@ -260,7 +252,7 @@ mod tests {
         let mut kept: Vec<&PathBuf> = reuse.unchanged.keys().collect();
         kept.sort();
         assert_eq!(kept, [&PathBuf::from("/b")]);
-        let walked = ix.took(p, &[dir("/a"), dir("/b"), dir("/c"), dir("/d")], t(60));
+        let walked = ix.took(p, vec![dir("/a"), dir("/b"), dir("/c"), dir("/d")], t(60));
         let mut walked: Vec<(String, &str)> = walked
             .into_iter()
             .map(|(p, why)| (p.display().to_string(), why))
@@ -290,7 +282,7 @@ mod tests {
     fn an_events_refresh_walks_only_what_changed_and_does_not_search() {
         let mut ix = Index::default();
         let (_, p) = ix.plan(Kind::Full("start"), Changes::default());
-        ix.took(p, &[dir("/a"), dir("/b")], t(0));
+        ix.took(p, vec![dir("/a"), dir("/b")], t(0));
         // /c is not known: an events refresh does not search for it (the next rescan does).
         let (reuse, p) = ix.plan(Kind::Events, changes(&["/a", "/c"], &["/b"]));
         let reuse = reuse.unwrap();
@@ -299,11 +291,11 @@ mod tests {
             reuse.unchanged.contains_key(Path::new("/b")),
             "partial, but unchanged"
         );
-        let walked = ix.took(p, &[dir("/a"), dir("/b")], t(5));
+        let walked = ix.took(p, vec![dir("/a"), dir("/b")], t(5));
         assert_eq!(walked, [(PathBuf::from("/a"), "changed")]);
         // A target dir removed whole is gone from the index.
         let (_, p) = ix.plan(Kind::Events, changes(&["/a"], &[]));
-        ix.took(p, &[dir("/b")], t(9));
+        ix.took(p, vec![dir("/b")], t(9));
         assert_eq!(ix.walked_at(Path::new("/a")), None);
         assert_eq!(ix.last_full(), Some(t(0)));
     }
