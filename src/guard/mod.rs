@@ -23,10 +23,15 @@ pub fn step_summary(passes: &[Pass], exit_code: Option<i32>) {
     let Some(md) = human::guard::step_summary(passes, exit_code) else {
         return;
     };
+    // The runner names the file; a link planted at that name, or a FIFO, is not written to.
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .custom_flags(i32::try_from(flags.bits()).unwrap_or(0))
         .open(&path)
+        && f.metadata().is_ok_and(|m| m.file_type().is_file())
     {
         let _ = f.write_all(md.as_bytes());
     }

@@ -474,3 +474,37 @@ fn weaker_security_is_never_silent() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The CI step summary is appended to the file the runner names: a link planted at that name
+/// is never written through (the guard may run as root on a self-hosted runner).
+#[test]
+fn the_step_summary_is_never_written_through_a_planted_link() {
+    let f = Fixture::new();
+    f.app_and_dep();
+    f.config("");
+    let guard = |summary: &std::path::Path| {
+        let out = f.ck_env(
+            &["guard", "--min-free", "0B"],
+            &[("GITHUB_STEP_SUMMARY", summary.to_str().unwrap())],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let decoy = f.dir.path().join("decoy");
+    std::fs::write(&decoy, "precious\n").unwrap();
+    let link = f.dir.path().join("summary-link.md");
+    std::os::unix::fs::symlink(&decoy, &link).unwrap();
+    guard(&link);
+    assert_eq!(std::fs::read_to_string(&decoy).unwrap(), "precious\n");
+    // The same run with a plain file writes it: the check above can fail.
+    let plain = f.dir.path().join("summary.md");
+    guard(&plain);
+    assert!(
+        std::fs::read_to_string(&plain)
+            .unwrap()
+            .contains("cachekeeper guard")
+    );
+}
