@@ -178,6 +178,7 @@ impl Daemon {
 
     /// A refresh is done: its view becomes the index.
     pub(super) fn measured(&mut self, m: Measured, r: Rescanning) {
+        let searched = r.pending.searches();
         let walked = self.index.took(r.pending, m.targets, m.at);
         for (path, why) in &walked {
             tracing::debug!(target_dir = %path.display(), reason = why, "walked");
@@ -195,6 +196,13 @@ impl Daemon {
         self.watch_paths = m.watch_paths;
         self.measured_at = Some(m.at);
         let mut view = m.view;
+        // Roots that are not there, dirs the search could not enter, target dirs that could not
+        // be scanned: an events refresh searched nothing, so the last search's findings stand.
+        if !searched && let Some(old) = &self.view {
+            view.missing_roots.clone_from(&old.missing_roots);
+            view.search_errors.clone_from(&old.search_errors);
+            view.failed.clone_from(&old.failed);
+        }
         for t in &mut view.targets {
             t.walked_at = self.index.walked_at(&t.path);
         }

@@ -75,6 +75,15 @@ pub struct Pending {
     reused: HashSet<PathBuf>,
 }
 
+impl Pending {
+    /// Whether it searches the roots (an events refresh does not: what the last search found
+    /// stands).
+    #[must_use]
+    pub fn searches(&self) -> bool {
+        self.kind != Kind::Events
+    }
+}
+
 impl Index {
     /// The kind a periodic refresh is now: full at start, every `full_every`, or after events
     /// were lost (`lost`) or without watches (`watching`); else a rescan.

@@ -117,3 +117,31 @@ fn what_a_build_changes_is_walked_again_and_nothing_else() {
         target(&cleaned, &f.target())["bytes"]
     );
 }
+
+/// An events refresh searches no roots: what the last search found (a root that is not
+/// there) still shows after it.
+#[test]
+fn what_the_last_search_found_stands_after_an_events_refresh() {
+    let f = Fixture::new();
+    f.app_and_dep();
+    assert!(f.cargo(&["build"]).success);
+    let gone = f.dir.path().join("not-there");
+    f.config_with(
+        &format!(
+            "roots = [{:?}, {:?}]",
+            f.ws.to_str().unwrap(),
+            gone.to_str().unwrap()
+        ),
+        &daemon_section(&f, ""),
+    );
+    let d = Daemon::start(&f);
+    let missing = |s: &Value| s["missing_roots"].as_array().unwrap().len();
+    assert_eq!(missing(&d.json(&["status"])), 1);
+    f.write(
+        "dep/src/lib.rs",
+        "pub fn hello() {\n    println!(\"again\");\n}\n",
+    );
+    assert!(f.cargo(&["build"]).success);
+    let after = d.wait_status("the rebuild walked", |s| walks(s, "changed") >= 1);
+    assert_eq!(missing(&after), 1, "{after:#}");
+}
