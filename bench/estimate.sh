@@ -48,7 +48,9 @@ for shape in wide deep; do
   prepare "$shape"
   dir=$work/$shape
   copy=$dir/copy
-  total=$(du -sb "$dir/target" | cut -f1)
+  # Disk usage, as cachekeeper counts what it frees (blocks, not apparent sizes: with
+  # apparent sizes a budget of what LRU left went negative when LRU took everything).
+  total=$(du -s --block-size=1 "$dir/target" | cut -f1)
   trial() { # label eviction budget-bytes
     python3 "$root/bench/snapshot.py" restore "$dir/target" "$copy" "$dir/manifest.json"
     printf '[cargo]\nroots = ["%s"]\ntarget-budget = "%s B"\ntotal-budget = "none"\nstale-after = "1000d"\nmin-age = "0s"\neviction = "%s"\n[disk]\nmin-free = "none"\n[buildkit]\nenabled = false\n' \
