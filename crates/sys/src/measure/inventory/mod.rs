@@ -582,7 +582,10 @@ mod tests {
         let root = t.path();
         std::fs::write(
             root.join("CACHEDIR.TAG"),
-            "Signature: 8a477f597d28d172789f06886806bc55\n# This file is a cache directory tag created by cargo.\n",
+            format!(
+                "{}\n# This file is a cache directory tag created by cargo.\n",
+                safefs::CACHEDIR_SIGNATURE
+            ),
         )
         .unwrap();
         let debug = root.join("debug");
