@@ -78,10 +78,9 @@ fn what_a_build_changes_is_walked_again_and_nothing_else() {
 
     // Removed: `cargo clean -p dep` takes dep's units away.
     let with_dep = units(&after_rebuild);
-    let clean = std::process::Command::new("cargo")
+    let clean = f
+        .cargo_cmd(None)
         .args(["clean", "--offline", "-p", "dep"])
-        .current_dir(&f.ws)
-        .env("CARGO_TARGET_DIR", f.target())
         .output()
         .unwrap();
     assert!(

@@ -180,7 +180,9 @@ impl Fixture {
         });
     }
 
-    fn cargo_cmd(&self, toolchain: Option<&str>) -> Command {
+    /// `cargo` in the fixture's workspace and target dir, with the caller's cargo settings
+    /// removed (for subcommands that take no `--message-format`, such as `clean`).
+    pub fn cargo_cmd(&self, toolchain: Option<&str>) -> Command {
         let mut c = Command::new("cargo");
         if let Some(t) = toolchain {
             c.arg(format!("+{t}"));
