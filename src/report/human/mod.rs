@@ -150,17 +150,26 @@ fn skipped_profiles(list: &[SkippedProfile], out: &mut String) {
 }
 
 /// `~25 s to rebuild on 2 cores (41 s of CPU)`: the next builds' wall time as cargo would
-/// schedule them, saying when some times were estimated from sizes.
+/// schedule them, saying when some times were estimated from sizes, and how many units that go
+/// the latest builds did not use (the next builds do not compile them).
 fn rebuild_phrase(r: &cachekeeper_core::model::Rebuild) -> String {
+    let estimated = if r.measured {
+        ""
+    } else {
+        "; some times estimated from sizes"
+    };
+    let unused = if r.unused_units > 0 {
+        format!(
+            "; {} the latest builds did not use, not compiled again",
+            count(r.unused_units, "unit", "units")
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "~{} to rebuild on {} ({} of CPU{})",
+        "~{} to rebuild on {} ({} of CPU{estimated}{unused})",
         human_seconds(r.wall_seconds),
         count(r.jobs, "core", "cores"),
         human_seconds(r.cpu_seconds),
-        if r.measured {
-            ""
-        } else {
-            "; some times estimated from sizes"
-        }
     )
 }

@@ -280,7 +280,7 @@ pub fn scan(v: &SurveyView, style: Style) -> String {
         budget(v.total.budget_bytes),
         human_bytes(v.total.reclaimable_bytes),
         by_rule(&v.total.reclaimable_by_rule),
-        rebuild_cost(&v.total.rebuild, v.total.budget_rebuild_seconds)
+        rebuild_cost(&v.total.rebuild)
     );
     buildkit(&v.buildkit, true, style, &mut out);
     filesystems(v, style, &mut out);
@@ -290,16 +290,22 @@ pub fn scan(v: &SurveyView, style: Style) -> String {
 
 /// `; ~25 s to rebuild on 2 cores (41 s of CPU, 30 s of it what the budgets take)`, or
 /// nothing when it costs nothing.
-fn rebuild_cost(r: &cachekeeper_core::model::Rebuild, budgets: f64) -> String {
+fn rebuild_cost(r: &cachekeeper_core::model::Rebuild) -> String {
     if r.wall_seconds < 0.05 {
         return String::new();
     }
+    let budgets = r.budgets_cpu_seconds;
     let part = if budgets >= 0.05 && budgets < r.cpu_seconds - 0.05 {
         format!(", {} of it what the budgets take", human_seconds(budgets))
     } else {
         String::new()
     };
-    format!("; {}{part})", rebuild_phrase(r).trim_end_matches(')'))
+    let phrase = rebuild_phrase(r);
+    // The clause goes inside the parenthesis, before what follows the CPU time.
+    let cpu = phrase
+        .find(" of CPU")
+        .map_or(phrase.len(), |i| i + " of CPU".len());
+    format!("; {}{part}{}", &phrase[..cpu], &phrase[cpu..])
 }
 
 /// `cachekeeper status`: every target dir against its budget, in one table.
@@ -382,7 +388,7 @@ pub fn status(v: &SurveyView, style: Style) -> String {
         "Next run would reclaim {} ({}){}.",
         human_bytes(v.total.reclaimable_bytes),
         by_rule(&v.total.reclaimable_by_rule),
-        rebuild_cost(&v.total.rebuild, v.total.budget_rebuild_seconds)
+        rebuild_cost(&v.total.rebuild)
     );
     skipped_profiles(&v.skipped_profiles, &mut out);
     if let Some(why) = &v.total.blocked {

@@ -8,6 +8,7 @@
 
 pub mod buildkit;
 pub mod cost;
+pub mod current;
 pub mod history;
 pub mod names;
 pub mod outcome;
@@ -21,6 +22,7 @@ pub mod uses;
 
 pub use buildkit::*;
 pub(crate) use cost::*;
+pub use current::{Slot, latest_builds};
 pub use history::*;
 pub use outcome::*;
 pub use plan::*;

@@ -66,6 +66,12 @@ impl Rule {
             Rule::HardLimit => "hard-limit",
         }
     }
+
+    /// A target dir's budget or a filesystem's `min-free`: rules that take live data.
+    #[must_use]
+    pub fn is_budget(self) -> bool {
+        matches!(self, Rule::TargetBudget | Rule::TotalBudget | Rule::MinFree)
+    }
 }
 
 impl std::fmt::Display for Rule {
@@ -244,10 +250,7 @@ impl CargoPlan {
         for a in &self.actions {
             let s = a.rebuild_seconds.unwrap_or(0.0);
             all += s;
-            if matches!(
-                a.rule,
-                Rule::TargetBudget | Rule::TotalBudget | Rule::MinFree
-            ) {
+            if a.rule.is_budget() {
                 budgets += s;
             }
         }

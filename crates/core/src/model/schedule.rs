@@ -1,5 +1,6 @@
 //! The next build's rebuild of what a plan removes, simulated as cargo schedules it: the
-//! removed units (every dependent of a removed unit is removed with it, so nothing else
+//! removed units the latest builds used ([`super::latest_builds`]; an older generation is not
+//! compiled again) (every dependent of a removed unit is removed with it, so nothing else
 //! recompiles), each waiting for its dependencies in the set, at most `jobs` compiles at a
 //! time, the one heading the longest remaining chain first (cargo's queue favours what most
 //! work waits on). A library depending on a library starts once that one's metadata is ready
@@ -28,6 +29,13 @@ pub struct Rebuild {
     pub units: usize,
     /// Every unit's time came from its own compile (none estimated from its size).
     pub measured: bool,
+    /// Units that go which the latest builds did not use (an older version or feature set):
+    /// the next builds do not compile them, so they are not in the times.
+    #[serde(default)]
+    pub unused_units: usize,
+    /// Of `cpu_seconds`, what the budgets' removals take.
+    #[serde(default)]
+    pub budgets_cpu_seconds: f64,
 }
 
 impl Default for Rebuild {
@@ -38,6 +46,8 @@ impl Default for Rebuild {
             jobs: 0,
             units: 0,
             measured: true,
+            unused_units: 0,
+            budgets_cpu_seconds: 0.0,
         }
     }
 }
@@ -50,6 +60,8 @@ impl Rebuild {
         self.jobs = self.jobs.max(o.jobs);
         self.units += o.units;
         self.measured &= o.measured;
+        self.unused_units += o.unused_units;
+        self.budgets_cpu_seconds += o.budgets_cpu_seconds;
     }
 }
 

@@ -221,3 +221,35 @@ fn a_cost_budget_keeps_what_every_budget_keeps() {
         [Part::Unit(0), Part::Incremental(0), Part::Orphan(0)]
     );
 }
+
+#[test]
+fn an_older_generation_the_latest_build_did_not_use_costs_the_next_build_nothing() {
+    // Two builds of one binary: 1 three weeks ago on 2, its older dependency; 3 now on 4.
+    // 2 and 4 are two versions of one crate (rivals), 1 and 3 two builds of the same binary.
+    let rival = |mut u: Unit, package: &str, target: &str| {
+        u.package = package.into();
+        u.targets = vec![target.into()];
+        u
+    };
+    let mut units = vec![
+        took(rival(unit(1, 21 * DAY, 100), "app", "bin-app"), 30),
+        took(rival(unit(2, 21 * DAY, 100), "dep", "lib-dep"), 40),
+        took(rival(unit(3, DAY / 24, 100), "app", "bin-app"), 30),
+        took(rival(unit(4, DAY / 24, 100), "dep", "lib-dep"), 40),
+    ];
+    units[0].deps = vec![1002];
+    units[2].deps = vec![1004];
+    let targets = [target("t", units)];
+    // What the budget takes first is the old generation: nothing the next build compiles.
+    let p = run(&targets, &cost_settings(200), &fs(1_000_000), None);
+    assert_eq!(removed(&p, &targets).len(), 2, "{:?}", p.actions);
+    let r = p.rebuild();
+    assert_eq!((r.units, r.unused_units), (0, 2), "{r:?}");
+    assert!(r.wall_seconds.abs() < 1e-9, "{r:?}");
+    // Everything: the latest build's two units are compiled again, one after the other.
+    let p = run(&targets, &cost_settings(0), &fs(1_000_000), None);
+    let r = p.rebuild();
+    assert_eq!((r.units, r.unused_units), (2, 2), "{r:?}");
+    assert!((r.wall_seconds - 70.0).abs() < 1e-6, "{r:?}");
+    assert!((r.budgets_cpu_seconds - 70.0).abs() < 1e-6, "{r:?}");
+}

@@ -291,18 +291,28 @@ pub fn plan(input: &Input<'_>) -> CargoPlan {
         tp.planned_bytes += a.bytes;
         tp.rebuild_seconds += a.rebuild_seconds.unwrap_or(0.0);
     }
-    // The next build's rebuild, as cargo schedules it: every unit planned here that a build
-    // would compile again (a toolchain's units never are).
+    // The next builds' rebuild, as cargo schedules it: every unit planned here that the
+    // latest builds used (older generations and a toolchain's units are not compiled again).
     for (t, target) in input.targets.iter().enumerate() {
+        let used: Vec<SystemTime> = st.dirs[t].units.iter().map(|u| u.used).collect();
+        let latest = crate::model::latest_builds(target.dir, &used);
         let mut set = vec![false; target.dir.units.len()];
+        let (mut unused, mut by_budgets) = (0, 0.0);
         for a in &st.plan.actions {
             if let (true, Part::Unit(u), false) =
                 (a.item.target == t, a.item.part, a.rule == Rule::Toolchain)
             {
-                set[u] = true;
+                set[u] = latest[u];
+                unused += usize::from(!latest[u]);
+                if latest[u] && a.rule.is_budget() {
+                    by_budgets += target.dir.units[u].build_cost().seconds;
+                }
             }
         }
-        st.plan.targets[t].rebuild = crate::model::schedule::rebuild(target.dir, &set);
+        let rebuild = &mut st.plan.targets[t].rebuild;
+        *rebuild = crate::model::schedule::rebuild(target.dir, &set);
+        rebuild.unused_units = unused;
+        rebuild.budgets_cpu_seconds = by_budgets;
     }
     st.tally_kept();
     st.plan

@@ -2,7 +2,7 @@
 //! outputs, units of uninstalled toolchains, stale units.
 
 use super::*;
-use crate::model::Unit;
+use crate::model::Slot;
 
 impl State<'_> {
     pub(super) fn incremental_rule(&mut self) {
@@ -237,33 +237,6 @@ impl State<'_> {
                 self.remove_group(t, u, Rule::Superseded, &reason);
             }
         }
-    }
-}
-
-/// What makes two units rivals: the same package, profile and targets (kind and name), built
-/// the same way (the fingerprint's profile hash covers build, check, test and doc, and the
-/// profile's settings) for the same platform. Two versions, or two feature sets, of one crate.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct Slot {
-    package: String,
-    profile: u16,
-    targets: Vec<String>,
-    how: u64,
-    platform: u64,
-}
-
-impl Slot {
-    fn of(u: &Unit) -> Option<Slot> {
-        let mut targets = u.targets.clone();
-        targets.sort();
-        targets.dedup();
-        Some(Slot {
-            package: u.package.clone(),
-            profile: u.key.profile,
-            targets,
-            how: u.profile_hash?,
-            platform: u.compile_kind?,
-        })
     }
 }
 
