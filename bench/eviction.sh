@@ -3,9 +3,11 @@
 # dependencies (proc-macros, ring's C build, tokio), churned by version bumps and feature
 # toggles over three generations in debug and release. A budget then forces live data out;
 # each mode cleans a copy with the same times, and the next debug and release builds are
-# timed. Prints a Markdown table (the README's numbers come from it).
+# timed, each trial $REPEAT times (default 3) from a fresh copy: the table gives the median (a
+# VM's neighbours moved single runs by up to 50 %). Prints a Markdown table (the README's
+# numbers come from it).
 #
-#   bench/eviction.sh         (needs crates.io or a warm ~/.cargo registry; ~20 min on 2 cores)
+#   bench/eviction.sh         (needs crates.io or a warm ~/.cargo registry; ~25 min on 2 cores)
 #
 # Work happens in $BENCH_WORK/eviction (default bench/work), ~3 GB.
 set -euo pipefail
@@ -112,21 +114,14 @@ field() { python3 -c "import json,sys; d=json.load(sys.stdin); print(d$1)"; }
 # Live data: what the next debug and release builds use (everything the older generations
 # alone used is unused for 7 days or more).
 restore
-total=$(du -sb "$copy" | cut -f1)
+# Disk usage as cachekeeper counts what it frees: blocks, not apparent sizes.
+total=$(du -s --block-size=1 "$copy" | cut -f1)
 config "$work/junk.toml" lru none 6d
 junk=$("$ck" --config "$work/junk.toml" clean --dry-run --json -q | field "['reclaimed_bytes']")
 live=$((total - junk))
 budget=$((total - junk - live * 4 / 10))
 
-rebuild() { # profile flag... -> "seconds units"
-  local t0 t1 n
-  t0=$(date +%s.%N)
-  n=$(cd "$ws" && CARGO_TARGET_DIR=$copy cargo build "$@" --message-format json 2> /dev/null |
-    grep -c '"reason":"compiler-artifact".*"fresh":false' || true)
-  t1=$(date +%s.%N)
-  printf '%.1f %s' "$(echo "$t1 - $t0" | bc)" "$n"
-}
-
+repeat=${REPEAT:-3}
 echo "## Eviction by cost against least recently used"
 echo
 echo "A workspace of 3 crates on 12 crates.io dependencies (serde_derive, thiserror and clap_derive"
@@ -135,18 +130,33 @@ echo "feature toggles) in debug and release: $((total / 1000000)) MB, of which $
 echo "debug and release builds use. The budget, $((budget / 1000000)) MB, forces 40 % of that out."
 echo "Each mode cleans a fresh copy with the original times; then the next builds are timed."
 echo
-echo "| eviction | freed | estimated next builds (wall; CPU) | units recompiled (debug / release) | measured next builds (debug + release, wall) |"
-echo "|---|---|---|---|---|"
+echo "| eviction | freed | units recompiled (debug / release) | estimated next builds (wall; CPU) | measured (median of $repeat: wall; CPU) | error (wall) |"
+echo "|---|---|---|---|---|---|"
 trial() { # label eviction budget-bytes
-  restore
-  config "$work/$2.toml" "$2" "$3 B" 30d
-  report=$("$ck" --config "$work/$2.toml" clean --json -q)
+  local runs=()
+  for ((i = 0; i < repeat; i++)); do
+    restore
+    config "$work/$2.toml" "$2" "$3 B" 30d
+    report=$("$ck" --config "$work/$2.toml" clean --json -q)
+    debug=$(CARGO_TARGET_DIR=$copy python3 "$root/bench/cargo-run.py" "$ws")
+    release=$(CARGO_TARGET_DIR=$copy python3 "$root/bench/cargo-run.py" "$ws" --release)
+    runs+=("$debug $release")
+  done
   freed=$(echo "$report" | field "['reclaimed_bytes']")
-  planned=$(echo "$report" | field "['rebuild']['wall_seconds']")
-  planned_cpu=$(echo "$report" | field "['rebuild']['cpu_seconds']")
-  read -r ds dn <<< "$(rebuild)"
-  read -r rs rn <<< "$(rebuild --release)"
-  printf '| %s | %s MB | %.1f s; %.1f s | %s / %s | %s + %s = %.1f s |\n' "$1" $((freed / 1000000)) "$planned" "$planned_cpu" "$dn" "$rn" "$ds" "$rs" "$(echo "$ds + $rs" | bc)"
+  python3 - "$1" "$report" "${runs[@]}" <<'PY'
+import json, statistics, sys
+label, report = sys.argv[1], json.loads(sys.argv[2])
+runs = []
+for r in sys.argv[3:]:
+    d, rel = (json.loads(x) for x in r.replace("} {", "}\n{").splitlines())
+    runs.append((d["wall_s"] + rel["wall_s"], d["cpu_s"] + rel["cpu_s"], d["units"], rel["units"]))
+wall = statistics.median(r[0] for r in runs)
+cpu = statistics.median(r[1] for r in runs)
+e = report["rebuild"]
+err = (e["wall_seconds"] - wall) / wall * 100 if wall > 0 else 0.0
+print(f"| {label} | {report['reclaimed_bytes'] // 1_000_000} MB | {runs[0][2]} / {runs[0][3]} "
+      f"| {e['wall_seconds']:.1f} s; {e['cpu_seconds']:.1f} s | {wall:.1f} s; {cpu:.1f} s | {err:+.0f} % |")
+PY
 }
 trial '`lru`' lru "$budget"
 lru_freed=$freed
