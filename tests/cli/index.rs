@@ -144,3 +144,73 @@ fn what_the_last_search_found_stands_after_an_events_refresh() {
     let after = d.wait_status("the rebuild walked", |s| walks(s, "changed") >= 1);
     assert_eq!(missing(&after), 1, "{after:#}");
 }
+
+/// Events the kernel could not queue: the daemon walks everything once, and its numbers then
+/// equal a fresh scan's. The overflow is real: the daemon is stopped while more entries than
+/// inotify queues (`fs.inotify.max_queued_events`) are created in a dir it watches.
+#[test]
+fn a_queue_overflow_leads_to_one_full_walk_and_the_totals_a_scan_finds() {
+    use rustix::process::Signal;
+    let f = Fixture::new();
+    f.app_and_dep();
+    assert!(f.cargo(&["build"]).success);
+    f.config_with(
+        &format!("roots = [{:?}]", f.ws.to_str().unwrap()),
+        &daemon_section(&f, ""),
+    );
+    let d = Daemon::start(&f);
+    let start = d.json(&["status"]);
+    assert_eq!(full_walks(&start), 1, "{:#}", start["daemon"]["index"]);
+    assert_eq!(walks(&start, "overflow"), 0);
+
+    let queued: usize = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        queued <= 1 << 20,
+        "fs.inotify.max_queued_events is {queued}: too many events to make for an overflow"
+    );
+    d.signal(Signal::STOP);
+    let stat = format!("/proc/{}/stat", d.child.id());
+    let stopped = || {
+        let s = std::fs::read_to_string(&stat).unwrap();
+        // The state follows the command's closing parenthesis.
+        s.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('T'))
+    };
+    let t = std::time::Instant::now();
+    while !stopped() {
+        assert!(t.elapsed().as_secs() < 60, "the daemon did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // Entries created in `.fingerprint/`, which is watched for new units.
+    let fingerprints = f.target().join("debug/.fingerprint");
+    for i in 0..=queued {
+        std::fs::write(fingerprints.join(format!("junk-{i}")), b"x").unwrap();
+    }
+    d.signal(Signal::CONT);
+
+    let walked = d.wait_status("the walk after the overflow", |s| {
+        walks(s, "overflow") >= 1 && s["daemon"]["rescanning"] == false
+    });
+    assert!(d.log().contains("event queue overflowed"), "{}", d.log());
+    let scan = f.ck_json(&["scan"]);
+    for key in ["bytes", "units", "files", "incremental_dirs"] {
+        assert_eq!(
+            target(&walked, &f.target())[key],
+            target(&scan, &f.target())[key],
+            "{key}"
+        );
+    }
+    // One full walk: nothing after it calls for another.
+    let again = d.json(&["status"]);
+    assert_eq!(
+        walks(&again, "overflow"),
+        1,
+        "{:#}",
+        again["daemon"]["index"]
+    );
+    assert_eq!(full_walks(&again), 2, "{:#}", again["daemon"]["index"]);
+}
