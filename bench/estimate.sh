@@ -8,10 +8,12 @@
 # release builds are run and measured (wall, and CPU of every process cargo ran).
 # Prints a Markdown table; the README's numbers come from it.
 #
-#   bench/estimate.sh            (needs crates.io or a warm ~/.cargo registry; ~30 min on 2 cores)
+#   bench/estimate.sh            (needs crates.io or a warm ~/.cargo registry; ~40 min on 2 cores)
 #
-# Run it on an otherwise idle machine: the measured side is wall time. Work happens in
-# $BENCH_WORK/estimate (default bench/work), ~2 GB.
+# Run it on an otherwise idle machine: the measured side is wall time. Each trial's next builds
+# run $REPEAT times (default 3) from a fresh copy, and the median is shown: on this VM the same
+# builds moved by 20 % from one run to the next. Work happens in $BENCH_WORK/estimate (default
+# bench/work), ~2 GB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -28,6 +30,8 @@ prepare() { # shape
     rm -rf "$dir"
     mkdir -p "$dir"
     python3 "$root/bench/gen-workspace.py" "$1" "$dir/ws"
+    # Downloads first, so no compile's recorded time includes waiting for the network.
+    (cd "$dir/ws" && cargo fetch -q)
     (cd "$dir/ws" && CARGO_TARGET_DIR=$dir/target cargo build -q --release)
     python3 "$root/bench/shift-times.py" "$dir" $((3 * 86400))
     (cd "$dir/ws" && CARGO_TARGET_DIR=$dir/target cargo build -q)
@@ -42,7 +46,7 @@ echo "$(date -u +%Y-%m-%d), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinf
 echo "Estimate: \`clean --json\`'s \`rebuild\` (wall and CPU seconds). Measured: the next \`cargo build\`"
 echo "and \`cargo build --release\`, wall seconds and CPU seconds of every process they ran."
 echo
-echo "| workspace | eviction, budget | freed | units recompiled | estimated wall | measured wall | error | estimated CPU | measured CPU |"
+echo "| workspace | eviction, budget | freed | units recompiled | estimated wall | measured wall (median of ${REPEAT:-3}) | error | estimated CPU | measured CPU |"
 echo "|---|---|---|---|---|---|---|---|---|"
 for shape in wide deep; do
   prepare "$shape"
@@ -52,25 +56,20 @@ for shape in wide deep; do
   # apparent sizes a budget of what LRU left went negative when LRU took everything).
   total=$(du -s --block-size=1 "$dir/target" | cut -f1)
   trial() { # label eviction budget-bytes
-    python3 "$root/bench/snapshot.py" restore "$dir/target" "$copy" "$dir/manifest.json"
-    printf '[cargo]\nroots = ["%s"]\ntarget-budget = "%s B"\ntotal-budget = "none"\nstale-after = "1000d"\nmin-age = "0s"\neviction = "%s"\n[disk]\nmin-free = "none"\n[buildkit]\nenabled = false\n' \
-      "$copy" "$3" "$2" > "$dir/ck.toml"
-    report=$("$ck" --config "$dir/ck.toml" clean --cargo-only --json -q)
+    local runs=()
+    for ((i = 0; i < ${REPEAT:-3}; i++)); do
+      python3 "$root/bench/snapshot.py" restore "$dir/target" "$copy" "$dir/manifest.json"
+      printf '[cargo]\nroots = ["%s"]\ntarget-budget = "%s B"\ntotal-budget = "none"\nstale-after = "1000d"\nmin-age = "0s"\neviction = "%s"\n[disk]\nmin-free = "none"\n[buildkit]\nenabled = false\n' \
+        "$copy" "$3" "$2" > "$dir/ck.toml"
+      report=$("$ck" --config "$dir/ck.toml" clean --cargo-only --json -q)
+      debug=$(CARGO_TARGET_DIR=$copy python3 "$root/bench/cargo-run.py" "$dir/ws")
+      release=$(CARGO_TARGET_DIR=$copy python3 "$root/bench/cargo-run.py" "$dir/ws" --release)
+      runs+=("$debug" "$release")
+    done
     freed=$(echo "$report" | field "['reclaimed_bytes']")
-    ewall=$(echo "$report" | field "['rebuild']['wall_seconds']")
-    ecpu=$(echo "$report" | field "['rebuild']['cpu_seconds']")
-    debug=$(CARGO_TARGET_DIR=$copy python3 "$root/bench/cargo-run.py" "$dir/ws")
-    release=$(CARGO_TARGET_DIR=$copy python3 "$root/bench/cargo-run.py" "$dir/ws" --release)
-    python3 - "$shape" "$1" "$freed" "$ewall" "$ecpu" "$debug" "$release" <<'PY'
-import json, sys
-shape, label, freed, ewall, ecpu = sys.argv[1:6]
-d, r = json.loads(sys.argv[6]), json.loads(sys.argv[7])
-wall, cpu = d["wall_s"] + r["wall_s"], d["cpu_s"] + r["cpu_s"]
-ewall, ecpu = float(ewall), float(ecpu)
-err = (ewall - wall) / wall * 100 if wall > 0 else 0.0
-print(f"| {shape} | {label} | {int(freed) // 1_000_000} MB | {d['units']} + {r['units']} "
-      f"| {ewall:.1f} s | {wall:.1f} s | {err:+.0f} % | {ecpu:.1f} s | {cpu:.1f} s |")
-PY
+    python3 "$root/bench/trial-row.py" \
+      "| $shape | $1 | {freed_mb} MB | {units_debug} + {units_release} | {ewall:.1f} s | {wall:.1f} s | {err:+.0f} % | {ecpu:.1f} s | {cpu:.1f} s |" \
+      "$report" "${runs[@]}"
   }
   for share in 30 60 90; do
     budget=$((total * (100 - share) / 100))

@@ -140,23 +140,12 @@ trial() { # label eviction budget-bytes
     report=$("$ck" --config "$work/$2.toml" clean --json -q)
     debug=$(CARGO_TARGET_DIR=$copy python3 "$root/bench/cargo-run.py" "$ws")
     release=$(CARGO_TARGET_DIR=$copy python3 "$root/bench/cargo-run.py" "$ws" --release)
-    runs+=("$debug $release")
+    runs+=("$debug" "$release")
   done
   freed=$(echo "$report" | field "['reclaimed_bytes']")
-  python3 - "$1" "$report" "${runs[@]}" <<'PY'
-import json, statistics, sys
-label, report = sys.argv[1], json.loads(sys.argv[2])
-runs = []
-for r in sys.argv[3:]:
-    d, rel = (json.loads(x) for x in r.replace("} {", "}\n{").splitlines())
-    runs.append((d["wall_s"] + rel["wall_s"], d["cpu_s"] + rel["cpu_s"], d["units"], rel["units"]))
-wall = statistics.median(r[0] for r in runs)
-cpu = statistics.median(r[1] for r in runs)
-e = report["rebuild"]
-err = (e["wall_seconds"] - wall) / wall * 100 if wall > 0 else 0.0
-print(f"| {label} | {report['reclaimed_bytes'] // 1_000_000} MB | {runs[0][2]} / {runs[0][3]} "
-      f"| {e['wall_seconds']:.1f} s; {e['cpu_seconds']:.1f} s | {wall:.1f} s; {cpu:.1f} s | {err:+.0f} % |")
-PY
+  python3 "$root/bench/trial-row.py" \
+    "| $1 | {freed_mb} MB | {units_debug} / {units_release} | {ewall:.1f} s; {ecpu:.1f} s | {wall:.1f} s; {cpu:.1f} s | {err:+.0f} % |" \
+    "$report" "${runs[@]}"
 }
 trial '`lru`' lru "$budget"
 lru_freed=$freed
