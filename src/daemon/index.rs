@@ -210,6 +210,8 @@ impl Daemon {
         self.next_rescan = Instant::now() + self.config.daemon.rescan_interval;
         self.save();
         self.publish_metrics(true);
+        // The walk's buffers and the old index are freed by now; give them back.
+        cachekeeper_sys::os::memory::release_free();
         for w in r.waiters {
             let _ = w.send(self.status_response());
         }

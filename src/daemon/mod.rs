@@ -66,6 +66,9 @@ pub enum Command {
 /// Runs the daemon on `runtime` (the one its process owns) with the process's signals, until
 /// SIGTERM or SIGINT.
 pub fn run(options: Options, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+    // A long-lived process whose walks allocate on many threads: few arenas, trimmed after each
+    // refresh (`Daemon::measured`), so it idles near what its index holds.
+    cachekeeper_sys::os::memory::limit_arenas();
     let (tx, rx) = mpsc::unbounded_channel();
     runtime.block_on(async move {
         use tokio::signal::unix::{SignalKind, signal};

@@ -5,6 +5,7 @@
 
 pub mod disk;
 pub mod locks;
+pub mod memory;
 pub mod private;
 pub mod process;
 pub mod safefs;
