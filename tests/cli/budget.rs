@@ -150,10 +150,7 @@ fn slow_and_leaf(f: &Fixture) {
         name: "slow",
         ..Krate::default()
     });
-    f.write(
-        "slow/build.rs",
-        "fn main() {\n    println!(\"cargo:rerun-if-changed=build.rs\");\n    std::thread::sleep(std::time::Duration::from_secs(2));\n}\n",
-    );
+    f.write("slow/build.rs", &Fixture::sleeping_build_rs(2000));
     f.write(
         "slow/Cargo.toml",
         "[package]\nname = \"slow\"\nversion = \"0.1.0\"\nedition = \"2021\"\nbuild = \"build.rs\"\n",

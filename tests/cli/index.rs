@@ -97,13 +97,7 @@ fn what_a_build_changes_is_walked_again_and_nothing_else() {
     // What the events kept is what a walk finds: the daemon's numbers equal a fresh scan's
     // (the CLI beside the daemon measures itself), and equal those of a full walk.
     let scan = f.ck_json(&["scan"]);
-    for key in ["bytes", "units", "files", "incremental_dirs"] {
-        assert_eq!(
-            target(&cleaned, &f.target())[key],
-            target(&scan, &f.target())[key],
-            "{key}"
-        );
-    }
+    assert_totals_equal(&cleaned, &scan, &f.target());
     let refreshed = d.json(&["status", "--refresh"]);
     assert_eq!(
         walks(&refreshed, "refresh"),
@@ -150,7 +144,6 @@ fn what_the_last_search_found_stands_after_an_events_refresh() {
 /// inotify queues (`fs.inotify.max_queued_events`) are created in a dir it watches.
 #[test]
 fn a_queue_overflow_leads_to_one_full_walk_and_the_totals_a_scan_finds() {
-    use rustix::process::Signal;
     let f = Fixture::new();
     f.app_and_dep();
     assert!(f.cargo(&["build"]).success);
@@ -172,38 +165,20 @@ fn a_queue_overflow_leads_to_one_full_walk_and_the_totals_a_scan_finds() {
         queued <= 1 << 20,
         "fs.inotify.max_queued_events is {queued}: too many events to make for an overflow"
     );
-    d.signal(Signal::STOP);
-    let stat = format!("/proc/{}/stat", d.child.id());
-    let stopped = || {
-        let s = std::fs::read_to_string(&stat).unwrap();
-        // The state follows the command's closing parenthesis.
-        s.rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('T'))
-    };
-    let t = std::time::Instant::now();
-    while !stopped() {
-        assert!(t.elapsed().as_secs() < 60, "the daemon did not stop");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    d.pause();
     // Entries created in `.fingerprint/`, which is watched for new units.
     let fingerprints = f.target().join("debug/.fingerprint");
     for i in 0..=queued {
         std::fs::write(fingerprints.join(format!("junk-{i}")), b"x").unwrap();
     }
-    d.signal(Signal::CONT);
+    d.signal(rustix::process::Signal::CONT);
 
     let walked = d.wait_status("the walk after the overflow", |s| {
         walks(s, "overflow") >= 1 && s["daemon"]["rescanning"] == false
     });
     assert!(d.log().contains("event queue overflowed"), "{}", d.log());
     let scan = f.ck_json(&["scan"]);
-    for key in ["bytes", "units", "files", "incremental_dirs"] {
-        assert_eq!(
-            target(&walked, &f.target())[key],
-            target(&scan, &f.target())[key],
-            "{key}"
-        );
-    }
+    assert_totals_equal(&walked, &scan, &f.target());
     // One full walk: nothing after it calls for another.
     let again = d.json(&["status"]);
     assert_eq!(
@@ -213,4 +188,15 @@ fn a_queue_overflow_leads_to_one_full_walk_and_the_totals_a_scan_finds() {
         again["daemon"]["index"]
     );
     assert_eq!(full_walks(&again), 2, "{:#}", again["daemon"]["index"]);
+}
+
+/// The daemon's numbers for `target_dir` are those of another measurement (a scan, a walk).
+fn assert_totals_equal(daemon: &Value, other: &Value, target_dir: &std::path::Path) {
+    for key in ["bytes", "units", "files", "incremental_dirs"] {
+        assert_eq!(
+            target(daemon, target_dir)[key],
+            target(other, target_dir)[key],
+            "{key}"
+        );
+    }
 }

@@ -17,11 +17,7 @@ fn new_layout_units_are_found_measured_and_cleaned_whole() {
     // File times advance by the kernel's tick (up to 10 ms) unless something looked at the
     // file since: a build script's run shorter than that can show its start and end stamps
     // equal, which is rightly estimated, not measured. Ours takes 50 ms, so it is measured.
-    f.write(
-        "dep/build.rs",
-        "fn main() {\n    println!(\"cargo:rerun-if-changed=build.rs\");\n    \
-         std::thread::sleep(std::time::Duration::from_millis(50));\n}\n",
-    );
+    f.write("dep/build.rs", &Fixture::sleeping_build_rs(50));
     let b = build(&f);
     assert!(b.success, "{}", b.stderr);
     assert!(

@@ -116,6 +116,27 @@ impl Daemon {
         rustix::process::kill_process(pid, sig).unwrap();
     }
 
+    /// Stops the daemon (SIGSTOP) and returns once the kernel shows it stopped.
+    pub fn pause(&self) {
+        self.signal(rustix::process::Signal::STOP);
+        let stat = format!("/proc/{}/stat", self.child.id());
+        // The state follows the command's closing parenthesis.
+        let stopped = || {
+            std::fs::read_to_string(&stat)
+                .unwrap()
+                .rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('T'))
+        };
+        let t = Instant::now();
+        while !stopped() {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "the daemon did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Waits for the daemon to exit; `None` if it did not within `limit`.
     pub fn wait(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let t = Instant::now();

@@ -164,6 +164,14 @@ impl Fixture {
         }
     }
 
+    /// A build script that only sleeps `ms` milliseconds: a run whose time is known.
+    pub fn sleeping_build_rs(ms: u64) -> String {
+        format!(
+            "fn main() {{\n    println!(\"cargo:rerun-if-changed=build.rs\");\n    \
+             std::thread::sleep(std::time::Duration::from_millis({ms}));\n}}\n"
+        )
+    }
+
     /// The common fixture: a binary `app` depending on a library `dep` with a build script.
     pub fn app_and_dep(&self) {
         self.workspace(&["app", "dep"]);

@@ -2,17 +2,17 @@
 //!
 //! glibc's malloc gives each thread that allocates its own arena (up to eight per core) and
 //! keeps what is freed in them for reuse. A full walk allocates on every walker thread, then
-//! frees nearly all of it; without more, the daemon idles holding the peak of its last walk
-//! (at 10M files, 132 MiB resident after a few refreshes where the index needs about 40).
+//! frees nearly all of it; without more, the daemon idles holding the peak of its last walks
+//! (`bench/scale.sh`, 10M files: 132 MiB resident after a few refreshes; 65 MiB with this).
 //! Two arenas are enough for a walk on any number of cores (the walkers' allocations are
 //! small and short), and after each refresh what is free goes back to the kernel.
 //!
 //! Elsewhere than glibc (musl, other systems) both are no-ops: their allocators differ.
 
-/// Caps the allocator's arenas. Call once, first thing, before threads start.
+/// Caps the allocator's arenas. Call early: arenas made before stay.
 pub fn limit_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a tunable; called before any thread allocates.
+    // SAFETY: mallopt sets a tunable under the allocator's own lock; no pointer is passed.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
