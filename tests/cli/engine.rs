@@ -340,8 +340,23 @@ impl TestEngine {
     }
 
     /// The build cache as `docker system df -v` shows it: (id prefix, type, size, shared).
+    /// Engine 20.10 sizes one disk usage at a time and fails a concurrent one (other tests'
+    /// cachekeeper lists it at any time): asked again, as cachekeeper does.
     pub fn docker_df(&self) -> Vec<(String, String, String, bool)> {
-        let text = self.ok(&["system", "df", "-v"]);
+        let mut tries = 0;
+        let text = loop {
+            let out = self.docker(&["system", "df", "-v"]);
+            let err = String::from_utf8_lossy(&out.stderr);
+            tries += 1;
+            if out.status.success() {
+                break String::from_utf8_lossy(&out.stdout).into_owned();
+            }
+            assert!(
+                tries < 50 && err.contains("a disk usage operation is already running"),
+                "docker system df -v: {err}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
         let mut rows = Vec::new();
         let mut in_table = false;
         for line in text.lines() {

@@ -585,3 +585,12 @@ pub fn deep_tree(top: &Path, depth: usize, siblings: usize) {
 pub fn tool(name: &str) -> Option<PathBuf> {
     crate::suite::program(name)
 }
+
+/// Runs its closure when it goes, on a failing test too.
+pub struct OnDrop<F: FnMut()>(pub F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)();
+    }
+}

@@ -67,6 +67,25 @@ pub fn parse(body: &[u8]) -> Result<Vec<Record>, String> {
     Ok(raw.into_iter().map(Record::from).collect())
 }
 
+/// The `message` of an error answer (`{"message": "..."}`), as every API version sends it.
+#[must_use]
+pub fn message(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Message {
+        message: String,
+    }
+    serde_json::from_slice::<Message>(body)
+        .ok()
+        .map(|m| m.message)
+}
+
+/// Whether an error answer says another disk usage computation is running (engines before
+/// 23.0 allow one at a time).
+#[must_use]
+pub fn busy(body: &[u8]) -> bool {
+    message(body).is_some_and(|m| m == "a disk usage operation is already running")
+}
+
 impl From<RawRecord> for Record {
     fn from(r: RawRecord) -> Record {
         let mut parents = r.parents.unwrap_or_default();
@@ -109,6 +128,16 @@ mod tests {
     /// Shape of Docker 29 (API 1.52/1.53) with verbose=1.
     const V153: &str = r#"{"BuildCacheUsage":{"ActiveBuildCacheRecords":1,"TotalBuildCacheRecords":2,"Reclaimable":10,"TotalSize":20,"Items":[
       {"ID":"a","Parents":["p1","p2"],"Type":"source.local","Description":"local source for context","InUse":false,"Shared":true,"Size":10,"CreatedAt":"2026-11-24T08:00:00+02:00","LastUsedAt":"2026-11-24T06:10:00.000000001Z","UsageCount":5}]}}"#;
+
+    #[test]
+    fn a_busy_engine_is_told_from_other_errors() {
+        assert!(busy(
+            br#"{"message":"a disk usage operation is already running"}"#
+        ));
+        assert!(!busy(br#"{"message":"no such image"}"#));
+        assert!(!busy(b"a disk usage operation is already running"));
+        assert!(!busy(b""));
+    }
 
     #[test]
     fn legacy_array() {

@@ -181,28 +181,42 @@ impl Engine {
     }
 
     /// Every build cache record.
+    ///
+    /// Engines before 23.0 (API <= 1.41) compute one disk usage at a time and answer a second,
+    /// concurrent `GET /system/df` with a 500 "a disk usage operation is already running"
+    /// (moby#42715 made later ones share the running one). The daemon and a CLI beside it, or
+    /// `docker system df` run by anyone, collide there; that answer is retried until the
+    /// request's limit, then reported as the engine said it.
     pub async fn records(&self) -> Result<Vec<Record>, EngineError> {
         let path = format!(
             "/v{}/system/df?type=build-cache&verbose=1",
             self.api_version
         );
         let request = format!("GET {path}");
-        let (status, body) = within(
-            &self.host,
-            &request,
-            self.timeout,
-            raw_get(&self.transport, &path),
-        )
-        .await?;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut pause = Duration::from_millis(25);
+        let (status, body) = loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let answer =
+                within(&self.host, &request, left, raw_get(&self.transport, &path)).await?;
+            if answer.0 != 500 || !df::busy(&answer.1) || left <= pause {
+                break answer;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        };
         if status != 200 {
             return Err(EngineError::Api {
                 host: self.host.to_string(),
                 status,
-                message: cachekeeper_core::units::printable(&String::from_utf8_lossy(&body))
-                    .trim()
-                    .chars()
-                    .take(300)
-                    .collect(),
+                message: cachekeeper_core::units::printable(
+                    &df::message(&body)
+                        .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned()),
+                )
+                .trim()
+                .chars()
+                .take(300)
+                .collect(),
                 request,
             });
         }
