@@ -260,7 +260,9 @@ fn assemble(
     let shared_links = resolve_links(&mut all);
 
     let epoch = SystemTime::UNIX_EPOCH;
-    let mut units = Vec::new();
+    // Sized once: the daemon holds these for as long as it runs (a vector grown by doubling
+    // keeps up to half its capacity unused: 3 MiB of 8 at 10,000 units).
+    let mut units = Vec::with_capacity(all.units.len());
     let mut orphans = Vec::new();
     let mut keys: Vec<UnitKey> = all.units.keys().copied().collect();
     keys.sort();
@@ -289,6 +291,12 @@ fn assemble(
             u.usage.build.merge(&deps);
         }
         let last_built = u.last_built.unwrap_or(epoch);
+        // Grown an entry at a time by the walkers, most of these hold one to three.
+        u.targets.shrink_to_fit();
+        u.fingerprints.shrink_to_fit();
+        u.rustc.shrink_to_fit();
+        u.deps.shrink_to_fit();
+        u.paths.shrink_to_fit();
         units.push(Unit {
             key,
             package: u.package.unwrap_or_default(),
@@ -337,6 +345,8 @@ fn assemble(
             })
         })
         .collect();
+    incremental.shrink_to_fit();
+    orphans.shrink_to_fit();
     incremental.sort_by(|a, b| a.path.cmp(&b.path));
     match_incremental_owners(&units, &mut incremental);
     let shared = map_shared(
