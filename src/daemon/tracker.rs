@@ -39,8 +39,9 @@ use cachekeeper_core::model::{LastUse, Layout, RecordedUses, TargetDir, TrackSta
 
 #[derive(Default)]
 struct State {
-    by_wd: HashMap<i32, (PathBuf, Watched)>,
-    by_dir: HashMap<PathBuf, i32>,
+    /// Each watched dir's path is held once, by both maps.
+    by_wd: HashMap<i32, (Arc<Path>, Watched)>,
+    by_dir: HashMap<Arc<Path>, i32>,
     windows: Windows<ProfileKey, UnitKey>,
     /// Target dirs something was written in, created or removed since the index last asked:
     /// what a refresh walks again.
@@ -147,7 +148,7 @@ impl Inner {
             return;
         };
         if let Event::Write((target, _)) = &event
-            && st.changed.insert(target.clone())
+            && st.changed.insert(target.to_path_buf())
         {
             self.changes.notify_one();
         }
@@ -175,7 +176,10 @@ impl Inner {
         let path = dir.join(name);
         let owner = match parent {
             Parent::Fingerprints => Watched::Unit {
-                unit: (profile.0.clone(), profile.1.join(".fingerprint").join(name)),
+                unit: (
+                    profile.0.clone(),
+                    profile.1.join(".fingerprint").join(name).into(),
+                ),
                 profile: profile.clone(),
                 run_dir: false,
             },
@@ -185,10 +189,11 @@ impl Inner {
             ),
             Parent::Package(_) => return,
         };
-        if st.by_dir.contains_key(&path) {
+        if st.by_dir.contains_key(path.as_path()) {
             return;
         }
-        if let Ok(wd) = inotify::add_watch(&self.fd, &path, watch_flags(&owner)) {
+        let path: Arc<Path> = path.into();
+        if let Ok(wd) = inotify::add_watch(&self.fd, &*path, watch_flags(&owner)) {
             st.by_dir.insert(path.clone(), wd);
             st.by_wd.insert(wd, (path, owner));
         }
@@ -224,7 +229,7 @@ pub struct LiveUses(Arc<Inner>);
 
 impl RecordedUses for LiveUses {
     fn recorded_use(&self, target: &Path, unit: &Path) -> Option<SystemTime> {
-        let key = (target.to_path_buf(), unit.to_path_buf());
+        let key = (Arc::from(target), Arc::from(unit));
         if lock(&self.0.state).windows.in_flight(&key) {
             return Some(SystemTime::now());
         }
@@ -300,10 +305,17 @@ impl Tracker {
         {
             let mut uses = lock(&self.uses);
             for t in targets {
-                desired.insert(t.path.clone(), Watched::Target(t.path.clone()));
+                // One allocation for a target dir and for each profile, shared by its watches.
+                let target: Arc<Path> = Arc::from(t.path.as_path());
+                let profiles: Vec<Arc<Path>> = t
+                    .profiles
+                    .iter()
+                    .map(|p| Arc::from(p.rel.as_path()))
+                    .collect();
+                desired.insert(t.path.clone(), Watched::Target(target.clone()));
                 let mut present = HashSet::new();
-                for p in &t.profiles {
-                    let key = (t.path.clone(), p.rel.clone());
+                for (p, rel) in t.profiles.iter().zip(&profiles) {
+                    let key = (target.clone(), rel.clone());
                     let dir = t.path.join(&p.rel);
                     if p.layouts.contains(&Layout::Legacy) {
                         desired.insert(
@@ -339,12 +351,10 @@ impl Tracker {
                 for u in &t.units {
                     uses.observe(&t.path, &u.fingerprint_dir, now);
                     present.insert(cachekeeper_core::pathcodec::encode(&u.fingerprint_dir));
-                    let profile = (
-                        t.path.clone(),
-                        t.profiles[usize::from(u.key.profile)].rel.clone(),
-                    );
+                    let profile = (target.clone(), profiles[usize::from(u.key.profile)].clone());
+                    let unit: Arc<Path> = Arc::from(u.fingerprint_dir.as_path());
                     let watched = |run_dir| Watched::Unit {
-                        unit: (t.path.clone(), u.fingerprint_dir.clone()),
+                        unit: (target.clone(), unit.clone()),
                         profile: profile.clone(),
                         run_dir,
                     };
@@ -364,10 +374,10 @@ impl Tracker {
             return;
         };
         let mut st = lock(&inner.state);
-        let gone: Vec<PathBuf> = st
+        let gone: Vec<Arc<Path>> = st
             .by_dir
             .keys()
-            .filter(|k| !desired.contains_key(*k))
+            .filter(|k| !desired.contains_key(&***k))
             .cloned()
             .collect();
         for dir in gone {
@@ -376,22 +386,22 @@ impl Tracker {
                 let _ = inotify::remove_watch(&inner.fd, wd);
             }
         }
-        let mut unwatched: HashSet<(PathBuf, PathBuf)> = HashSet::new();
+        let mut unwatched: HashSet<UnitKey> = HashSet::new();
         let mut partial: HashSet<PathBuf> = HashSet::new();
         let mut limit = false;
         for (dir, owner) in desired {
-            if st.by_dir.contains_key(&dir) {
+            if st.by_dir.contains_key(dir.as_path()) {
                 continue;
             }
             let miss = |unwatched: &mut HashSet<_>, partial: &mut HashSet<PathBuf>| match &owner {
                 Watched::Unit { unit, .. } => {
                     unwatched.insert(unit.clone());
-                    partial.insert(unit.0.clone());
+                    partial.insert(unit.0.to_path_buf());
                 }
                 Watched::Target(target)
                 | Watched::Profile((target, _))
                 | Watched::Units((target, _), _) => {
-                    partial.insert(target.clone());
+                    partial.insert(target.to_path_buf());
                 }
             };
             if limit {
@@ -400,6 +410,7 @@ impl Tracker {
             }
             match inotify::add_watch(&inner.fd, &dir, watch_flags(&owner)) {
                 Ok(wd) => {
+                    let dir: Arc<Path> = dir.into();
                     st.by_dir.insert(dir.clone(), wd);
                     st.by_wd.insert(wd, (dir, owner));
                 }

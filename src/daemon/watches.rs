@@ -2,7 +2,8 @@
 //! build windows ([`super::builds`]) and to the index (a change).
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 use rustix::fs::inotify::{ReadFlags, WatchFlags};
 
@@ -10,10 +11,11 @@ use super::builds::Event;
 use cachekeeper_core::model::names;
 use cachekeeper_sys::os::locks::LOCK_FILES;
 
-/// A profile dir: (target dir, profile relative to it).
-pub(super) type ProfileKey = (PathBuf, PathBuf);
+/// A profile dir: (target dir, profile relative to it). Shared, not copied: every watch of a
+/// target dir names it, and events clone these keys.
+pub(super) type ProfileKey = (Arc<Path>, Arc<Path>);
 /// A unit: (target dir, fingerprint dir relative to it).
-pub(super) type UnitKey = (PathBuf, PathBuf);
+pub(super) type UnitKey = (Arc<Path>, Arc<Path>);
 
 /// Where new units appear in a profile.
 #[derive(Clone, Debug)]
@@ -30,7 +32,7 @@ pub(super) enum Parent {
 #[derive(Clone, Debug)]
 pub(super) enum Watched {
     /// A target dir itself: a profile dir created or removed there changes it.
-    Target(PathBuf),
+    Target(Arc<Path>),
     Profile(ProfileKey),
     /// A dir where a build creates new units' dirs: a creation there in a build's window is
     /// that build's use of the new unit.
@@ -76,7 +78,10 @@ pub(super) fn meaning(
                     .join("fingerprint"),
                 Parent::Packages => return None,
             };
-            Some((profile.clone(), Event::Write((profile.0.clone(), rel))))
+            Some((
+                profile.clone(),
+                Event::Write((profile.0.clone(), rel.into())),
+            ))
         }
         Watched::Profile(profile) => {
             if !LOCK_FILES.contains(&name) {
