@@ -197,8 +197,16 @@ impl Engine {
         let mut pause = Duration::from_millis(25);
         let (status, body) = loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let answer =
-                within(&self.host, &request, left, raw_get(&self.transport, &path)).await?;
+            // A retry has what is left of the limit; a hang is reported against the whole.
+            let answer = within(&self.host, &request, left, raw_get(&self.transport, &path))
+                .await
+                .map_err(|e| match e {
+                    EngineError::Timeout { host, .. } => EngineError::Timeout {
+                        host,
+                        secs: self.timeout.as_secs(),
+                    },
+                    other => other,
+                })?;
             if answer.0 != 500 || !df::busy(&answer.1) || left <= pause {
                 break answer;
             }
