@@ -21,36 +21,15 @@ command -v heaptrack > /dev/null || { echo "bench/heap.sh needs heaptrack: apt-g
 cargo build --release --locked -q
 ck=$root/target/release/cachekeeper
 
-tree=$work/heap-$units/target
-if [[ ! -f $work/heap-$units/.done ]]; then
-  rm -rf "$work/heap-$units"
-  python3 "$root/bench/gen-tree.py" "$tree" "$units" 10
-  touch "$work/heap-$units/.done"
-fi
-run=$work/heap-run
-rm -rf "$run"
-mkdir -p "$run/state" "$run/run"
-cat > "$run/ck.toml" <<TOML
-[cargo]
-roots = ["$tree"]
-target-budget = "none"
-total-budget = "none"
-[disk]
-min-free = "none"
-[buildkit]
-enabled = false
-[daemon]
-state-dir = "$run/state"
-socket = "$run/run/ck.sock"
-schedule = "0 3 1 1 *"
-rescan-interval = "7d"
-TOML
+source "$root/bench/generated.sh"
+generated_tree "heap-$units" "$units" 10
+daemon_run heap-run
 
 heaptrack -o "$run/heaptrack" "$ck" --config "$run/ck.toml" daemon > "$run/daemon.log" 2>&1 &
 wrapper=$!
 pid=
 for _ in $(seq 600); do
-  for p in $(pgrep -P "$wrapper" 2>/dev/null) $(pgrep -f "$run/ck.toml daemon" 2>/dev/null); do
+  for p in $(pgrep -f "$run/ck.toml daemon"); do
     [[ $(readlink "/proc/$p/exe" 2>/dev/null) == "$ck" ]] && pid=$p
   done
   [[ -n $pid ]] && "$ck" --config "$run/ck.toml" status --json > /dev/null 2>&1 && break

@@ -17,30 +17,9 @@ if [[ ${1:-} == --10m ]]; then units=10000; fi
 
 cargo build --release --locked -q
 ck=$root/target/release/cachekeeper
-tree=$work/scale-$units/target
-if [[ ! -f $work/scale-$units/.done ]]; then
-  rm -rf "$work/scale-$units"
-  python3 "$root/bench/gen-tree.py" "$tree" "$units" "$per_session"
-  touch "$work/scale-$units/.done"
-fi
-run=$work/scale-run
-rm -rf "$run"
-mkdir -p "$run/state" "$run/run"
-cat > "$run/ck.toml" <<TOML
-[cargo]
-roots = ["$tree"]
-target-budget = "none"
-total-budget = "none"
-[disk]
-min-free = "none"
-[buildkit]
-enabled = false
-[daemon]
-state-dir = "$run/state"
-socket = "$run/run/ck.sock"
-schedule = "0 3 1 1 *"
-rescan-interval = "7d"
-TOML
+source "$root/bench/generated.sh"
+generated_tree "scale-$units" "$units" "$per_session"
+daemon_run scale-run
 du -sb "$tree" > /dev/null # warm the cache
 du_s=$(python3 "$root/bench/timeit.py" --runs 3 -- du -sb "$tree" | python3 -c "import json,sys; print(json.load(sys.stdin)['median_s'])")
 r=$(python3 "$root/bench/scale.py" "$ck" "$run/ck.toml" "$run/run/ck.sock" "$tree")

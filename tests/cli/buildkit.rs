@@ -610,12 +610,17 @@ fn routed_engine(routes: Vec<(&'static str, Reply)>) -> FakeEngine {
                     .iter()
                     .find(|(p, _)| line.contains(p))
                     .map_or(Reply::Json("{}"), |(_, r)| *r);
-                let json = |conn: &mut std::os::unix::net::UnixStream, body: &str| {
+                let answer = |conn: &mut std::os::unix::net::UnixStream,
+                              status: &str,
+                              body: &str| {
                     let text = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nApi-Version: 1.41\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nApi-Version: 1.41\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                         body.len()
                     );
                     let _ = conn.write_all(text.as_bytes());
+                };
+                let json = |conn: &mut std::os::unix::net::UnixStream, body: &str| {
+                    answer(conn, "200 OK", body);
                 };
                 match reply {
                     Reply::Json(body) => json(&mut conn, body),
@@ -628,12 +633,11 @@ fn routed_engine(routes: Vec<(&'static str, Reply)>) -> FakeEngine {
                             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                             .is_ok();
                         if busy {
-                            let body = r#"{"message":"a disk usage operation is already running"}"#;
-                            let text = format!(
-                                "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nApi-Version: 1.41\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                                body.len()
+                            answer(
+                                &mut conn,
+                                "500 Internal Server Error",
+                                r#"{"message":"a disk usage operation is already running"}"#,
                             );
-                            let _ = conn.write_all(text.as_bytes());
                         } else {
                             json(&mut conn, body);
                         }
