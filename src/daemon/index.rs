@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 
 use tokio::sync::oneshot;
 
-use super::walks::{Changes, Kind, Pending};
+use super::walks::{Changed, Changes, Kind, Pending};
 use super::{Daemon, lock};
 use crate::protocol::Response;
 use crate::report::{DaemonInfo, IndexView, RunningView, Source, SurveyView, Trigger};
@@ -117,9 +117,10 @@ impl Daemon {
         let now = SystemTime::now();
         let (mut dirs, lost, watching) = match lock(&self.tracker).take_changes() {
             Some((dirs, lost)) => (dirs, lost, true),
-            None => (std::collections::HashSet::new(), false, false),
+            None => (std::collections::HashMap::new(), false, false),
         };
-        dirs.extend(self.acted.drain());
+        // A run of ours removes incremental dirs, which are not watched.
+        dirs.extend(self.acted.drain().map(|d| (d, Changed::Whole)));
         let periodic = || {
             self.index
                 .periodic(now, self.config.daemon.full_rescan_interval, lost, watching)
@@ -296,6 +297,8 @@ impl Daemon {
                 walks: self.index.walks(),
                 walked_last: self.index.last().0,
                 kept_last: self.index.last().1,
+                units_walked_last: self.index.last_units().0,
+                units_kept_last: self.index.last_units().1,
             },
             rescanning: self.rescanning.is_some(),
             metrics: self

@@ -34,6 +34,7 @@ use std::time::SystemTime;
 use rustix::fs::inotify::{self, ReadFlags};
 
 use super::builds::{Event, Windows};
+use super::walks::Changed;
 use super::watches::{Parent, ProfileKey, UnitKey, Watched, meaning, watch_flags};
 use cachekeeper_core::model::{LastUse, Layout, RecordedUses, TargetDir, TrackStats};
 
@@ -43,9 +44,12 @@ struct State {
     by_wd: HashMap<i32, (Arc<Path>, Watched)>,
     by_dir: HashMap<Arc<Path>, i32>,
     windows: Windows<ProfileKey, UnitKey>,
-    /// Target dirs something was written in, created or removed since the index last asked:
-    /// what a refresh walks again.
-    changed: HashSet<PathBuf>,
+    /// Target dirs something was written in, created or removed since the index last asked,
+    /// and which of their units: what a refresh walks again.
+    changed: HashMap<PathBuf, Changed>,
+    /// Target dirs with a unit first watched after a walk measured it: a write in between was
+    /// not seen, so the next refresh that walks the dir walks every unit of it.
+    unsure: HashSet<PathBuf>,
     /// Events were lost since the index last asked: nothing can be taken as unchanged.
     overflowed: bool,
 }
@@ -60,6 +64,40 @@ struct Inner {
     overflows: AtomicU64,
     /// Woken when a target dir changed (the daemon refreshes its index).
     changes: Arc<tokio::sync::Notify>,
+}
+
+impl State {
+    /// Notes that `unit` of `target` (`None`: anything in it) changed; returns whether this is
+    /// news.
+    fn mark(&mut self, target: &Path, unit: Option<&Path>) -> bool {
+        match self.changed.get_mut(target) {
+            Some(c) => c.add(unit),
+            None => {
+                self.changed.insert(target.to_path_buf(), Changed::of(unit));
+                true
+            }
+        }
+    }
+}
+
+/// The unit an entry removed from a watched dir was, if the dir holds units (`None`: it may
+/// have been anything).
+fn removed_unit(watched: &Watched, name: &OsStr) -> Option<PathBuf> {
+    match watched {
+        Watched::Unit { unit, .. } => Some(unit.1.to_path_buf()),
+        Watched::Units(profile, Parent::Fingerprints) => {
+            Some(profile.1.join(".fingerprint").join(name))
+        }
+        Watched::Units(profile, Parent::Package(pkg)) => Some(
+            profile
+                .1
+                .join("build")
+                .join(pkg)
+                .join(name)
+                .join("fingerprint"),
+        ),
+        Watched::Units(_, Parent::Packages) | Watched::Target(_) | Watched::Profile(_) => None,
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -126,7 +164,11 @@ impl Inner {
             // watch the tracker removed itself is no longer in `by_wd`.
             if let Some((dir, watched)) = st.by_wd.remove(&wd) {
                 st.by_dir.remove(&dir);
-                st.changed.insert(watched.target().to_path_buf());
+                let unit = match &watched {
+                    Watched::Unit { unit, .. } => Some(&*unit.1),
+                    _ => None,
+                };
+                st.mark(watched.target(), unit);
                 self.changes.notify_one();
             }
             return;
@@ -134,11 +176,12 @@ impl Inner {
         let (Some((dir, watched)), Some(name)) = (st.by_wd.get(&wd).cloned(), name) else {
             return;
         };
-        if flags.contains(ReadFlags::DELETE)
-            || flags.contains(ReadFlags::MOVED_FROM)
-            || matches!(watched, Watched::Target(_))
-        {
-            st.changed.insert(watched.target().to_path_buf());
+        if flags.contains(ReadFlags::DELETE) || flags.contains(ReadFlags::MOVED_FROM) {
+            let unit = removed_unit(&watched, name);
+            if st.mark(watched.target(), unit.as_deref()) {
+                self.changes.notify_one();
+            }
+        } else if matches!(watched, Watched::Target(_)) && st.mark(watched.target(), None) {
             self.changes.notify_one();
         }
         if flags.contains(ReadFlags::CREATE | ReadFlags::ISDIR) {
@@ -147,8 +190,8 @@ impl Inner {
         let Some((profile, event)) = meaning(&watched, flags, name) else {
             return;
         };
-        if let Event::Write((target, _)) = &event
-            && st.changed.insert(target.to_path_buf())
+        if let Event::Write((target, unit)) = &event
+            && st.mark(target, Some(unit))
         {
             self.changes.notify_one();
         }
@@ -410,6 +453,11 @@ impl Tracker {
             }
             match inotify::add_watch(&inner.fd, &dir, watch_flags(&owner)) {
                 Ok(wd) => {
+                    if let Watched::Unit { unit, .. } = &owner
+                        && !st.unsure.contains(&*unit.0)
+                    {
+                        st.unsure.insert(unit.0.to_path_buf());
+                    }
                     let dir: Arc<Path> = dir.into();
                     st.by_dir.insert(dir.clone(), wd);
                     st.by_wd.insert(wd, (dir, owner));
@@ -481,15 +529,19 @@ impl Tracker {
         Arc::clone(&self.changes)
     }
 
-    /// The target dirs that changed since the last call, and whether events were lost meanwhile
-    /// (then nothing can be taken as unchanged). `None` without watches: nothing is known.
-    pub fn take_changes(&self) -> Option<(HashSet<PathBuf>, bool)> {
+    /// The target dirs that changed since the last call (and which of their units, where that
+    /// is known), and whether events were lost meanwhile (then nothing can be taken as
+    /// unchanged). `None` without watches: nothing is known.
+    pub fn take_changes(&self) -> Option<(HashMap<PathBuf, Changed>, bool)> {
         let inner = self.inner.as_ref()?;
         let mut st = lock(&inner.state);
-        Some((
-            std::mem::take(&mut st.changed),
-            std::mem::take(&mut st.overflowed),
-        ))
+        let mut changed = std::mem::take(&mut st.changed);
+        for (target, c) in &mut changed {
+            if st.unsure.remove(target) {
+                *c = Changed::Whole;
+            }
+        }
+        Some((changed, std::mem::take(&mut st.overflowed)))
     }
 
     /// Whether a build holds a lock in a watched profile now (a refresh waits for it to end).

@@ -12,8 +12,14 @@
 //!
 //! A target dir is "changed" when the tracker saw a write, a creation or a removal in one of its
 //! watched dirs (profile dirs, `.fingerprint/`, `build/`, each unit's dirs), or a run of ours
-//! acted in it (a removed incremental dir is not in a watched dir). What changes without a build
-//! or a run of ours (files deleted by hand in `deps/`) is seen at the next full walk.
+//! acted in it (a removed incremental dir is not in a watched dir). Where the tracker can tell
+//! which units changed (a write in a unit's dirs, a unit's dir created or removed), and every
+//! unit of the dir is watched, only those units are walked: the others are taken as they were
+//! without their files being looked at (see `inventory::earlier`); the dirs holding units are
+//! still listed, so what a build added or removed beside them is seen. A profile created or
+//! removed, a run of ours, or a unit first watched after it was measured has the whole dir
+//! walked. What changes without a build or a run of ours (files deleted by hand in `deps/`) is
+//! seen at the next full walk.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -45,10 +51,44 @@ pub enum Kind {
     Events,
 }
 
+/// What changed in one target dir since the last refresh.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Changed {
+    /// Anything may have (a profile created or removed, a run of ours acted in it): every unit
+    /// is walked again.
+    Whole,
+    /// Only these units, by fingerprint dir relative to the target dir, were written, created
+    /// or removed: the others are taken as they were, their files not looked at.
+    Units(HashSet<PathBuf>),
+}
+
+impl Changed {
+    /// Adds that `unit` (`None`: anything) changed; returns whether this is news.
+    pub fn add(&mut self, unit: Option<&Path>) -> bool {
+        match (self, unit) {
+            (Changed::Whole, _) => false,
+            (Changed::Units(units), Some(u)) => !units.contains(u) && units.insert(u.into()),
+            (this, None) => {
+                *this = Changed::Whole;
+                true
+            }
+        }
+    }
+
+    /// What changed, starting from `unit` (`None`: anything).
+    #[must_use]
+    pub fn of(unit: Option<&Path>) -> Changed {
+        match unit {
+            Some(u) => Changed::Units(HashSet::from([u.to_path_buf()])),
+            None => Changed::Whole,
+        }
+    }
+}
+
 /// What changed since the last refresh.
 #[derive(Clone, Debug, Default)]
 pub struct Changes {
-    pub dirs: HashSet<PathBuf>,
+    pub dirs: HashMap<PathBuf, Changed>,
     /// Target dirs with dirs beyond the watch limit: their changes are not seen.
     pub partial: HashSet<PathBuf>,
 }
@@ -65,6 +105,8 @@ pub struct Index {
     walks: BTreeMap<&'static str, u64>,
     /// Target dirs walked and taken as they were by the last refresh.
     last: (usize, usize),
+    /// Units looked at and taken as they were by the last refresh.
+    last_units: (usize, usize),
 }
 
 /// A refresh under way: what was taken as it was, and why the rest is walked.
@@ -119,10 +161,16 @@ impl Index {
                 let mut reuse = Reuse::default();
                 let mut only = Vec::new();
                 for (path, dir) in known {
-                    if changes.dirs.contains(&path) {
+                    if let Some(changed) = changes.dirs.get(&path) {
                         // Walked again, but the incremental crate dirs no compile touched are
-                        // taken from its last walk.
+                        // taken from its last walk, and so are the units no build changed
+                        // when every unit of it is watched.
                         only.push(path.clone());
+                        if let (Changed::Units(units), false) =
+                            (changed, changes.partial.contains(&path))
+                        {
+                            reuse.changed_units.insert(path.clone(), units.clone());
+                        }
                         reuse.previous.insert(path, dir);
                     } else if kind == Kind::Events || !changes.partial.contains(&path) {
                         reuse.unchanged.insert(path, dir);
@@ -156,14 +204,20 @@ impl Index {
         let mut walked = Vec::new();
         let mut at = HashMap::new();
         let n = targets.len();
+        let mut units = (0, 0);
         for t in targets {
             let when = match self.walked.get(&t.path) {
-                Some(when) if pending.reused.contains(&t.path) => *when,
+                Some(when) if pending.reused.contains(&t.path) => {
+                    units.1 += t.units.len();
+                    *when
+                }
                 known => {
+                    units.0 += t.units.len().saturating_sub(t.kept_units);
+                    units.1 += t.kept_units;
                     let why = match pending.kind {
                         Kind::Full(why) => why,
                         _ if known.is_none() => "new-target-dir",
-                        _ if pending.changes.dirs.contains(&t.path) => "changed",
+                        _ if pending.changes.dirs.contains_key(&t.path) => "changed",
                         _ => "watch-limit",
                     };
                     *self.walks.entry(why).or_default() += 1;
@@ -178,6 +232,7 @@ impl Index {
             self.last_full = Some(now);
         }
         self.last = (walked.len(), n - walked.len());
+        self.last_units = units;
         // Every kind measures the whole known set (an events refresh takes most of it as it
         // was): what is not in `targets` is gone.
         self.walked = at;
@@ -209,11 +264,29 @@ impl Index {
     pub fn last(&self) -> (usize, usize) {
         self.last
     }
+
+    /// Units (looked at, taken as they were) by the last refresh.
+    #[must_use]
+    pub fn last_units(&self) -> (usize, usize) {
+        self.last_units
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_changed_grows_from_units_to_everything_never_back() {
+        let mut c = Changed::of(Some(Path::new("u1")));
+        assert!(!c.add(Some(Path::new("u1"))), "no news");
+        assert!(c.add(Some(Path::new("u2"))));
+        assert_eq!(c, Changed::Units(HashSet::from(["u1".into(), "u2".into()])));
+        assert!(c.add(None));
+        assert!(!c.add(Some(Path::new("u3"))));
+        assert_eq!(c, Changed::Whole);
+        assert_eq!(Changed::of(None), Changed::Whole);
+    }
 
     fn dir(path: &str) -> TargetDir {
         TargetDir::empty(PathBuf::from(path))
@@ -225,7 +298,10 @@ mod tests {
 
     fn changes(dirs: &[&str], partial: &[&str]) -> Changes {
         Changes {
-            dirs: dirs.iter().map(PathBuf::from).collect(),
+            dirs: dirs
+                .iter()
+                .map(|d| (PathBuf::from(d), Changed::Whole))
+                .collect(),
             partial: partial.iter().map(PathBuf::from).collect(),
         }
     }
@@ -302,10 +378,40 @@ mod tests {
         );
         let walked = ix.took(p, vec![dir("/a"), dir("/b")], t(5));
         assert_eq!(walked, [(PathBuf::from("/a"), "changed")]);
+        assert!(
+            reuse.changed_units.is_empty(),
+            "changed whole: every unit walked"
+        );
+        // Changed unit by unit: the other units are taken as they were, unless some of the
+        // dir's units are not watched (their changes are not seen).
+        let units =
+            |dirs: &[&str]| Changed::Units(dirs.iter().map(PathBuf::from).collect::<HashSet<_>>());
+        for (partial, lent) in [(false, true), (true, false)] {
+            let (_, p) = ix.plan(Kind::Full("start"), Changes::default());
+            ix.took(p, vec![dir("/a"), dir("/b")], t(5));
+            let changes = Changes {
+                dirs: HashMap::from([(PathBuf::from("/a"), units(&["debug/.fingerprint/x-1"]))]),
+                partial: if partial {
+                    HashSet::from([PathBuf::from("/a")])
+                } else {
+                    HashSet::new()
+                },
+            };
+            let (reuse, p) = ix.plan(Kind::Events, changes);
+            let reuse = reuse.unwrap();
+            assert_eq!(
+                reuse.changed_units.get(Path::new("/a")),
+                lent.then(|| HashSet::from([PathBuf::from("debug/.fingerprint/x-1")]))
+                    .as_ref(),
+                "partial: {partial}"
+            );
+            assert!(reuse.previous.contains_key(Path::new("/a")));
+            ix.took(p, vec![dir("/a"), dir("/b")], t(6));
+        }
         // A target dir removed whole is gone from the index.
         let (_, p) = ix.plan(Kind::Events, changes(&["/a"], &[]));
         ix.took(p, vec![dir("/b")], t(9));
         assert_eq!(ix.walked_at(Path::new("/a")), None);
-        assert_eq!(ix.last_full(), Some(t(0)));
+        assert_eq!(ix.last_full(), Some(t(5)));
     }
 }

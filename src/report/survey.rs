@@ -237,6 +237,12 @@ pub struct IndexView {
     /// The last refresh: target dirs it walked, and those it took as they were.
     pub walked_last: usize,
     pub kept_last: usize,
+    /// The last refresh: units it looked at, and those it took as they were (in the target
+    /// dirs it kept, and those a build left alone in the dirs it walked).
+    #[serde(default)]
+    pub units_walked_last: usize,
+    #[serde(default)]
+    pub units_kept_last: usize,
 }
 
 /// The run the daemon is carrying out.

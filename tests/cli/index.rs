@@ -75,6 +75,13 @@ fn what_a_build_changes_is_walked_again_and_nothing_else() {
     assert!(rebuilt.success && !rebuilt.recompiled().is_empty());
     let changed = walks(&created, "changed");
     let after_rebuild = d.wait_status("the rebuild walked", |s| walks(s, "changed") > changed);
+    // The units the rebuild left alone (the build script's) were taken as they were: the
+    // refresh looked at fewer units than the dir holds.
+    let ix = &after_rebuild["daemon"]["index"];
+    assert!(
+        ix["units_walked_last"].as_u64().unwrap() < units(&after_rebuild),
+        "{ix:#}"
+    );
 
     // Removed: `cargo clean -p dep` takes dep's units away.
     let with_dep = units(&after_rebuild);

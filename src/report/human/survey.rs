@@ -471,11 +471,13 @@ fn daemon(d: &DaemonInfo) -> String {
         .collect();
     let _ = writeln!(
         out,
-        "  index: last full walk {}; since, only what changed is walked (last refresh: {} walked, {} kept); walks: {}",
+        "  index: last full walk {}; since, only what changed is walked (last refresh: {} walked, {} kept; {} looked at, {} taken as they were); walks: {}",
         ix.last_full_walk
             .map_or_else(|| "never".into(), cachekeeper_core::units::local_time),
-        ix.walked_last,
+        count(ix.walked_last as u64, "target dir", "target dirs"),
         ix.kept_last,
+        count(ix.units_walked_last as u64, "unit", "units"),
+        ix.units_kept_last,
         if by_events.is_empty() {
             "none".into()
         } else {

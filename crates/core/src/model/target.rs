@@ -334,6 +334,9 @@ pub struct TargetDir {
     pub signal: super::Signal,
     /// Its filesystem among the snapshot's.
     pub fs: super::FsId,
+    /// Units the walk took from the daemon's earlier walk without looking at them (no build
+    /// changed them since, as its watches saw).
+    pub kept_units: usize,
 }
 
 impl TargetDir {
@@ -355,6 +358,7 @@ impl TargetDir {
             jobs: 1,
             signal: super::Signal::default(),
             fs: super::FsId::default(),
+            kept_units: 0,
         }
     }
 

@@ -12,7 +12,7 @@ pub mod inventory;
 pub mod jobs;
 pub mod toolchain;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -39,6 +39,11 @@ pub struct Reuse {
     /// Target dirs that changed, as measured before: their walk takes the incremental crate
     /// dirs no compile touched since as they were (most of a target dir's files are there).
     pub previous: HashMap<PathBuf, TargetDir>,
+    /// For a target dir in `previous` whose changes are known unit by unit (every unit of it
+    /// watched): the units written, created or removed since, by fingerprint dir relative to
+    /// it. Its other units are taken as they were, their files not looked at. A target dir not
+    /// here is walked whole.
+    pub changed_units: HashMap<PathBuf, HashSet<PathBuf>>,
 }
 
 /// Measures what `sides` asks for: the cargo side on a blocking thread (it walks the disk on
@@ -96,7 +101,8 @@ pub fn take_cargo(
     let Reuse {
         mut unchanged,
         only,
-        previous,
+        mut previous,
+        mut changed_units,
     } = reuse.unwrap_or_default();
     let found = match only {
         Some(walk) => {
@@ -132,7 +138,11 @@ pub fn take_cargo(
                 targets.push(known);
                 continue;
             }
-            match inventory::scan_cached(path, threads, cache, Some(progress), previous.get(path)) {
+            let earlier = previous.remove(path).map(|walk| inventory::Earlier {
+                walk,
+                changed_units: changed_units.remove(path),
+            });
+            match inventory::scan_cached(path, threads, cache, Some(progress), earlier) {
                 Ok(t) => targets.push(t),
                 Err(e) => failed.push((path.clone(), e.to_string())),
             }

@@ -50,6 +50,19 @@ pub trait Visitor: Sync {
         meta: &Meta,
     ) -> Option<Self::Ctx>;
 
+    /// Whether entry `name` of the directory `dir_rel` (with context `parent`) is passed over
+    /// before it is looked at: not stat-ed, accounted or entered (the visitor knows what it
+    /// holds from an earlier walk).
+    fn skip(
+        &self,
+        _acc: &mut Self::Acc,
+        _parent: &Self::Ctx,
+        _dir_rel: &Path,
+        _name: &OsStr,
+    ) -> bool {
+        false
+    }
+
     /// An entry at `rel` could not be read or opened.
     fn error(&self, acc: &mut Self::Acc, rel: &Path, err: &io::Error);
 
@@ -241,6 +254,9 @@ fn read_dir<V: Visitor>(
             continue;
         }
         let os = OsStr::from_bytes(name.to_bytes());
+        if visitor.skip(acc, &job.ctx, &job.rel, os) {
+            continue;
+        }
         match safefs::stat_at_c(dirfd, name) {
             Ok(meta) if !meta.same_mount(seen.root) => {
                 visitor.mount_point(acc, &job.ctx, &job.rel.join(os));

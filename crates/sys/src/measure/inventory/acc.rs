@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use super::visitor::Owner;
-use cachekeeper_core::model::{ByKind, IncrementalDir, ScanErrors, UnitKey, Usage};
+use cachekeeper_core::model::{ByKind, IncrementalDir, ScanErrors, Unit, UnitKey, Usage};
 
 /// A file with more than one link, counted once after the walk.
 pub(super) struct Link {
@@ -58,6 +58,33 @@ fn later_opt(a: Option<SystemTime>, b: Option<SystemTime>) -> Option<SystemTime>
 }
 
 impl UnitAcc {
+    /// What a walk of the unit found, as an earlier walk recorded it.
+    pub(super) fn from_unit(u: Unit) -> UnitAcc {
+        UnitAcc {
+            usage: u.usage,
+            reclaimable: u.reclaimable,
+            paths: u.paths,
+            fingerprint_dir: Some(u.fingerprint_dir),
+            run_dir: u.run_dir,
+            package: Some(u.package),
+            targets: u.targets,
+            fingerprints: u.fingerprints,
+            rustc: u.rustc,
+            deps: u.deps,
+            profile_hash: u.profile_hash,
+            compile_kind: u.compile_kind,
+            build_script: u.build_script,
+            last_used: Some(u.last_used),
+            last_built: Some(u.last_built),
+            invoked: u.invoked,
+            finished: u.finished,
+            metadata_at: u.metadata_at,
+            proc_macro: u.proc_macro,
+            newest_mtime: None,
+            unreadable: u.unreadable,
+        }
+    }
+
     pub fn merge(&mut self, o: UnitAcc) {
         self.usage.merge(&o.usage);
         self.reclaimable += o.reclaimable;
@@ -129,4 +156,7 @@ pub(super) struct Acc {
     pub target: Usage,
     pub links: Vec<Link>,
     pub errors: ScanErrors,
+    /// Units of an earlier walk met (by a top-level path) and taken as they were, by their id
+    /// in [`super::Carried`].
+    pub carried: Vec<u32>,
 }

@@ -19,9 +19,11 @@
 
 mod acc;
 mod cache;
+mod earlier;
 mod visitor;
 
 pub use cache::FingerprintCache;
+pub(crate) use earlier::Earlier;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -33,6 +35,7 @@ use std::time::{Duration, SystemTime};
 use crate::os::locks;
 use crate::os::safefs::{self, Meta};
 use acc::Acc;
+use earlier::{Carried, carry, walked_incremental};
 use visitor::{Ctx, InventoryVisitor, Owner};
 
 use cachekeeper_core::model::names;
@@ -63,14 +66,14 @@ pub fn scan(path: &Path, threads: usize) -> Result<TargetDir, ScanError> {
 }
 
 /// [`scan`], reading only the fingerprint files `cache` has not seen in this version, telling
-/// `progress` what it walks, and taking the incremental crate dirs of an earlier walk of this
-/// dir (`previous`) as they were where they did not change since.
+/// `progress` what it walks, and taking from an earlier walk of this dir (`earlier`) the
+/// incremental crate dirs that did not change since, and the units that did not.
 pub(crate) fn scan_cached(
     path: &Path,
     threads: usize,
     cache: Option<&FingerprintCache>,
     progress: Option<&crate::progress::Progress>,
-    previous: Option<&TargetDir>,
+    earlier: Option<Earlier>,
 ) -> Result<TargetDir, ScanError> {
     let open_err = |source| ScanError::Open {
         path: path.to_path_buf(),
@@ -94,6 +97,19 @@ pub(crate) fn scan_cached(
             a = p.parent();
         }
     }
+    let (previous, carried) = match earlier {
+        Some(Earlier {
+            mut walk,
+            changed_units,
+        }) => {
+            let carried = changed_units
+                .map(|changed| carry(&mut walk, &changed, &profile_rels))
+                .unwrap_or_default();
+            (Some(walk), carried)
+        }
+        None => (None, Carried::default()),
+    };
+    let previous = previous.as_ref();
     let visitor = InventoryVisitor {
         cache,
         profiles: profile_rels
@@ -107,6 +123,7 @@ pub(crate) fn scan_cached(
         walked: previous
             .map(|t| walked_incremental(t, &profile_rels))
             .unwrap_or_default(),
+        carried: &carried.by_path,
     };
     let walk_root = rustix::io::fcntl_dupfd_cloexec(&root, 0).map_err(|e| open_err(e.into()))?;
     let accs = crate::os::walk::walk(&visitor, walk_root, Ctx::Root, threads);
@@ -115,7 +132,15 @@ pub(crate) fn scan_cached(
         .crates
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut target = assemble(path, &root_meta, &profile_rels, &crates, accs, rustc_vv);
+    let mut target = assemble(
+        path,
+        &root_meta,
+        &profile_rels,
+        &crates,
+        accs,
+        rustc_vv,
+        carried.units,
+    );
     for profile in &mut target.profiles {
         profile.state = probe_lock(root.as_fd(), &profile.rel);
     }
@@ -134,35 +159,6 @@ pub fn refresh(target: &mut TargetDir) {
     for u in &mut target.units {
         u.timing = None;
     }
-}
-
-/// The incremental crate dirs of an earlier walk that a walk may take as they were, by the
-/// profile's index in `profile_rels` and the dir's name: those sharing no inode with another
-/// part (the sharing is only seen by walking every link).
-fn walked_incremental<'t>(
-    previous: &'t TargetDir,
-    profile_rels: &[PathBuf],
-) -> HashMap<(u16, String), &'t IncrementalDir> {
-    let shared: std::collections::HashSet<usize> = previous
-        .shared
-        .iter()
-        .flat_map(|s| &s.owners)
-        .filter_map(|o| match o {
-            Part::Incremental(i) => Some(*i),
-            _ => None,
-        })
-        .collect();
-    previous
-        .incremental
-        .iter()
-        .enumerate()
-        .filter(|(i, d)| !shared.contains(i) && d.dir_mtime.is_some())
-        .filter_map(|(_, d)| {
-            let rel = &previous.profiles.get(usize::from(d.profile))?.rel;
-            let p = profile_rels.iter().position(|r| r == rel)?;
-            Some(((u16::try_from(p).ok()?, d.name.clone()), d))
-        })
-        .collect()
 }
 
 fn probe_lock(root: std::os::fd::BorrowedFd<'_>, rel: &Path) -> ProfileState {
@@ -239,9 +235,16 @@ fn assemble(
     crates: &[(u16, std::sync::Arc<str>)],
     accs: Vec<Acc>,
     rustc_vv: Option<String>,
+    carried: Vec<Unit>,
 ) -> TargetDir {
     let mut all = Acc::default();
+    let mut met = vec![false; carried.len()];
     for a in accs {
+        for id in &a.carried {
+            if let Some(m) = met.get_mut(*id as usize) {
+                *m = true;
+            }
+        }
         for (k, u) in a.units {
             all.units.entry(k).or_default().merge(u);
         }
@@ -254,6 +257,16 @@ fn assemble(
         all.target.merge(&a.target);
         all.links.extend(a.links);
         all.errors.merge(a.errors);
+    }
+    // A unit taken as it was is there if any of its paths still is.
+    let kept_units = met.iter().filter(|m| **m).count();
+    for (u, met) in carried.into_iter().zip(met) {
+        if met {
+            all.units
+                .entry(u.key)
+                .or_default()
+                .merge(acc::UnitAcc::from_unit(u));
+        }
     }
     all.target
         .merge(&Usage::file(root_meta.bytes, root_meta.apparent));
@@ -410,6 +423,7 @@ fn assemble(
         jobs: 1,
         signal: cachekeeper_core::model::Signal::default(),
         fs: cachekeeper_core::model::FsId::default(),
+        kept_units,
     }
 }
 
@@ -626,6 +640,14 @@ mod tests {
         t
     }
 
+    /// An earlier walk whose units may all have changed: only its incremental dirs are lent.
+    fn earlier(walk: &TargetDir) -> Earlier {
+        Earlier {
+            walk: walk.clone(),
+            changed_units: None,
+        }
+    }
+
     fn incr<'t>(t: &'t TargetDir, name: &str) -> &'t IncrementalDir {
         t.incremental.iter().find(|d| d.crate_name == name).unwrap()
     }
@@ -637,7 +659,7 @@ mod tests {
         assert_eq!(full.incremental.len(), 2);
         assert!(incr(&full, "foo").dir_mtime.is_some());
         // Nothing changed: the same numbers, with or without the earlier walk.
-        let again = scan_cached(t.path(), 1, None, None, Some(&full)).unwrap();
+        let again = scan_cached(t.path(), 1, None, None, Some(earlier(&full))).unwrap();
         assert_eq!(again.usage.total(), full.usage.total());
         for name in ["foo", "bar"] {
             assert_eq!(incr(&again, name).usage, incr(&full, name).usage);
@@ -648,7 +670,7 @@ mod tests {
             .path()
             .join("debug/incremental/foo-1abc/s-ha2x3kqo6w-1xyz-0123abcd");
         std::fs::write(session.join("0.o"), [1u8; 30_000]).unwrap();
-        let taken = scan_cached(t.path(), 1, None, None, Some(&full)).unwrap();
+        let taken = scan_cached(t.path(), 1, None, None, Some(earlier(&full))).unwrap();
         assert_eq!(incr(&taken, "foo").usage, incr(&full, "foo").usage);
         assert!(
             incr(&scan(t.path(), 1).unwrap(), "foo").usage.bytes > incr(&full, "foo").usage.bytes
@@ -659,7 +681,7 @@ mod tests {
             .join("debug/incremental/bar-1abc/s-ha2x4aaaaa-1xyz-4567abcd");
         std::fs::create_dir_all(&newer).unwrap();
         std::fs::write(newer.join("0.o"), [1u8; 8000]).unwrap();
-        let walked = scan_cached(t.path(), 1, None, None, Some(&full)).unwrap();
+        let walked = scan_cached(t.path(), 1, None, None, Some(earlier(&full))).unwrap();
         assert_eq!(
             incr(&walked, "bar").usage.files,
             incr(&full, "bar").usage.files + 2

@@ -109,6 +109,9 @@ pub(super) struct InventoryVisitor<'c> {
     /// (rustc never changes a finished session; it adds and removes session dirs, which
     /// changes the crate dir). Those holding an inode shared with another part are left out.
     pub walked: HashMap<(u16, String), &'c IncrementalDir>,
+    /// Units of an earlier walk taken as they were, by their top-level paths (see
+    /// [`super::Carried`]): those paths are passed over, not looked at.
+    pub carried: &'c HashMap<PathBuf, u32>,
 }
 
 /// Entries a walker thread counts before telling progress.
@@ -474,6 +477,29 @@ impl Visitor for InventoryVisitor<'_> {
             acc.account(&owner, &usage, true);
         }
         ctx
+    }
+
+    fn skip(&self, acc: &mut Acc, parent: &Ctx, dir_rel: &Path, name: &OsStr) -> bool {
+        // A unit's top-level paths are never inside a unit's or an incremental crate's dir.
+        if self.carried.is_empty()
+            || matches!(
+                parent,
+                Ctx::Unit(..)
+                    | Ctx::NewUnit(..)
+                    | Ctx::UnitBuildDir(..)
+                    | Ctx::IncrCrate(..)
+                    | Ctx::IncrDeep(..)
+            )
+        {
+            return false;
+        }
+        match self.carried.get(&dir_rel.join(name)) {
+            Some(id) => {
+                acc.carried.push(*id);
+                true
+            }
+            None => false,
+        }
     }
 
     fn error(&self, acc: &mut Acc, rel: &Path, err: &io::Error) {
