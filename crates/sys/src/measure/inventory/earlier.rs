@@ -4,7 +4,7 @@
 //! files.
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use cachekeeper_core::model::{IncrementalDir, Part, TargetDir, Unit};
@@ -18,26 +18,21 @@ pub(crate) struct Earlier {
     pub changed_units: Option<HashSet<PathBuf>>,
 }
 
-/// Units of an earlier walk that a walk takes as they were, and their top-level paths (which
-/// it passes over): those no build wrote, created or removed since (`changed` names the ones
-/// that changed, by fingerprint dir). Left out, and walked again: a unit sharing an inode with
+/// Which units of an earlier walk a walk takes as they were (their top-level paths are passed
+/// over): those no build wrote, created or removed since (`changed` names the ones that
+/// changed, by fingerprint dir). For each unit of `previous`, its profile's index in this
+/// walk's `profile_rels` if it is lent. Never lent, walked again: a unit sharing an inode with
 /// another part, one with a path not named by its hash (an uplifted link another unit's build
 /// may take over), one with an unreadable fingerprint file, and every unit when the earlier
 /// walk met errors (what it measured may be short).
-#[derive(Default)]
-pub(super) struct Carried {
-    pub units: Vec<Unit>,
-    pub by_path: HashMap<PathBuf, u32>,
-}
-
-pub(super) fn carry(
-    previous: &mut TargetDir,
+pub(super) fn lend(
+    previous: &TargetDir,
     changed: &HashSet<PathBuf>,
     profile_rels: &[PathBuf],
-) -> Carried {
+) -> Vec<Option<u16>> {
     let e = &previous.errors;
     if e.vanished + e.serious() > 0 || !e.mount_points.is_empty() {
-        return Carried::default();
+        return Vec::new();
     }
     let shared: HashSet<usize> = previous
         .shared
@@ -48,7 +43,6 @@ pub(super) fn carry(
             _ => None,
         })
         .collect();
-    // Profiles are numbered by this walk's list.
     let profiles: Vec<Option<u16>> = previous
         .profiles
         .iter()
@@ -57,42 +51,85 @@ pub(super) fn carry(
             u16::try_from(i).ok()
         })
         .collect();
-    let mut out = Carried::default();
-    for (i, mut u) in std::mem::take(&mut previous.units).into_iter().enumerate() {
-        let Some(Some(profile)) = profiles.get(usize::from(u.key.profile)) else {
-            continue;
-        };
-        let hash = format!("{:016x}", u.key.hash);
-        let own = |p: &PathBuf| {
-            p.file_name()
-                .and_then(OsStr::to_str)
-                .is_some_and(|n| n.contains(&hash))
-        };
-        if shared.contains(&i)
-            || u.unreadable > 0
-            || changed.contains(&u.fingerprint_dir)
-            || !u.paths.iter().all(own)
-        {
-            continue;
-        }
-        u.key.profile = *profile;
-        let id = u32::try_from(out.units.len()).unwrap_or(u32::MAX);
-        for p in &u.paths {
-            out.by_path.insert(p.clone(), id);
-        }
-        out.units.push(u);
+    previous
+        .units
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            let profile = (*profiles.get(usize::from(u.key.profile))?)?;
+            let hash = hex16(u.key.hash);
+            let own = |p: &PathBuf| {
+                p.file_name()
+                    .is_some_and(|n| n.as_bytes().windows(16).any(|w| w == hash))
+            };
+            let lent = !shared.contains(&i)
+                && u.unreadable == 0
+                && !changed.contains(&u.fingerprint_dir)
+                && u.paths.iter().all(own);
+            lent.then_some(profile)
+        })
+        .collect()
+}
+
+/// A unit hash as cargo writes it in names: 16 lowercase hex digits.
+fn hex16(hash: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        let nibble = (hash >> (60 - 4 * i)) & 0xf;
+        *b = b"0123456789abcdef"[usize::try_from(nibble).unwrap_or(0)];
     }
     out
 }
 
+/// The top-level paths of lent units, by parent dir and then name (as bytes: looked up
+/// without allocating or splitting into components), each with its unit's index.
+pub(super) type LentPaths<'a> = HashMap<&'a [u8], HashMap<&'a [u8], u32>>;
+
+pub(super) fn lent_paths<'a>(previous: &'a TargetDir, lent: &[Option<u16>]) -> LentPaths<'a> {
+    let mut out: LentPaths<'a> = HashMap::new();
+    for (i, u) in previous.units.iter().enumerate() {
+        if lent.get(i).copied().flatten().is_none() {
+            continue;
+        }
+        let id = u32::try_from(i).unwrap_or(u32::MAX);
+        for p in &u.paths {
+            let (Some(dir), Some(name)) = (p.parent(), p.file_name()) else {
+                continue;
+            };
+            out.entry(dir.as_os_str().as_bytes())
+                .or_default()
+                .insert(name.as_bytes(), id);
+        }
+    }
+    out
+}
+
+/// The lent units a walk met (`met`, by index), taken out of `previous` and numbered by the
+/// walk's profiles; their compile times are worked out again with the others'.
+pub(super) fn take_lent(previous: &mut TargetDir, lent: &[Option<u16>], met: &[bool]) -> Vec<Unit> {
+    std::mem::take(&mut previous.units)
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, mut u)| {
+            let profile = lent.get(i).copied().flatten()?;
+            if !met.get(i).copied().unwrap_or(false) {
+                return None;
+            }
+            u.key.profile = profile;
+            u.timing = None;
+            Some(u)
+        })
+        .collect()
+}
+
 /// The incremental crate dirs of an earlier walk that a walk may take as they were, by the
-/// profile's index in `profile_rels` and the dir's name: those sharing no inode with another
-/// part (the sharing is only seen by walking every link).
+/// profile's index in `profile_rels` and then the dir's name: those sharing no inode with
+/// another part (the sharing is only seen by walking every link).
 pub(super) fn walked_incremental<'t>(
     previous: &'t TargetDir,
     profile_rels: &[PathBuf],
-) -> HashMap<(u16, String), &'t IncrementalDir> {
-    let shared: std::collections::HashSet<usize> = previous
+) -> Vec<HashMap<&'t str, &'t IncrementalDir>> {
+    let shared: HashSet<usize> = previous
         .shared
         .iter()
         .flat_map(|s| &s.owners)
@@ -101,17 +138,23 @@ pub(super) fn walked_incremental<'t>(
             _ => None,
         })
         .collect();
-    previous
-        .incremental
-        .iter()
-        .enumerate()
-        .filter(|(i, d)| !shared.contains(i) && d.dir_mtime.is_some())
-        .filter_map(|(_, d)| {
-            let rel = &previous.profiles.get(usize::from(d.profile))?.rel;
-            let p = profile_rels.iter().position(|r| r == rel)?;
-            Some(((u16::try_from(p).ok()?, d.name.clone()), d))
-        })
-        .collect()
+    let mut out = vec![HashMap::new(); profile_rels.len()];
+    for (i, d) in previous.incremental.iter().enumerate() {
+        if shared.contains(&i) || d.dir_mtime.is_none() {
+            continue;
+        }
+        let Some(rel) = previous
+            .profiles
+            .get(usize::from(d.profile))
+            .map(|p| &p.rel)
+        else {
+            continue;
+        };
+        if let Some(p) = profile_rels.iter().position(|r| r == rel) {
+            out[p].insert(d.name.as_str(), d);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -342,8 +385,13 @@ mod tests {
         }
     }
 
-    /// What a walk measured, every field, in a form two walks can be compared by.
+    /// What a walk measured, every field, in a form two walks can be compared by (all but how
+    /// many units it took as they were).
     fn shown(t: &TargetDir) -> String {
+        let t = TargetDir {
+            kept_units: 0,
+            ..t.clone()
+        };
         format!("{t:#?}")
     }
 
@@ -366,6 +414,7 @@ mod tests {
             );
             std::fs::hard_link(a, t.profile().join(format!("deps/libp5-{b}.so"))).unwrap();
             let mut index = scan(t.dir.path(), 1).unwrap();
+            let mut kept = 0;
             for round in 0..8 {
                 let mut changed = HashSet::new();
                 for _ in 0..=t.rng.below(4) {
@@ -378,7 +427,13 @@ mod tests {
                 index = scan_cached(t.dir.path(), 1, None, None, Some(earlier)).unwrap();
                 let all = scan(t.dir.path(), 1).unwrap();
                 assert_eq!(shown(&index), shown(&all), "seed {seed}, round {round}");
+                kept += index.kept_units;
             }
+            // Most units were taken as they were (a change touches a few; binaries are walked).
+            assert!(
+                kept > 8 * 20,
+                "seed {seed}: {kept} units kept in 8 refreshes"
+            );
         }
     }
 
@@ -399,6 +454,7 @@ mod tests {
         };
         let taken = scan_cached(t.dir.path(), 1, None, None, Some(earlier(Vec::new()))).unwrap();
         assert_eq!(taken.usage.total(), index.usage.total());
+        assert_eq!(taken.kept_units, 4);
         // Named as changed, it is walked again.
         let fp = t.units[2].fingerprint_dir.clone();
         let walked = scan_cached(t.dir.path(), 1, None, None, Some(earlier(vec![fp]))).unwrap();

@@ -35,7 +35,7 @@ use std::time::{Duration, SystemTime};
 use crate::os::locks;
 use crate::os::safefs::{self, Meta};
 use acc::Acc;
-use earlier::{Carried, carry, walked_incremental};
+use earlier::{lend, lent_paths, take_lent, walked_incremental};
 use visitor::{Ctx, InventoryVisitor, Owner};
 
 use cachekeeper_core::model::names;
@@ -97,19 +97,18 @@ pub(crate) fn scan_cached(
             a = p.parent();
         }
     }
-    let (previous, carried) = match earlier {
-        Some(Earlier {
-            mut walk,
-            changed_units,
-        }) => {
-            let carried = changed_units
-                .map(|changed| carry(&mut walk, &changed, &profile_rels))
-                .unwrap_or_default();
-            (Some(walk), carried)
-        }
-        None => (None, Carried::default()),
+    let (mut previous, changed_units) = match earlier {
+        Some(e) => (Some(e.walk), e.changed_units),
+        None => (None, None),
     };
-    let previous = previous.as_ref();
+    let lent = match (&previous, &changed_units) {
+        (Some(p), Some(changed)) => lend(p, changed, &profile_rels),
+        _ => Vec::new(),
+    };
+    let lent_by_path = previous
+        .as_ref()
+        .map(|p| lent_paths(p, &lent))
+        .unwrap_or_default();
     let visitor = InventoryVisitor {
         cache,
         profiles: profile_rels
@@ -121,9 +120,10 @@ pub(crate) fn scan_cached(
         crates: std::sync::Mutex::new(Vec::new()),
         progress: progress.filter(|p| p.is_shown()),
         walked: previous
+            .as_ref()
             .map(|t| walked_incremental(t, &profile_rels))
             .unwrap_or_default(),
-        carried: &carried.by_path,
+        carried: &lent_by_path,
     };
     let walk_root = rustix::io::fcntl_dupfd_cloexec(&root, 0).map_err(|e| open_err(e.into()))?;
     let accs = crate::os::walk::walk(&visitor, walk_root, Ctx::Root, threads);
@@ -132,6 +132,20 @@ pub(crate) fn scan_cached(
         .crates
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    drop(lent_by_path);
+    // A lent unit is there if any of its paths still is.
+    let mut met = vec![false; lent.len()];
+    for a in &accs {
+        for id in &a.carried {
+            if let Some(m) = met.get_mut(*id as usize) {
+                *m = true;
+            }
+        }
+    }
+    let kept = previous
+        .as_mut()
+        .map(|p| take_lent(p, &lent, &met))
+        .unwrap_or_default();
     let mut target = assemble(
         path,
         &root_meta,
@@ -139,7 +153,7 @@ pub(crate) fn scan_cached(
         &crates,
         accs,
         rustc_vv,
-        carried.units,
+        kept,
     );
     for profile in &mut target.profiles {
         profile.state = probe_lock(root.as_fd(), &profile.rel);
@@ -235,16 +249,10 @@ fn assemble(
     crates: &[(u16, std::sync::Arc<str>)],
     accs: Vec<Acc>,
     rustc_vv: Option<String>,
-    carried: Vec<Unit>,
+    kept: Vec<Unit>,
 ) -> TargetDir {
     let mut all = Acc::default();
-    let mut met = vec![false; carried.len()];
     for a in accs {
-        for id in &a.carried {
-            if let Some(m) = met.get_mut(*id as usize) {
-                *m = true;
-            }
-        }
         for (k, u) in a.units {
             all.units.entry(k).or_default().merge(u);
         }
@@ -258,14 +266,14 @@ fn assemble(
         all.links.extend(a.links);
         all.errors.merge(a.errors);
     }
-    // A unit taken as it was is there if any of its paths still is.
-    let kept_units = met.iter().filter(|m| **m).count();
-    for (u, met) in carried.into_iter().zip(met) {
-        if met {
-            all.units
-                .entry(u.key)
-                .or_default()
-                .merge(acc::UnitAcc::from_unit(u));
+    // Units taken as they were join the walked ones as they are, unless the walk met more of
+    // theirs (then they are added up like a walk's).
+    let kept_units = kept.len();
+    let mut kept_whole = Vec::with_capacity(kept.len());
+    for u in kept {
+        match all.units.get_mut(&u.key) {
+            Some(walked) => walked.merge(acc::UnitAcc::from_unit(u)),
+            None => kept_whole.push(u),
         }
     }
     all.target
@@ -275,7 +283,7 @@ fn assemble(
     let epoch = SystemTime::UNIX_EPOCH;
     // Sized once: the daemon holds these for as long as it runs (a vector grown by doubling
     // keeps up to half its capacity unused: 3 MiB of 8 at 10,000 units).
-    let mut units = Vec::with_capacity(all.units.len());
+    let mut units = Vec::with_capacity(all.units.len() + kept_whole.len());
     let mut orphans = Vec::new();
     let mut keys: Vec<UnitKey> = all.units.keys().copied().collect();
     keys.sort();
@@ -335,6 +343,10 @@ fn assemble(
             timing: None,
             unreadable: u.unreadable,
         });
+    }
+    if !kept_whole.is_empty() {
+        units.append(&mut kept_whole);
+        units.sort_by_key(|u| u.key);
     }
     link_dependents(&mut units);
 

@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::BorrowedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -108,10 +109,10 @@ pub(super) struct InventoryVisitor<'c> {
     /// name): one whose own mtime is still the one recorded is taken as it was, not walked
     /// (rustc never changes a finished session; it adds and removes session dirs, which
     /// changes the crate dir). Those holding an inode shared with another part are left out.
-    pub walked: HashMap<(u16, String), &'c IncrementalDir>,
+    pub walked: Vec<HashMap<&'c str, &'c IncrementalDir>>,
     /// Units of an earlier walk taken as they were, by their top-level paths (see
-    /// [`super::Carried`]): those paths are passed over, not looked at.
-    pub carried: &'c HashMap<PathBuf, u32>,
+    /// [`super::earlier::lend`]): those paths are passed over, not looked at.
+    pub carried: &'c super::earlier::LentPaths<'c>,
 }
 
 /// Entries a walker thread counts before telling progress.
@@ -371,7 +372,10 @@ impl Visitor for InventoryVisitor<'_> {
         };
         let name_str = name.to_str().unwrap_or("");
         if let (Owner::Incr(id), Ctx::Incremental(p), true) = (&owner, parent, is_dir)
-            && let Some(d) = self.walked.get(&(*p, name_str.to_string()))
+            && let Some(d) = self
+                .walked
+                .get(usize::from(*p))
+                .and_then(|w| w.get(name_str))
             && d.dir_mtime == Some(meta.mtime)
         {
             acc.incr.insert(*id, IncrAcc::from_walked(d));
@@ -493,7 +497,11 @@ impl Visitor for InventoryVisitor<'_> {
         {
             return false;
         }
-        match self.carried.get(&dir_rel.join(name)) {
+        let found = self
+            .carried
+            .get(dir_rel.as_os_str().as_bytes())
+            .and_then(|names| names.get(name.as_bytes()));
+        match found {
             Some(id) => {
                 acc.carried.push(*id);
                 true
