@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
+use super::acc::Acc;
 use cachekeeper_core::model::{IncrementalDir, Part, TargetDir, Unit};
 
 /// An earlier walk of a target dir, and what changed in it since.
@@ -104,9 +105,16 @@ pub(super) fn lent_paths<'a>(previous: &'a TargetDir, lent: &[Option<u16>]) -> L
     out
 }
 
-/// The lent units a walk met (`met`, by index), taken out of `previous` and numbered by the
-/// walk's profiles; their compile times are worked out again with the others'.
-pub(super) fn take_lent(previous: &mut TargetDir, lent: &[Option<u16>], met: &[bool]) -> Vec<Unit> {
+/// The lent units the walk met (any of their paths: its threads' `accs` say which), taken out
+/// of `previous` and numbered by the walk's profiles; their compile times are worked out again
+/// with the others'.
+pub(super) fn take_lent(previous: &mut TargetDir, lent: &[Option<u16>], accs: &[Acc]) -> Vec<Unit> {
+    let mut met = vec![false; lent.len()];
+    for id in accs.iter().flat_map(|a| &a.carried) {
+        if let Some(m) = met.get_mut(*id as usize) {
+            *m = true;
+        }
+    }
     std::mem::take(&mut previous.units)
         .into_iter()
         .enumerate()

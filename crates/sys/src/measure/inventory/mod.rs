@@ -133,18 +133,9 @@ pub(crate) fn scan_cached(
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     drop(lent_by_path);
-    // A lent unit is there if any of its paths still is.
-    let mut met = vec![false; lent.len()];
-    for a in &accs {
-        for id in &a.carried {
-            if let Some(m) = met.get_mut(*id as usize) {
-                *m = true;
-            }
-        }
-    }
     let kept = previous
         .as_mut()
-        .map(|p| take_lent(p, &lent, &met))
+        .map(|p| take_lent(p, &lent, &accs))
         .unwrap_or_default();
     let mut target = assemble(
         path,
