@@ -133,7 +133,14 @@ impl Daemon {
             Some(k) => k,
             None => periodic(),
         };
-        let partial = lock(&self.tracker).partial().clone();
+        let partial = {
+            let t = lock(&self.tracker);
+            if matches!(kind, Kind::Full(_)) {
+                // Every unit is measured again, and those watched now are watched during it.
+                t.walking_everything();
+            }
+            t.partial().clone()
+        };
         let (reuse, pending) = self.index.plan(kind, Changes { dirs, partial });
         let (tx, rx) = oneshot::channel();
         let job = measure(

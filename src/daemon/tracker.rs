@@ -544,6 +544,14 @@ impl Tracker {
         Some((changed, std::mem::take(&mut st.overflowed)))
     }
 
+    /// A walk of everything starts: a unit watched now is measured with its watch in place, so
+    /// no dir needs walking whole for one first watched after an earlier walk measured it.
+    pub fn walking_everything(&self) {
+        if let Some(inner) = &self.inner {
+            lock(&inner.state).unsure.clear();
+        }
+    }
+
     /// Whether a build holds a lock in a watched profile now (a refresh waits for it to end).
     #[must_use]
     pub fn building(&self) -> bool {

@@ -118,6 +118,36 @@ fn what_a_build_changes_is_walked_again_and_nothing_else() {
     );
 }
 
+/// Units first watched after the walk that measured them are walked again with the first
+/// change in their target dir (a write in between was not seen); after a walk of everything
+/// (every unit watched during it), a build's refresh already looks only at what it changed.
+#[test]
+fn after_a_full_walk_a_build_is_refreshed_unit_by_unit() {
+    let f = Fixture::new();
+    f.app_and_dep();
+    assert!(f.cargo(&["build"]).success);
+    f.config_with(
+        &format!("roots = [{:?}]", f.ws.to_str().unwrap()),
+        &daemon_section(&f, ""),
+    );
+    let d = Daemon::start(&f);
+    d.json(&["status", "--refresh"]);
+    f.write(
+        "dep/src/lib.rs",
+        "pub fn hello() {\n    println!(\"unit by unit\");\n}\n",
+    );
+    assert!(f.cargo(&["build"]).success);
+    let after = d.wait_status("the rebuild walked", |s| walks(s, "changed") >= 1);
+    let ix = &after["daemon"]["index"];
+    let units = target(&after, &f.target())["units"].as_u64().unwrap();
+    assert!(
+        ix["units_walked_last"].as_u64().unwrap() < units
+            && ix["units_kept_last"].as_u64().unwrap() > 0,
+        "{ix:#}"
+    );
+    assert_totals_equal(&after, &f.ck_json(&["scan"]), &f.target());
+}
+
 /// An events refresh searches no roots: what the last search found (a root that is not
 /// there) still shows after it.
 #[test]
