@@ -473,16 +473,20 @@ impl Tracker {
                 }
             }
         }
-        let watched: HashSet<&UnitKey> = st
+        // Every unit has one fingerprint dir watch (a build-script run has a second): counted
+        // by those, without collecting the units.
+        self.stats.watched_units = st
             .by_wd
             .values()
-            .filter_map(|(_, w)| match w {
-                Watched::Unit { unit, .. } => Some(unit),
-                Watched::Target(_) | Watched::Profile(_) | Watched::Units(..) => None,
+            .filter(|(_, w)| match w {
+                Watched::Unit {
+                    unit,
+                    run_dir: false,
+                    ..
+                } => !unwatched.contains(unit),
+                _ => false,
             })
-            .filter(|u| !unwatched.contains(*u))
-            .collect();
-        self.stats.watched_units = watched.len();
+            .count();
         self.stats.unwatched_units = unwatched.len();
         self.stats.watch_limit_reached |= limit;
         drop(st);

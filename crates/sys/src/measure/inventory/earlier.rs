@@ -52,6 +52,7 @@ pub(super) fn lend(
             u16::try_from(i).ok()
         })
         .collect();
+    let changed: HashSet<&[u8]> = changed.iter().map(|p| p.as_os_str().as_bytes()).collect();
     previous
         .units
         .iter()
@@ -59,17 +60,24 @@ pub(super) fn lend(
         .map(|(i, u)| {
             let profile = (*profiles.get(usize::from(u.key.profile))?)?;
             let hash = hex16(u.key.hash);
-            let own = |p: &PathBuf| {
-                p.file_name()
-                    .is_some_and(|n| n.as_bytes().windows(16).any(|w| w == hash))
-            };
+            let own = |p: &PathBuf| split(p).1.windows(16).any(|w| w == hash);
             let lent = !shared.contains(&i)
                 && u.unreadable == 0
-                && !changed.contains(&u.fingerprint_dir)
+                && !changed.contains(u.fingerprint_dir.as_os_str().as_bytes())
                 && u.paths.iter().all(own);
             lent.then_some(profile)
         })
         .collect()
+}
+
+/// A path the inventory made (`dir_rel.join(name)`: relative, no `.` or trailing `/`) as its
+/// dir and name, in bytes, without parsing it into components.
+fn split(p: &std::path::Path) -> (&[u8], &[u8]) {
+    let b = p.as_os_str().as_bytes();
+    match b.iter().rposition(|c| *c == b'/') {
+        Some(i) => (&b[..i], &b[i + 1..]),
+        None => (&[], b),
+    }
 }
 
 /// A unit hash as cargo writes it in names: 16 lowercase hex digits.
@@ -94,12 +102,8 @@ pub(super) fn lent_paths<'a>(previous: &'a TargetDir, lent: &[Option<u16>]) -> L
         }
         let id = u32::try_from(i).unwrap_or(u32::MAX);
         for p in &u.paths {
-            let (Some(dir), Some(name)) = (p.parent(), p.file_name()) else {
-                continue;
-            };
-            out.entry(dir.as_os_str().as_bytes())
-                .or_default()
-                .insert(name.as_bytes(), id);
+            let (dir, name) = split(p);
+            out.entry(dir).or_default().insert(name, id);
         }
     }
     out

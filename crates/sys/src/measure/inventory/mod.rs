@@ -20,22 +20,22 @@
 mod acc;
 mod cache;
 mod earlier;
+mod profiles;
 mod visitor;
 
 pub use cache::FingerprintCache;
 pub(crate) use earlier::Earlier;
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::os::locks;
 use crate::os::safefs::{self, Meta};
 use acc::Acc;
 use earlier::{lend, lent_paths, take_lent, walked_incremental};
+use profiles::{find_profiles, probe_lock, read_rustc_vv};
 use visitor::{Ctx, InventoryVisitor, Owner};
 
 use cachekeeper_core::model::names;
@@ -166,73 +166,6 @@ pub fn refresh(target: &mut TargetDir) {
     }
 }
 
-fn probe_lock(root: std::os::fd::BorrowedFd<'_>, rel: &Path) -> ProfileState {
-    match safefs::open_rel_dir(root, rel).and_then(|fd| locks::try_lock(fd.as_fd())) {
-        Ok(locks::Outcome::Locked(_)) => ProfileState::Idle,
-        Ok(locks::Outcome::Busy) => ProfileState::Busy,
-        Ok(locks::Outcome::NoLockFile) | Err(_) => ProfileState::Unlockable,
-    }
-}
-
-/// Profile dirs are recognised by what cargo creates in each: a lock file or `.fingerprint`.
-/// They sit at the top (`debug`, `release`, custom profiles) or one level down
-/// (`<triple>/<profile>`, a nested target such as rust-analyzer's).
-fn find_profiles(root: std::os::fd::BorrowedFd<'_>) -> Vec<PathBuf> {
-    fn is_profile(dir: std::os::fd::BorrowedFd<'_>) -> bool {
-        [
-            ".cargo-lock",
-            ".cargo-build-lock",
-            ".cargo-artifact-lock",
-            ".fingerprint",
-        ]
-        .iter()
-        .any(|m| safefs::stat_at(dir, OsStr::new(m)).is_ok())
-    }
-    fn subdirs(dir: std::os::fd::BorrowedFd<'_>) -> Vec<(PathBuf, std::os::fd::OwnedFd)> {
-        let Ok(list) = rustix::fs::Dir::read_from(dir) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for entry in list.flatten() {
-            let name = entry.file_name();
-            if name == c"." || name == c".." {
-                continue;
-            }
-            if let Ok(fd) = safefs::open_dir_at(dir, name) {
-                use std::os::unix::ffi::OsStrExt;
-                out.push((PathBuf::from(OsStr::from_bytes(name.to_bytes())), fd));
-            }
-        }
-        out
-    }
-    let mut found = Vec::new();
-    for (name, fd) in subdirs(root) {
-        if is_profile(fd.as_fd()) {
-            found.push(name);
-            continue;
-        }
-        for (sub, sfd) in subdirs(fd.as_fd()) {
-            if is_profile(sfd.as_fd()) {
-                found.push(name.join(sub));
-            }
-        }
-    }
-    found.sort();
-    found
-}
-
-/// The `rustc -vV` output cargo cached in `.rustc_info.json`, to verify our rustc hashing.
-fn read_rustc_vv(root: std::os::fd::BorrowedFd<'_>) -> Option<String> {
-    let bytes = safefs::read_small_at(root, OsStr::new(".rustc_info.json"), 1 << 20).ok()?;
-    let info: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    info.get("outputs")?
-        .as_object()?
-        .values()
-        .filter_map(|o| o.get("stdout")?.as_str())
-        .find(|s| s.starts_with("rustc ") && s.contains("\nrelease: "))
-        .map(str::to_string)
-}
-
 fn assemble(
     path: &Path,
     root_meta: &Meta,
@@ -336,8 +269,7 @@ fn assemble(
         });
     }
     if !kept_whole.is_empty() {
-        units.append(&mut kept_whole);
-        units.sort_by_key(|u| u.key);
+        units = merge_by_key(units, kept_whole);
     }
     link_dependents(&mut units);
 
@@ -363,7 +295,8 @@ fn assemble(
         .collect();
     incremental.shrink_to_fit();
     orphans.shrink_to_fit();
-    incremental.sort_by(|a, b| a.path.cmp(&b.path));
+    // By path: profiles are numbered in path order, and each dir is `<profile>/incremental/<name>`.
+    incremental.sort_unstable_by(|a, b| (a.profile, &a.name).cmp(&(b.profile, &b.name)));
     match_incremental_owners(&units, &mut incremental);
     let shared = map_shared(
         shared_links,
@@ -431,6 +364,24 @@ fn assemble(
 }
 
 /// Names the owners of shared inodes by their index in the assembled lists.
+/// Two lists of units sorted by key, as one (a unit is 500 bytes: a merge moves each once,
+/// where sorting the two appended moved them many times).
+fn merge_by_key(a: Vec<Unit>, b: Vec<Unit>) -> Vec<Unit> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let mut b = b.into_iter().peekable();
+    for u in a {
+        while let Some(k) = b.next_if(|k| k.key < u.key) {
+            out.push(k);
+        }
+        out.push(u);
+    }
+    out.extend(b);
+    if !out.is_sorted_by_key(|u| u.key) {
+        out.sort_by_key(|u| u.key);
+    }
+    out
+}
+
 fn map_shared(
     links: Vec<(u64, Vec<Owner>)>,
     units: &[Unit],
