@@ -95,15 +95,31 @@ fn hex16(hash: u64) -> [u8; 16] {
 pub(super) type LentPaths<'a> = HashMap<&'a [u8], HashMap<&'a [u8], u32>>;
 
 pub(super) fn lent_paths<'a>(previous: &'a TargetDir, lent: &[Option<u16>]) -> LentPaths<'a> {
-    let mut out: LentPaths<'a> = HashMap::new();
-    for (i, u) in previous.units.iter().enumerate() {
-        if lent.get(i).copied().flatten().is_none() {
-            continue;
+    let lent_units = || {
+        previous
+            .units
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| lent.get(*i).copied().flatten().is_some())
+    };
+    // Sized first: a map grown by doubling hashes every key again at each step.
+    let mut per_dir: HashMap<&[u8], usize> = HashMap::new();
+    for (_, u) in lent_units() {
+        for p in &u.paths {
+            *per_dir.entry(split(p).0).or_default() += 1;
         }
+    }
+    let mut out: LentPaths<'a> = per_dir
+        .into_iter()
+        .map(|(dir, n)| (dir, HashMap::with_capacity(n)))
+        .collect();
+    for (i, u) in lent_units() {
         let id = u32::try_from(i).unwrap_or(u32::MAX);
         for p in &u.paths {
             let (dir, name) = split(p);
-            out.entry(dir).or_default().insert(name, id);
+            if let Some(names) = out.get_mut(dir) {
+                names.insert(name, id);
+            }
         }
     }
     out
