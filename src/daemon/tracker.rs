@@ -356,7 +356,6 @@ impl Tracker {
                     .map(|p| Arc::from(p.rel.as_path()))
                     .collect();
                 desired.insert(t.path.clone(), Watched::Target(target.clone()));
-                let mut present = HashSet::new();
                 for (p, rel) in t.profiles.iter().zip(&profiles) {
                     let key = (target.clone(), rel.clone());
                     let dir = t.path.join(&p.rel);
@@ -392,8 +391,6 @@ impl Tracker {
                     desired.insert(dir, Watched::Profile(key));
                 }
                 for u in &t.units {
-                    uses.observe(&t.path, &u.fingerprint_dir, now);
-                    present.insert(cachekeeper_core::pathcodec::encode(&u.fingerprint_dir));
                     let profile = (target.clone(), profiles[usize::from(u.key.profile)].clone());
                     let unit: Arc<Path> = Arc::from(u.fingerprint_dir.as_path());
                     let watched = |run_dir| Watched::Unit {
@@ -406,7 +403,11 @@ impl Tracker {
                         desired.insert(t.path.join(run), watched(true));
                     }
                 }
-                uses.retain(&t.path, &present);
+                uses.observe_units(
+                    &t.path,
+                    t.units.iter().map(|u| u.fingerprint_dir.as_path()),
+                    now,
+                );
             }
             let paths: Vec<PathBuf> = targets.iter().map(|t| t.path.clone()).collect();
             uses.retain_targets(&paths);

@@ -7,6 +7,8 @@
 //! within a profile the id names one build, and a later build has a larger id.
 
 use std::collections::BTreeMap;
+#[cfg(test)]
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -67,6 +69,40 @@ impl LastUse {
             });
             self.dirty = true;
         }
+    }
+
+    /// Notes that exactly `units` (fingerprint dirs) exist in `target` now: one first seen is
+    /// added (first sight counts as a use at that moment), one no longer there is dropped. Once
+    /// per refresh for every unit: an existing unit's key is moved, not encoded again.
+    pub fn observe_units<'u>(
+        &mut self,
+        target: &Path,
+        units: impl IntoIterator<Item = &'u Path>,
+        now: SystemTime,
+    ) {
+        if !self.targets.contains_key(target) {
+            self.targets.insert(target.to_path_buf(), BTreeMap::new());
+        }
+        let Some(map) = self.targets.get_mut(target) else {
+            return;
+        };
+        let mut old = std::mem::take(map);
+        for unit in units {
+            let taken = match unit.to_str() {
+                Some(s) if !s.contains('\\') => old.remove_entry(s),
+                _ => old.remove_entry(&crate::pathcodec::encode(unit)),
+            };
+            let (key, seen) = taken.unwrap_or_else(|| {
+                self.dirty = true;
+                let seen = Seen {
+                    first: secs(now),
+                    ..Seen::default()
+                };
+                (crate::pathcodec::encode(unit), seen)
+            });
+            map.insert(key, seen);
+        }
+        self.dirty |= !old.is_empty();
     }
 
     /// Records that build `build` used the unit at `at`. Returns whether it is a new use, rather
@@ -141,15 +177,6 @@ impl LastUse {
         Some((seen.uses, time(seen.first)))
     }
 
-    /// Drops what is no longer there: units of `target` not in `present`.
-    pub fn retain(&mut self, target: &Path, present: &std::collections::HashSet<String>) {
-        if let Some(units) = self.targets.get_mut(target) {
-            let before = units.len();
-            units.retain(|k, _| present.contains(k));
-            self.dirty |= units.len() != before;
-        }
-    }
-
     /// Drops target dirs that are gone.
     pub fn retain_targets(&mut self, present: &[PathBuf]) {
         let before = self.targets.len();
@@ -204,10 +231,10 @@ mod tests {
     fn first_sight_is_kept_and_uses_only_move_forward() {
         let mut u = LastUse::default();
         let (t, unit) = (Path::new("/t"), Path::new("debug/.fingerprint/a-1"));
-        u.observe(t, unit, time(100));
+        u.observe_units(t, [unit], time(100));
         assert_eq!(u.first_seen(t, unit), Some(time(100)));
         assert_eq!(u.recorded(t, unit), None);
-        u.observe(t, unit, time(500)); // seeing it again changes nothing
+        u.observe_units(t, [unit], time(500)); // seeing it again changes nothing
         assert_eq!(u.first_seen(t, unit), Some(time(100)));
         assert!(u.record_use(t, unit, time(300), 300_000));
         assert_eq!(u.recorded(t, unit), Some(time(300)));
@@ -221,5 +248,34 @@ mod tests {
         assert!(u.record_use(t, unit, time(301), 301_000));
         assert_eq!(u.use_count(t, unit), Some((2, time(100))));
         assert_eq!(u.recorded(t, unit), Some(time(302)));
+    }
+
+    #[test]
+    fn the_units_observed_are_those_kept_whatever_their_names() {
+        let mut u = LastUse::default();
+        let t = Path::new("/t");
+        let odd = std::ffi::OsStr::from_bytes(b"debug/.fingerprint/x\\y-\xff");
+        let (a, b, c) = (
+            Path::new("debug/.fingerprint/a-1"),
+            Path::new("debug/.fingerprint/b-2"),
+            Path::new(odd),
+        );
+        u.observe_units(t, [a, b, c], time(100));
+        assert!(u.dirty);
+        assert_eq!(u.units(), 3);
+        u.record_use(t, c, time(200), 200_000);
+        u.dirty = false;
+        u.observe_units(t, [c, a, b], time(300));
+        assert!(!u.dirty, "the same units: nothing changed");
+        assert_eq!(
+            u.recorded(t, c),
+            Some(time(200)),
+            "an escaped name keeps its record"
+        );
+        u.observe_units(t, [c], time(400));
+        assert!(u.dirty);
+        assert_eq!(u.units(), 1);
+        assert_eq!(u.first_seen(t, c), Some(time(100)));
+        assert_eq!(u.first_seen(t, a), None);
     }
 }
