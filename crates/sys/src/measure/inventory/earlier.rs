@@ -19,21 +19,36 @@ pub(crate) struct Earlier {
     pub changed_units: Option<HashSet<PathBuf>>,
 }
 
-/// Which units of an earlier walk a walk takes as they were (their top-level paths are passed
-/// over): those no build wrote, created or removed since (`changed` names the ones that
-/// changed, by fingerprint dir). For each unit of `previous`, its profile's index in this
-/// walk's `profile_rels` if it is lent. Never lent, walked again: a unit sharing an inode with
-/// another part, one with a path not named by its hash (an uplifted link another unit's build
-/// may take over), one with an unreadable fingerprint file, and every unit when the earlier
-/// walk met errors (what it measured may be short).
-pub(super) fn lend(
-    previous: &TargetDir,
+/// The units of an earlier walk a walk takes as they were: for each unit of the earlier walk,
+/// its profile's index in this walk's profiles if it is lent; and the lent units' top-level
+/// paths, by (dir, name) in bytes (looked up without allocating or splitting into components),
+/// each with its unit's index: the walk passes over those.
+pub(super) struct Lent<'a> {
+    pub units: Vec<Option<u16>>,
+    pub paths: LentPaths<'a>,
+}
+
+/// See [`Lent`]: (dir, name) → the unit's index in the earlier walk.
+pub(super) type LentPaths<'a> = HashMap<(&'a [u8], &'a [u8]), u32>;
+
+/// Which units of an earlier walk a walk takes as they were: those no build wrote, created or
+/// removed since (`changed` names the ones that changed, by fingerprint dir). Never lent,
+/// walked again: a unit sharing an inode with another part, one with a path not named by its
+/// hash (an uplifted link another unit's build may take over), one with an unreadable
+/// fingerprint file, and every unit when the earlier walk met errors (what it measured may be
+/// short). One pass over the units: at 10,000 a refresh's cost is mostly touching them.
+pub(super) fn lend<'a>(
+    previous: &'a TargetDir,
     changed: &HashSet<PathBuf>,
     profile_rels: &[PathBuf],
-) -> Vec<Option<u16>> {
+) -> Lent<'a> {
+    let mut out = Lent {
+        units: Vec::new(),
+        paths: HashMap::new(),
+    };
     let e = &previous.errors;
     if e.vanished + e.serious() > 0 || !e.mount_points.is_empty() {
-        return Vec::new();
+        return out;
     }
     let shared: HashSet<usize> = previous
         .shared
@@ -53,21 +68,28 @@ pub(super) fn lend(
         })
         .collect();
     let changed: HashSet<&[u8]> = changed.iter().map(|p| p.as_os_str().as_bytes()).collect();
-    previous
-        .units
-        .iter()
-        .enumerate()
-        .map(|(i, u)| {
-            let profile = (*profiles.get(usize::from(u.key.profile))?)?;
-            let hash = hex16(u.key.hash);
-            let own = |p: &PathBuf| split(p).1.windows(16).any(|w| w == hash);
-            let lent = !shared.contains(&i)
-                && u.unreadable == 0
-                && !changed.contains(u.fingerprint_dir.as_os_str().as_bytes())
-                && u.paths.iter().all(own);
-            lent.then_some(profile)
-        })
-        .collect()
+    // Sized for what most units hold (a fingerprint dir and three outputs): a map grown by
+    // doubling hashes every key again at each step.
+    out.paths.reserve(previous.units.len() * 4);
+    out.units = Vec::with_capacity(previous.units.len());
+    for (i, u) in previous.units.iter().enumerate() {
+        let profile = profiles.get(usize::from(u.key.profile)).copied().flatten();
+        let hash = hex16(u.key.hash);
+        let own = |p: &PathBuf| split(p).1.windows(16).any(|w| w == hash);
+        let lent = profile.is_some()
+            && !shared.contains(&i)
+            && u.unreadable == 0
+            && !changed.contains(u.fingerprint_dir.as_os_str().as_bytes())
+            && u.paths.iter().all(own);
+        out.units.push(profile.filter(|_| lent));
+        if lent {
+            let id = u32::try_from(i).unwrap_or(u32::MAX);
+            for p in &u.paths {
+                out.paths.insert(split(p), id);
+            }
+        }
+    }
+    out
 }
 
 /// A path the inventory made (`dir_rel.join(name)`: relative, no `.` or trailing `/`) as its
@@ -86,41 +108,6 @@ fn hex16(hash: u64) -> [u8; 16] {
     for (i, b) in out.iter_mut().enumerate() {
         let nibble = (hash >> (60 - 4 * i)) & 0xf;
         *b = b"0123456789abcdef"[usize::try_from(nibble).unwrap_or(0)];
-    }
-    out
-}
-
-/// The top-level paths of lent units, by parent dir and then name (as bytes: looked up
-/// without allocating or splitting into components), each with its unit's index.
-pub(super) type LentPaths<'a> = HashMap<&'a [u8], HashMap<&'a [u8], u32>>;
-
-pub(super) fn lent_paths<'a>(previous: &'a TargetDir, lent: &[Option<u16>]) -> LentPaths<'a> {
-    let lent_units = || {
-        previous
-            .units
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| lent.get(*i).copied().flatten().is_some())
-    };
-    // Sized first: a map grown by doubling hashes every key again at each step.
-    let mut per_dir: HashMap<&[u8], usize> = HashMap::new();
-    for (_, u) in lent_units() {
-        for p in &u.paths {
-            *per_dir.entry(split(p).0).or_default() += 1;
-        }
-    }
-    let mut out: LentPaths<'a> = per_dir
-        .into_iter()
-        .map(|(dir, n)| (dir, HashMap::with_capacity(n)))
-        .collect();
-    for (i, u) in lent_units() {
-        let id = u32::try_from(i).unwrap_or(u32::MAX);
-        for p in &u.paths {
-            let (dir, name) = split(p);
-            if let Some(names) = out.get_mut(dir) {
-                names.insert(name, id);
-            }
-        }
     }
     out
 }

@@ -34,7 +34,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::os::safefs::{self, Meta};
 use acc::Acc;
-use earlier::{lend, lent_paths, take_lent, walked_incremental};
+use earlier::{lend, take_lent, walked_incremental};
 use profiles::{find_profiles, probe_lock, read_rustc_vv};
 use visitor::{Ctx, InventoryVisitor, Owner};
 
@@ -103,12 +103,11 @@ pub(crate) fn scan_cached(
     };
     let lent = match (&previous, &changed_units) {
         (Some(p), Some(changed)) => lend(p, changed, &profile_rels),
-        _ => Vec::new(),
+        _ => earlier::Lent {
+            units: Vec::new(),
+            paths: HashMap::new(),
+        },
     };
-    let lent_by_path = previous
-        .as_ref()
-        .map(|p| lent_paths(p, &lent))
-        .unwrap_or_default();
     let visitor = InventoryVisitor {
         cache,
         profiles: profile_rels
@@ -123,7 +122,7 @@ pub(crate) fn scan_cached(
             .as_ref()
             .map(|t| walked_incremental(t, &profile_rels))
             .unwrap_or_default(),
-        carried: &lent_by_path,
+        carried: &lent.paths,
     };
     let walk_root = rustix::io::fcntl_dupfd_cloexec(&root, 0).map_err(|e| open_err(e.into()))?;
     let accs = crate::os::walk::walk(&visitor, walk_root, Ctx::Root, threads);
@@ -132,10 +131,10 @@ pub(crate) fn scan_cached(
         .crates
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    drop(lent_by_path);
+    let lent_units = lent.units;
     let kept = previous
         .as_mut()
-        .map(|p| take_lent(p, &lent, &accs))
+        .map(|p| take_lent(p, &lent_units, &accs))
         .unwrap_or_default();
     let mut target = assemble(
         path,

@@ -499,8 +499,7 @@ impl Visitor for InventoryVisitor<'_> {
         }
         let found = self
             .carried
-            .get(dir_rel.as_os_str().as_bytes())
-            .and_then(|names| names.get(name.as_bytes()));
+            .get(&(dir_rel.as_os_str().as_bytes(), name.as_bytes()));
         match found {
             Some(id) => {
                 acc.carried.push(*id);
