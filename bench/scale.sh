@@ -6,6 +6,7 @@
 #
 #   bench/scale.sh          1,000 units of ~1,000 files: ~1M files, ~4.5 GB, 1.01M inodes
 #   bench/scale.sh --10m    10,000 units: ~10M files, ~45 GB and 10.1M inodes (check `df -i`)
+#   bench/scale.sh --300k   300 units: ~300k files
 #
 # Work happens in $BENCH_WORK (default bench/work, git-ignored).
 set -euo pipefail
@@ -13,7 +14,10 @@ cd "$(dirname "$0")/.."
 root=$PWD
 work=${BENCH_WORK:-$root/bench/work}
 units=1000 per_session=1000
-if [[ ${1:-} == --10m ]]; then units=10000; fi
+case ${1:-} in
+  --10m) units=10000 ;;
+  --300k) units=300 ;;
+esac
 
 cargo build --release --locked -q
 ck=$root/target/release/cachekeeper
