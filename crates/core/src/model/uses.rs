@@ -129,10 +129,18 @@ impl LastUse {
     /// The last build the daemon saw use the unit.
     #[must_use]
     pub fn build(&self, target: &Path, unit: &Path) -> Option<u64> {
-        self.targets
-            .get(target)?
-            .get(&crate::pathcodec::encode(unit))?
-            .build
+        self.seen(target, unit)?.build
+    }
+
+    /// A unit's record. Its key is the unit's path as JSON writes it; a path that needs no
+    /// escaping is its own key, looked up without encoding it (decide asks this several times
+    /// per unit at every refresh).
+    fn seen(&self, target: &Path, unit: &Path) -> Option<&Seen> {
+        let units = self.targets.get(target)?;
+        match unit.to_str() {
+            Some(s) if !s.contains('\\') => units.get(s),
+            _ => units.get(&crate::pathcodec::encode(unit)),
+        }
     }
 
     /// Only the records of `targets` (what a CLI beside the daemon asks for).
@@ -151,29 +159,18 @@ impl LastUse {
 
     #[must_use]
     pub(crate) fn first_seen(&self, target: &Path, unit: &Path) -> Option<SystemTime> {
-        let seen = self
-            .targets
-            .get(target)?
-            .get(&crate::pathcodec::encode(unit))?;
-        Some(time(seen.first))
+        Some(time(self.seen(target, unit)?.first))
     }
 
     #[must_use]
     pub fn recorded(&self, target: &Path, unit: &Path) -> Option<SystemTime> {
-        let seen = self
-            .targets
-            .get(target)?
-            .get(&crate::pathcodec::encode(unit))?;
-        seen.used.map(time)
+        self.seen(target, unit)?.used.map(time)
     }
 
     /// How many builds used the unit since the daemon first saw it, and since when it counts.
     #[must_use]
     pub(crate) fn use_count(&self, target: &Path, unit: &Path) -> Option<(u32, SystemTime)> {
-        let seen = self
-            .targets
-            .get(target)?
-            .get(&crate::pathcodec::encode(unit))?;
+        let seen = self.seen(target, unit)?;
         Some((seen.uses, time(seen.first)))
     }
 
