@@ -17,24 +17,25 @@ use super::{TargetDir, Unit};
 /// What makes two units rivals: the same package, profile and targets (kind and name), built
 /// the same way (the fingerprint's profile hash covers build, check, test and doc, and the
 /// profile's settings) for the same platform. Two versions, or two feature sets, of one crate.
+/// Borrowed from the unit: slots are worked out for every unit at every refresh.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Slot {
-    package: String,
+pub struct Slot<'u> {
+    package: &'u str,
     profile: u16,
-    targets: Vec<String>,
+    targets: Vec<&'u str>,
     how: u64,
     platform: u64,
 }
 
-impl Slot {
+impl<'u> Slot<'u> {
     /// Its slot; `None` where its fingerprint did not say how it was built.
     #[must_use]
-    pub fn of(u: &Unit) -> Option<Slot> {
-        let mut targets = u.targets.clone();
-        targets.sort();
+    pub fn of(u: &'u Unit) -> Option<Slot<'u>> {
+        let mut targets: Vec<&str> = u.targets.iter().map(String::as_str).collect();
+        targets.sort_unstable();
         targets.dedup();
         Some(Slot {
-            package: u.package.clone(),
+            package: &u.package,
             profile: u.key.profile,
             targets,
             how: u.profile_hash?,
