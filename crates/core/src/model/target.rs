@@ -7,7 +7,6 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::names;
 
 /// Bytes and files.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -256,20 +255,6 @@ impl Unit {
     #[must_use]
     pub fn name(&self) -> String {
         format!("{}-{:016x}", self.package, self.key.hash)
-    }
-
-    /// Crate names of the unit's targets, as rustc names its incremental dirs.
-    #[must_use]
-    pub fn crate_names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .targets
-            .iter()
-            .filter_map(|t| names::fingerprint_target(t))
-            .map(names::crate_name)
-            .collect();
-        v.sort();
-        v.dedup();
-        v
     }
 }
 

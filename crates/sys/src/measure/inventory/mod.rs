@@ -26,6 +26,7 @@ mod visitor;
 pub use cache::FingerprintCache;
 pub(crate) use earlier::Earlier;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::AsFd;
@@ -175,12 +176,20 @@ fn assemble(
     kept: Vec<Unit>,
 ) -> TargetDir {
     let mut all = Acc::default();
+    // Sized once: grown by doubling, the maps would hash every key again at each step.
+    all.units.reserve(accs.iter().map(|a| a.units.len()).sum());
+    all.incr.reserve(accs.iter().map(|a| a.incr.len()).sum());
     for a in accs {
         for (k, u) in a.units {
             all.units.entry(k).or_default().merge(u);
         }
         for (k, i) in a.incr {
-            all.incr.entry(k).or_default().merge(i);
+            match all.incr.entry(k) {
+                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(i),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(i);
+                }
+            }
         }
         for (p, u) in a.profiles {
             all.profiles.entry(p).or_default().merge(&u);
@@ -519,17 +528,31 @@ fn link_dependents(units: &mut [Unit]) {
 /// superseded crate id (rustc never removes those). Ambiguous matches keep every candidate as
 /// owner, so the dir goes only when all of them go.
 fn match_incremental_owners(units: &[Unit], dirs: &mut [IncrementalDir]) {
-    let mut by_crate: HashMap<(u16, String), Vec<usize>> = HashMap::new();
+    // Crate names borrowed where a target's name has no `-` (most): this runs at every refresh.
+    let mut by_crate: HashMap<(u16, Cow<str>), Vec<usize>> = HashMap::with_capacity(units.len());
     for (i, u) in units.iter().enumerate() {
-        for c in u.crate_names() {
-            by_crate.entry((u.key.profile, c)).or_default().push(i);
+        for t in u
+            .targets
+            .iter()
+            .filter_map(|t| names::fingerprint_target(t))
+        {
+            let c = if t.contains('-') {
+                Cow::Owned(names::crate_name(t))
+            } else {
+                Cow::Borrowed(t)
+            };
+            let list = by_crate.entry((u.key.profile, c)).or_default();
+            if !list.contains(&i) {
+                list.push(i);
+            }
         }
     }
     for d in dirs {
         let Some(session) = d.newest_session else {
             continue;
         };
-        let Some(candidates) = by_crate.get(&(d.profile, d.crate_name.clone())) else {
+        let Some(candidates) = by_crate.get(&(d.profile, Cow::Borrowed(d.crate_name.as_str())))
+        else {
             continue;
         };
         d.owners = candidates
