@@ -156,7 +156,7 @@ pub(super) struct Acc {
     pub target: Usage,
     pub links: Vec<Link>,
     pub errors: ScanErrors,
-    /// Units of an earlier walk met (by a top-level path) and taken as they were, by their id
-    /// in [`super::Carried`].
-    pub carried: Vec<u32>,
+    /// Units lent by an earlier walk that this walk met (by a top-level path), by their index
+    /// in the earlier walk (see [`super::earlier::lend`]).
+    pub lent_met: Vec<u32>,
 }

@@ -117,7 +117,7 @@ fn hex16(hash: u64) -> [u8; 16] {
 /// with the others'.
 pub(super) fn take_lent(previous: &mut TargetDir, lent: &[Option<u16>], accs: &[Acc]) -> Vec<Unit> {
     let mut met = vec![false; lent.len()];
-    for id in accs.iter().flat_map(|a| &a.carried) {
+    for id in accs.iter().flat_map(|a| &a.lent_met) {
         if let Some(m) = met.get_mut(*id as usize) {
             *m = true;
         }

@@ -123,7 +123,7 @@ pub(crate) fn scan_cached(
             .as_ref()
             .map(|t| walked_incremental(t, &profile_rels))
             .unwrap_or_default(),
-        carried: &lent.paths,
+        lent: &lent.paths,
     };
     let walk_root = rustix::io::fcntl_dupfd_cloexec(&root, 0).map_err(|e| open_err(e.into()))?;
     let accs = crate::os::walk::walk(&visitor, walk_root, Ctx::Root, threads);

@@ -112,7 +112,7 @@ pub(super) struct InventoryVisitor<'c> {
     pub walked: Vec<HashMap<&'c str, &'c IncrementalDir>>,
     /// Units of an earlier walk taken as they were, by their top-level paths (see
     /// [`super::earlier::lend`]): those paths are passed over, not looked at.
-    pub carried: &'c super::earlier::LentPaths<'c>,
+    pub lent: &'c super::earlier::LentPaths<'c>,
 }
 
 /// Entries a walker thread counts before telling progress.
@@ -485,7 +485,7 @@ impl Visitor for InventoryVisitor<'_> {
 
     fn skip(&self, acc: &mut Acc, parent: &Ctx, dir_rel: &Path, name: &OsStr) -> bool {
         // A unit's top-level paths are never inside a unit's or an incremental crate's dir.
-        if self.carried.is_empty()
+        if self.lent.is_empty()
             || matches!(
                 parent,
                 Ctx::Unit(..)
@@ -498,11 +498,11 @@ impl Visitor for InventoryVisitor<'_> {
             return false;
         }
         let found = self
-            .carried
+            .lent
             .get(&(dir_rel.as_os_str().as_bytes(), name.as_bytes()));
         match found {
             Some(id) => {
-                acc.carried.push(*id);
+                acc.lent_met.push(*id);
                 true
             }
             None => false,
