@@ -85,18 +85,8 @@ impl State {
 fn removed_unit(watched: &Watched, name: &OsStr) -> Option<PathBuf> {
     match watched {
         Watched::Unit { unit, .. } => Some(unit.1.to_path_buf()),
-        Watched::Units(profile, Parent::Fingerprints) => {
-            Some(profile.1.join(".fingerprint").join(name))
-        }
-        Watched::Units(profile, Parent::Package(pkg)) => Some(
-            profile
-                .1
-                .join("build")
-                .join(pkg)
-                .join(name)
-                .join("fingerprint"),
-        ),
-        Watched::Units(_, Parent::Packages) | Watched::Target(_) | Watched::Profile(_) => None,
+        Watched::Units(profile, parent) => parent.unit(&profile.1, name),
+        Watched::Target(_) | Watched::Profile(_) => None,
     }
 }
 
@@ -218,14 +208,16 @@ impl Inner {
         };
         let path = dir.join(name);
         let owner = match parent {
-            Parent::Fingerprints => Watched::Unit {
-                unit: (
-                    profile.0.clone(),
-                    profile.1.join(".fingerprint").join(name).into(),
-                ),
-                profile: profile.clone(),
-                run_dir: false,
-            },
+            Parent::Fingerprints => {
+                let Some(unit) = parent.unit(&profile.1, name) else {
+                    return;
+                };
+                Watched::Unit {
+                    unit: (profile.0.clone(), unit.into()),
+                    profile: profile.clone(),
+                    run_dir: false,
+                }
+            }
             Parent::Packages => Watched::Units(
                 profile.clone(),
                 Parent::Package(name.to_string_lossy().into_owned()),

@@ -2,7 +2,7 @@
 //! build windows ([`super::builds`]) and to the index (a change).
 
 use std::ffi::OsStr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustix::fs::inotify::{ReadFlags, WatchFlags};
@@ -26,6 +26,24 @@ pub(super) enum Parent {
     Packages,
     /// `build/<pkg>/` (build-dir layout): a new dir is a unit's, `<H>/fingerprint` inside.
     Package(String),
+}
+
+impl Parent {
+    /// The fingerprint dir (relative to the target dir) of the unit whose dir is `name` here,
+    /// in the profile at `profile`; `None` in `build/`, where a name is a package's.
+    pub(super) fn unit(&self, profile: &Path, name: &OsStr) -> Option<PathBuf> {
+        match self {
+            Parent::Fingerprints => Some(profile.join(".fingerprint").join(name)),
+            Parent::Package(pkg) => Some(
+                profile
+                    .join("build")
+                    .join(pkg)
+                    .join(name)
+                    .join("fingerprint"),
+            ),
+            Parent::Packages => None,
+        }
+    }
 }
 
 /// Whose a watched dir is.
@@ -61,6 +79,7 @@ pub(super) fn meaning(
     flags: ReadFlags,
     name: &OsStr,
 ) -> Option<(ProfileKey, Event<UnitKey>)> {
+    let entry = name;
     let name = name.to_str().unwrap_or("");
     match watched {
         Watched::Target(_) => None,
@@ -68,16 +87,7 @@ pub(super) fn meaning(
             if !flags.contains(ReadFlags::CREATE | ReadFlags::ISDIR) {
                 return None;
             }
-            let rel = match parent {
-                Parent::Fingerprints => profile.1.join(".fingerprint").join(name),
-                Parent::Package(pkg) => profile
-                    .1
-                    .join("build")
-                    .join(pkg)
-                    .join(name)
-                    .join("fingerprint"),
-                Parent::Packages => return None,
-            };
+            let rel = parent.unit(&profile.1, entry)?;
             Some((
                 profile.clone(),
                 Event::Write((profile.0.clone(), rel.into())),

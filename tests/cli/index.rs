@@ -123,14 +123,7 @@ fn what_a_build_changes_is_walked_again_and_nothing_else() {
 /// (every unit watched during it), a build's refresh already looks only at what it changed.
 #[test]
 fn after_a_full_walk_a_build_is_refreshed_unit_by_unit() {
-    let f = Fixture::new();
-    f.app_and_dep();
-    assert!(f.cargo(&["build"]).success);
-    f.config_with(
-        &format!("roots = [{:?}]", f.ws.to_str().unwrap()),
-        &daemon_section(&f, ""),
-    );
-    let d = Daemon::start(&f);
+    let (f, d) = built_and_watched();
     d.json(&["status", "--refresh"]);
     f.write(
         "dep/src/lib.rs",
@@ -181,14 +174,7 @@ fn what_the_last_search_found_stands_after_an_events_refresh() {
 /// inotify queues (`fs.inotify.max_queued_events`) are created in a dir it watches.
 #[test]
 fn a_queue_overflow_leads_to_one_full_walk_and_the_totals_a_scan_finds() {
-    let f = Fixture::new();
-    f.app_and_dep();
-    assert!(f.cargo(&["build"]).success);
-    f.config_with(
-        &format!("roots = [{:?}]", f.ws.to_str().unwrap()),
-        &daemon_section(&f, ""),
-    );
-    let d = Daemon::start(&f);
+    let (f, d) = built_and_watched();
     let start = d.json(&["status"]);
     assert_eq!(full_walks(&start), 1, "{:#}", start["daemon"]["index"]);
     assert_eq!(walks(&start, "overflow"), 0);
@@ -225,6 +211,19 @@ fn a_queue_overflow_leads_to_one_full_walk_and_the_totals_a_scan_finds() {
         again["daemon"]["index"]
     );
     assert_eq!(full_walks(&again), 2, "{:#}", again["daemon"]["index"]);
+}
+
+/// An app and its dependency, built, and a daemon watching only their workspace.
+fn built_and_watched() -> (Fixture, Daemon) {
+    let f = Fixture::new();
+    f.app_and_dep();
+    assert!(f.cargo(&["build"]).success);
+    f.config_with(
+        &format!("roots = [{:?}]", f.ws.to_str().unwrap()),
+        &daemon_section(&f, ""),
+    );
+    let d = Daemon::start(&f);
+    (f, d)
 }
 
 /// The daemon's numbers for `target_dir` are those of another measurement (a scan, a walk).

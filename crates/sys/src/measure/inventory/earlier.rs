@@ -23,6 +23,7 @@ pub(crate) struct Earlier {
 /// its profile's index in this walk's profiles if it is lent; and the lent units' top-level
 /// paths, by (dir, name) in bytes (looked up without allocating or splitting into components),
 /// each with its unit's index: the walk passes over those.
+#[derive(Default)]
 pub(super) struct Lent<'a> {
     pub units: Vec<Option<u16>>,
     pub paths: LentPaths<'a>,
@@ -42,23 +43,15 @@ pub(super) fn lend<'a>(
     changed: &HashSet<PathBuf>,
     profile_rels: &[PathBuf],
 ) -> Lent<'a> {
-    let mut out = Lent {
-        units: Vec::new(),
-        paths: HashMap::new(),
-    };
+    let mut out = Lent::default();
     let e = &previous.errors;
     if e.vanished + e.serious() > 0 || !e.mount_points.is_empty() {
         return out;
     }
-    let shared: HashSet<usize> = previous
-        .shared
-        .iter()
-        .flat_map(|s| &s.owners)
-        .filter_map(|o| match o {
-            Part::Unit(i) => Some(*i),
-            _ => None,
-        })
-        .collect();
+    let shared = sharing(previous, |o| match o {
+        Part::Unit(i) => Some(*i),
+        _ => None,
+    });
     let profiles: Vec<Option<u16>> = previous
         .profiles
         .iter()
@@ -92,6 +85,17 @@ pub(super) fn lend<'a>(
     out
 }
 
+/// The parts of an earlier walk (units or incremental dirs, as `pick` says) that share an inode
+/// with another: never lent, as the sharing is only seen by walking every link.
+fn sharing(previous: &TargetDir, pick: impl Fn(&Part) -> Option<usize>) -> HashSet<usize> {
+    previous
+        .shared
+        .iter()
+        .flat_map(|s| &s.owners)
+        .filter_map(pick)
+        .collect()
+}
+
 /// A path the inventory made (`dir_rel.join(name)`: relative, no `.` or trailing `/`) as its
 /// dir and name, in bytes, without parsing it into components.
 fn split(p: &std::path::Path) -> (&[u8], &[u8]) {
@@ -105,10 +109,8 @@ fn split(p: &std::path::Path) -> (&[u8], &[u8]) {
 /// A unit hash as cargo writes it in names: 16 lowercase hex digits.
 fn hex16(hash: u64) -> [u8; 16] {
     let mut out = [0u8; 16];
-    for (i, b) in out.iter_mut().enumerate() {
-        let nibble = (hash >> (60 - 4 * i)) & 0xf;
-        *b = b"0123456789abcdef"[usize::try_from(nibble).unwrap_or(0)];
-    }
+    // 16 digits always fit: the write cannot fail.
+    let _ = std::io::Write::write_fmt(&mut &mut out[..], format_args!("{hash:016x}"));
     out
 }
 
@@ -144,15 +146,10 @@ pub(super) fn walked_incremental<'t>(
     previous: &'t TargetDir,
     profile_rels: &[PathBuf],
 ) -> Vec<HashMap<&'t str, &'t IncrementalDir>> {
-    let shared: HashSet<usize> = previous
-        .shared
-        .iter()
-        .flat_map(|s| &s.owners)
-        .filter_map(|o| match o {
-            Part::Incremental(i) => Some(*i),
-            _ => None,
-        })
-        .collect();
+    let shared = sharing(previous, |o| match o {
+        Part::Incremental(i) => Some(*i),
+        _ => None,
+    });
     let mut out = vec![HashMap::new(); profile_rels.len()];
     for (i, d) in previous.incremental.iter().enumerate() {
         if shared.contains(&i) || d.dir_mtime.is_none() {

@@ -104,10 +104,7 @@ pub(crate) fn scan_cached(
     };
     let lent = match (&previous, &changed_units) {
         (Some(p), Some(changed)) => lend(p, changed, &profile_rels),
-        _ => earlier::Lent {
-            units: Vec::new(),
-            paths: HashMap::new(),
-        },
+        _ => earlier::Lent::default(),
     };
     let visitor = InventoryVisitor {
         cache,
