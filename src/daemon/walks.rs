@@ -62,13 +62,23 @@ pub enum Changed {
     Units(HashSet<PathBuf>),
 }
 
+/// Units named as changed before a target dir counts as changed whole: a build that changed
+/// more gains little from the rest being taken as they were, and events (anyone may create
+/// dirs in `.fingerprint/`) must not grow the set without bound between refreshes.
+const MAX_CHANGED_UNITS: usize = 4096;
+
 impl Changed {
     /// Adds that `unit` (`None`: anything) changed; returns whether this is news.
     pub fn add(&mut self, unit: Option<&Path>) -> bool {
         match (self, unit) {
             (Changed::Whole, _) => false,
-            (Changed::Units(units), Some(u)) => !units.contains(u) && units.insert(u.into()),
-            (this, None) => {
+            (Changed::Units(units), Some(u)) if units.contains(u) => false,
+            (Changed::Units(units), Some(u)) if units.len() < MAX_CHANGED_UNITS => {
+                units.insert(u.into());
+                true
+            }
+            // Anything changed, or too many units to name.
+            (this, _) => {
                 *this = Changed::Whole;
                 true
             }
@@ -275,6 +285,17 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn too_many_changed_units_are_a_change_of_everything() {
+        let mut c = Changed::of(Some(Path::new("u")));
+        for i in 1..MAX_CHANGED_UNITS {
+            assert!(c.add(Some(Path::new(&format!("u{i}")))));
+        }
+        assert!(matches!(&c, Changed::Units(u) if u.len() == MAX_CHANGED_UNITS));
+        assert!(c.add(Some(Path::new("one-more"))));
+        assert_eq!(c, Changed::Whole);
+    }
 
     #[test]
     fn what_changed_grows_from_units_to_everything_never_back() {
