@@ -12,7 +12,7 @@ use super::{Daemon, lock};
 use crate::protocol::Response;
 use crate::report::{DaemonInfo, IndexView, RunningView, Source, SurveyView, Trigger};
 use crate::run::survey::{self, Records};
-use cachekeeper_core::model::{BuildkitSide, Sides, TargetDir};
+use cachekeeper_core::model::{BuildkitSide, Packed, Sides};
 use cachekeeper_sys::measure::Reuse;
 use cachekeeper_sys::progress::Progress;
 
@@ -24,7 +24,8 @@ pub(super) const SETTLE: std::time::Duration = std::time::Duration::from_millis(
 /// takes seconds: the socket, health and metrics answer meanwhile).
 pub(super) struct Measured {
     view: SurveyView,
-    targets: Vec<TargetDir>,
+    /// Packed for the index to hold.
+    targets: Vec<Packed>,
     watched: cachekeeper_core::model::Watched,
     watch_paths: Vec<PathBuf>,
     at: SystemTime,
@@ -50,8 +51,18 @@ async fn measure(
     cache: Arc<cachekeeper_sys::measure::inventory::FingerprintCache>,
     tracker: Arc<Mutex<super::tracker::Tracker>>,
     uses: Arc<Mutex<cachekeeper_core::model::LastUse>>,
-    reuse: Option<Reuse>,
+    reuse: Option<Reuse<Packed>>,
 ) -> Option<Measured> {
+    let reuse = match reuse {
+        Some(r) => {
+            let (reuse, failed) = tokio::task::spawn_blocking(move || r.unpack()).await.ok()?;
+            for path in failed {
+                tracing::warn!(target_dir = %path.display(), "the index's record of this target dir does not read back; walking it again");
+            }
+            Some(reuse)
+        }
+        None => None,
+    };
     let survey = survey::survey(
         &config,
         &config.cargo.roots,
@@ -85,9 +96,13 @@ async fn measure(
     }
     let mut view = survey.view;
     view.source = Source::Daemon;
+    let targets = survey.snapshot.targets;
+    let targets = tokio::task::spawn_blocking(move || targets.iter().map(Packed::pack).collect())
+        .await
+        .ok()?;
     Some(Measured {
         view,
-        targets: survey.snapshot.targets,
+        targets,
         watched: survey.watched,
         watch_paths,
         at: survey.at,

@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use cachekeeper_core::model::TargetDir;
+use cachekeeper_core::model::Packed;
 use cachekeeper_sys::measure::Reuse;
 
 /// Why a target dir was walked; each is a label of `cachekeeper_index_walks_total`.
@@ -106,9 +106,10 @@ pub struct Changes {
 /// What the index knows of the target dirs.
 #[derive(Debug, Default)]
 pub struct Index {
-    /// Each target dir as last measured. Handed to a refresh (moved, not copied: at 10,000
-    /// units a copy per refresh is megabytes) and back with what it measured.
-    dirs: HashMap<PathBuf, TargetDir>,
+    /// Each target dir as last measured, packed (a few hundred bytes a unit, against 2 KiB
+    /// as a walk builds it). Handed to a refresh (moved, not copied) and back with what it
+    /// measured.
+    dirs: HashMap<PathBuf, Packed>,
     /// When each known target dir was last walked.
     walked: HashMap<PathBuf, SystemTime>,
     last_full: Option<SystemTime>,
@@ -163,7 +164,7 @@ impl Index {
     /// with [`Index::took`]; a refresh that fails leaves the index empty, and the daemon asks
     /// for a full walk then.
     #[must_use]
-    pub fn plan(&mut self, kind: Kind, changes: Changes) -> (Option<Reuse>, Pending) {
+    pub fn plan(&mut self, kind: Kind, changes: Changes) -> (Option<Reuse<Packed>>, Pending) {
         let known = std::mem::take(&mut self.dirs);
         let reuse = match kind {
             Kind::Full(_) => None,
@@ -208,7 +209,7 @@ impl Index {
     pub fn took(
         &mut self,
         pending: Pending,
-        targets: Vec<TargetDir>,
+        targets: Vec<Packed>,
         now: SystemTime,
     ) -> Vec<(PathBuf, &'static str)> {
         let mut walked = Vec::new();
@@ -216,27 +217,27 @@ impl Index {
         let n = targets.len();
         let mut units = (0, 0);
         for t in targets {
-            let when = match self.walked.get(&t.path) {
-                Some(when) if pending.reused.contains(&t.path) => {
-                    units.1 += t.units.len();
+            let when = match self.walked.get(t.path()) {
+                Some(when) if pending.reused.contains(t.path()) => {
+                    units.1 += t.units();
                     *when
                 }
                 known => {
-                    units.0 += t.units.len().saturating_sub(t.kept_units);
-                    units.1 += t.kept_units;
+                    units.0 += t.units().saturating_sub(t.kept_units());
+                    units.1 += t.kept_units();
                     let why = match pending.kind {
                         Kind::Full(why) => why,
                         _ if known.is_none() => "new-target-dir",
-                        _ if pending.changes.dirs.contains_key(&t.path) => "changed",
+                        _ if pending.changes.dirs.contains_key(t.path()) => "changed",
                         _ => "watch-limit",
                     };
                     *self.walks.entry(why).or_default() += 1;
-                    walked.push((t.path.clone(), why));
+                    walked.push((t.path().to_path_buf(), why));
                     now
                 }
             };
-            at.insert(t.path.clone(), when);
-            self.dirs.insert(t.path.clone(), t);
+            at.insert(t.path().to_path_buf(), when);
+            self.dirs.insert(t.path().to_path_buf(), t);
         }
         if matches!(pending.kind, Kind::Full(_)) {
             self.last_full = Some(now);
@@ -309,8 +310,10 @@ mod tests {
         assert_eq!(Changed::of(None), Changed::Whole);
     }
 
-    fn dir(path: &str) -> TargetDir {
-        TargetDir::empty(PathBuf::from(path))
+    fn dir(path: &str) -> Packed {
+        Packed::pack(&cachekeeper_core::model::TargetDir::empty(PathBuf::from(
+            path,
+        )))
     }
 
     fn t(secs: u64) -> SystemTime {

@@ -21,29 +21,83 @@ use crate::os::disk;
 use crate::progress::Progress;
 use cachekeeper_core::config::Config;
 use cachekeeper_core::model::{
-    BuildkitSide, Filesystem, FsId, Sides, Snapshot, TargetDir, Toolchains,
+    BuildkitSide, Filesystem, FsId, Packed, Sides, Snapshot, TargetDir, Toolchains,
 };
 use inventory::FingerprintCache;
 
 /// What an earlier measurement stands for (the daemon's index, kept current by inotify): the
-/// target dirs nothing changed in are taken as they were, and only the rest are walked.
-#[derive(Clone, Debug, Default)]
-pub struct Reuse {
+/// target dirs nothing changed in are taken as they were, and only the rest are walked. `D` is
+/// how the earlier target dirs are held: [`Packed`] in the daemon's index between refreshes,
+/// [`TargetDir`] when a measurement takes them.
+#[derive(Clone, Debug)]
+pub struct Reuse<D = TargetDir> {
     /// Target dirs measured before and unchanged since: taken as they are (their build locks
     /// probed again, their compile times worked out again with the others').
-    pub unchanged: HashMap<PathBuf, TargetDir>,
+    pub unchanged: HashMap<PathBuf, D>,
     /// `Some`: the target dirs to walk again, without searching the roots (the known set is
     /// these and `unchanged`). `None`: the roots are searched, and every target dir found that
     /// is not in `unchanged` is walked.
     pub only: Option<Vec<PathBuf>>,
     /// Target dirs that changed, as measured before: their walk takes the incremental crate
     /// dirs no compile touched since as they were (most of a target dir's files are there).
-    pub previous: HashMap<PathBuf, TargetDir>,
+    pub previous: HashMap<PathBuf, D>,
     /// For a target dir in `previous` whose changes are known unit by unit (every unit of it
     /// watched): the units written, created or removed since, by fingerprint dir relative to
     /// it. Its other units are taken as they were, their files not looked at. A target dir not
     /// here is walked whole.
     pub changed_units: HashMap<PathBuf, HashSet<PathBuf>>,
+}
+
+impl<D> Default for Reuse<D> {
+    fn default() -> Self {
+        Reuse {
+            unchanged: HashMap::new(),
+            only: None,
+            previous: HashMap::new(),
+            changed_units: HashMap::new(),
+        }
+    }
+}
+
+impl Reuse<Packed> {
+    /// The target dirs unpacked for a measurement to take, and those that did not unpack (a
+    /// bug: the buffer is what [`Packed::pack`] wrote), which are walked again, whole.
+    #[must_use]
+    pub fn unpack(self) -> (Reuse, Vec<PathBuf>) {
+        let Reuse {
+            unchanged,
+            mut only,
+            previous,
+            mut changed_units,
+        } = self;
+        let mut failed = Vec::new();
+        let mut open = |path: &PathBuf, packed: Packed| {
+            let t = packed.unpack();
+            if t.is_none() {
+                changed_units.remove(path);
+                failed.push(path.clone());
+            }
+            t
+        };
+        let mut unpacked = Reuse::default();
+        for (path, packed) in unchanged {
+            match open(&path, packed) {
+                Some(t) => {
+                    unpacked.unchanged.insert(path, t);
+                }
+                // Not searched for (an events refresh): walked because it is named.
+                None => only.iter_mut().for_each(|o| o.push(path.clone())),
+            }
+        }
+        for (path, packed) in previous {
+            if let Some(t) = open(&path, packed) {
+                unpacked.previous.insert(path, t);
+            }
+        }
+        unpacked.only = only;
+        unpacked.changed_units = changed_units;
+        (unpacked, failed)
+    }
 }
 
 /// Measures what `sides` asks for: the cargo side on a blocking thread (it walks the disk on

@@ -432,8 +432,12 @@ mod tests {
                 for _ in 0..=t.rng.below(4) {
                     changed.extend(t.change());
                 }
+                // Held packed between refreshes, as the daemon's index holds it.
+                let packed = cachekeeper_core::model::Packed::pack(&index);
+                let walk = packed.unpack().expect("a walk's target dir unpacks");
+                assert_eq!(format!("{walk:?}"), format!("{index:?}"), "seed {seed}");
                 let earlier = Earlier {
-                    walk: index,
+                    walk,
                     changed_units: Some(changed),
                 };
                 index = scan_cached(t.dir.path(), 1, None, None, Some(earlier)).unwrap();
