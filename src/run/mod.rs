@@ -34,11 +34,11 @@ use cachekeeper_sys::progress::Progress;
 pub mod guard;
 pub mod survey;
 
-/// Measures `sides` under `roots`; with the daemon's fingerprint `cache`, bracketed by its
-/// begin and end when every target dir is walked (what it did not see again is forgotten).
-/// A measurement that takes target dirs as they were (`reuse`) forgets nothing: forgetting the
-/// files of those dirs would have the next walk read them again, and a read of a unit's files
-/// just after a build ends counts as a reader's, taking the build's use away (see
+/// Measures `sides` under `roots`; with the daemon's fingerprint `cache`, ended after it.
+/// A measurement that walked every target dir has the cache forget what it did not meet; one
+/// that takes target dirs as they were (`reuse`) forgets nothing: forgetting the files of
+/// those dirs would have the next walk read them again, and a read of a unit's files just
+/// after a build ends counts as a reader's, taking the build's use away (see
 /// `daemon::builds`).
 async fn measure(
     config: &Config,
@@ -49,9 +49,6 @@ async fn measure(
     reuse: Option<measure::Reuse>,
 ) -> (Snapshot, Option<Engine>) {
     let full = reuse.is_none();
-    if let Some(c) = cache.filter(|_| full) {
-        c.begin();
-    }
     let measured = measure::measure(
         config,
         roots,
@@ -61,8 +58,8 @@ async fn measure(
         reuse,
     )
     .await;
-    if let Some(c) = cache.filter(|_| full) {
-        c.end();
+    if let Some(c) = cache {
+        c.end(full);
     }
     measured
 }
