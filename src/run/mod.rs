@@ -34,11 +34,11 @@ use cachekeeper_sys::progress::Progress;
 pub mod guard;
 pub mod survey;
 
-/// Measures `sides` under `roots`; with the daemon's fingerprint `cache`, ended after it.
-/// A measurement that walked every target dir has the cache forget what it did not meet; one
-/// that takes target dirs as they were (`reuse`) forgets nothing: forgetting the files of
-/// those dirs would have the next walk read them again, and a read of a unit's files just
-/// after a build ends counts as a reader's, taking the build's use away (see
+/// Measures `sides` under `roots`; with the daemon's fingerprint `cache`, begun and ended
+/// around it. A measurement that walks every target dir has the cache forget what it did not
+/// meet; one that takes target dirs as they were (`reuse`) forgets nothing: forgetting the
+/// files of those dirs would have the next walk read them again, and a read of a unit's files
+/// just after a build ends counts as a reader's, taking the build's use away (see
 /// `daemon::builds`).
 async fn measure(
     config: &Config,
@@ -48,7 +48,7 @@ async fn measure(
     cache: Option<&Arc<FingerprintCache>>,
     reuse: Option<measure::Reuse>,
 ) -> (Snapshot, Option<Engine>) {
-    let full = reuse.is_none();
+    let full = cache.filter(|_| reuse.is_none()).map(|c| c.begin());
     let measured = measure::measure(
         config,
         roots,

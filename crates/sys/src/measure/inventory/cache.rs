@@ -53,6 +53,8 @@ struct Record {
     key: Key,
     stamp: Stamp,
     at: u32,
+    /// The generation of the full survey under way when it was last met.
+    seen: u32,
     len: u16,
     tag: Tag,
 }
@@ -131,9 +133,11 @@ struct Inner {
     /// What the surveys before read, sorted by key, one record a file.
     table: Vec<Record>,
     values: Vec<u64>,
-    /// What the survey under way read or met again (its records point into `fresh_values`).
+    /// What surveys under way read (its records point into `fresh_values`).
     fresh: Vec<Record>,
     fresh_values: Vec<u64>,
+    /// The last full survey begun.
+    generation: u32,
 }
 
 impl Inner {
@@ -147,6 +151,7 @@ impl Inner {
                 key,
                 stamp,
                 at,
+                seen: self.generation,
                 len,
                 tag,
             }),
@@ -165,35 +170,48 @@ fn nanos(t: SystemTime) -> Option<i64> {
 }
 
 impl FingerprintCache {
-    /// Ends a survey: what it read or met is kept. `forget` (it walked every target dir):
-    /// what it did not meet is dropped. Otherwise what it did not walk stays, so the next walk
-    /// of those dirs does not read their files again.
-    pub fn end(&self, forget: bool) {
+    /// Begins a survey that walks every target dir; its [`FingerprintCache::end`] forgets
+    /// what it did not meet.
+    pub fn begin(&self) -> u32 {
+        let mut inner = self.lock();
+        inner.generation = inner.generation.wrapping_add(1);
+        inner.generation
+    }
+
+    /// Ends a survey: what it read is kept. With the generation its [`FingerprintCache::begin`]
+    /// gave (it walked every target dir), what neither it nor a full survey begun since met is
+    /// dropped. A survey that takes target dirs as they were forgets nothing, so the next walk
+    /// of those dirs does not read their files again. Surveys may overlap: each forgets only
+    /// by its own generation.
+    pub fn end(&self, full: Option<u32>) {
         let mut inner = self.lock();
         let Inner {
             table,
             values,
             fresh,
             fresh_values,
+            ..
         } = &mut *inner;
         let mut met = std::mem::take(fresh);
         let met_values = std::mem::take(fresh_values);
+        // A file read twice (two surveys at once, a rewrite between): its last version wins.
+        met.reverse();
         met.sort_by_key(|r| r.key);
         met.dedup_by_key(|r| r.key);
-        let old = if forget {
-            Vec::new()
-        } else {
-            std::mem::take(table)
-        };
+        let old = std::mem::take(table);
+        // Met by this survey or one begun since (generations wrap).
+        let keep = |r: &Record| full.is_none_or(|g| r.seen.wrapping_sub(g) < u32::MAX / 2);
         let (mut new_table, mut new_values) = (Vec::new(), Vec::new());
         let mut copy = |r: &Record, from: &[u64]| {
             let words = &from[r.at as usize..][..usize::from(r.len)];
-            if let Ok(at) = u32::try_from(new_values.len()) {
+            if keep(r)
+                && let Ok(at) = u32::try_from(new_values.len())
+            {
                 new_values.extend_from_slice(words);
                 new_table.push(Record { at, ..*r });
             }
         };
-        // Both sorted: merged, what was met this time winning.
+        // Both sorted: merged, what was read this time winning.
         let (mut a, mut b) = (old.iter().peekable(), met.iter().peekable());
         loop {
             match (a.peek(), b.peek()) {
@@ -230,21 +248,23 @@ impl FingerprintCache {
         };
         {
             let mut inner = self.lock();
-            let known = inner
-                .table
+            let Inner {
+                table,
+                values,
+                generation,
+                ..
+            } = &mut *inner;
+            let known = table
                 .binary_search_by_key(&key, |r| r.key)
                 .ok()
-                .map(|i| inner.table[i])
+                .and_then(|i| table.get_mut(i))
                 .filter(|r| r.stamp == stamp)
                 .and_then(|r| {
-                    let words = inner
-                        .values
-                        .get(r.at as usize..)?
-                        .get(..usize::from(r.len))?;
+                    r.seen = *generation;
+                    let words = values.get(r.at as usize..)?.get(..usize::from(r.len))?;
                     Parsed::decode(r.tag, words)
                 });
             if let Some(parsed) = known {
-                inner.note(key, stamp, &parsed);
                 return parsed;
             }
         }
@@ -308,10 +328,11 @@ mod tests {
             .map(json)
             .chain([Parsed::Hash(0xdead_beef), Parsed::Unreadable])
             .collect();
+        let g = c.begin();
         for (i, p) in answers.iter().enumerate() {
             assert_eq!(get(&c, &meta(i as u64, 10, 5), p), (p.clone(), true));
         }
-        c.end(true);
+        c.end(Some(g));
         for (i, p) in answers.iter().enumerate() {
             let (got, read) = get(&c, &meta(i as u64, 10, 5), &Parsed::Hash(0));
             assert_eq!((got, read), (p.clone(), false), "{i}");
@@ -321,14 +342,16 @@ mod tests {
     #[test]
     fn a_new_version_is_read_and_what_a_full_survey_did_not_meet_is_forgotten() {
         let c = FingerprintCache::default();
+        let g = c.begin();
         for ino in 0..100 {
             get(&c, &meta(ino, 10, 5), &json(ino % 5));
         }
-        c.end(true);
+        c.end(Some(g));
         // A partial survey meets two files, one of them rewritten: the others stay.
         assert!(get(&c, &meta(3, 11, 5), &Parsed::Hash(9)).1, "size");
         assert!(get(&c, &meta(4, 10, 6), &Parsed::Hash(9)).1, "mtime");
-        c.end(false);
+        c.end(None);
+        let g = c.begin();
         for ino in 0..100 {
             let (got, read) = get(&c, &meta(ino, 10, 5), &Parsed::Unreadable);
             assert_eq!(read, ino == 3 || ino == 4, "{ino}");
@@ -336,11 +359,43 @@ mod tests {
                 assert_eq!(got, json(ino % 5));
             }
         }
-        c.end(true);
+        c.end(Some(g));
         // That full survey met all of them again; the next one meets only one.
+        let g = c.begin();
         get(&c, &meta(50, 10, 5), &Parsed::Unreadable);
-        c.end(true);
+        c.end(Some(g));
         assert!(!get(&c, &meta(50, 10, 5), &Parsed::Hash(1)).1);
         assert!(get(&c, &meta(51, 10, 5), &Parsed::Hash(1)).1);
+    }
+
+    /// A partial survey (a refresh) that ends while a full one (a run) is under way takes
+    /// nothing from it: the run's end forgets only what the run did not meet. (Forgetting
+    /// more had the next run read those files again, and a read just after a build takes
+    /// that build's uses away.)
+    #[test]
+    fn a_survey_ending_inside_another_takes_nothing_from_it() {
+        let c = FingerprintCache::default();
+        let g = c.begin();
+        for ino in 0..10 {
+            get(&c, &meta(ino, 10, 5), &Parsed::Hash(ino));
+        }
+        c.end(Some(g));
+        let run = c.begin();
+        for ino in 0..5 {
+            assert!(!get(&c, &meta(ino, 10, 5), &Parsed::Unreadable).1);
+        }
+        let refresh_reads_one = get(&c, &meta(100, 1, 1), &Parsed::Hash(100));
+        assert!(refresh_reads_one.1);
+        c.end(None);
+        for ino in 5..10 {
+            assert!(!get(&c, &meta(ino, 10, 5), &Parsed::Unreadable).1);
+        }
+        c.end(Some(run));
+        for ino in 0..10 {
+            let (got, read) = get(&c, &meta(ino, 10, 5), &Parsed::Unreadable);
+            assert!(!read, "{ino} was forgotten");
+            assert_eq!(got, Parsed::Hash(ino));
+        }
+        assert!(!get(&c, &meta(100, 1, 1), &Parsed::Unreadable).1);
     }
 }
