@@ -20,6 +20,11 @@ use cachekeeper_sys::progress::Progress;
 /// come in bursts; a refresh waits for the build's lock to be let go anyway).
 pub(super) const SETTLE: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// Units a refresh looks at before what it leaves is moved into fresh memory (see
+/// [`Daemon::measured`]): a full walk, a target dir walked whole. Below, what it allocated is
+/// little, and the move would cost a refresh more than it gives back.
+const REHOME_AFTER: usize = 1000;
+
 /// A measurement of everything, made away from the daemon's loop (a rescan of a large tree
 /// takes seconds: the socket, health and metrics answer meanwhile).
 pub(super) struct Measured {
@@ -235,6 +240,19 @@ impl Daemon {
         self.publish_metrics(true);
         // The walk's buffers and the old index are freed by now; give them back.
         cachekeeper_sys::os::memory::release_free();
+        if self.index.last_units().0 >= REHOME_AFTER {
+            // What stays (the watches' paths, the last-use record, the view) was allocated
+            // among the walk's buffers, and keeps their pages resident: moved into fresh
+            // memory side by side, those pages go back too.
+            lock(&self.tracker).rehome();
+            {
+                let mut uses = lock(&self.uses);
+                let fresh = uses.clone();
+                *uses = fresh;
+            }
+            self.view = self.view.clone();
+            cachekeeper_sys::os::memory::release_free();
+        }
         for w in r.waiters {
             let _ = w.send(self.status_response());
         }

@@ -1,6 +1,7 @@
 //! What each watched dir is, what is watched for in it, and what an event there means to the
 //! build windows ([`super::builds`]) and to the index (a change).
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -166,4 +167,44 @@ pub(super) fn watch_flags(owner: &Watched) -> WatchFlags {
                 | WatchFlags::MOVED_FROM
         }
     }
+}
+
+/// The watches by descriptor: each watched dir and what it is.
+pub(super) type ByWd = HashMap<i32, (Arc<Path>, Watched)>;
+/// The watches by dir.
+pub(super) type ByDir = HashMap<Arc<Path>, i32>;
+
+/// The watches (by descriptor) with every path moved into a fresh allocation, each shared as
+/// before, and the index by dir made again: see `Tracker::rehome`.
+pub(super) fn rehomed(old: ByWd) -> (ByWd, ByDir) {
+    // Each path once, as before: keyed by the allocation it is moved from.
+    let mut fresh: HashMap<usize, Arc<Path>> = HashMap::new();
+    let mut again = |a: &Arc<Path>| -> Arc<Path> {
+        fresh
+            .entry(Arc::as_ptr(a).cast::<u8>() as usize)
+            .or_insert_with(|| Arc::from(a.to_path_buf()))
+            .clone()
+    };
+    let mut by_wd = HashMap::with_capacity(old.len());
+    let mut by_dir = HashMap::with_capacity(old.len());
+    for (wd, (dir, w)) in old {
+        let dir = again(&dir);
+        let w = match w {
+            Watched::Target(t) => Watched::Target(again(&t)),
+            Watched::Profile((t, p)) => Watched::Profile((again(&t), again(&p))),
+            Watched::Units((t, p), parent) => Watched::Units((again(&t), again(&p)), parent),
+            Watched::Unit {
+                unit,
+                profile,
+                run_dir,
+            } => Watched::Unit {
+                unit: (again(&unit.0), again(&unit.1)),
+                profile: (again(&profile.0), again(&profile.1)),
+                run_dir,
+            },
+        };
+        by_dir.insert(dir.clone(), wd);
+        by_wd.insert(wd, (dir, w));
+    }
+    (by_wd, by_dir)
 }
