@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What the idle daemon's heap holds, by allocation site: the measure to work on memory per unit.
 #
-# RSS moves by 10 MB between identical runs (which walker thread's arena a long-lived
-# allocation landed in, what `malloc_trim` could give back); the live heap does not. This
+# RSS moves by a few MB between identical runs (where a long-lived allocation landed among
+# the walk's freed buffers, what `malloc_trim` could give back); the live heap does not. This
 # generates a target dir of UNITS units with few files each (memory is per unit, not per file:
 # 10,000 units here hold what they hold at 10M files), starts the daemon under heaptrack on it,
 # waits for its first scan, and kills it (-9, so nothing is freed on the way out): what
@@ -46,7 +46,7 @@ report=$(heaptrack_print -f "$run/heaptrack.zst" --print-leaks 1 --print-peaks 0
 echo "## The idle daemon's heap: $units units ($(find "$tree" -type f | wc -l) files)"
 echo
 echo "$(date -u +%F), cachekeeper $("$ck" --version | cut -d' ' -f2)."
-echo "Live heap $(grep -o 'total memory leaked: .*' <<< "$report" | cut -d' ' -f4), RSS $((rss_kib / 1024)) MiB (RSS varies by ~10 MB run to run)."
+echo "Live heap $(grep -o 'total memory leaked: .*' <<< "$report" | cut -d' ' -f4), RSS $((rss_kib / 1024)) MiB (RSS varies by a few MB run to run)."
 echo
 echo "Largest live allocation sites (heaptrack):"
 echo '```'
