@@ -21,8 +21,8 @@ use cachekeeper_sys::progress::Progress;
 pub(super) const SETTLE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Units a refresh looks at before what it leaves is moved into fresh memory (see
-/// [`Daemon::measured`]): a full walk, a target dir walked whole. Below, what it allocated is
-/// little, and the move would cost a refresh more than it gives back.
+/// [`Daemon::measured`]), as after every full walk: a target dir walked whole. Below, what it
+/// allocated is little, and the move would cost a build's refresh more than it gives back.
 const REHOME_AFTER: usize = 1000;
 
 /// A measurement of everything, made away from the daemon's loop (a rescan of a large tree
@@ -212,10 +212,12 @@ impl Daemon {
             tracing::debug!(target_dir = %path.display(), reason = why, "walked");
         }
         let (n, kept) = self.index.last();
-        if walked
+        // Walked for another reason than a change: everything, at start, on a timer, after
+        // lost events.
+        let full = walked
             .iter()
-            .any(|(_, why)| !matches!(*why, "changed" | "new-target-dir"))
-        {
+            .any(|(_, why)| !matches!(*why, "changed" | "new-target-dir"));
+        if full {
             tracing::info!(walked = n, kept, reason = walked[0].1, "index refreshed");
         } else {
             tracing::debug!(walked = n, kept, "index refreshed");
@@ -240,7 +242,7 @@ impl Daemon {
         self.publish_metrics(true);
         // The walk's buffers and the old index are freed by now; give them back.
         cachekeeper_sys::os::memory::release_free();
-        if self.index.last_units().0 >= REHOME_AFTER {
+        if full || self.index.last_units().0 >= REHOME_AFTER {
             // What stays (the watches' paths, the last-use record, the view) was allocated
             // among the walk's buffers, and keeps their pages resident: moved into fresh
             // memory side by side, those pages go back too.
