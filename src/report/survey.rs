@@ -533,6 +533,8 @@ fn target_view(t: &TargetDir, signal: Signal, plan: &CargoPlan, i: usize) -> Tar
     let total = t.usage.total();
     let mut costliest = unit_costs(t);
     costliest.truncate(COSTLIEST);
+    // Held by the daemon's view until the next refresh: not room for every unit.
+    costliest.shrink_to_fit();
     let tp = &plan.targets[i];
     let mut layouts: Vec<Layout> = t.profiles.iter().flat_map(|p| p.layouts.clone()).collect();
     layouts.sort();
