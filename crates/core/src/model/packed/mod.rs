@@ -21,7 +21,8 @@ use super::TargetDir;
 mod read;
 mod write;
 
-/// A target dir packed; its path and unit counts kept beside the buffer for the index to read.
+/// A target dir packed; its path (not in the buffer) and unit counts kept beside the buffer for
+/// the index to read.
 #[derive(Clone, Debug)]
 pub struct Packed {
     path: PathBuf,
@@ -50,7 +51,7 @@ impl Packed {
             buf: &self.bytes,
             prev: Vec::new(),
         };
-        let t = r.target()?;
+        let t = r.target(self.path.clone())?;
         r.buf.is_empty().then_some(t)
     }
 
@@ -69,31 +70,25 @@ impl Packed {
     pub fn kept_units(&self) -> usize {
         self.kept_units
     }
-
-    /// Bytes the buffer holds.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
 }
 
 /// Where a unit's fingerprint dir is among its paths.
 pub(super) const FP_FIRST: u64 = 0;
 pub(super) const FP_IN_FIRST: u64 = 1;
 pub(super) const FP_OWN: u64 = 2;
-/// Where a build-script run's dir is: none, one of the unit's paths (index + 1 after this), or
-/// its own path.
+/// Where a build-script run's dir is: none, its own path, or one of the unit's paths (its
+/// index + `RUN_IN_PATHS`).
 pub(super) const RUN_NONE: u64 = 0;
 pub(super) const RUN_OWN: u64 = 1;
+pub(super) const RUN_IN_PATHS: usize = 2;
 /// A time after the epoch, before it, or none.
 pub(super) const AFTER: u64 = 0;
 pub(super) const BEFORE: u64 = 1;
 pub(super) const NONE: u64 = 2;
+/// What a shared inode's owner is, before its index.
+pub(super) const PART_UNIT: u64 = 0;
+pub(super) const PART_INCREMENTAL: u64 = 1;
+pub(super) const PART_ORPHAN: u64 = 2;
 
 #[cfg(test)]
 mod tests;

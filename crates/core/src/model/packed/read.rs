@@ -5,7 +5,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{AFTER, BEFORE, FP_FIRST, FP_IN_FIRST, FP_OWN, NONE};
+use super::{
+    AFTER, BEFORE, FP_FIRST, FP_IN_FIRST, FP_OWN, NONE, PART_INCREMENTAL, PART_ORPHAN, PART_UNIT,
+    RUN_IN_PATHS, RUN_NONE, RUN_OWN,
+};
 use crate::model::rebuild::Timing;
 use crate::model::{
     ByKind, FsId, IncrementalDir, Layout, Orphan, Part, Profile, ProfileState, ScanErrors,
@@ -172,9 +175,10 @@ impl<'a> In<'a> {
         Some(v)
     }
 
-    pub(super) fn target(&mut self) -> Option<TargetDir> {
+    /// The target dir at `path` (which the buffer does not hold).
+    pub(super) fn target(&mut self, path: PathBuf) -> Option<TargetDir> {
         Some(TargetDir {
-            path: self.path()?,
+            path,
             dev: self.u()?,
             ino: self.u()?,
             profiles: self.list(Self::profile)?,
@@ -187,9 +191,9 @@ impl<'a> In<'a> {
                     owners: r.list(|r| {
                         let (tag, i) = (r.u()?, r.n()?);
                         match tag {
-                            0 => Some(Part::Unit(i)),
-                            1 => Some(Part::Incremental(i)),
-                            2 => Some(Part::Orphan(i)),
+                            PART_UNIT => Some(Part::Unit(i)),
+                            PART_INCREMENTAL => Some(Part::Incremental(i)),
+                            PART_ORPHAN => Some(Part::Orphan(i)),
                             _ => None,
                         }
                     })?,
@@ -257,10 +261,10 @@ impl<'a> In<'a> {
             FP_OWN => self.path()?,
             _ => return None,
         };
-        let run_dir = match self.n()? {
-            0 => None,
-            1 => Some(self.path()?),
-            i => Some(paths.get(i - 2)?.clone()),
+        let run_dir = match self.u()? {
+            RUN_NONE => None,
+            RUN_OWN => Some(self.path()?),
+            i => Some(paths.get(usize::try_from(i).ok()? - RUN_IN_PATHS)?.clone()),
         };
         Some(Unit {
             key,

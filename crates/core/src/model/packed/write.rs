@@ -4,7 +4,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{AFTER, BEFORE, FP_FIRST, FP_IN_FIRST, FP_OWN, NONE, RUN_NONE, RUN_OWN};
+use super::{
+    AFTER, BEFORE, FP_FIRST, FP_IN_FIRST, FP_OWN, NONE, PART_INCREMENTAL, PART_ORPHAN, PART_UNIT,
+    RUN_IN_PATHS, RUN_NONE, RUN_OWN,
+};
 use crate::model::rebuild::Timing;
 use crate::model::{
     ByKind, IncrementalDir, Layout, Orphan, Part, Profile, ProfileState, ScanErrors, SharedInode,
@@ -55,11 +58,16 @@ impl Out {
         self.bytes(s.as_bytes());
     }
 
-    fn strs(&mut self, v: &[String]) {
+    /// Its length, then each item.
+    fn list<T>(&mut self, v: &[T], mut item: impl FnMut(&mut Self, &T)) {
         self.n(v.len());
-        for s in v {
-            self.str(s);
+        for t in v {
+            item(self, t);
         }
+    }
+
+    fn strs(&mut self, v: &[String]) {
+        self.list(v, |o, s| o.str(s));
     }
 
     fn path(&mut self, p: &Path) {
@@ -72,24 +80,15 @@ impl Out {
     }
 
     fn paths(&mut self, v: &[PathBuf]) {
-        self.n(v.len());
-        for p in v {
-            self.path(p);
-        }
+        self.list(v, |o, p| o.path(p));
     }
 
     fn hashes(&mut self, v: &[u64]) {
-        self.n(v.len());
-        for h in v {
-            self.fixed(*h);
-        }
+        self.list(v, |o, h| o.fixed(*h));
     }
 
     fn indices(&mut self, v: &[usize]) {
-        self.n(v.len());
-        for i in v {
-            self.n(*i);
-        }
+        self.list(v, |o, i| o.n(*i));
     }
 
     fn time(&mut self, t: Option<SystemTime>) {
@@ -146,7 +145,8 @@ impl Out {
 
     pub(super) fn target(&mut self, t: &TargetDir) {
         let TargetDir {
-            path,
+            // Kept beside the buffer.
+            path: _,
             dev,
             ino,
             profiles,
@@ -162,40 +162,25 @@ impl Out {
             fs,
             kept_units,
         } = t;
-        self.path(path);
         self.u(*dev);
         self.u(*ino);
-        self.n(profiles.len());
-        for p in profiles {
-            self.profile(p);
-        }
-        self.n(units.len());
-        for u in units {
-            self.unit(u);
-        }
-        self.n(incremental.len());
-        for i in incremental {
-            self.incremental(i);
-        }
-        self.n(orphans.len());
-        for o in orphans {
-            self.orphan(o);
-        }
-        self.n(shared.len());
-        for s in shared {
+        self.list(profiles, Self::profile);
+        self.list(units, Self::unit);
+        self.list(incremental, Self::incremental);
+        self.list(orphans, Self::orphan);
+        self.list(shared, |o, s| {
             let SharedInode { bytes, owners } = s;
-            self.u(*bytes);
-            self.n(owners.len());
-            for o in owners {
-                let (tag, i) = match o {
-                    Part::Unit(i) => (0, i),
-                    Part::Incremental(i) => (1, i),
-                    Part::Orphan(i) => (2, i),
+            o.u(*bytes);
+            o.list(owners, |o, part| {
+                let (tag, i) = match part {
+                    Part::Unit(i) => (PART_UNIT, i),
+                    Part::Incremental(i) => (PART_INCREMENTAL, i),
+                    Part::Orphan(i) => (PART_ORPHAN, i),
                 };
-                self.u(tag);
-                self.n(*i);
-            }
-        }
+                o.u(tag);
+                o.n(*i);
+            });
+        });
         self.by_kind(usage);
         self.errors(errors);
         self.flag(rustc_vv.is_some());
@@ -203,6 +188,7 @@ impl Out {
             self.str(vv);
         }
         self.u(u64::from(*jobs));
+        // Matched, not looked up: a variant added to the model does not compile here.
         self.u(match signal {
             Signal::Atime => 0,
             Signal::Relatime => 1,
@@ -221,10 +207,7 @@ impl Out {
             state,
         } = p;
         self.path(rel);
-        self.n(layouts.len());
-        for l in layouts {
-            self.layout(*l);
-        }
+        self.list(layouts, |o, l| o.layout(*l));
         self.by_kind(usage);
         self.u(match state {
             ProfileState::Idle => 0,
@@ -297,7 +280,7 @@ impl Out {
         match run_dir {
             None => self.u(RUN_NONE),
             Some(d) => match paths.iter().position(|p| p == d) {
-                Some(i) => self.n(i + 2),
+                Some(i) => self.n(i + RUN_IN_PATHS),
                 None => {
                     self.u(RUN_OWN);
                     self.path(d);
