@@ -64,6 +64,14 @@ impl Reuse<Packed> {
     /// bug: the buffer is what [`Packed::pack`] wrote), which are walked again, whole.
     #[must_use]
     pub fn unpack(self) -> (Reuse, Vec<PathBuf>) {
+        self.open(|packed| packed.unpack())
+    }
+}
+
+impl<D> Reuse<D> {
+    /// Each earlier target dir turned into what a walk takes by `open`; one it cannot open is
+    /// walked again, whole (named in `only` when the roots are not searched), and returned.
+    fn open(self, open: impl Fn(D) -> Option<TargetDir>) -> (Reuse, Vec<PathBuf>) {
         let Reuse {
             unchanged,
             mut only,
@@ -71,32 +79,33 @@ impl Reuse<Packed> {
             mut changed_units,
         } = self;
         let mut failed = Vec::new();
-        let mut open = |path: &PathBuf, packed: Packed| {
-            let t = packed.unpack();
-            if t.is_none() {
-                changed_units.remove(path);
-                failed.push(path.clone());
-            }
-            t
-        };
-        let mut unpacked = Reuse::default();
-        for (path, packed) in unchanged {
-            match open(&path, packed) {
+        let mut opened = Reuse::default();
+        for (path, d) in unchanged {
+            match open(d) {
                 Some(t) => {
-                    unpacked.unchanged.insert(path, t);
+                    opened.unchanged.insert(path, t);
                 }
-                // Not searched for (an events refresh): walked because it is named.
-                None => only.iter_mut().for_each(|o| o.push(path.clone())),
+                None => {
+                    only.iter_mut().for_each(|o| o.push(path.clone()));
+                    failed.push(path);
+                }
             }
         }
-        for (path, packed) in previous {
-            if let Some(t) = open(&path, packed) {
-                unpacked.previous.insert(path, t);
+        // A changed dir is walked anyway: without its earlier walk, whole.
+        for (path, d) in previous {
+            match open(d) {
+                Some(t) => {
+                    opened.previous.insert(path, t);
+                }
+                None => {
+                    changed_units.remove(&path);
+                    failed.push(path);
+                }
             }
         }
-        unpacked.only = only;
-        unpacked.changed_units = changed_units;
-        (unpacked, failed)
+        opened.only = only;
+        opened.changed_units = changed_units;
+        (opened, failed)
     }
 }
 
@@ -294,4 +303,59 @@ fn resolve_parent_dirs(path: &std::path::Path) -> std::io::Result<PathBuf> {
     let prefix: PathBuf = comps[..=last].iter().collect();
     let rest: PathBuf = comps[last + 1..].iter().collect();
     Ok(std::fs::canonicalize(prefix)?.join(rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A target dir the index cannot give back is walked again, whole, never dropped: named
+    /// for an events refresh (which does not search), without its earlier units if it changed.
+    #[test]
+    fn an_earlier_dir_that_cannot_be_opened_is_walked_whole() {
+        let reuse = |only: Option<Vec<PathBuf>>| Reuse {
+            unchanged: HashMap::from([("/ok".into(), "ok"), ("/bad".into(), "bad")]),
+            only,
+            previous: HashMap::from([("/changed".into(), "ok"), ("/changed-bad".into(), "bad")]),
+            changed_units: HashMap::from([
+                ("/changed".into(), HashSet::new()),
+                ("/changed-bad".into(), HashSet::new()),
+            ]),
+        };
+        let open = |d: &str| (d == "ok").then(|| TargetDir::empty(PathBuf::from(d)));
+        for searched in [false, true] {
+            let only = (!searched).then(|| vec![PathBuf::from("/changed"), "/changed-bad".into()]);
+            let (opened, mut failed) = reuse(only).open(open);
+            failed.sort();
+            assert_eq!(failed, [PathBuf::from("/bad"), "/changed-bad".into()]);
+            assert_eq!(
+                opened.unchanged.keys().collect::<Vec<_>>(),
+                [&PathBuf::from("/ok")]
+            );
+            assert_eq!(
+                opened.previous.keys().collect::<Vec<_>>(),
+                [&PathBuf::from("/changed")]
+            );
+            assert_eq!(
+                opened.changed_units.keys().collect::<Vec<_>>(),
+                [&PathBuf::from("/changed")],
+                "walked whole"
+            );
+            match opened.only {
+                Some(mut only) => {
+                    only.sort();
+                    assert!(!searched);
+                    assert_eq!(
+                        only,
+                        [
+                            PathBuf::from("/bad"),
+                            "/changed".into(),
+                            "/changed-bad".into()
+                        ]
+                    );
+                }
+                None => assert!(searched, "a rescan searches: the dir is found and walked"),
+            }
+        }
+    }
 }
