@@ -51,68 +51,162 @@ fn is_zero(n: &u32) -> bool {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct LastUse {
     #[serde(default, with = "crate::pathcodec::keys")]
-    targets: BTreeMap<PathBuf, BTreeMap<String, Seen>>,
+    targets: BTreeMap<PathBuf, Units>,
     /// Changed since it was last saved.
     #[serde(skip)]
     pub dirty: bool,
+}
+
+/// One target dir's units: a unit's key is its fingerprint dir as JSON writes it (see
+/// [`Units::key_of`]). The daemon holds this for as long as it runs, for every unit: so the keys
+/// lie side by side in one string and the records in one vector sorted by key, two allocations
+/// for a target dir of 10,000 units rather than 20,000 scattered among what each walk frees.
+#[derive(Clone, Debug, Default)]
+struct Units {
+    keys: String,
+    /// Sorted by key, each key once.
+    rows: Vec<Row>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Row {
+    /// Where the key is in `keys`.
+    at: usize,
+    len: usize,
+    seen: Seen,
+}
+
+impl Units {
+    /// The key of a unit's fingerprint dir: the path itself when it needs no escaping (no
+    /// encoding then: decide asks several times per unit at every refresh).
+    fn key_of(unit: &Path) -> std::borrow::Cow<'_, str> {
+        match unit.to_str() {
+            Some(s) if !s.contains('\\') => std::borrow::Cow::Borrowed(s),
+            _ => std::borrow::Cow::Owned(crate::pathcodec::encode(unit)),
+        }
+    }
+
+    fn key(&self, row: &Row) -> &str {
+        self.keys.get(row.at..row.at + row.len).unwrap_or("")
+    }
+
+    fn find(&self, key: &str) -> Result<usize, usize> {
+        self.rows.binary_search_by(|r| self.key(r).cmp(key))
+    }
+
+    fn get(&self, key: &str) -> Option<&Seen> {
+        self.find(key).ok().map(|i| &self.rows[i].seen)
+    }
+
+    /// The record of `key`, made by `new` if there is none.
+    fn entry(&mut self, key: &str, new: impl FnOnce() -> Seen) -> &mut Seen {
+        let i = match self.find(key) {
+            Ok(i) => i,
+            Err(i) => {
+                let at = self.keys.len();
+                self.keys.push_str(key);
+                let row = Row {
+                    at,
+                    len: key.len(),
+                    seen: new(),
+                };
+                self.rows.insert(i, row);
+                i
+            }
+        };
+        &mut self.rows[i].seen
+    }
+
+    /// From records in any order; of a key given twice, the first record is kept.
+    fn from_records<'k>(records: impl IntoIterator<Item = (&'k str, Seen)>) -> Units {
+        let mut units = Units::default();
+        for (key, seen) in records {
+            let at = units.keys.len();
+            units.keys.push_str(key);
+            units.rows.push(Row {
+                at,
+                len: key.len(),
+                seen,
+            });
+        }
+        let Units { keys, rows } = &mut units;
+        let key = |r: &Row| keys.get(r.at..r.at + r.len).unwrap_or("");
+        rows.sort_by(|a, b| key(a).cmp(key(b)));
+        rows.dedup_by(|b, a| key(a) == key(b));
+        units
+    }
+
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+}
+
+impl Serialize for Units {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.rows.len()))?;
+        for r in &self.rows {
+            m.serialize_entry(self.key(r), &r.seen)?;
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Units {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Units, D::Error> {
+        let map = BTreeMap::<String, Seen>::deserialize(d)?;
+        Ok(Units::from_records(
+            map.iter().map(|(k, seen)| (k.as_str(), *seen)),
+        ))
+    }
+}
+
+fn first_sight(now: SystemTime) -> Seen {
+    Seen {
+        first: secs(now),
+        ..Seen::default()
+    }
 }
 
 impl LastUse {
     /// Notes that the unit exists (first sight counts as a use at that moment).
     pub fn observe(&mut self, target: &Path, unit: &Path, now: SystemTime) {
         let units = self.targets.entry(target.to_path_buf()).or_default();
-        let key = crate::pathcodec::encode(unit);
-        if let std::collections::btree_map::Entry::Vacant(e) = units.entry(key) {
-            e.insert(Seen {
-                first: secs(now),
-                ..Seen::default()
-            });
-            self.dirty = true;
-        }
+        let mut new = false;
+        units.entry(&Units::key_of(unit), || {
+            new = true;
+            first_sight(now)
+        });
+        self.dirty |= new;
     }
 
     /// Notes that exactly `units` (fingerprint dirs) exist in `target` now: one first seen is
     /// added (first sight counts as a use at that moment), one no longer there is dropped. Once
-    /// per refresh for every unit: an existing unit's key is moved, not encoded again.
+    /// per refresh for every unit: the table is made again, in fresh memory, side by side.
     pub fn observe_units<'u>(
         &mut self,
         target: &Path,
         units: impl IntoIterator<Item = &'u Path>,
         now: SystemTime,
     ) {
-        if !self.targets.contains_key(target) {
-            self.targets.insert(target.to_path_buf(), BTreeMap::new());
-        }
-        let Some(map) = self.targets.get_mut(target) else {
-            return;
-        };
-        let mut old = std::mem::take(map);
-        for unit in units {
-            let taken = match unit.to_str() {
-                Some(s) if !s.contains('\\') => old.remove_entry(s),
-                _ => old.remove_entry(&crate::pathcodec::encode(unit)),
-            };
-            let (key, seen) = taken.unwrap_or_else(|| {
-                self.dirty = true;
-                let seen = Seen {
-                    first: secs(now),
-                    ..Seen::default()
-                };
-                (crate::pathcodec::encode(unit), seen)
-            });
-            map.insert(key, seen);
-        }
-        self.dirty |= !old.is_empty();
+        let old = self.targets.remove(target).unwrap_or_default();
+        let keys: Vec<std::borrow::Cow<'u, str>> = units.into_iter().map(Units::key_of).collect();
+        let mut found = 0;
+        let fresh = Units::from_records(keys.iter().map(|k| {
+            let seen = old.get(k).copied();
+            found += usize::from(seen.is_some());
+            (&**k, seen.unwrap_or_else(|| first_sight(now)))
+        }));
+        // The same units exactly: each met once in the earlier table, and no other there.
+        self.dirty |= found != keys.len() || fresh.len() != keys.len() || old.len() != keys.len();
+        self.targets.insert(target.to_path_buf(), fresh);
     }
 
     /// Records that build `build` used the unit at `at`. Returns whether it is a new use, rather
     /// than the same build again (a use counts once per unit and build).
     pub fn record_use(&mut self, target: &Path, unit: &Path, at: SystemTime, build: u64) -> bool {
         let units = self.targets.entry(target.to_path_buf()).or_default();
-        let seen = units.entry(crate::pathcodec::encode(unit)).or_insert(Seen {
-            first: secs(at),
-            ..Seen::default()
-        });
+        let seen = units.entry(&Units::key_of(unit), || first_sight(at));
         let new = seen.build.is_none_or(|b| b < build);
         if new {
             seen.uses = seen.uses.saturating_add(1);
@@ -132,15 +226,8 @@ impl LastUse {
         self.seen(target, unit)?.build
     }
 
-    /// A unit's record. Its key is the unit's path as JSON writes it; a path that needs no
-    /// escaping is its own key, looked up without encoding it (decide asks this several times
-    /// per unit at every refresh).
     fn seen(&self, target: &Path, unit: &Path) -> Option<&Seen> {
-        let units = self.targets.get(target)?;
-        match unit.to_str() {
-            Some(s) if !s.contains('\\') => units.get(s),
-            _ => units.get(&crate::pathcodec::encode(unit)),
-        }
+        self.targets.get(target)?.get(&Units::key_of(unit))
     }
 
     /// Only the records of `targets` (what a CLI beside the daemon asks for).
@@ -183,7 +270,7 @@ impl LastUse {
 
     #[must_use]
     pub fn units(&self) -> usize {
-        self.targets.values().map(BTreeMap::len).sum()
+        self.targets.values().map(Units::len).sum()
     }
 }
 
@@ -245,6 +332,65 @@ mod tests {
         assert!(u.record_use(t, unit, time(301), 301_000));
         assert_eq!(u.use_count(t, unit), Some((2, time(100))));
         assert_eq!(u.recorded(t, unit), Some(time(302)));
+    }
+
+    #[test]
+    fn units_recorded_in_any_order_are_found_and_written_sorted() {
+        let mut u = LastUse::default();
+        let t = Path::new("/t");
+        // 200 keys in a scrambled order, some recorded twice.
+        let names: Vec<String> = (0..200u32)
+            .map(|i| format!("debug/.fingerprint/c-{:03}", (i * 67) % 200))
+            .collect();
+        for (i, n) in names.iter().enumerate() {
+            let at = time(1_000 + i as u64);
+            assert!(u.record_use(t, Path::new(n), at, 1));
+            assert!(
+                !u.record_use(t, Path::new(n), at, 1),
+                "the same build again"
+            );
+        }
+        assert_eq!(u.units(), 200);
+        for (i, n) in names.iter().enumerate() {
+            assert_eq!(u.recorded(t, Path::new(n)), Some(time(1_000 + i as u64)));
+        }
+        assert_eq!(u.recorded(t, Path::new("debug/.fingerprint/c-200")), None);
+        let json = serde_json::to_string(&u).unwrap();
+        let keys: Vec<&str> = json
+            .match_indices("debug/.fingerprint/c-")
+            .map(|(i, _)| &json[i..i + 24])
+            .collect();
+        let mut sorted = keys.clone();
+        sorted.sort_unstable();
+        assert_eq!(
+            keys, sorted,
+            "written as a map sorted by key, as before: {json}"
+        );
+    }
+
+    #[test]
+    fn the_table_reads_back_as_the_map_it_is_written_as() {
+        let mut u = LastUse::default();
+        let t = Path::new("/t");
+        let odd = std::ffi::OsStr::from_bytes(b"debug/.fingerprint/x\\y-\xff");
+        let (a, b, c) = (
+            Path::new("debug/.fingerprint/b-2"),
+            Path::new("debug/.fingerprint/a-1"),
+            Path::new(odd),
+        );
+        u.observe_units(t, [a, b, c], time(100));
+        u.record_use(t, c, time(200), 200_000);
+        let json = serde_json::to_string(&u).unwrap();
+        assert_eq!(
+            json,
+            r#"{"targets":{"/t":{"debug/.fingerprint/a-1":{"first":100},"debug/.fingerprint/b-2":{"first":100},"debug/.fingerprint/x\\\\y-\\xff":{"first":100,"used":200,"uses":1,"build":200000}}}}"#
+        );
+        let back: LastUse = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.units(), 3);
+        assert_eq!(back.recorded(t, c), Some(time(200)));
+        assert_eq!(back.build(t, c), Some(200_000));
+        assert_eq!(back.first_seen(t, a), Some(time(100)));
+        assert_eq!(serde_json::to_string(&back).unwrap(), json);
     }
 
     #[test]
