@@ -35,7 +35,7 @@ use rustix::fs::inotify::{self, ReadFlags};
 
 use super::builds::{Event, Windows};
 use super::walks::Changed;
-use super::watches::{Parent, ProfileKey, UnitKey, Watched, meaning, watch_flags};
+use super::watches::{DirKey, Parent, ProfileKey, UnitKey, Watched, meaning, watch_flags};
 use cachekeeper_core::model::{LastUse, Layout, RecordedUses, TargetDir, TrackStats};
 
 #[derive(Default)]
@@ -85,7 +85,7 @@ impl State {
 fn removed_unit(watched: &Watched, name: &OsStr) -> Option<PathBuf> {
     match watched {
         Watched::Unit { unit, .. } => Some(unit.1.to_path_buf()),
-        Watched::Units(profile, parent) => parent.unit(&profile.1, name),
+        Watched::Units(profile, parent, _) => parent.unit(&profile.1, name),
         Watched::Target(_) | Watched::Profile(_) => None,
     }
 }
@@ -152,8 +152,8 @@ impl Inner {
         if flags.contains(ReadFlags::IGNORED) {
             // The watched dir is gone (`cargo clean`, a run of ours): what held it changed. A
             // watch the tracker removed itself is no longer in `by_wd`.
-            if let Some((dir, watched)) = st.by_wd.remove(&wd) {
-                st.by_dir.remove(&dir);
+            if let Some(watched) = st.by_wd.remove(&wd) {
+                st.by_dir.remove(&watched.dir());
                 let unit = match &watched {
                     Watched::Unit { unit, .. } => Some(&*unit.1),
                     _ => None,
@@ -163,7 +163,7 @@ impl Inner {
             }
             return;
         }
-        let (Some((dir, watched)), Some(name)) = (st.by_wd.get(&wd).cloned(), name) else {
+        let (Some(watched), Some(name)) = (st.by_wd.get(&wd).cloned(), name) else {
             return;
         };
         if flags.contains(ReadFlags::DELETE) || flags.contains(ReadFlags::MOVED_FROM) {
@@ -175,7 +175,7 @@ impl Inner {
             self.changes.notify_one();
         }
         if flags.contains(ReadFlags::CREATE | ReadFlags::ISDIR) {
-            self.follow(&mut st, &dir, &watched, name);
+            self.follow(&mut st, &watched, name);
         }
         let Some((profile, event)) = meaning(&watched, flags, name) else {
             return;
@@ -191,7 +191,10 @@ impl Inner {
         // Confirm a window by /proc/locks: one not yet known to be a build's when its lock is
         // opened, and one whose last handle closed while a build still holds the lock (the
         // kernel merged two opens into one event).
-        if lock_event && (st.windows.unconfirmed(&profile) || closing) && held(&dir, name) {
+        if lock_event
+            && (st.windows.unconfirmed(&profile) || closing)
+            && held(&watched.path(), name)
+        {
             if closing && !st.windows.is_open(&profile) {
                 st.windows.feed(&profile, Event::LockOpen, now);
             }
@@ -202,11 +205,10 @@ impl Inner {
     /// Watches a dir a build just created where units live: a new unit's fingerprint dir (so
     /// its next builds are seen before the next rescan), a new package's dir (build-dir
     /// layout, where its units appear).
-    fn follow(&self, st: &mut State, dir: &Path, watched: &Watched, name: &OsStr) {
-        let Watched::Units(profile, parent) = watched else {
+    fn follow(&self, st: &mut State, watched: &Watched, name: &OsStr) {
+        let Watched::Units(profile, parent, dir) = watched else {
             return;
         };
-        let path = dir.join(name);
         let owner = match parent {
             Parent::Fingerprints => {
                 let Some(unit) = parent.unit(&profile.1, name) else {
@@ -214,23 +216,24 @@ impl Inner {
                 };
                 Watched::Unit {
                     unit: (profile.0.clone(), unit.into()),
-                    profile: profile.clone(),
-                    run_dir: false,
+                    profile: profile.1.clone(),
+                    run: None,
                 }
             }
             Parent::Packages => Watched::Units(
                 profile.clone(),
                 Parent::Package(name.to_string_lossy().into_owned()),
+                dir.join(name).into(),
             ),
             Parent::Package(_) => return,
         };
-        if st.by_dir.contains_key(path.as_path()) {
+        let key = owner.dir();
+        if st.by_dir.contains_key(&key) {
             return;
         }
-        let path: Arc<Path> = path.into();
-        if let Ok(wd) = inotify::add_watch(&self.fd, &*path, watch_flags(&owner)) {
-            st.by_dir.insert(path.clone(), wd);
-            st.by_wd.insert(wd, (path, owner));
+        if let Ok(wd) = inotify::add_watch(&self.fd, owner.path(), watch_flags(&owner)) {
+            st.by_dir.insert(key, wd);
+            st.by_wd.insert(wd, owner);
         }
     }
 
@@ -336,7 +339,10 @@ impl Tracker {
     /// Watches every profile and unit of `targets`, and stops watching what is gone. Every unit
     /// is noted as seen.
     pub fn sync(&mut self, targets: &[TargetDir], now: SystemTime) {
-        let mut desired: HashMap<PathBuf, Watched> = HashMap::new();
+        let mut desired: HashMap<DirKey, Watched> = HashMap::new();
+        let mut want = |w: Watched| {
+            desired.insert(w.dir(), w);
+        };
         {
             let mut uses = lock(&self.uses);
             for t in targets {
@@ -347,52 +353,43 @@ impl Tracker {
                     .iter()
                     .map(|p| Arc::from(p.rel.as_path()))
                     .collect();
-                desired.insert(t.path.clone(), Watched::Target(target.clone()));
+                want(Watched::Target((target.clone(), Arc::from(Path::new("")))));
                 for (p, rel) in t.profiles.iter().zip(&profiles) {
                     let key = (target.clone(), rel.clone());
-                    let dir = t.path.join(&p.rel);
+                    let units =
+                        |parent, dir: PathBuf| Watched::Units(key.clone(), parent, dir.into());
                     if p.layouts.contains(&Layout::Legacy) {
-                        desired.insert(
-                            dir.join(".fingerprint"),
-                            Watched::Units(key.clone(), Parent::Fingerprints),
-                        );
+                        want(units(Parent::Fingerprints, p.rel.join(".fingerprint")));
                     }
                     if p.layouts.contains(&Layout::New) {
-                        desired.insert(
-                            dir.join("build"),
-                            Watched::Units(key.clone(), Parent::Packages),
-                        );
-                        for pkg in std::fs::read_dir(dir.join("build"))
+                        want(units(Parent::Packages, p.rel.join("build")));
+                        for pkg in std::fs::read_dir(t.path.join(&p.rel).join("build"))
                             .into_iter()
                             .flatten()
                             .flatten()
                         {
                             if pkg.file_type().is_ok_and(|t| t.is_dir()) {
-                                desired.insert(
-                                    pkg.path(),
-                                    Watched::Units(
-                                        key.clone(),
-                                        Parent::Package(
-                                            pkg.file_name().to_string_lossy().into_owned(),
-                                        ),
-                                    ),
-                                );
+                                let name = pkg.file_name();
+                                want(units(
+                                    Parent::Package(name.to_string_lossy().into_owned()),
+                                    p.rel.join("build").join(name),
+                                ));
                             }
                         }
                     }
-                    desired.insert(dir, Watched::Profile(key));
+                    want(Watched::Profile(key));
                 }
                 for u in &t.units {
-                    let profile = (target.clone(), profiles[usize::from(u.key.profile)].clone());
+                    let profile = profiles[usize::from(u.key.profile)].clone();
                     let unit: Arc<Path> = Arc::from(u.fingerprint_dir.as_path());
-                    let watched = |run_dir| Watched::Unit {
+                    let watched = |run| Watched::Unit {
                         unit: (target.clone(), unit.clone()),
                         profile: profile.clone(),
-                        run_dir,
+                        run,
                     };
-                    desired.insert(t.path.join(&u.fingerprint_dir), watched(false));
+                    want(watched(None));
                     if let Some(run) = &u.run_dir {
-                        desired.insert(t.path.join(run), watched(true));
+                        want(watched(Some(Arc::from(run.as_path()))));
                     }
                 }
                 uses.observe_units(
@@ -410,10 +407,10 @@ impl Tracker {
             return;
         };
         let mut st = lock(&inner.state);
-        let gone: Vec<Arc<Path>> = st
+        let gone: Vec<DirKey> = st
             .by_dir
             .keys()
-            .filter(|k| !desired.contains_key(&***k))
+            .filter(|k| !desired.contains_key(*k))
             .cloned()
             .collect();
         for dir in gone {
@@ -426,34 +423,28 @@ impl Tracker {
         let mut partial: HashSet<PathBuf> = HashSet::new();
         let mut limit = false;
         for (dir, owner) in desired {
-            if st.by_dir.contains_key(dir.as_path()) {
+            if st.by_dir.contains_key(&dir) {
                 continue;
             }
-            let miss = |unwatched: &mut HashSet<_>, partial: &mut HashSet<PathBuf>| match &owner {
-                Watched::Unit { unit, .. } => {
+            let miss = |unwatched: &mut HashSet<_>, partial: &mut HashSet<PathBuf>| {
+                if let Watched::Unit { unit, .. } = &owner {
                     unwatched.insert(unit.clone());
-                    partial.insert(unit.0.to_path_buf());
                 }
-                Watched::Target(target)
-                | Watched::Profile((target, _))
-                | Watched::Units((target, _), _) => {
-                    partial.insert(target.to_path_buf());
-                }
+                partial.insert(owner.target().to_path_buf());
             };
             if limit {
                 miss(&mut unwatched, &mut partial);
                 continue;
             }
-            match inotify::add_watch(&inner.fd, &dir, watch_flags(&owner)) {
+            match inotify::add_watch(&inner.fd, owner.path(), watch_flags(&owner)) {
                 Ok(wd) => {
                     if let Watched::Unit { unit, .. } = &owner
                         && !st.unsure.contains(&*unit.0)
                     {
                         st.unsure.insert(unit.0.to_path_buf());
                     }
-                    let dir: Arc<Path> = dir.into();
-                    st.by_dir.insert(dir.clone(), wd);
-                    st.by_wd.insert(wd, (dir, owner));
+                    st.by_dir.insert(dir, wd);
+                    st.by_wd.insert(wd, owner);
                 }
                 Err(e) => {
                     if e == rustix::io::Errno::NOSPC {
@@ -471,11 +462,9 @@ impl Tracker {
         self.stats.watched_units = st
             .by_wd
             .values()
-            .filter(|(_, w)| match w {
+            .filter(|w| match w {
                 Watched::Unit {
-                    unit,
-                    run_dir: false,
-                    ..
+                    unit, run: None, ..
                 } => !unwatched.contains(unit),
                 _ => false,
             })
@@ -625,9 +614,9 @@ mod tests {
         let mut all: Vec<String> = st
             .by_wd
             .iter()
-            .map(|(wd, (dir, w))| {
-                assert_eq!(st.by_dir.get(dir), Some(wd));
-                format!("{} {w:?}", dir.display())
+            .map(|(wd, w)| {
+                assert_eq!(st.by_dir.get(&w.dir()), Some(wd));
+                format!("{} {w:?}", w.path().display())
             })
             .collect();
         all.sort();
@@ -653,7 +642,7 @@ mod tests {
             let held: HashSet<*const Path> = st
                 .by_wd
                 .values()
-                .filter_map(|(_, w)| match w {
+                .filter_map(|w| match w {
                     Watched::Unit { unit, .. } => Some(Arc::as_ptr(&unit.0)),
                     _ => None,
                 })

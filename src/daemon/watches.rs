@@ -47,29 +47,58 @@ impl Parent {
     }
 }
 
+/// A watched dir: (target dir, the dir relative to it), shared with the watch's own keys. The
+/// daemon holds one per watch for as long as it runs: the absolute path is never held, only
+/// joined when the kernel needs it.
+pub(super) type DirKey = (Arc<Path>, Arc<Path>);
+
 /// Whose a watched dir is.
 #[derive(Clone, Debug)]
 pub(super) enum Watched {
-    /// A target dir itself: a profile dir created or removed there changes it.
-    Target(Arc<Path>),
+    /// A target dir itself (relative to itself, the empty path): a profile dir created or
+    /// removed there changes it.
+    Target(DirKey),
     Profile(ProfileKey),
-    /// A dir where a build creates new units' dirs: a creation there in a build's window is
-    /// that build's use of the new unit.
-    Units(ProfileKey, Parent),
+    /// A dir where a build creates new units' dirs (the dir, relative to the target dir): a
+    /// creation there in a build's window is that build's use of the new unit.
+    Units(ProfileKey, Parent, Arc<Path>),
     Unit {
         unit: UnitKey,
-        profile: ProfileKey,
-        /// A build-script run's dir, rather than a fingerprint dir.
-        run_dir: bool,
+        /// The profile, relative to the target dir.
+        profile: Arc<Path>,
+        /// A build-script run's dir (relative to the target dir), when that is the dir watched
+        /// rather than the fingerprint dir.
+        run: Option<Arc<Path>>,
     },
 }
 
 impl Watched {
     /// The target dir it is in.
-    pub(super) fn target(&self) -> &Path {
+    pub(super) fn target(&self) -> &Arc<Path> {
         match self {
-            Watched::Target(t) | Watched::Profile((t, _)) | Watched::Units((t, _), _) => t,
+            Watched::Target((t, _)) | Watched::Profile((t, _)) | Watched::Units((t, _), ..) => t,
             Watched::Unit { unit, .. } => &unit.0,
+        }
+    }
+
+    /// The dir watched.
+    pub(super) fn dir(&self) -> DirKey {
+        match self {
+            Watched::Target(key) | Watched::Profile(key) => key.clone(),
+            Watched::Units((t, _), _, dir) => (t.clone(), dir.clone()),
+            Watched::Unit { unit, run, .. } => {
+                (unit.0.clone(), run.as_ref().unwrap_or(&unit.1).clone())
+            }
+        }
+    }
+
+    /// The dir watched, as the kernel is given it.
+    pub(super) fn path(&self) -> PathBuf {
+        let (target, rel) = self.dir();
+        if rel.as_os_str().is_empty() {
+            target.to_path_buf()
+        } else {
+            target.join(rel)
         }
     }
 }
@@ -84,7 +113,7 @@ pub(super) fn meaning(
     let name = name.to_str().unwrap_or("");
     match watched {
         Watched::Target(_) => None,
-        Watched::Units(profile, parent) => {
+        Watched::Units(profile, parent, _) => {
             if !flags.contains(ReadFlags::CREATE | ReadFlags::ISDIR) {
                 return None;
             }
@@ -109,12 +138,9 @@ pub(super) fn meaning(
             };
             Some((profile.clone(), event))
         }
-        Watched::Unit {
-            unit,
-            profile,
-            run_dir,
-        } => {
-            let signal = if *run_dir {
+        Watched::Unit { unit, profile, run } => {
+            let run_dir = run.is_some();
+            let signal = if run_dir {
                 names::is_run_use_signal(name)
             } else {
                 names::is_fingerprint_use_signal(name)
@@ -129,13 +155,13 @@ pub(super) fn meaning(
             } else if flags.contains(ReadFlags::OPEN) && signal {
                 Event::Signal(unit.clone())
             } else if flags.contains(ReadFlags::CLOSE_NOWRITE)
-                && names::is_read_by_readers_only(name, *run_dir)
+                && names::is_read_by_readers_only(name, run_dir)
             {
                 Event::Reader(unit.clone())
             } else {
                 return None;
             };
-            Some((profile.clone(), event))
+            Some(((unit.0.clone(), profile.clone()), event))
         }
     }
 }
@@ -169,42 +195,44 @@ pub(super) fn watch_flags(owner: &Watched) -> WatchFlags {
     }
 }
 
-/// The watches by descriptor: each watched dir and what it is.
-pub(super) type ByWd = HashMap<i32, (Arc<Path>, Watched)>;
+/// The watches by descriptor: what each watched dir is.
+pub(super) type ByWd = HashMap<i32, Watched>;
 /// The watches by dir.
-pub(super) type ByDir = HashMap<Arc<Path>, i32>;
+pub(super) type ByDir = HashMap<DirKey, i32>;
 
 /// The watches (by descriptor) with every path moved into a fresh allocation, each shared as
 /// before, and the index by dir made again: see `Tracker::rehome`.
+///
+/// The old watches are dropped only once every new one is made. Freed as the move went, each
+/// old path would be handed straight back (the allocator reuses a chunk just freed for the next
+/// of its size) and the new paths would lie where the old ones did, scattered one to a page.
 pub(super) fn rehomed(old: ByWd) -> (ByWd, ByDir) {
     // Each path once, as before: keyed by the allocation it is moved from.
     let mut fresh: HashMap<usize, Arc<Path>> = HashMap::new();
     let mut again = |a: &Arc<Path>| -> Arc<Path> {
         fresh
             .entry(Arc::as_ptr(a).cast::<u8>() as usize)
-            .or_insert_with(|| Arc::from(a.to_path_buf()))
+            .or_insert_with(|| Arc::from(&**a))
             .clone()
     };
     let mut by_wd = HashMap::with_capacity(old.len());
     let mut by_dir = HashMap::with_capacity(old.len());
-    for (wd, (dir, w)) in old {
-        let dir = again(&dir);
+    for (&wd, w) in &old {
         let w = match w {
-            Watched::Target(t) => Watched::Target(again(&t)),
-            Watched::Profile((t, p)) => Watched::Profile((again(&t), again(&p))),
-            Watched::Units((t, p), parent) => Watched::Units((again(&t), again(&p)), parent),
-            Watched::Unit {
-                unit,
-                profile,
-                run_dir,
-            } => Watched::Unit {
+            Watched::Target((t, rel)) => Watched::Target((again(t), again(rel))),
+            Watched::Profile((t, p)) => Watched::Profile((again(t), again(p))),
+            Watched::Units((t, p), parent, dir) => {
+                Watched::Units((again(t), again(p)), parent.clone(), again(dir))
+            }
+            Watched::Unit { unit, profile, run } => Watched::Unit {
                 unit: (again(&unit.0), again(&unit.1)),
-                profile: (again(&profile.0), again(&profile.1)),
-                run_dir,
+                profile: again(profile),
+                run: run.as_ref().map(&mut again),
             },
         };
-        by_dir.insert(dir.clone(), wd);
-        by_wd.insert(wd, (dir, w));
+        by_dir.insert(w.dir(), wd);
+        by_wd.insert(wd, w);
     }
+    drop(old);
     (by_wd, by_dir)
 }
