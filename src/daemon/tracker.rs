@@ -35,14 +35,15 @@ use rustix::fs::inotify::{self, ReadFlags};
 
 use super::builds::{Event, Windows};
 use super::walks::Changed;
-use super::watches::{DirKey, Parent, ProfileKey, UnitKey, Watched, meaning, watch_flags};
+use super::watches::{Parent, ProfileKey, Rels, UnitKey, Watched, meaning, watch_flags};
 use cachekeeper_core::model::{LastUse, Layout, RecordedUses, TargetDir, TrackStats};
 
 #[derive(Default)]
 struct State {
-    /// Each watched dir's path is held once, by both maps.
+    /// What each watch is.
     by_wd: super::watches::ByWd,
-    by_dir: super::watches::ByDir,
+    /// The units' dirs the watches name.
+    rels: Rels,
     windows: Windows<ProfileKey, UnitKey>,
     /// Target dirs something was written in, created or removed since the index last asked,
     /// and which of their units: what a refresh walks again.
@@ -82,9 +83,9 @@ impl State {
 
 /// The unit an entry removed from a watched dir was, if the dir holds units (`None`: it may
 /// have been anything).
-fn removed_unit(watched: &Watched, name: &OsStr) -> Option<PathBuf> {
+fn removed_unit(watched: &Watched, rels: &Rels, name: &OsStr) -> Option<PathBuf> {
     match watched {
-        Watched::Unit { unit, .. } => Some(unit.1.to_path_buf()),
+        Watched::Unit { unit, .. } => Some(rels.get(*unit).to_path_buf()),
         Watched::Units(profile, parent, _) => parent.unit(&profile.1, name),
         Watched::Target(_) | Watched::Profile(_) => None,
     }
@@ -153,12 +154,11 @@ impl Inner {
             // The watched dir is gone (`cargo clean`, a run of ours): what held it changed. A
             // watch the tracker removed itself is no longer in `by_wd`.
             if let Some(watched) = st.by_wd.remove(&wd) {
-                st.by_dir.remove(&watched.dir());
                 let unit = match &watched {
-                    Watched::Unit { unit, .. } => Some(&*unit.1),
+                    Watched::Unit { unit, .. } => Some(st.rels.get(*unit).to_path_buf()),
                     _ => None,
                 };
-                st.mark(watched.target(), unit);
+                st.mark(watched.target(), unit.as_deref());
                 self.changes.notify_one();
             }
             return;
@@ -167,7 +167,7 @@ impl Inner {
             return;
         };
         if flags.contains(ReadFlags::DELETE) || flags.contains(ReadFlags::MOVED_FROM) {
-            let unit = removed_unit(&watched, name);
+            let unit = removed_unit(&watched, &st.rels, name);
             if st.mark(watched.target(), unit.as_deref()) {
                 self.changes.notify_one();
             }
@@ -177,7 +177,7 @@ impl Inner {
         if flags.contains(ReadFlags::CREATE | ReadFlags::ISDIR) {
             self.follow(&mut st, &watched, name);
         }
-        let Some((profile, event)) = meaning(&watched, flags, name) else {
+        let Some((profile, event)) = meaning(&watched, &st.rels, flags, name) else {
             return;
         };
         if let Event::Write((target, unit)) = &event
@@ -193,7 +193,7 @@ impl Inner {
         // kernel merged two opens into one event).
         if lock_event
             && (st.windows.unconfirmed(&profile) || closing)
-            && held(&watched.path(), name)
+            && held(&watched.path_in(&st.rels), name)
         {
             if closing && !st.windows.is_open(&profile) {
                 st.windows.feed(&profile, Event::LockOpen, now);
@@ -209,13 +209,14 @@ impl Inner {
         let Watched::Units(profile, parent, dir) = watched else {
             return;
         };
-        let owner = match parent {
+        let owner: Watched<PathBuf> = match parent {
             Parent::Fingerprints => {
                 let Some(unit) = parent.unit(&profile.1, name) else {
                     return;
                 };
                 Watched::Unit {
-                    unit: (profile.0.clone(), unit.into()),
+                    target: profile.0.clone(),
+                    unit,
                     profile: profile.1.clone(),
                     run: None,
                 }
@@ -227,12 +228,11 @@ impl Inner {
             ),
             Parent::Package(_) => return,
         };
-        let key = owner.dir();
-        if st.by_dir.contains_key(&key) {
-            return;
-        }
-        if let Ok(wd) = inotify::add_watch(&self.fd, owner.path(), watch_flags(&owner)) {
-            st.by_dir.insert(key, wd);
+        // A dir watched already gives its watch's descriptor, which keeps what it is.
+        if let Ok(wd) = inotify::add_watch(&self.fd, owner.path(), watch_flags(&owner))
+            && !st.by_wd.contains_key(&wd)
+            && let Some(owner) = owner.map(|p| st.rels.add(p))
+        {
             st.by_wd.insert(wd, owner);
         }
     }
@@ -338,10 +338,11 @@ impl Tracker {
 
     /// Watches every profile and unit of `targets`, and stops watching what is gone. Every unit
     /// is noted as seen.
-    pub fn sync(&mut self, targets: &[TargetDir], now: SystemTime) {
-        let mut desired: HashMap<DirKey, Watched> = HashMap::new();
-        let mut want = |w: Watched| {
-            desired.insert(w.dir(), w);
+    pub fn sync<'t>(&mut self, targets: &'t [TargetDir], now: SystemTime) {
+        // The dirs to watch, by path; units' dirs borrowed from `targets`.
+        let mut desired: HashMap<PathBuf, Watched<&Path>> = HashMap::new();
+        let mut want = |w: Watched<&'t Path>| {
+            desired.insert(w.path(), w);
         };
         {
             let mut uses = lock(&self.uses);
@@ -353,7 +354,7 @@ impl Tracker {
                     .iter()
                     .map(|p| Arc::from(p.rel.as_path()))
                     .collect();
-                want(Watched::Target((target.clone(), Arc::from(Path::new("")))));
+                want(Watched::Target(target.clone()));
                 for (p, rel) in t.profiles.iter().zip(&profiles) {
                     let key = (target.clone(), rel.clone());
                     let units =
@@ -380,16 +381,15 @@ impl Tracker {
                     want(Watched::Profile(key));
                 }
                 for u in &t.units {
-                    let profile = profiles[usize::from(u.key.profile)].clone();
-                    let unit: Arc<Path> = Arc::from(u.fingerprint_dir.as_path());
                     let watched = |run| Watched::Unit {
-                        unit: (target.clone(), unit.clone()),
-                        profile: profile.clone(),
+                        target: target.clone(),
+                        unit: u.fingerprint_dir.as_path(),
+                        profile: profiles[usize::from(u.key.profile)].clone(),
                         run,
                     };
                     want(watched(None));
                     if let Some(run) = &u.run_dir {
-                        want(watched(Some(Arc::from(run.as_path()))));
+                        want(watched(Some(run.as_path())));
                     }
                 }
                 uses.observe_units(
@@ -406,29 +406,30 @@ impl Tracker {
             self.stats.unwatched_units = targets.iter().map(|t| t.units.len()).sum();
             return;
         };
-        let mut st = lock(&inner.state);
-        let gone: Vec<DirKey> = st
-            .by_dir
-            .keys()
-            .filter(|k| !desired.contains_key(*k))
-            .cloned()
-            .collect();
-        for dir in gone {
-            if let Some(wd) = st.by_dir.remove(&dir) {
-                st.by_wd.remove(&wd);
+        let mut guard = lock(&inner.state);
+        let st = &mut *guard;
+        // What is watched and still wanted stays; what no longer is, is let go.
+        let mut have: HashSet<PathBuf> = HashSet::with_capacity(st.by_wd.len());
+        st.by_wd.retain(|&wd, w| {
+            let path = w.path_in(&st.rels);
+            if desired.contains_key(&path) {
+                have.insert(path);
+                true
+            } else {
                 let _ = inotify::remove_watch(&inner.fd, wd);
+                false
             }
-        }
-        let mut unwatched: HashSet<UnitKey> = HashSet::new();
+        });
+        let mut unwatched: HashSet<(&Path, &Path)> = HashSet::new();
         let mut partial: HashSet<PathBuf> = HashSet::new();
         let mut limit = false;
-        for (dir, owner) in desired {
-            if st.by_dir.contains_key(&dir) {
+        for (dir, owner) in &desired {
+            if have.contains(dir) {
                 continue;
             }
             let miss = |unwatched: &mut HashSet<_>, partial: &mut HashSet<PathBuf>| {
-                if let Watched::Unit { unit, .. } = &owner {
-                    unwatched.insert(unit.clone());
+                if let Watched::Unit { target, unit, .. } = owner {
+                    unwatched.insert((&**target, *unit));
                 }
                 partial.insert(owner.target().to_path_buf());
             };
@@ -436,15 +437,19 @@ impl Tracker {
                 miss(&mut unwatched, &mut partial);
                 continue;
             }
-            match inotify::add_watch(&inner.fd, owner.path(), watch_flags(&owner)) {
+            match inotify::add_watch(&inner.fd, dir, watch_flags(owner)) {
                 Ok(wd) => {
-                    if let Watched::Unit { unit, .. } = &owner
-                        && !st.unsure.contains(&*unit.0)
+                    let Some(held) = owner.map(|p| st.rels.add(p)) else {
+                        let _ = inotify::remove_watch(&inner.fd, wd);
+                        miss(&mut unwatched, &mut partial);
+                        continue;
+                    };
+                    if let Watched::Unit { target, .. } = owner
+                        && !st.unsure.contains(&**target)
                     {
-                        st.unsure.insert(unit.0.to_path_buf());
+                        st.unsure.insert(target.to_path_buf());
                     }
-                    st.by_dir.insert(dir, wd);
-                    st.by_wd.insert(wd, owner);
+                    st.by_wd.insert(wd, held);
                 }
                 Err(e) => {
                     if e == rustix::io::Errno::NOSPC {
@@ -457,6 +462,10 @@ impl Tracker {
                 }
             }
         }
+        // Dead paths past half the table: made again with only the live ones.
+        if st.rels.len() > 2 * super::watches::live_bytes(&st.by_wd) + 64 * 1024 {
+            (st.by_wd, st.rels) = super::watches::compacted(&st.by_wd, &st.rels);
+        }
         // Every unit has one fingerprint dir watch (a build-script run has a second): counted
         // by those, without collecting the units.
         self.stats.watched_units = st
@@ -464,14 +473,17 @@ impl Tracker {
             .values()
             .filter(|w| match w {
                 Watched::Unit {
-                    unit, run: None, ..
-                } => !unwatched.contains(unit),
+                    target,
+                    unit,
+                    run: None,
+                    ..
+                } => !unwatched.contains(&(&**target, st.rels.get(*unit))),
                 _ => false,
             })
             .count();
         self.stats.unwatched_units = unwatched.len();
         self.stats.watch_limit_reached |= limit;
-        drop(st);
+        drop(guard);
         self.partial = partial;
         let whole: HashSet<&PathBuf> = targets
             .iter()
@@ -484,15 +496,15 @@ impl Tracker {
         }
     }
 
-    /// Moves the watched dirs' paths into fresh allocations, side by side. Made while a walk
-    /// ran, they lie among its freed buffers and keep those pages resident; moved, the pages
-    /// go back to the kernel (at 10,000 units, about 4 MiB).
+    /// Makes the watches again in fresh memory: the units' dirs in a table of exactly theirs,
+    /// the few shared paths (target dirs, profiles) in fresh allocations. Made while a walk
+    /// ran, what the watches hold lies among its freed buffers and keeps those pages resident;
+    /// moved, the pages go back to the kernel.
     pub fn rehome(&self) {
         let Some(inner) = &self.inner else { return };
-        let mut st = lock(&inner.state);
-        let (by_wd, by_dir) = super::watches::rehomed(std::mem::take(&mut st.by_wd));
-        st.by_dir = by_dir;
-        st.by_wd = by_wd;
+        let mut guard = lock(&inner.state);
+        let st = &mut *guard;
+        (st.by_wd, st.rels) = super::watches::compacted(&st.by_wd, &st.rels);
     }
 
     /// When this process started watching `target` whole, so that its last uses since are
@@ -615,13 +627,45 @@ mod tests {
             .by_wd
             .iter()
             .map(|(wd, w)| {
-                assert_eq!(st.by_dir.get(&w.dir()), Some(wd));
-                format!("{} {w:?}", w.path().display())
+                let w = w.map(|r| Some(st.rels.get(*r))).unwrap();
+                format!("{wd} {} {w:?}", w.path().display())
             })
             .collect();
         all.sort();
-        assert_eq!(all.len(), st.by_dir.len());
         all
+    }
+
+    #[test]
+    fn units_gone_leave_their_paths_until_the_table_is_made_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = target(tmp.path(), 20);
+        let uses = Arc::new(Mutex::new(LastUse::default()));
+        let mut tracker = Tracker::new(uses, true);
+        tracker.sync(std::slice::from_ref(&t), SystemTime::now());
+        let mut fewer = t.clone();
+        fewer.units.truncate(5);
+        tracker.sync(std::slice::from_ref(&fewer), SystemTime::now());
+        let kept = watches(&tracker);
+        assert_eq!(tracker.stats().watched_units, 5);
+        let live = |tracker: &Tracker| {
+            let st = lock(&tracker.inner.as_ref().unwrap().state);
+            (st.rels.len(), super::super::watches::live_bytes(&st.by_wd))
+        };
+        let (held, live_now) = live(&tracker);
+        assert!(
+            held > live_now,
+            "the 15 units gone are dead bytes: {held} vs {live_now}"
+        );
+        tracker.rehome();
+        assert_eq!(live(&tracker), (live_now, live_now));
+        assert_eq!(watches(&tracker), kept);
+        // The units that came back are watched again, under their own paths.
+        tracker.sync(std::slice::from_ref(&t), SystemTime::now());
+        assert_eq!(tracker.stats().watched_units, 20);
+        for u in &t.units {
+            let dir = t.path.join(&u.fingerprint_dir).display().to_string();
+            assert!(watches(&tracker).iter().any(|w| w.contains(&dir)), "{dir}");
+        }
     }
 
     #[test]
@@ -643,11 +687,13 @@ mod tests {
                 .by_wd
                 .values()
                 .filter_map(|w| match w {
-                    Watched::Unit { unit, .. } => Some(Arc::as_ptr(&unit.0)),
+                    Watched::Unit { target, .. } => Some(Arc::as_ptr(target)),
                     _ => None,
                 })
                 .collect();
             assert_eq!(held.len(), 1);
+            // And the units' dirs take one table holding nothing else.
+            assert_eq!(st.rels.len(), super::super::watches::live_bytes(&st.by_wd));
         }
         // And they still mean what they meant: a write in a unit's dir names that unit (once
         // a walk measured it with its watch in place).

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -47,65 +48,148 @@ impl Parent {
     }
 }
 
-/// A watched dir: (target dir, the dir relative to it), shared with the watch's own keys. The
-/// daemon holds one per watch for as long as it runs: the absolute path is never held, only
-/// joined when the kernel needs it.
-pub(super) type DirKey = (Arc<Path>, Arc<Path>);
+/// A path relative to a target dir, held in the tracker's [`Rels`]: where its bytes are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Rel {
+    at: u32,
+    len: u32,
+}
 
-/// Whose a watched dir is.
+/// The relative paths of the units' watched dirs, side by side in one buffer.
+///
+/// The daemon holds one per unit (two for a build-script run) for as long as it runs. As
+/// 10,000 separate allocations, each made among a walk's freed buffers, they kept about 1,200
+/// pages resident at 10,000 units (4.7 MiB, one path to a page), however they were moved: the
+/// allocator fills the smallest holes first. Here they take one buffer. A watch removed leaves
+/// its bytes until the table is made again ([`compacted`]), at every re-homing and whenever
+/// most of it is dead.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Rels {
+    bytes: Vec<u8>,
+}
+
+impl Rels {
+    /// Adds a path; `None` once the table would pass 4 GiB (the watch is then not made: its
+    /// unit falls back to access times, as beyond the watch limit).
+    pub(super) fn add(&mut self, path: &Path) -> Option<Rel> {
+        let bytes = path.as_os_str().as_bytes();
+        let at = u32::try_from(self.bytes.len()).ok()?;
+        let len = u32::try_from(bytes.len()).ok()?;
+        at.checked_add(len)?;
+        self.bytes.extend_from_slice(bytes);
+        Some(Rel { at, len })
+    }
+
+    pub(super) fn get(&self, rel: Rel) -> &Path {
+        let (at, len) = (rel.at as usize, rel.len as usize);
+        Path::new(OsStr::from_bytes(
+            self.bytes.get(at..at + len).unwrap_or(&[]),
+        ))
+    }
+
+    /// Bytes held, live or dead.
+    pub(super) fn len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+/// Whose a watched dir is. `R` is how a unit's dirs are held: in [`Rels`] by the tracker, as
+/// paths while the watches wanted are worked out.
 #[derive(Clone, Debug)]
-pub(super) enum Watched {
-    /// A target dir itself (relative to itself, the empty path): a profile dir created or
-    /// removed there changes it.
-    Target(DirKey),
+pub(super) enum Watched<R = Rel> {
+    /// A target dir itself: a profile dir created or removed there changes it.
+    Target(Arc<Path>),
     Profile(ProfileKey),
     /// A dir where a build creates new units' dirs (the dir, relative to the target dir): a
     /// creation there in a build's window is that build's use of the new unit.
     Units(ProfileKey, Parent, Arc<Path>),
     Unit {
-        unit: UnitKey,
+        target: Arc<Path>,
+        /// The fingerprint dir, relative to the target dir.
+        unit: R,
         /// The profile, relative to the target dir.
         profile: Arc<Path>,
         /// A build-script run's dir (relative to the target dir), when that is the dir watched
         /// rather than the fingerprint dir.
-        run: Option<Arc<Path>>,
+        run: Option<R>,
     },
 }
 
-impl Watched {
+impl<R> Watched<R> {
     /// The target dir it is in.
     pub(super) fn target(&self) -> &Arc<Path> {
         match self {
-            Watched::Target((t, _)) | Watched::Profile((t, _)) | Watched::Units((t, _), ..) => t,
-            Watched::Unit { unit, .. } => &unit.0,
+            Watched::Target(t)
+            | Watched::Profile((t, _))
+            | Watched::Units((t, _), ..)
+            | Watched::Unit { target: t, .. } => t,
         }
     }
 
-    /// The dir watched.
-    pub(super) fn dir(&self) -> DirKey {
-        match self {
-            Watched::Target(key) | Watched::Profile(key) => key.clone(),
-            Watched::Units((t, _), _, dir) => (t.clone(), dir.clone()),
-            Watched::Unit { unit, run, .. } => {
-                (unit.0.clone(), run.as_ref().unwrap_or(&unit.1).clone())
+    /// The same watch with its unit's dirs held as `f` gives them (`None` from `f`: none).
+    pub(super) fn map<S>(&self, f: impl FnMut(&R) -> Option<S>) -> Option<Watched<S>> {
+        self.map_with(Arc::clone, f)
+    }
+
+    /// [`Watched::map`], with the shared paths (target dir, profile, dir of units) as `share`
+    /// gives them.
+    fn map_with<S>(
+        &self,
+        mut share: impl FnMut(&Arc<Path>) -> Arc<Path>,
+        mut f: impl FnMut(&R) -> Option<S>,
+    ) -> Option<Watched<S>> {
+        Some(match self {
+            Watched::Target(t) => Watched::Target(share(t)),
+            Watched::Profile((t, p)) => Watched::Profile((share(t), share(p))),
+            Watched::Units((t, p), parent, dir) => {
+                Watched::Units((share(t), share(p)), parent.clone(), share(dir))
             }
-        }
+            Watched::Unit {
+                target,
+                unit,
+                profile,
+                run,
+            } => Watched::Unit {
+                target: share(target),
+                unit: f(unit)?,
+                profile: share(profile),
+                run: match run {
+                    Some(r) => Some(f(r)?),
+                    None => None,
+                },
+            },
+        })
     }
 
-    /// The dir watched, as the kernel is given it.
+    fn path_with<'a>(&'a self, get: impl Fn(&'a R) -> &'a Path) -> PathBuf {
+        let rel: &Path = match self {
+            Watched::Target(_) => return self.target().to_path_buf(),
+            Watched::Profile((_, p)) => p,
+            Watched::Units(_, _, dir) => dir,
+            Watched::Unit { unit, run, .. } => get(run.as_ref().unwrap_or(unit)),
+        };
+        self.target().join(rel)
+    }
+}
+
+impl<R: AsRef<Path>> Watched<R> {
+    /// The dir watched.
     pub(super) fn path(&self) -> PathBuf {
-        let (target, rel) = self.dir();
-        if rel.as_os_str().is_empty() {
-            target.to_path_buf()
-        } else {
-            target.join(rel)
-        }
+        self.path_with(AsRef::as_ref)
+    }
+}
+
+impl Watched {
+    /// The dir watched, as the kernel is given it.
+    pub(super) fn path_in(&self, rels: &Rels) -> PathBuf {
+        self.path_with(|r| rels.get(*r))
     }
 }
 
 /// What an event in a watched dir means to the build windows, if anything.
 pub(super) fn meaning(
     watched: &Watched,
+    rels: &Rels,
     flags: ReadFlags,
     name: &OsStr,
 ) -> Option<(ProfileKey, Event<UnitKey>)> {
@@ -138,8 +222,14 @@ pub(super) fn meaning(
             };
             Some((profile.clone(), event))
         }
-        Watched::Unit { unit, profile, run } => {
+        Watched::Unit {
+            target,
+            unit,
+            profile,
+            run,
+        } => {
             let run_dir = run.is_some();
+            let unit = || (target.clone(), Arc::from(rels.get(*unit)));
             let signal = if run_dir {
                 names::is_run_use_signal(name)
             } else {
@@ -151,23 +241,23 @@ pub(super) fn meaning(
                     | ReadFlags::MOVED_TO
                     | ReadFlags::CLOSE_WRITE,
             ) {
-                Event::Write(unit.clone())
+                Event::Write(unit())
             } else if flags.contains(ReadFlags::OPEN) && signal {
-                Event::Signal(unit.clone())
+                Event::Signal(unit())
             } else if flags.contains(ReadFlags::CLOSE_NOWRITE)
                 && names::is_read_by_readers_only(name, run_dir)
             {
-                Event::Reader(unit.clone())
+                Event::Reader(unit())
             } else {
                 return None;
             };
-            Some(((unit.0.clone(), profile.clone()), event))
+            Some(((target.clone(), profile.clone()), event))
         }
     }
 }
 
 /// What is watched for in a dir of `owner`'s (never through a symlink, directories only).
-pub(super) fn watch_flags(owner: &Watched) -> WatchFlags {
+pub(super) fn watch_flags<R>(owner: &Watched<R>) -> WatchFlags {
     let base = WatchFlags::ONLYDIR | WatchFlags::DONT_FOLLOW;
     match owner {
         Watched::Target(_) => {
@@ -197,17 +287,29 @@ pub(super) fn watch_flags(owner: &Watched) -> WatchFlags {
 
 /// The watches by descriptor: what each watched dir is.
 pub(super) type ByWd = HashMap<i32, Watched>;
-/// The watches by dir.
-pub(super) type ByDir = HashMap<DirKey, i32>;
 
-/// The watches (by descriptor) with every path moved into a fresh allocation, each shared as
-/// before, and the index by dir made again: see `Tracker::rehome`.
-///
-/// The old watches are dropped only once every new one is made. Freed as the move went, each
-/// old path would be handed straight back (the allocator reuses a chunk just freed for the next
-/// of its size) and the new paths would lie where the old ones did, scattered one to a page.
-pub(super) fn rehomed(old: ByWd) -> (ByWd, ByDir) {
-    // Each path once, as before: keyed by the allocation it is moved from.
+/// The bytes of the units' dirs the watches name: what [`compacted`] keeps of their table.
+pub(super) fn live_bytes(by_wd: &ByWd) -> usize {
+    by_wd
+        .values()
+        .map(|w| match w {
+            Watched::Unit { unit, run, .. } => {
+                unit.len as usize + run.map_or(0, |r| r.len as usize)
+            }
+            _ => 0,
+        })
+        .sum()
+}
+
+/// The watches with their units' dirs in a fresh table holding only theirs, and every shared
+/// path moved into a fresh allocation, shared as before: see `Tracker::rehome`. The old watches
+/// are dropped only once every new one is made (freed as the move went, each new path would
+/// take the chunk its old one just left).
+pub(super) fn compacted(old: &ByWd, rels: &Rels) -> (ByWd, Rels) {
+    let mut fresh_rels = Rels {
+        bytes: Vec::with_capacity(live_bytes(old)),
+    };
+    // Each shared path once, as before: keyed by the allocation it is moved from.
     let mut fresh: HashMap<usize, Arc<Path>> = HashMap::new();
     let mut again = |a: &Arc<Path>| -> Arc<Path> {
         fresh
@@ -216,23 +318,11 @@ pub(super) fn rehomed(old: ByWd) -> (ByWd, ByDir) {
             .clone()
     };
     let mut by_wd = HashMap::with_capacity(old.len());
-    let mut by_dir = HashMap::with_capacity(old.len());
-    for (&wd, w) in &old {
-        let w = match w {
-            Watched::Target((t, rel)) => Watched::Target((again(t), again(rel))),
-            Watched::Profile((t, p)) => Watched::Profile((again(t), again(p))),
-            Watched::Units((t, p), parent, dir) => {
-                Watched::Units((again(t), again(p)), parent.clone(), again(dir))
-            }
-            Watched::Unit { unit, profile, run } => Watched::Unit {
-                unit: (again(&unit.0), again(&unit.1)),
-                profile: again(profile),
-                run: run.as_ref().map(&mut again),
-            },
-        };
-        by_dir.insert(w.dir(), wd);
-        by_wd.insert(wd, w);
+    for (&wd, w) in old {
+        // Copied from one table into a smaller one, it fits; a package's name is copied too.
+        if let Some(w) = w.map_with(&mut again, |r| fresh_rels.add(rels.get(*r))) {
+            by_wd.insert(wd, w);
+        }
     }
-    drop(old);
-    (by_wd, by_dir)
+    (by_wd, fresh_rels)
 }
