@@ -133,6 +133,9 @@ impl Units {
         let key = |r: &Row| keys.get(r.at..r.at + r.len).unwrap_or("");
         rows.sort_by(|a, b| key(a).cmp(key(b)));
         rows.dedup_by(|b, a| key(a) == key(b));
+        // Held until the next refresh: no room for twice as many (a vector grows by doubling).
+        keys.shrink_to_fit();
+        rows.shrink_to_fit();
         units
     }
 
