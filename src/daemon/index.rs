@@ -20,7 +20,7 @@ use cachekeeper_sys::progress::Progress;
 /// come in bursts; a refresh waits for the build's lock to be let go anyway).
 pub(super) const SETTLE: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// Units a refresh looks at before what it leaves is moved into fresh memory (see
+/// Units a refresh looks at before the watches are made again in fresh memory (see
 /// [`Daemon::measured`]), as after every full walk: a target dir walked whole. Below, what it
 /// allocated is little, and the move would cost a build's refresh more than it gives back.
 const REHOME_AFTER: usize = 1000;
@@ -243,16 +243,11 @@ impl Daemon {
         // The walk's buffers and the old index are freed by now; give them back.
         cachekeeper_sys::os::memory::release_free();
         if full || self.index.last_units().0 >= REHOME_AFTER {
-            // What stays (the watches' paths, the last-use record, the view) was allocated
-            // among the walk's buffers, and keeps their pages resident: moved into fresh
-            // memory side by side, those pages go back too.
+            // The watches were made while the walk's buffers were alive: made again now, their
+            // map and their paths' table lie side by side, without the paths of units gone.
+            // (Moving the last-use record or the view as well gave nothing back, measured:
+            // they are a few large buffers, and small allocations are not gathered by a move.)
             lock(&self.tracker).rehome();
-            {
-                let mut uses = lock(&self.uses);
-                let fresh = uses.clone();
-                *uses = fresh;
-            }
-            self.view = self.view.clone();
             cachekeeper_sys::os::memory::release_free();
         }
         for w in r.waiters {

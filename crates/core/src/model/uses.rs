@@ -233,20 +233,6 @@ impl LastUse {
         self.targets.get(target)?.get(&Units::key_of(unit))
     }
 
-    /// Only the records of `targets` (what a CLI beside the daemon asks for).
-    #[must_use]
-    pub fn only(&self, targets: &[PathBuf]) -> LastUse {
-        LastUse {
-            targets: self
-                .targets
-                .iter()
-                .filter(|(t, _)| targets.contains(t))
-                .map(|(t, u)| (t.clone(), u.clone()))
-                .collect(),
-            dirty: false,
-        }
-    }
-
     #[must_use]
     pub(crate) fn first_seen(&self, target: &Path, unit: &Path) -> Option<SystemTime> {
         Some(time(self.seen(target, unit)?.first))
