@@ -47,6 +47,7 @@ pub fn guard(
             floor,
             std::sync::Arc::clone(ctx.progress),
             mode,
+            &|| false,
         ));
         ctx.progress.done();
         if !dry_run {

@@ -37,6 +37,17 @@ pub fn step_summary(passes: &[Pass], exit_code: Option<i32>) {
     }
 }
 
+/// Whether the child `pid` has exited, without reaping it (its status stays `wait`'s).
+fn exited(pid: rustix::process::Pid) -> bool {
+    rustix::process::waitid(
+        rustix::process::WaitId::Pid(pid),
+        rustix::process::WaitIdOptions::EXITED
+            | rustix::process::WaitIdOptions::NOHANG
+            | rustix::process::WaitIdOptions::NOWAIT,
+    )
+    .is_ok_and(|status| status.is_some())
+}
+
 /// Runs `command`, checking free space every `interval` and freeing space under it when it
 /// drops below the floor. SIGINT and SIGTERM are passed on to the command (a terminal's Ctrl-C
 /// reaches the whole process group anyway; a CI runner's SIGTERM reaches only us).
@@ -50,7 +61,15 @@ pub async fn watch(
     use tokio::signal::unix::{SignalKind, signal};
     // The command's output owns the terminal: passes show no progress.
     let hidden = Arc::new(Progress::hidden());
-    let first = pass(config, roots, floor, Arc::clone(&hidden), Mode::Execute).await;
+    let first = pass(
+        config,
+        roots,
+        floor,
+        Arc::clone(&hidden),
+        Mode::Execute,
+        &|| false,
+    )
+    .await;
     let docker = first.buildkit.root_dir.clone();
     let mut passes = vec![first];
     let mut term = signal(SignalKind::terminate())?;
@@ -61,6 +80,7 @@ pub async fn watch(
     let pid = child
         .id()
         .and_then(|id| rustix::process::Pid::from_raw(i32::try_from(id).ok()?));
+    let ended = move || pid.is_some_and(exited);
     let forward = |sig| {
         if let Some(pid) = pid {
             let _ = rustix::process::kill_process(pid, sig);
@@ -90,7 +110,7 @@ pub async fn watch(
                 if !fs.iter().all(FsFree::holds) {
                     held = false;
                     tracing::warn!("free space under the floor while the command runs: freeing space");
-                    passes.push(pass(config, roots, floor, Arc::clone(&hidden), Mode::Execute).await);
+                    passes.push(pass(config, roots, floor, Arc::clone(&hidden), Mode::Execute, &ended).await);
                 }
             }
         }
@@ -111,4 +131,35 @@ pub async fn watch(
         min_free_bytes: min_free,
         held,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_child_that_exited_is_seen_and_left_for_wait() {
+        let pid = |c: &std::process::Child| {
+            rustix::process::Pid::from_raw(i32::try_from(c.id()).unwrap()).unwrap()
+        };
+        let mut running = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        assert!(!super::exited(pid(&running)));
+        running.kill().unwrap();
+        running.wait().unwrap();
+        let mut done = std::process::Command::new("sh")
+            .args(["-c", "exit 3"])
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !super::exited(pid(&done)) {
+            assert!(std::time::Instant::now() < deadline, "never seen to exit");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(
+            done.wait().unwrap().code(),
+            Some(3),
+            "its status is still there"
+        );
+    }
 }

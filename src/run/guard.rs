@@ -88,13 +88,16 @@ fn freed_on_each_fs(
 }
 
 /// Runs one pass against `floor` over `roots`; `progress` shows the measurement and one line
-/// per phase.
+/// per phase. No phase starts once `ended` says the watched command has exited: the command
+/// may have let go of cargo's lock just before the measurement, and its profile then looked
+/// free to clean although the guard's job (space while it runs) was over.
 pub async fn pass(
     config: &Config,
     roots: &[PathBuf],
     floor: SizeSpec,
     progress: Arc<Progress>,
     mode: Mode,
+    ended: &(dyn Fn() -> bool + Send + Sync),
 ) -> Pass {
     let (snapshot, engine) =
         super::measure(config, roots, Sides::BOTH, &progress, None, None).await;
@@ -119,7 +122,7 @@ pub async fn pass(
         let snapshot = Arc::new(snapshot);
         let mut freed_by_dev: Vec<(u64, u64)> = Vec::new();
         for phase in decided.phases {
-            if after.iter().all(FsFree::holds) {
+            if after.iter().all(FsFree::holds) || ended() {
                 break;
             }
             progress.say(&format!(
