@@ -115,11 +115,15 @@ fn the_image_gets_healthy_cleans_what_is_mounted_prunes_by_budget_and_stops_clea
     // What is asserted is `run-now`'s own report, so no other run may come first. With the
     // default min-free (10%), a host short of free space (CI's had 9% left) makes the daemon
     // clean on pressure as it starts, and `run-now` then finds nothing left: right for the
-    // daemon, wrong for this test. The pod test below runs the shipped config, min-free included.
+    // daemon, wrong for this test. So does the schedule (03:00 in the image's UTC, when CI may
+    // be running). The pod test below runs the shipped config, both included.
     std::fs::write(
         &config,
-        "[cargo]\nroots = [\"/work\"]\n[buildkit]\nbudget = \"1 B\"\nmin-age = \"0s\"\n\
-         [disk]\nmin-free = \"none\"\n",
+        format!(
+            "[cargo]\nroots = [\"/work\"]\n[buildkit]\nbudget = \"1 B\"\nmin-age = \"0s\"\n\
+             [disk]\nmin-free = \"none\"\n[daemon]\nschedule = \"{}\"\n",
+            crate::running::far_schedule(0)
+        ),
     )
     .unwrap();
 

@@ -608,10 +608,21 @@ fn the_daemon_runs_on_the_built_in_defaults_with_the_engine_up() {
     } else {
         ""
     };
+    // So would the built-in schedule (03:00 here, 21:30 UTC): only when it is about to fire is
+    // it moved, and said.
+    let schedule = if crate::running::built_in_schedule_is_near(crate::running::KOLKATA) {
+        eprintln!("note: the built-in schedule is about to fire: it is moved in this test");
+        format!(
+            "schedule = \"{}\"\n",
+            crate::running::far_schedule(crate::running::KOLKATA)
+        )
+    } else {
+        String::new()
+    };
     std::fs::write(
         f.dir.path().join("cachekeeper.toml"),
         format!(
-            "[cargo]\nroots = [{:?}]\n[daemon]\nstate-dir = \"{}\"\nsocket = \"{}\"\n{pressure}",
+            "[cargo]\nroots = [{:?}]\n[daemon]\nstate-dir = \"{}\"\nsocket = \"{}\"\n{schedule}{pressure}",
             f.ws.to_str().unwrap(),
             f.dir.path().join("state").display(),
             f.dir.path().join("run/ck.sock").display(),

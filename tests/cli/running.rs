@@ -26,13 +26,48 @@ pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
-/// The `[daemon]` section for a fixture: its own state dir and socket, quick polling.
+/// The `[daemon]` section for a fixture: its own state dir and socket, quick polling, and
+/// (unless `extra` sets one) a schedule that cannot fire while the test runs.
 pub fn daemon_section(f: &Fixture, extra: &str) -> String {
+    let schedule = if extra.contains("schedule =") {
+        String::new()
+    } else {
+        format!("schedule = \"{}\"\n", far_schedule(KOLKATA))
+    };
     format!(
-        "[daemon]\nstate-dir = \"{}\"\nsocket = \"{}\"\npoll-interval = \"1s\"\nmin-interval = \"1s\"\nrescan-interval = \"1h\"\nstop-timeout = \"15s\"\nschedule-jitter = \"0s\"\n{extra}",
+        "[daemon]\nstate-dir = \"{}\"\nsocket = \"{}\"\npoll-interval = \"1s\"\nmin-interval = \"1s\"\nrescan-interval = \"1h\"\nstop-timeout = \"15s\"\nschedule-jitter = \"0s\"\n{schedule}{extra}",
         f.dir.path().join("state").display(),
         f.dir.path().join("run/ck.sock").display()
     )
+}
+
+/// The offset from UTC of the time zone the tests' daemons run in (`TZ=Asia/Kolkata`, which
+/// has no daylight saving time).
+pub const KOLKATA: u64 = 5 * 3600 + 30 * 60;
+
+/// A daily schedule 12 hours from now, for a daemon whose local time is UTC plus `offset`
+/// seconds. The built-in "0 3 * * *" fires at 21:30 UTC in the tests' time zone, and CI may be
+/// running then: a scheduled run in mid-test is a run that no assertion expects (and on the
+/// machine's engine, a real prune).
+pub fn far_schedule(offset: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let then = now + offset + 12 * 3600;
+    format!("{} {} * * *", then / 60 % 60, then / 3600 % 24)
+}
+
+/// Whether the built-in schedule ("0 3 * * *", up to 10 minutes later by `schedule-jitter`)
+/// fires within the hour, for a daemon whose local time is UTC plus `offset` seconds.
+pub fn built_in_schedule_is_near(offset: u64) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let local = (now + offset) % 86_400;
+    // From an hour before 03:00 to a few minutes after 03:10.
+    (2 * 3600..3 * 3600 + 15 * 60).contains(&local)
 }
 
 impl Daemon {

@@ -270,14 +270,16 @@ impl Fixture {
             format!("{sections}\n{}", buildkit_section())
         };
         // Its own state dir and socket, never the machine's: a `clean` records its run there, and
-        // a daemon a developer runs is never asked.
+        // a daemon a developer runs is never asked. A daemon started on it never runs on its
+        // schedule in mid-test (`far_schedule`).
         let sections = if sections.contains("[daemon]") {
             sections
         } else {
             format!(
-                "{sections}\n[daemon]\nstate-dir = {:?}\nsocket = {:?}\n",
+                "{sections}\n[daemon]\nstate-dir = {:?}\nsocket = {:?}\nschedule = {:?}\n",
                 self.dir.path().join("state").to_str().unwrap(),
-                self.dir.path().join("run/ck.sock").to_str().unwrap()
+                self.dir.path().join("run/ck.sock").to_str().unwrap(),
+                crate::running::far_schedule(crate::running::KOLKATA)
             )
         };
         let text = format!("[cargo]\n{body}\n[disk]\nmin-free = \"none\"\n{sections}\n");
