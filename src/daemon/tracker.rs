@@ -228,8 +228,11 @@ impl Inner {
             ),
             Parent::Package(_) => return,
         };
-        // A dir watched already gives its watch's descriptor, which keeps what it is.
-        if let Ok(wd) = inotify::add_watch(&self.fd, owner.path(), watch_flags(&owner))
+        // A dir watched already (a sync may watch it before its creation is read) keeps its
+        // watch: `MASK_CREATE` refuses rather than replace the mask; where the kernel (< 4.18)
+        // ignores it, the watch's descriptor comes back and at least its meaning stays.
+        let flags = watch_flags(&owner) | inotify::WatchFlags::MASK_CREATE;
+        if let Ok(wd) = inotify::add_watch(&self.fd, owner.path(), flags)
             && !st.by_wd.contains_key(&wd)
             && let Some(owner) = owner.map(|p| st.rels.add(p))
         {
@@ -633,6 +636,57 @@ mod tests {
             .collect();
         all.sort();
         all
+    }
+
+    /// The kernel's event mask of watch `wd`, from the inotify fd's `fdinfo`.
+    fn mask(t: &Tracker, wd: i32) -> String {
+        use std::os::fd::AsRawFd;
+        let fd = t.inner.as_ref().unwrap().fd.as_raw_fd();
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
+        let line = info
+            .lines()
+            .find(|l| l.starts_with(&format!("inotify wd:{wd:x} ")))
+            .unwrap();
+        line.split(' ')
+            .find(|f| f.starts_with("mask:"))
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn a_dir_followed_that_is_watched_already_keeps_its_watch_and_its_mask() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = target(tmp.path(), 1);
+        let mut tracker = Tracker::new(Arc::new(Mutex::new(LastUse::default())), true);
+        tracker.sync(std::slice::from_ref(&t), SystemTime::now());
+        let before = watches(&tracker);
+        let unit = &t.units[0].fingerprint_dir;
+        let inner = tracker.inner.as_ref().unwrap();
+        let wd = {
+            let st = lock(&inner.state);
+            let dir = t.path.join(unit);
+            *st.by_wd
+                .iter()
+                .find(|(_, w)| w.path_in(&st.rels) == dir)
+                .unwrap()
+                .0
+        };
+        let was = mask(&tracker, wd);
+        // A dir of packages (other flags) whose new entry is that unit's dir: as when a sync
+        // has watched a dir before the event of its creation is read.
+        let target: Arc<Path> = Arc::from(t.path.as_path());
+        let packages = Watched::Units(
+            (target, Arc::from(Path::new("debug"))),
+            Parent::Packages,
+            Arc::from(unit.parent().unwrap()),
+        );
+        inner.follow(
+            &mut lock(&inner.state),
+            &packages,
+            unit.file_name().unwrap(),
+        );
+        assert_eq!(watches(&tracker), before);
+        assert_eq!(mask(&tracker, wd), was);
     }
 
     #[test]
