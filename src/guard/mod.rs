@@ -37,15 +37,18 @@ pub fn step_summary(passes: &[Pass], exit_code: Option<i32>) {
     }
 }
 
-/// Whether the child `pid` has exited, without reaping it (its status stays `wait`'s).
+/// Whether the child `pid` has exited, without reaping it (its status stays `wait`'s). A
+/// child reaped already (`ECHILD`) has exited too.
 fn exited(pid: rustix::process::Pid) -> bool {
-    rustix::process::waitid(
+    match rustix::process::waitid(
         rustix::process::WaitId::Pid(pid),
         rustix::process::WaitIdOptions::EXITED
             | rustix::process::WaitIdOptions::NOHANG
             | rustix::process::WaitIdOptions::NOWAIT,
-    )
-    .is_ok_and(|status| status.is_some())
+    ) {
+        Ok(status) => status.is_some(),
+        Err(e) => e == rustix::io::Errno::CHILD,
+    }
 }
 
 /// Runs `command`, checking free space every `interval` and freeing space under it when it
@@ -147,6 +150,7 @@ mod tests {
         assert!(!super::exited(pid(&running)));
         running.kill().unwrap();
         running.wait().unwrap();
+        assert!(super::exited(pid(&running)), "reaped, it has exited");
         let mut done = std::process::Command::new("sh")
             .args(["-c", "exit 3"])
             .spawn()

@@ -50,22 +50,21 @@ pub const KOLKATA: u64 = 5 * 3600 + 30 * 60;
 /// running then: a scheduled run in mid-test is a run that no assertion expects (and on the
 /// machine's engine, a real prune).
 pub fn far_schedule(offset: u64) -> String {
-    let now = std::time::SystemTime::now()
+    let then = unix_now() + offset + 12 * 3600;
+    format!("{} {} * * *", then / 60 % 60, then / 3600 % 24)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs();
-    let then = now + offset + 12 * 3600;
-    format!("{} {} * * *", then / 60 % 60, then / 3600 % 24)
+        .as_secs()
 }
 
 /// Whether the built-in schedule ("0 3 * * *", up to 10 minutes later by `schedule-jitter`)
 /// fires within the hour, for a daemon whose local time is UTC plus `offset` seconds.
 pub fn built_in_schedule_is_near(offset: u64) -> bool {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let local = (now + offset) % 86_400;
+    let local = (unix_now() + offset) % 86_400;
     // From an hour before 03:00 to a few minutes after 03:10.
     (2 * 3600..3 * 3600 + 15 * 60).contains(&local)
 }

@@ -87,7 +87,7 @@ impl Units {
     }
 
     fn key(&self, row: &Row) -> &str {
-        self.keys.get(row.at..row.at + row.len).unwrap_or("")
+        key_in(&self.keys, row)
     }
 
     fn find(&self, key: &str) -> Result<usize, usize> {
@@ -130,9 +130,8 @@ impl Units {
             });
         }
         let Units { keys, rows } = &mut units;
-        let key = |r: &Row| keys.get(r.at..r.at + r.len).unwrap_or("");
-        rows.sort_by(|a, b| key(a).cmp(key(b)));
-        rows.dedup_by(|b, a| key(a) == key(b));
+        rows.sort_by(|a, b| key_in(keys, a).cmp(key_in(keys, b)));
+        rows.dedup_by(|b, a| key_in(keys, a) == key_in(keys, b));
         // Held until the next refresh: no room for twice as many (a vector grows by doubling).
         keys.shrink_to_fit();
         rows.shrink_to_fit();
@@ -142,6 +141,11 @@ impl Units {
     fn len(&self) -> usize {
         self.rows.len()
     }
+}
+
+/// A row's key in `keys` (the table's string, borrowed apart from its rows while they sort).
+fn key_in<'k>(keys: &'k str, row: &Row) -> &'k str {
+    keys.get(row.at..row.at + row.len).unwrap_or("")
 }
 
 impl Serialize for Units {
